@@ -1,0 +1,108 @@
+"""The ``smartmarket`` command: global options, command registration and one-line error reporting."""
+
+from __future__ import annotations
+
+import sys
+from importlib import import_module
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from smartmarket import __version__
+from smartmarket.cli.context import AppContext, err_console
+from smartmarket.core.config import Settings
+from smartmarket.core.errors import SmartMarketError
+
+app = typer.Typer(
+    name="smartmarket",
+    help="SmartMarket: ML-driven crypto trading signals, measured and reproducible.\n\n"
+    "Example: smartmarket demo",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# Each module defines ``register(app)``; one command group per module keeps files small.
+COMMAND_MODULES = (
+    "smartmarket.cli.demo",
+    "smartmarket.cli.ingest",
+    "smartmarket.cli.generate",
+    "smartmarket.cli.candles",
+    "smartmarket.cli.migrate",
+    "smartmarket.cli.bench",
+    "smartmarket.cli.features",
+)
+
+_debug = False
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"smartmarket {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            envvar="SMARTMARKET_STORE",
+            help="Store URL: duckdb:///file.duckdb (default, under SMARTMARKET_HOME), "
+            "postgresql://user@host:5432/db, questdb://host:9000.",
+        ),
+    ] = None,
+    home: Annotated[
+        Path | None,
+        typer.Option("--home", envvar="SMARTMARKET_HOME", help="Directory for everything written by default."),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    global _debug
+    _debug = debug
+    overrides: dict[str, object] = {"debug": debug}
+    if store:
+        overrides["store"] = store
+    if home:
+        overrides["home"] = home
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    app_ctx = AppContext(settings=settings)
+    ctx.obj = app_ctx
+    ctx.call_on_close(app_ctx.close)
+
+
+for _module in COMMAND_MODULES:
+    import_module(_module).register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point. Errors print as one line (what, where, what to do) unless ``--debug``."""
+    try:
+        app(args=argv, prog_name="smartmarket")  # standalone: exits itself, usage errors included
+    except SmartMarketError as exc:
+        if _debug:
+            raise
+        err_console.print(f"[bold red]error:[/] {exc.one_line()}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    except Exception as exc:
+        if _debug:
+            raise
+        err_console.print(
+            f"[bold red]error:[/] {type(exc).__name__}: {exc} — run again with --debug for the traceback",
+            highlight=False,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""One exceptions module for the whole package.
+
+Every error carries a *what*, optionally a *where* and a *hint* (what to do), so the CLI can print one
+clear line. ``RetryableError`` marks failures worth retrying (a server briefly away); everything else is
+``FatalError``.
+"""
+
+from __future__ import annotations
+
+
+class SmartMarketError(Exception):
+    """Base class: ``what`` went wrong, ``where`` (file, URL, series) and a ``hint`` for the user."""
+
+    def __init__(self, what: str, *, where: str | None = None, hint: str | None = None) -> None:
+        self.what = what
+        self.where = where
+        self.hint = hint
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        parts = [self.what]
+        if self.where:
+            parts.append(f"at {self.where}")
+        line = " ".join(parts)
+        if self.hint:
+            line += f" — {self.hint}"
+        return line
+
+
+class FatalError(SmartMarketError):
+    """Retrying will not help: bad input, bad configuration, a bug."""
+
+
+class RetryableError(SmartMarketError):
+    """A transient failure (network, a server restarting): the same call may succeed later."""
+
+
+class ConfigError(FatalError):
+    """Settings or a URL that cannot be used."""
+
+
+class DataFormatError(FatalError):
+    """An input file whose format cannot be read or recognised."""
+
+
+class ValidationError(FatalError):
+    """Data that breaks a rule (raised only where rows cannot be quarantined instead)."""
+
+
+class StoreError(FatalError):
+    """A store operation failed for a reason retrying will not fix."""
+
+
+class StoreUnavailableError(RetryableError):
+    """The store server could not be reached."""
+
+
+class NotFoundError(FatalError):
+    """The requested series, model or record does not exist."""
+
+
+__all__ = [
+    "ConfigError",
+    "DataFormatError",
+    "FatalError",
+    "NotFoundError",
+    "RetryableError",
+    "SmartMarketError",
+    "StoreError",
+    "StoreUnavailableError",
+    "ValidationError",
+]

@@ -1,0 +1,256 @@
+"""Immutable, versioned domain events and commands with exact JSON and msgpack round-trips.
+
+Events are facts in the past tense (``CandleClosed``, ``SignalGenerated``, ``OrderFilled``); commands are
+imperative (``SubmitOrder``). Every message carries:
+
+- ``event_id``: unique id (``new_event_id()``; pass a deterministic one where replay must reproduce it),
+- ``ts_event``: when the thing happened, UTC epoch ms (a candle's close time, a fill's time),
+- ``ts_init``: when this object was created, UTC epoch ms,
+- ``correlation_id``: the id shared by a whole causal chain (candle → signal → order → fill),
+- ``causation_id``: the ``event_id`` of the message that directly caused this one (``None`` for roots),
+- ``version``: the schema version of this message type.
+
+Serialised form (both codecs): a flat mapping with ``type`` (the class name) plus every field.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, ClassVar, Literal
+
+import msgpack
+from pydantic import BaseModel, ConfigDict, Field
+
+from smartmarket.core.errors import DataFormatError
+from smartmarket.core.timeutil import now_ms
+from smartmarket.core.types import Timeframe
+
+Direction = Literal["long", "flat", "short"]
+Side = Literal["buy", "sell"]
+
+
+def new_event_id() -> str:
+    """A random unique id (32 hex characters)."""
+    return uuid.uuid4().hex
+
+
+def deterministic_event_id(*parts: object) -> str:
+    """An id derived from ``parts`` only, so a replay regenerates the same id for the same inputs."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, "smartmarket:" + "|".join(map(str, parts))).hex
+
+
+class Message(BaseModel):
+    """Base of every event and command: immutable, strictly typed, versioned."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="constants")
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    event_id: str = Field(default_factory=new_event_id)
+    ts_event: int
+    ts_init: int = Field(default_factory=now_ms)
+    correlation_id: str = ""
+    causation_id: str | None = None
+    version: int = 1
+
+    @property
+    def type_name(self) -> str:
+        return type(self).__name__
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.model_dump(mode="python")
+        if isinstance(data.get("timeframe"), Timeframe):
+            data["timeframe"] = data["timeframe"].value
+        return {"type": self.type_name, **data}
+
+
+class CandleClosed(Message):
+    """A candle closed. ``ts_event`` is its close time; ``ts`` its open time."""
+
+    symbol: str
+    timeframe: Timeframe
+    ts: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+class FeaturesComputed(Message):
+    """The feature vector for one closed candle."""
+
+    symbol: str
+    timeframe: Timeframe
+    ts: int
+    features: dict[str, float]
+
+
+class PredictionMade(Message):
+    """One ensemble member's probabilities for one closed candle."""
+
+    symbol: str
+    timeframe: Timeframe
+    ts: int
+    member: str
+    model_id: str | None = None
+    probabilities: dict[str, float]
+
+
+class SignalGenerated(Message):
+    """The ensemble's signal for one closed candle."""
+
+    symbol: str
+    timeframe: Timeframe
+    ts: int
+    direction: Direction
+    confidence: float
+    strength: str
+    regime: str
+    member_probabilities: dict[str, dict[str, float]] = Field(default_factory=dict)
+    member_weights: dict[str, float] = Field(default_factory=dict)
+    reason: str = ""
+
+
+class SubmitOrder(Message):
+    """Command: place an order (issued by risk after approving a signal)."""
+
+    symbol: str
+    side: Side
+    quantity: float
+    order_type: Literal["market", "limit"] = "market"
+    limit_price: float | None = None
+    client_order_id: str
+
+
+class RiskRejected(Message):
+    """A signal or order was refused by a risk check."""
+
+    symbol: str
+    check: str
+    reason: str
+
+
+class OrderSubmitted(Message):
+    """The broker accepted an order."""
+
+    symbol: str
+    side: Side
+    quantity: float
+    client_order_id: str
+    broker_order_id: str = ""
+
+
+class OrderRejected(Message):
+    """The broker refused an order."""
+
+    symbol: str
+    client_order_id: str
+    reason: str
+
+
+class OrderFilled(Message):
+    """An order (or part of it) was filled."""
+
+    symbol: str
+    side: Side
+    quantity: float
+    price: float
+    fee: float
+    client_order_id: str
+    broker_order_id: str = ""
+
+
+class PositionChanged(Message):
+    """The portfolio's position in a symbol changed."""
+
+    symbol: str
+    quantity: float
+    avg_price: float
+    realized_pnl: float
+    cash: float
+
+
+MESSAGE_TYPES: dict[str, type[Message]] = {
+    cls.__name__: cls
+    for cls in (
+        CandleClosed,
+        FeaturesComputed,
+        PredictionMade,
+        SignalGenerated,
+        SubmitOrder,
+        RiskRejected,
+        OrderSubmitted,
+        OrderRejected,
+        OrderFilled,
+        PositionChanged,
+    )
+}
+
+
+def from_dict(data: dict[str, Any]) -> Message:
+    """Rebuild a message from its serialised mapping (the inverse of ``Message.to_dict``)."""
+    payload = dict(data)
+    type_name = payload.pop("type", None)
+    cls = MESSAGE_TYPES.get(str(type_name))
+    if cls is None:
+        raise DataFormatError(f"unknown event type {type_name!r}", hint="is this log from a newer version?")
+    if payload.get("version", 1) > cls.SCHEMA_VERSION:
+        raise DataFormatError(
+            f"{type_name} has schema version {payload['version']}, this code reads up to {cls.SCHEMA_VERSION}"
+        )
+    return cls.model_validate(payload)
+
+
+def to_json(message: Message) -> str:
+    return json.dumps(message.to_dict(), separators=(",", ":"), allow_nan=True)
+
+
+def from_json(text: str | bytes) -> Message:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise DataFormatError(f"undecodable event JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise DataFormatError("event JSON is not an object")
+    return from_dict(data)
+
+
+def to_msgpack(message: Message) -> bytes:
+    return msgpack.packb(message.to_dict(), use_bin_type=True)
+
+
+def from_msgpack(blob: bytes) -> Message:
+    try:
+        data = msgpack.unpackb(blob, raw=False, strict_map_key=False)
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise DataFormatError(f"undecodable event msgpack: {exc}") from None
+    if not isinstance(data, dict):
+        raise DataFormatError("event msgpack is not a map")
+    return from_dict(data)
+
+
+__all__ = [
+    "MESSAGE_TYPES",
+    "CandleClosed",
+    "Direction",
+    "FeaturesComputed",
+    "Message",
+    "OrderFilled",
+    "OrderRejected",
+    "OrderSubmitted",
+    "PositionChanged",
+    "PredictionMade",
+    "RiskRejected",
+    "Side",
+    "SignalGenerated",
+    "SubmitOrder",
+    "deterministic_event_id",
+    "from_dict",
+    "from_json",
+    "from_msgpack",
+    "new_event_id",
+    "to_json",
+    "to_msgpack",
+]

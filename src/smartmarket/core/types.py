@@ -1,0 +1,135 @@
+"""Domain types: timeframes, symbols, candles.
+
+Time convention, everywhere in SmartMarket: integers of **UTC epoch milliseconds**. A candle's ``ts`` is
+its *open* time; the candle closes at ``ts + timeframe.ms``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+from smartmarket.core.errors import ConfigError
+
+MINUTE_MS = 60_000
+HOUR_MS = 60 * MINUTE_MS
+DAY_MS = 24 * HOUR_MS
+WEEK_MS = 7 * DAY_MS
+# 1970-01-01 was a Thursday; weekly candles (as on Binance) open on Monday 00:00 UTC.
+WEEK_OFFSET_MS = 4 * DAY_MS
+
+
+class Timeframe(str, Enum):
+    """Supported candle timeframes. The value is the canonical spelling (``"1h"``)."""
+
+    M1 = "1m"
+    M3 = "3m"
+    M5 = "5m"
+    M15 = "15m"
+    M30 = "30m"
+    H1 = "1h"
+    H2 = "2h"
+    H4 = "4h"
+    H6 = "6h"
+    H12 = "12h"
+    D1 = "1d"
+    W1 = "1w"
+
+    @property
+    def ms(self) -> int:
+        """Length of one candle in milliseconds."""
+        return _TIMEFRAME_MS[self]
+
+    @property
+    def offset_ms(self) -> int:
+        """Alignment offset of bucket starts from the epoch (non-zero only for weeks, aligned on Monday)."""
+        return WEEK_OFFSET_MS if self is Timeframe.W1 else 0
+
+    def bucket_start(self, ts_ms: int) -> int:
+        """Open time of the candle of this timeframe that contains ``ts_ms``."""
+        off = self.offset_ms
+        return (ts_ms - off) // self.ms * self.ms + off
+
+    def is_aligned(self, ts_ms: int) -> bool:
+        return self.bucket_start(ts_ms) == ts_ms
+
+    def divides(self, other: Timeframe) -> bool:
+        """True when candles of ``self`` tile candles of ``other`` exactly (so ``other`` can be resampled)."""
+        if other.ms % self.ms:
+            return False
+        return (other.offset_ms - self.offset_ms) % self.ms == 0
+
+    @classmethod
+    def parse(cls, text: str | Timeframe) -> Timeframe:
+        if isinstance(text, Timeframe):
+            return text
+        key = text.strip()
+        aliases = {"60m": "1h", "1H": "1h", "4H": "4h", "1D": "1d", "1W": "1w", "24h": "1d", "7d": "1w"}
+        key = aliases.get(key, key)
+        try:
+            return cls(key)
+        except ValueError:
+            valid = " ".join(t.value for t in cls)
+            raise ConfigError(f"unknown timeframe {text!r}", hint=f"use one of: {valid}") from None
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_TIMEFRAME_MS: dict[Timeframe, int] = {
+    Timeframe.M1: MINUTE_MS,
+    Timeframe.M3: 3 * MINUTE_MS,
+    Timeframe.M5: 5 * MINUTE_MS,
+    Timeframe.M15: 15 * MINUTE_MS,
+    Timeframe.M30: 30 * MINUTE_MS,
+    Timeframe.H1: HOUR_MS,
+    Timeframe.H2: 2 * HOUR_MS,
+    Timeframe.H4: 4 * HOUR_MS,
+    Timeframe.H6: 6 * HOUR_MS,
+    Timeframe.H12: 12 * HOUR_MS,
+    Timeframe.D1: DAY_MS,
+    Timeframe.W1: WEEK_MS,
+}
+
+_SYMBOL_RE = re.compile(r"^[A-Z0-9]{1,20}$")
+
+
+def normalize_symbol(text: str) -> str:
+    """Canonical symbol spelling: upper case, separators removed (``btc/usdt`` → ``BTCUSDT``)."""
+    sym = re.sub(r"[/_\-:. ]", "", text.strip()).upper()
+    if not _SYMBOL_RE.match(sym):
+        raise ConfigError(
+            f"invalid symbol {text!r}", hint="use letters and digits, e.g. BTCUSDT or BTC/USDT"
+        )
+    return sym
+
+
+@dataclass(frozen=True, slots=True)
+class Candle:
+    """One closed OHLCV candle. ``ts`` is the open time in UTC epoch ms."""
+
+    symbol: str
+    timeframe: Timeframe
+    ts: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+    @property
+    def close_ts(self) -> int:
+        return self.ts + self.timeframe.ms
+
+
+__all__ = [
+    "DAY_MS",
+    "HOUR_MS",
+    "MINUTE_MS",
+    "WEEK_MS",
+    "WEEK_OFFSET_MS",
+    "Candle",
+    "Timeframe",
+    "normalize_symbol",
+]
