@@ -146,6 +146,11 @@ class EventStore(ABC):
         """Events with ``from_seq <= seq <= to_seq`` and ``start <= ts_event < end``, in sequence order."""
 
     @abstractmethod
+    def import_events(self, events: Sequence[StoredEvent]) -> int:
+        """Insert events keeping their sequence numbers (migration, restore). Every ``seq`` must be greater
+        than ``last_seq()`` and strictly increasing; returns how many were inserted."""
+
+    @abstractmethod
     def last_seq(self) -> int:
         """The highest sequence number stored, 0 when the log is empty."""
 
