@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from smartmarket.core.errors import ConfigError
 
@@ -20,7 +20,7 @@ WEEK_MS = 7 * DAY_MS
 WEEK_OFFSET_MS = 4 * DAY_MS
 
 
-class Timeframe(str, Enum):
+class Timeframe(StrEnum):
     """Supported candle timeframes. The value is the canonical spelling (``"1h"``)."""
 
     M1 = "1m"
