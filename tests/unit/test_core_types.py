@@ -1,0 +1,59 @@
+"""Timeframes, symbols and time parsing."""
+
+from __future__ import annotations
+
+import pytest
+
+from smartmarket.core.errors import ConfigError
+from smartmarket.core.timeutil import format_ms, parse_time
+from smartmarket.core.types import DAY_MS, HOUR_MS, WEEK_MS, Timeframe, normalize_symbol
+
+
+def test_every_timeframe_listed_in_the_spec_exists_with_its_length() -> None:
+    expected = {"1m": 1, "3m": 3, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "2h": 120, "4h": 240,
+                "6h": 360, "12h": 720, "1d": 1440, "1w": 10080}
+    assert {t.value: t.ms // 60_000 for t in Timeframe} == expected
+
+
+def test_parse_accepts_aliases_and_rejects_unknown_with_a_hint() -> None:
+    assert Timeframe.parse("1h") is Timeframe.H1
+    assert Timeframe.parse("60m") is Timeframe.H1
+    with pytest.raises(ConfigError) as err:
+        Timeframe.parse("7m")
+    assert "1m 3m 5m" in (err.value.hint or "")
+
+
+def test_weeks_open_on_monday_and_days_at_midnight_utc() -> None:
+    monday = parse_time("2024-01-01")  # a Monday
+    assert monday is not None
+    wednesday_noon = monday + 2 * DAY_MS + 12 * HOUR_MS
+    assert Timeframe.W1.bucket_start(wednesday_noon) == monday
+    assert Timeframe.W1.bucket_start(monday + WEEK_MS - 1) == monday
+    assert Timeframe.D1.bucket_start(wednesday_noon) == monday + 2 * DAY_MS
+    assert not Timeframe.H4.is_aligned(monday + HOUR_MS)
+
+
+def test_divides_knows_which_timeframes_tile_which() -> None:
+    assert Timeframe.M1.divides(Timeframe.H1)
+    assert Timeframe.H1.divides(Timeframe.W1)
+    assert Timeframe.D1.divides(Timeframe.W1)
+    assert not Timeframe.H4.divides(Timeframe.H6)
+    assert not Timeframe.H1.divides(Timeframe.M30)
+
+
+def test_symbols_are_normalised_and_validated() -> None:
+    assert normalize_symbol("btc/usdt") == "BTCUSDT"
+    assert normalize_symbol("BTC_USDT") == "BTCUSDT"
+    with pytest.raises(ConfigError):
+        normalize_symbol("BTC$")
+
+
+def test_time_parsing_formats() -> None:
+    assert parse_time("2024-01-01") == 1_704_067_200_000
+    assert parse_time("2024-01-01T01:00:00Z") == 1_704_067_200_000 + HOUR_MS
+    assert parse_time("2024-01-01T03:00:00+02:00") == 1_704_067_200_000 + HOUR_MS
+    assert parse_time("1704067200000") == 1_704_067_200_000
+    assert parse_time(None) is None
+    assert format_ms(1_704_067_200_000) == "2024-01-01T00:00:00Z"
+    with pytest.raises(ConfigError):
+        parse_time("yesterday")
