@@ -1,0 +1,102 @@
+"""Hot tail cache: the last few thousand candles of each series in memory, for ``Store.latest``.
+
+Each series' tail is one candle frame (its numbers live in two numpy blocks: ``ts`` int64 and the five
+float64 columns). ``latest(n)`` slices it; pandas copy-on-write makes the returned frame independent, so a
+caller modifying it cannot touch the cache.
+
+Coherence (the cache must never serve data older than the store it belongs to):
+
+- the owning store calls ``appended`` after committing candles that all lie after the stored last ``ts``
+  (the live path: the tail is extended), and ``invalidate`` after any other write, overwrite or delete;
+- both bump the cache's *generation*; a tail loaded from the database is kept only if no write happened
+  while it was being read (``generation`` before the read, ``store`` after it), so a slow load racing a
+  write through another store object on the same file cannot install a stale tail.
+
+Writes made by *other processes* are not seen: a DuckDB file has a single writer process, so the embedded
+store is safe; a shared PostgreSQL server is not, which is why ``PostgresStore`` leaves the cache off by
+default.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import pandas as pd
+
+SeriesKey = tuple[str, str]
+
+DEFAULT_CAPACITY = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class _Tail:
+    frame: pd.DataFrame  # the last ``len(frame)`` candles of the series, ascending, RangeIndex
+    complete: bool  # True when ``frame`` holds the whole series (fewer candles than the capacity)
+
+
+class TailCache:
+    """Per-series tails, shared by every store object of one database in this process."""
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+        self.capacity = capacity
+        self._tails: dict[SeriesKey, _Tail] = {}
+        self._generation = 0  # bumped by every write; see the module docstring
+        self._lock = threading.Lock()
+
+    def get(self, key: SeriesKey, n: int) -> pd.DataFrame | None:
+        """The last ``n`` candles if the cached tail can answer, else ``None`` (the caller reads the store)."""
+        tail = self._tails.get(key)
+        if tail is None:
+            return None
+        frame = tail.frame
+        size = len(frame)
+        if n >= size:
+            if not tail.complete and n > size:
+                return None
+            return frame.copy(deep=False)
+        return frame.iloc[size - n :].reset_index(drop=True)
+
+    def generation(self) -> int:
+        """Read before loading a tail from the database; pass to ``store``."""
+        with self._lock:
+            return self._generation
+
+    def store(self, key: SeriesKey, frame: pd.DataFrame, generation: int) -> None:
+        """Keep a tail read from the database (ascending, the last ``len(frame)`` candles), unless a write
+        happened since ``generation`` was read."""
+        with self._lock:
+            if self._generation != generation:
+                return
+            complete = len(frame) < self.capacity
+            frame = frame.iloc[-self.capacity :].reset_index(drop=True)
+            self._tails[key] = _Tail(frame=frame, complete=complete)
+
+    def appended(self, key: SeriesKey, frame: pd.DataFrame) -> None:
+        """Candles in ``frame`` (ascending) were committed after the last stored candle of the series."""
+        with self._lock:
+            self._generation += 1
+            tail = self._tails.get(key)
+            if tail is None:
+                return
+            if len(frame) and len(tail.frame) and int(frame["ts"].iloc[0]) <= int(tail.frame["ts"].iloc[-1]):
+                # The tail already holds some of these rows (loaded after the commit): start over.
+                del self._tails[key]
+                return
+            joined = pd.concat([tail.frame, frame], ignore_index=True) if len(tail.frame) else frame
+            complete = tail.complete and len(joined) <= self.capacity
+            self._tails[key] = _Tail(frame=joined.iloc[-self.capacity :].reset_index(drop=True), complete=complete)
+
+    def invalidate(self, key: SeriesKey) -> None:
+        """Forget the tail of one series (after an overwrite, a delete or an out-of-order write)."""
+        with self._lock:
+            self._generation += 1
+            self._tails.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._generation += 1
+            self._tails.clear()
+
+
+__all__ = ["DEFAULT_CAPACITY", "SeriesKey", "TailCache"]
