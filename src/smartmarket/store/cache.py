@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 SeriesKey = tuple[str, str]
@@ -86,6 +87,22 @@ class TailCache:
             joined = pd.concat([tail.frame, frame], ignore_index=True) if len(tail.frame) else frame
             complete = tail.complete and len(joined) <= self.capacity
             self._tails[key] = _Tail(frame=joined.iloc[-self.capacity :].reset_index(drop=True), complete=complete)
+
+    def after_write(
+        self, key: SeriesKey, written: pd.DataFrame, previous_last_ts: int | None, inserted: int, overwritten: int
+    ) -> None:
+        """Keep the cache coherent after a committed write of ``written`` (sorted candles) to a series whose
+        last ``ts`` was ``previous_last_ts``: extend the tail when the write only added candles after it,
+        else drop the tail."""
+        if inserted == 0 and overwritten == 0:
+            return  # nothing changed
+        if overwritten == 0:
+            ts = written["ts"].to_numpy()
+            after = ts > previous_last_ts if previous_last_ts is not None else np.ones(len(ts), dtype=bool)
+            if int(after.sum()) == inserted:  # every inserted candle is newer than the old tail
+                self.appended(key, written[after].reset_index(drop=True))
+                return
+        self.invalidate(key)
 
     def invalidate(self, key: SeriesKey) -> None:
         """Forget the tail of one series (after an overwrite, a delete or an out-of-order write)."""

@@ -286,7 +286,8 @@ class DuckDBStore(Store):
                 raise
             finally:
                 self.con.unregister(_INCOMING)
-            self._update_cache_after_write(key, cols, info, result)
+            previous_last = info[2] if info is not None else None
+            self._cache.after_write(key, _frame(cols), previous_last, result.inserted, result.overwritten)
         return result
 
     def _append(
@@ -382,28 +383,6 @@ class DuckDBStore(Store):
             con.execute(
                 "UPDATE series SET synthetic = true WHERE symbol = ? AND timeframe = ?", [symbol, tf.value]
             )
-
-    def _update_cache_after_write(
-        self,
-        key: tuple[str, str],
-        cols: dict[str, np.ndarray],
-        info: tuple[int, int, int] | None,
-        result: WriteResult,
-    ) -> None:
-        """Extend the cached tail when the write only added candles after the old last one, else drop it."""
-        if result.inserted == 0 and result.overwritten == 0:
-            return
-        old_last = info[2] if info is not None else None
-        ts = cols["ts"]
-        if result.overwritten == 0 and old_last is not None:
-            after = ts > old_last
-            if int(after.sum()) == result.inserted:  # no candle was inserted inside stored history
-                self._cache.appended(key, _frame({c: v[after] for c, v in cols.items()}))
-                return
-        if old_last is None:
-            self._cache.appended(key, _frame(cols))
-            return
-        self._cache.invalidate(key)
 
     def read_candles(
         self,

@@ -50,10 +50,11 @@ def series_not_found(symbol: str, target: Timeframe, stored: Iterable[Timeframe]
 def bucket_sql(ts_column: str, target: Timeframe) -> str:
     """SQL (DuckDB and PostgreSQL, BIGINT) for the open time of the ``target`` bucket containing ``ts_column``.
 
-    Written with a double modulo so it floors correctly for negative values too (SQL ``%`` truncates).
+    Written with a double ``mod`` so it floors correctly for negative values too (SQL's remainder
+    truncates); ``mod()`` rather than ``%`` keeps the text free of characters drivers treat as placeholders.
     """
     size, off = target.ms, target.offset_ms
-    return f"({ts_column} - ((({ts_column} - {off}) % {size}) + {size}) % {size})"
+    return f"({ts_column} - mod(mod({ts_column} - {off}, {size}) + {size}, {size}))"
 
 
 def first_bucket_at_or_after(target: Timeframe, ts: int) -> int:
