@@ -1,9 +1,115 @@
-"""Placeholder: the `bench` command is being written."""
+"""``smartmarket bench …``: benchmarks that print each figure beside a baseline measured in the same run."""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.table import Table
+
+from smartmarket.cli.context import console, err_console
+
+bench_app = typer.Typer(
+    help="Benchmarks (figures and ratios against a baseline measured in the same run).", no_args_is_help=True
+)
+
+
+def _default_shared_data() -> Path | None:
+    env = os.environ.get("SMARTMARKET_SHARED_DATA")
+    candidates = [Path(env)] if env else []
+    candidates += [
+        Path.cwd().parent / "shared" / "data",
+        Path(__file__).resolve().parents[3].parent / "shared" / "data",
+    ]
+    return next((p for p in candidates if p.is_dir()), None)
+
+
+def _print_store(result: dict[str, Any]) -> None:
+    duck, pg = result["backends"]["duckdb"], result["backends"]["postgres"]
+    ratios = result["ratios_duckdb_vs_postgres"]
+    table = Table(title=f"store benchmark: {result['rows']:,} one-minute candles ({result['data']})")
+    for col in ("measure", "duckdb (embedded)", "postgresql", "ratio", "target (duckdb)"):
+        table.add_column(col)
+
+    def lat(d: dict[str, float] | None) -> str:
+        return "-" if d is None else f"p50 {d['p50_us']:.0f} µs / p99 {d['p99_us']:.0f} µs"
+
+    t = result["targets"]
+
+    def ok(flag: bool) -> str:
+        return "[green]met[/]" if flag else "[red]missed[/]"
+
+    table.add_row(
+        "bulk ingest",
+        f"{duck['ingest_rows_per_s']:,} rows/s",
+        f"{pg['ingest_rows_per_s']:,} rows/s",
+        f"{ratios['ingest_speedup']}×",
+        f"≥ 1.6 M rows/s {ok(t['ingest_rows_per_s>=1.6M'])}",
+    )
+    table.add_row(
+        "latest 500 (store API)",
+        lat(duck["latest500_cached_us"]),
+        lat(pg["latest500_cached_us"]),
+        "",
+        f"p50 ≤ 150 µs {ok(t['latest500_p50<=150us'])}",
+    )
+    table.add_row(
+        "latest 500 (SQL, no cache)",
+        lat(duck["latest500_uncached_us"]),
+        lat(pg["latest500_uncached_us"]),
+        f"{ratios['latest500_p50_speedup']}× (p50, cached duckdb vs plain pg)",
+        "",
+    )
+    table.add_row(
+        "one-year range read",
+        f"{duck['range_year_seconds'] * 1000:.1f} ms ({duck['range_year_rows']:,} rows)",
+        f"{pg['range_year_seconds'] * 1000:.1f} ms",
+        f"{ratios['range_year_speedup']}×",
+        f"≥ 10× {ok(t['range_read>=10x_postgres'])}",
+    )
+    table.add_row(
+        "one-year 1m→1h resample",
+        f"{duck['resample_year_1m_to_1h_seconds'] * 1000:.1f} ms",
+        f"{pg['resample_year_1m_to_1h_seconds'] * 1000:.1f} ms",
+        f"{ratios['resample_year_speedup']}×",
+        f"≥ 10× {ok(t['resample>=10x_postgres'])}",
+    )
+    if duck.get("bytes_per_candle") or pg.get("bytes_per_candle"):
+        table.add_row(
+            "bytes per candle on disk", str(duck.get("bytes_per_candle")), str(pg.get("bytes_per_candle")), "", ""
+        )
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    app.add_typer(bench_app, name="bench")
+
+    @bench_app.command("store")
+    def bench_store(
+        rows: Annotated[int, typer.Option("--rows", min=10_000, help="One-minute candles to write.")] = 5_000_000,
+        pg: Annotated[str, typer.Option("--pg", envvar="SMARTMARKET_BENCH_PG", help="PostgreSQL baseline URL.")] = (
+            "postgresql://postgres@127.0.0.1:5432/test"
+        ),
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+        seed: Annotated[int, typer.Option("--seed")] = 7,
+    ) -> None:
+        """Embedded DuckDB store vs plain PostgreSQL on the same candles: ingest, latest-500, range, resample.
+
+        Example: smartmarket bench store --rows 5000000 --json
+        """
+        from smartmarket.bench.store import run_store_benchmark
+
+        result = run_store_benchmark(
+            rows=rows,
+            pg_url=pg,
+            shared_data=_default_shared_data(),
+            seed=seed,
+            log=lambda msg: err_console.print(f"[dim]{msg}[/]"),
+        )
+        if as_json:
+            typer.echo(json.dumps(result, indent=2))
+        else:
+            _print_store(result)

@@ -60,9 +60,7 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option("--symbols", help="Comma-separated symbols (events are then skipped).")
         ] = None,
         resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted migration.")] = False,
-        verify: Annotated[
-            bool, typer.Option("--verify/--no-verify", help="Read every chunk back and compare.")
-        ] = True,
+        verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Read every chunk back and compare.")] = True,
         chunk_rows: Annotated[int, typer.Option("--chunk-rows", min=1, help="Candles per chunk.")] = 200_000,
     ) -> None:
         """Copy candles and events from one store to another in checkpointed chunks.
@@ -81,8 +79,12 @@ def register(app: typer.Typer) -> None:
             dst = open_store(target)
             try:
                 with Progress(
-                    TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
-                    TimeElapsedColumn(), console=console, transient=True,
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    TextColumn("{task.percentage:>5.1f}%"),
+                    TimeElapsedColumn(),
+                    console=console,
+                    transient=True,
                 ) as bar:
                     tasks: dict[str, TaskID] = {}
 
@@ -92,8 +94,14 @@ def register(app: typer.Typer) -> None:
                         bar.update(tasks[name], completed=done)
 
                     report = migrate(
-                        src, dst, checkpoint_path=checkpoint_path, symbols=symbol_list, resume=resume,
-                        verify=verify, chunk_rows=chunk_rows, progress=progress,
+                        src,
+                        dst,
+                        checkpoint_path=checkpoint_path,
+                        symbols=symbol_list,
+                        resume=resume,
+                        verify=verify,
+                        chunk_rows=chunk_rows,
+                        progress=progress,
                     )
             finally:
                 dst.close()

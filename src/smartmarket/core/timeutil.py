@@ -35,9 +35,10 @@ def parse_time(text: str | int | None) -> int | None:
     return int(dt.timestamp() * 1000)
 
 
-def format_ms(ts_ms: int) -> str:
-    """``2024-01-01T00:00:00Z`` style (UTC)."""
-    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def format_ms(ts_ms: int, *, short: bool = False) -> str:
+    """``2024-01-01T00:00:00Z`` style (UTC); ``short`` gives ``2024-01-01 00:00`` for tables."""
+    fmt = "%Y-%m-%d %H:%M" if short else "%Y-%m-%dT%H:%M:%SZ"
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime(fmt)
 
 
 __all__ = ["format_ms", "now_ms", "parse_time"]

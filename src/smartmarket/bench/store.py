@@ -1,0 +1,192 @@
+"""``smartmarket bench store``: the embedded DuckDB store against plain PostgreSQL, same data, same run.
+
+Data: ``rows`` one-minute candles. The generator's synthetic market (``data.synthetic``) is anchored at the
+first close of the real BTCUSDT 1h series from ``../shared/data`` when present; storage speed does not
+depend on where the numbers came from, and the report says which was used.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from smartmarket.bench.timing import Latency, best_of, measure_latency
+from smartmarket.core.types import DAY_MS, Timeframe
+from smartmarket.data.synthetic import generate_market
+from smartmarket.store.base import Store
+from smartmarket.store.url import open_store
+
+SYMBOL = "BENCHBTC"
+YEAR_MS = 365 * DAY_MS
+# Targets from the foundation issue, for the embedded store.
+TARGET_INGEST_ROWS_PER_S = 1_600_000
+TARGET_SPEEDUP = 10.0
+TARGET_LATEST_P50_US = 150.0
+
+
+@dataclass
+class BackendFigures:
+    name: str
+    url: str
+    ingest_rows_per_s: float = 0.0
+    ingest_seconds: float = 0.0
+    latest500_cached: Latency | None = None
+    latest500_uncached: Latency | None = None
+    range_year_seconds: float = 0.0
+    range_year_rows: int = 0
+    resample_year_seconds: float = 0.0
+    resample_year_rows: int = 0
+    bytes_on_disk: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def anchor_price(shared_data: Path | None) -> tuple[float, str]:
+    """First close of the real BTCUSDT 1h series, or a fixed price when the data is absent."""
+    if shared_data is not None:
+        path = shared_data / "BTCUSDT-1h.csv.gz"
+        if path.exists():
+            with gzip.open(path, "rt") as fh:
+                head = pd.read_csv(fh, nrows=1)
+            return float(head["close"].iloc[0]), f"synthetic 1m market anchored at real {path.name} first close"
+    return 30_000.0, "synthetic 1m market (shared data not found)"
+
+
+def bench_backend(
+    store: Store, name: str, frame: pd.DataFrame, *, latest_runs: int, log: Callable[[str], None]
+) -> BackendFigures:
+    tf = Timeframe.M1
+    figures = BackendFigures(name=name, url=store.url)
+    log(f"{name}: ingesting {len(frame):,} rows")
+    t0 = time.perf_counter()
+    result = store.write_candles(SYMBOL, tf, frame)
+    figures.ingest_seconds = time.perf_counter() - t0
+    if result.inserted != len(frame):
+        raise RuntimeError(f"{name}: inserted {result.inserted} of {len(frame)} rows")
+    figures.ingest_rows_per_s = len(frame) / figures.ingest_seconds
+
+    log(f"{name}: latest-500 latency")
+    figures.latest500_cached = measure_latency(lambda: store.latest(SYMBOL, tf, 500), runs=latest_runs)
+    uncached = getattr(store, "latest_uncached", None)
+    if callable(uncached):
+        figures.latest500_uncached = measure_latency(lambda: uncached(SYMBOL, tf, 500), runs=latest_runs)
+
+    start = int(frame["ts"].iloc[0])
+    end = start + YEAR_MS
+    log(f"{name}: one-year range read and 1m→1h resample")
+    figures.range_year_rows = len(store.read_candles(SYMBOL, tf, start, end))
+    figures.range_year_seconds = best_of(lambda: store.read_candles(SYMBOL, tf, start, end))
+    figures.resample_year_rows = len(store.read_candles(SYMBOL, Timeframe.H1, start, end))
+    figures.resample_year_seconds = best_of(lambda: store.read_candles(SYMBOL, Timeframe.H1, start, end))
+    size = getattr(store, "bytes_on_disk", None)
+    if callable(size):
+        figures.bytes_on_disk = int(size())
+    return figures
+
+
+@contextmanager
+def _duckdb_store(workdir: Path) -> Iterator[Store]:
+    store = open_store(f"duckdb:///{workdir / 'bench.duckdb'}")
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@contextmanager
+def _postgres_store(pg_url: str) -> Iterator[Store]:
+    import psycopg
+
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"create schema {schema}")
+    sep = "&" if "?" in pg_url else "?"
+    store = open_store(f"{pg_url}{sep}options=-csearch_path%3D{schema}")
+    try:
+        yield store
+    finally:
+        store.close()
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f"drop schema if exists {schema} cascade")
+
+
+def run_store_benchmark(
+    *,
+    rows: int,
+    pg_url: str,
+    shared_data: Path | None,
+    seed: int = 7,
+    latest_runs: int = 2000,
+    log: Callable[[str], None] = lambda _msg: None,
+) -> dict[str, Any]:
+    """Run every measurement on both backends; returns a JSON-ready dict with figures and ratios."""
+    price, data_note = anchor_price(shared_data)
+    log(f"generating {rows:,} one-minute candles ({data_note})")
+    frame = generate_market(rows, timeframe=Timeframe.M1, seed=seed, start_price=price)
+    results: dict[str, BackendFigures] = {}
+    with tempfile.TemporaryDirectory(prefix="smartmarket-bench-") as tmp:
+        with _duckdb_store(Path(tmp)) as duck:
+            results["duckdb"] = bench_backend(duck, "duckdb", frame, latest_runs=latest_runs, log=log)
+        with _postgres_store(pg_url) as pg:
+            results["postgres"] = bench_backend(pg, "postgres", frame, latest_runs=latest_runs, log=log)
+    return summarize(results, rows=rows, data_note=data_note)
+
+
+def _lat(lat: Latency | None) -> dict[str, float] | None:
+    return None if lat is None else {k: round(v, 2) if isinstance(v, float) else v for k, v in asdict(lat).items()}
+
+
+def summarize(results: dict[str, BackendFigures], *, rows: int, data_note: str) -> dict[str, Any]:
+    duck, pg = results["duckdb"], results["postgres"]
+
+    def ratio(a: float, b: float) -> float:
+        return round(a / b, 2) if b else float("inf")
+
+    duck_latest = duck.latest500_cached
+    pg_latest = pg.latest500_uncached or pg.latest500_cached
+    out: dict[str, Any] = {
+        "rows": rows,
+        "data": data_note,
+        "machine": {"cpus": os.cpu_count()},
+        "backends": {
+            name: {
+                "url": f.url.split("?")[0],
+                "ingest_rows_per_s": round(f.ingest_rows_per_s),
+                "ingest_seconds": round(f.ingest_seconds, 3),
+                "latest500_cached_us": _lat(f.latest500_cached),
+                "latest500_uncached_us": _lat(f.latest500_uncached),
+                "range_year_seconds": round(f.range_year_seconds, 4),
+                "range_year_rows": f.range_year_rows,
+                "resample_year_1m_to_1h_seconds": round(f.resample_year_seconds, 4),
+                "resample_year_rows": f.resample_year_rows,
+                "bytes_on_disk": f.bytes_on_disk,
+                "bytes_per_candle": round(f.bytes_on_disk / rows, 2) if f.bytes_on_disk else None,
+            }
+            for name, f in results.items()
+        },
+        "ratios_duckdb_vs_postgres": {
+            "ingest_speedup": ratio(duck.ingest_rows_per_s, pg.ingest_rows_per_s),
+            "range_year_speedup": ratio(pg.range_year_seconds, duck.range_year_seconds),
+            "resample_year_speedup": ratio(pg.resample_year_seconds, duck.resample_year_seconds),
+            "latest500_p50_speedup": ratio(pg_latest.p50_us, duck_latest.p50_us) if pg_latest and duck_latest else None,
+        },
+    }
+    out["targets"] = {
+        "ingest_rows_per_s>=1.6M": duck.ingest_rows_per_s >= TARGET_INGEST_ROWS_PER_S,
+        "range_read>=10x_postgres": out["ratios_duckdb_vs_postgres"]["range_year_speedup"] >= TARGET_SPEEDUP,
+        "resample>=10x_postgres": out["ratios_duckdb_vs_postgres"]["resample_year_speedup"] >= TARGET_SPEEDUP,
+        "latest500_p50<=150us": bool(duck_latest and duck_latest.p50_us <= TARGET_LATEST_P50_US),
+    }
+    return out
+
+
+__all__ = ["BackendFigures", "run_store_benchmark", "summarize"]
