@@ -50,7 +50,8 @@ def test_bucket_sql_matches_bucket_start(tf: Timeframe) -> None:
 def test_weekly_buckets_open_on_monday() -> None:
     con = duckdb.connect()
     sunday_noon = MONDAY + 6 * DAY_MS + 12 * HOUR_MS
-    row = con.execute(f"SELECT {bucket_sql('ts', Timeframe.W1)} FROM (SELECT ?::BIGINT AS ts)", [sunday_noon]).fetchone()
+    sql = f"SELECT {bucket_sql('ts', Timeframe.W1)} FROM (SELECT ?::BIGINT AS ts)"
+    row = con.execute(sql, [sunday_noon]).fetchone()
     assert row == (MONDAY,)
 
 
