@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from smartmarket.core.errors import DataFormatError
+from smartmarket.data import parsers
 from smartmarket.data.parsers import RAW_COLUMNS, detect_format, parse_file
 
 H = 3_600_000
@@ -221,6 +222,23 @@ def test_unreadable_files_raise_one_line_error(tmp_path: Path, name: str, conten
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(DataFormatError, match="file not found"):
         parse_file(tmp_path / "nope.csv")
+
+
+def test_chunked_reading_keeps_line_numbers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parsers, "CHUNK_ROWS", 2)
+    lines = _generic_lines()
+    lines[2] = lines[2].replace("42588.01", "abc")
+    path = _write(tmp_path / "x.csv.gz", [GENERIC_HEADER, lines[0], "", lines[1], lines[2]])
+    raw = parse_file(path)
+    assert raw["line"].tolist() == [2, 4, 5]
+    assert raw["raw"].notna().tolist() == [False, False, True]
+    assert raw["ts"].tolist()[:2] == [ROWS[0][0], ROWS[1][0]]
+
+
+def test_ambiguous_header(tmp_path: Path) -> None:
+    path = _write(tmp_path / "x.csv", ["date,timestamp,open,high,low,close,volume", "1,2,3,4,5,6,7"])
+    with pytest.raises(DataFormatError, match="ambiguous columns \\['ts'\\]"):
+        parse_file(path)
 
 
 def test_progress_reaches_total(tmp_path: Path) -> None:

@@ -222,6 +222,9 @@ def _generic_columns(names: list[str], path: Path) -> list[str]:
     missing = [c for c in CANDLE_COLUMNS if c not in mapped]
     if missing:
         raise DataFormatError(f"missing columns {missing} (header is {names})", where=str(path), hint=_GENERIC_HINT)
+    repeated = sorted({c for c in CANDLE_COLUMNS if mapped.count(c) > 1})
+    if repeated:
+        raise DataFormatError(f"ambiguous columns {repeated} (header is {names})", where=str(path), hint=_GENERIC_HINT)
     return mapped
 
 
