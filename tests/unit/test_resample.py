@@ -102,7 +102,12 @@ def test_reference_resample_by_hand() -> None:
     ]  # the second bucket (2 of 5 minutes, at the end of the data) is partial
     partial = resample_frame(frame, Timeframe.M1, Timeframe.M5, include_partial=True)
     assert partial.iloc[1].to_dict() == {
-        "ts": MONDAY + 5 * MINUTE_MS, "open": 8.0, "high": 20.0, "low": 8.0, "close": 19.0, "volume": 13.0
+        "ts": MONDAY + 5 * MINUTE_MS,
+        "open": 8.0,
+        "high": 20.0,
+        "low": 8.0,
+        "close": 19.0,
+        "volume": 13.0,
     }
     assert partial["ts"].dtype == np.int64
 

@@ -86,7 +86,8 @@ def database_path(url: str) -> str:
     prefix = "duckdb:///"
     if not url.startswith(prefix) or len(url) == len(prefix):
         raise ConfigError(
-            f"invalid DuckDB URL {url!r}", hint="use duckdb:///relative.duckdb, duckdb:////abs/path or duckdb:///:memory:"
+            f"invalid DuckDB URL {url!r}",
+            hint="use duckdb:///relative.duckdb, duckdb:////abs/path or duckdb:///:memory:",
         )
     return url[len(prefix) :].split("?", 1)[0]
 
@@ -145,9 +146,7 @@ def prepare_candles(frame: pd.DataFrame, timeframe: Timeframe, where: str) -> di
     missing = [c for c in CANDLE_COLUMNS if c not in frame.columns]
     if missing:
         raise ValidationError(f"candle frame lacks columns {missing}", where=where)
-    cols = {
-        c: frame[c].to_numpy(dtype=np.int64 if c == "ts" else np.float64, copy=False) for c in CANDLE_COLUMNS
-    }
+    cols = {c: frame[c].to_numpy(dtype=np.int64 if c == "ts" else np.float64, copy=False) for c in CANDLE_COLUMNS}
     ts = cols["ts"]
     if len(ts) > 1 and not bool(np.all(ts[1:] > ts[:-1])):
         order = np.argsort(ts, kind="stable")
@@ -176,6 +175,12 @@ def prepare_candles(frame: pd.DataFrame, timeframe: Timeframe, where: str) -> di
             hint="ts must be the UTC epoch ms of the candle open",
         )
     return cols
+
+
+def _one_row(result: duckdb.DuckDBPyConnection) -> tuple[Any, ...] | None:
+    """The first row, consuming the whole result (DuckDB refuses other work while a result is unfinished)."""
+    rows = result.fetchall()
+    return rows[0] if rows else None
 
 
 def _frame(cols: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -380,9 +385,7 @@ class DuckDBStore(Store):
                 [symbol, tf.value, synthetic, inserted, first_ts, last_ts],
             )
         elif synthetic:
-            con.execute(
-                "UPDATE series SET synthetic = true WHERE symbol = ? AND timeframe = ?", [symbol, tf.value]
-            )
+            con.execute("UPDATE series SET synthetic = true WHERE symbol = ? AND timeframe = ?", [symbol, tf.value])
 
     def read_candles(
         self,
@@ -470,28 +473,30 @@ class DuckDBStore(Store):
     def series_info(self, symbol: str, timeframe: Timeframe) -> SeriesInfo | None:
         symbol, tf = normalize_symbol(symbol), Timeframe.parse(timeframe)
         with self._errors():
-            row = self.con.execute(
-                "SELECT count, first_ts, last_ts, synthetic FROM series WHERE symbol = ? AND timeframe = ?",
-                [symbol, tf.value],
-            ).fetchone()
+            row = _one_row(
+                self.con.execute(
+                    "SELECT count, first_ts, last_ts, synthetic FROM series WHERE symbol = ? AND timeframe = ?",
+                    [symbol, tf.value],
+                )
+            )
         if row is None:
             return None
         n, first, last, syn = row
         return SeriesInfo(symbol, tf, int(n), int(first), int(last), bool(syn))
 
-    def delete_range(
-        self, symbol: str, timeframe: Timeframe, start: int | None = None, end: int | None = None
-    ) -> int:
+    def delete_range(self, symbol: str, timeframe: Timeframe, start: int | None = None, end: int | None = None) -> int:
         symbol, tf = normalize_symbol(symbol), Timeframe.parse(timeframe)
         lo = MIN_TS if start is None else int(start)
         hi = MAX_TS if end is None else int(end)
         with self._errors():
             try:
                 with self._transaction() as con:
-                    deleted_row = con.execute(
-                        "DELETE FROM candles WHERE symbol = ? AND timeframe = ? AND ts >= ? AND ts < ?",
-                        [symbol, tf.value, lo, hi],
-                    ).fetchone()
+                    deleted_row = _one_row(
+                        con.execute(
+                            "DELETE FROM candles WHERE symbol = ? AND timeframe = ? AND ts >= ? AND ts < ?",
+                            [symbol, tf.value, lo, hi],
+                        )
+                    )
                     deleted = int(deleted_row[0]) if deleted_row else 0
                     if deleted:
                         self._refresh_series(con, symbol, tf)
@@ -501,10 +506,12 @@ class DuckDBStore(Store):
 
     def _refresh_series(self, con: duckdb.DuckDBPyConnection, symbol: str, tf: Timeframe) -> None:
         """Recount a series after a delete; a series left with no candle disappears."""
-        row = con.execute(
-            "SELECT count(*), min(ts), max(ts) FROM candles WHERE symbol = ? AND timeframe = ?",
-            [symbol, tf.value],
-        ).fetchone()
+        row = _one_row(
+            con.execute(
+                "SELECT count(*), min(ts), max(ts) FROM candles WHERE symbol = ? AND timeframe = ?",
+                [symbol, tf.value],
+            )
+        )
         n, first, last = row if row else (0, None, None)
         if not n:
             con.execute("DELETE FROM series WHERE symbol = ? AND timeframe = ?", [symbol, tf.value])
@@ -518,7 +525,7 @@ class DuckDBStore(Store):
 
     def last_seq(self) -> int:
         with self._errors():
-            row = self.con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+            row = _one_row(self.con.execute("SELECT coalesce(max(seq), 0) FROM events"))
         return int(row[0]) if row else 0
 
     def append_events(self, events: Iterable[Message]) -> list[int]:
@@ -526,7 +533,7 @@ class DuckDBStore(Store):
         if not messages:
             return []
         with self._errors(), self._transaction() as con:
-            row = con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+            row = _one_row(con.execute("SELECT coalesce(max(seq), 0) FROM events"))
             first = (int(row[0]) if row else 0) + 1
             seqs = list(range(first, first + len(messages)))
             self._insert_events(con, seqs, messages)
@@ -539,7 +546,7 @@ class DuckDBStore(Store):
         if any(b <= a for a, b in itertools.pairwise(seqs)):
             raise StoreError("imported events must have strictly increasing sequence numbers", where=self.path)
         with self._errors(), self._transaction() as con:
-            row = con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+            row = _one_row(con.execute("SELECT coalesce(max(seq), 0) FROM events"))
             last = int(row[0]) if row else 0
             if seqs[0] <= last:
                 raise StoreError(

@@ -104,9 +104,7 @@ def decode_copy_binary(data: bytes) -> pd.DataFrame:
     rows = np.frombuffer(body, dtype=_ROW_DTYPE)
     if len(rows) == 0:
         return empty_candles()
-    return pd.DataFrame(
-        {c: rows[c].astype(np.int64 if c == "ts" else np.float64) for c in CANDLE_COLUMNS}
-    )
+    return pd.DataFrame({c: rows[c].astype(np.int64 if c == "ts" else np.float64) for c in CANDLE_COLUMNS})
 
 
 def redact(url: str) -> str:
@@ -297,9 +295,7 @@ class PostgresStore(Store):
                 [symbol, tf.value, synthetic, inserted, first_ts, last_ts],
             )
         elif synthetic:
-            conn.execute(
-                "UPDATE series SET synthetic = true WHERE symbol = %s AND timeframe = %s", [symbol, tf.value]
-            )
+            conn.execute("UPDATE series SET synthetic = true WHERE symbol = %s AND timeframe = %s", [symbol, tf.value])
 
     def read_candles(
         self,
@@ -382,9 +378,7 @@ class PostgresStore(Store):
         n, first, last, syn = row
         return SeriesInfo(symbol, tf, int(n), int(first), int(last), bool(syn))
 
-    def delete_range(
-        self, symbol: str, timeframe: Timeframe, start: int | None = None, end: int | None = None
-    ) -> int:
+    def delete_range(self, symbol: str, timeframe: Timeframe, start: int | None = None, end: int | None = None) -> int:
         symbol, tf = normalize_symbol(symbol), Timeframe.parse(timeframe)
         lo = MIN_TS if start is None else int(start)
         hi = MAX_TS if end is None else int(end)
