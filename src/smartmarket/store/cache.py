@@ -20,6 +20,7 @@ default.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,18 +90,24 @@ class TailCache:
             self._tails[key] = _Tail(frame=joined.iloc[-self.capacity :].reset_index(drop=True), complete=complete)
 
     def after_write(
-        self, key: SeriesKey, written: pd.DataFrame, previous_last_ts: int | None, inserted: int, overwritten: int
+        self,
+        key: SeriesKey,
+        written: Mapping[str, np.ndarray],
+        previous_last_ts: int | None,
+        inserted: int,
+        overwritten: int,
     ) -> None:
-        """Keep the cache coherent after a committed write of ``written`` (sorted candles) to a series whose
-        last ``ts`` was ``previous_last_ts``: extend the tail when the write only added candles after it,
-        else drop the tail."""
+        """Keep the cache coherent after a committed write of the candle columns ``written`` (sorted by ``ts``)
+        to a series whose last ``ts`` was ``previous_last_ts``: extend the tail when the write only added
+        candles after it, else drop the tail. Only the last ``capacity`` rows are ever copied."""
         if inserted == 0 and overwritten == 0:
             return  # nothing changed
         if overwritten == 0:
-            ts = written["ts"].to_numpy()
-            after = ts > previous_last_ts if previous_last_ts is not None else np.ones(len(ts), dtype=bool)
-            if int(after.sum()) == inserted:  # every inserted candle is newer than the old tail
-                self.appended(key, written[after].reset_index(drop=True))
+            ts = written["ts"]
+            first_new = 0 if previous_last_ts is None else int(np.searchsorted(ts, previous_last_ts, side="right"))
+            if len(ts) - first_new == inserted:  # every inserted candle is newer than the old tail
+                keep = max(first_new, len(ts) - self.capacity)
+                self.appended(key, pd.DataFrame({c: np.array(v[keep:]) for c, v in written.items()}))
                 return
         self.invalidate(key)
 

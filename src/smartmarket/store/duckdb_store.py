@@ -183,10 +183,6 @@ def _one_row(result: duckdb.DuckDBPyConnection) -> tuple[Any, ...] | None:
     return rows[0] if rows else None
 
 
-def _frame(cols: dict[str, np.ndarray]) -> pd.DataFrame:
-    return pd.DataFrame({c: cols[c] for c in CANDLE_COLUMNS})
-
-
 def _conflict_frame(df: pd.DataFrame | None = None) -> pd.DataFrame:
     columns = [*CANDLE_COLUMNS, *STORED_COLUMNS]
     if df is None or df.empty:
@@ -292,7 +288,7 @@ class DuckDBStore(Store):
             finally:
                 self.con.unregister(_INCOMING)
             previous_last = info[2] if info is not None else None
-            self._cache.after_write(key, _frame(cols), previous_last, result.inserted, result.overwritten)
+            self._cache.after_write(key, cols, previous_last, result.inserted, result.overwritten)
         return result
 
     def _append(

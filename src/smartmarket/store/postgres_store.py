@@ -231,8 +231,7 @@ class PostgresStore(Store):
                 raise
         if self._cache is not None:
             previous_last = info[2] if info is not None else None
-            written = pd.DataFrame(cols)
-            self._cache.after_write(key, written, previous_last, result.inserted, result.overwritten)
+            self._cache.after_write(key, cols, previous_last, result.inserted, result.overwritten)
         return result
 
     def _merge(
