@@ -1,0 +1,163 @@
+"""Backtest throughput: the kernel against backtesting.py on the same synthetic bars (``smartmarket bench backtest``).
+
+Both engines run ``sma_cross`` on one random-walk series with zero fees. The kernel's time covers the whole
+``run_backtest`` call (frame → candles → kernel → result, SMAs updated incrementally per bar);
+backtesting.py's covers ``Backtest.run`` given the same precomputed SMA arrays (its vectorised indicator
+step is then nearly free, which favours it). Times are the best of ``repeat`` runs, as wall-clock seconds
+and as CPU seconds of this process (the latter is what to compare on a busy machine). Not a test: timings
+depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from smartmarket.engine.backtest import run_backtest
+from smartmarket.engine.kernel import KernelConfig
+from smartmarket.execution.fees import NO_FEES
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Best wall-clock and best CPU seconds over the repeats."""
+
+    wall_s: float
+    cpu_s: float
+
+
+class _Stopwatch:
+    def __init__(self) -> None:
+        self.wall, self.cpu = float("inf"), float("inf")
+
+    def __enter__(self) -> _Stopwatch:
+        self._wall0, self._cpu0 = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = min(self.wall, time.perf_counter() - self._wall0)
+        self.cpu = min(self.cpu, time.process_time() - self._cpu0)
+
+    @property
+    def timing(self) -> Timing:
+        return Timing(self.wall, self.cpu)
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestBench:
+    """Throughput of both engines on ``bars`` bars (``peer_*`` is None when backtesting.py is absent)."""
+
+    bars: int
+    fast: int
+    slow: int
+    kernel: Timing
+    kernel_trades: int
+    kernel_final_equity: float
+    peer: Timing | None = None
+    peer_trades: int | None = None
+    peer_final_equity: float | None = None
+
+    @property
+    def kernel_bars_per_s(self) -> float:
+        return self.bars / self.kernel.wall_s
+
+    @property
+    def kernel_bars_per_cpu_s(self) -> float:
+        return self.bars / self.kernel.cpu_s
+
+    @property
+    def peer_bars_per_s(self) -> float | None:
+        return self.bars / self.peer.wall_s if self.peer else None
+
+    @property
+    def peer_bars_per_cpu_s(self) -> float | None:
+        return self.bars / self.peer.cpu_s if self.peer else None
+
+    @property
+    def speedup(self) -> float | None:
+        """How many times faster the kernel is than backtesting.py (CPU time)."""
+        return self.peer.cpu_s / self.kernel.cpu_s if self.peer else None
+
+
+def random_walk_candles(rows: int, *, seed: int = 0, step_ms: int = 60_000, start_price: float = 100.0) -> pd.DataFrame:
+    """A candle frame of a geometric random walk (0.2 % per bar), each open at the previous close."""
+    rng = np.random.default_rng(seed)
+    close = start_price * np.exp(np.cumsum(rng.normal(0.0, 0.002, rows)))
+    open_ = np.r_[start_price, close[:-1]]
+    wick = rng.uniform(0.0, 0.001, (2, rows))
+    return pd.DataFrame(
+        {
+            "ts": np.arange(rows, dtype=np.int64) * step_ms,
+            "open": open_,
+            "high": np.maximum(open_, close) * (1.0 + wick[0]),
+            "low": np.minimum(open_, close) * (1.0 - wick[1]),
+            "close": close,
+            "volume": rng.uniform(1.0, 10.0, rows),
+        }
+    )
+
+
+def _time_kernel(candles: pd.DataFrame, fast: int, slow: int, repeat: int) -> tuple[Timing, int, float]:
+    watch, trades, final = _Stopwatch(), 0, 0.0
+    config = KernelConfig(initial_cash=1_000_000.0, fees=NO_FEES)
+    for _ in range(repeat):
+        with watch:
+            result = run_backtest(candles, "sma_cross", params={"fast": fast, "slow": slow}, config=config)
+        trades, final = len(result.trades), result.final_equity
+    return watch.timing, trades, final
+
+
+def _time_peer(candles: pd.DataFrame, fast: int, slow: int, repeat: int) -> tuple[Timing, int, float] | None:
+    try:
+        from backtesting import Backtest, Strategy
+        from backtesting.lib import crossover
+    except ImportError:
+        return None
+    from smartmarket.features.indicators import make_indicator
+
+    fast_sma = make_indicator(f"sma_{fast}").batch(candles).iloc[:, 0].to_numpy()
+    slow_sma = make_indicator(f"sma_{slow}").batch(candles).iloc[:, 0].to_numpy()
+
+    class PeerSmaCross(Strategy):
+        def init(self) -> None:
+            self.fast = self.I(lambda: fast_sma, name="fast")
+            self.slow = self.I(lambda: slow_sma, name="slow")
+
+        def next(self) -> None:
+            if crossover(self.fast, self.slow):
+                self.buy()
+            elif crossover(self.slow, self.fast):
+                self.sell()
+
+    data = candles.rename(columns=str.capitalize).set_index(pd.to_datetime(candles["ts"], unit="ms"))
+    data = data[["Open", "High", "Low", "Close", "Volume"]]
+    watch, trades, final = _Stopwatch(), 0, 0.0
+    for _ in range(repeat):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            peer = Backtest(data, PeerSmaCross, cash=1e12, exclusive_orders=True, trade_on_close=False)
+            with watch:
+                stats = peer.run()
+        trades, final = len(stats["_trades"]), float(stats["Equity Final [$]"])
+    return watch.timing, trades, final
+
+
+def bench_backtest(
+    bars: int = 500_000, *, fast: int = 10, slow: int = 30, seed: int = 0, repeat: int = 3, peer: bool = True,
+    peer_repeat: int = 1,
+) -> BacktestBench:
+    """Measure both engines on ``bars`` random-walk bars (1m spacing)."""
+    candles = random_walk_candles(bars, seed=seed)
+    kernel, kernel_trades, kernel_final = _time_kernel(candles, fast, slow, repeat)
+    measured = _time_peer(candles, fast, slow, peer_repeat) if peer else None
+    if measured is None:
+        return BacktestBench(bars, fast, slow, kernel, kernel_trades, kernel_final)
+    peer_timing, peer_trades, peer_final = measured
+    return BacktestBench(bars, fast, slow, kernel, kernel_trades, kernel_final, peer_timing, peer_trades, peer_final)
+
+
+__all__ = ["BacktestBench", "Timing", "bench_backtest", "random_walk_candles"]

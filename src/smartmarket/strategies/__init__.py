@@ -1,0 +1,27 @@
+"""Ready-made strategies and the registry that builds them by name."""
+
+from smartmarket.strategies.buy_hold import BuyHold
+from smartmarket.strategies.registry import (
+    STRATEGIES,
+    StrategyInfo,
+    list_strategies,
+    make_strategy,
+    register_strategy,
+    strategy_factory,
+)
+from smartmarket.strategies.rsi_reversion import RsiReversion
+from smartmarket.strategies.sma_cross import SmaCross
+from smartmarket.strategies.smc_bos import SmcBos
+
+__all__ = [
+    "STRATEGIES",
+    "BuyHold",
+    "RsiReversion",
+    "SmaCross",
+    "SmcBos",
+    "StrategyInfo",
+    "list_strategies",
+    "make_strategy",
+    "register_strategy",
+    "strategy_factory",
+]
