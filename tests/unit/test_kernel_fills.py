@@ -375,3 +375,11 @@ def test_candle_events_drive_the_same_kernel_as_the_runner() -> None:
     assert live.broker.fills == batch.fills and len(batch.fills) > 10
     assert live.portfolio.trades == batch.trades
     assert live.equity_values == batch.equity.tolist()
+
+
+def test_no_room_left_means_no_order() -> None:
+    bars = flat_bars([100, 100, 100, 100])
+    cfg = KernelConfig(initial_cash=CASH, fees=NO_FEES)  # each symbol wants 100 % of equity
+    res = run_backtest({"A": bars, "B": bars}, lambda s: Scripted(dict.fromkeys(range(3), LONG)), config=cfg)
+    assert [o.symbol for o in res.orders] == ["A"]
+    assert [f.symbol for f in res.fills] == ["A"]

@@ -333,6 +333,8 @@ class Kernel:
             equity = pf.equity
             other = pf.gross_exposure_excluding(st.symbol) / equity if equity > 0 else math.inf
             fraction = cfg.risk.limit_fraction(fraction, other)
+            if fraction == 0.0 and current == 0:
+                return  # no room (exposure limits) or no size (sizer): nothing to do
             if sign == current and abs(fraction - st.target_fraction) < 1e-12:
                 self._update_levels(st, decision)
                 return
