@@ -294,6 +294,22 @@ class Kernel:
         if st.pending is None:
             st.target_fraction = 0.0
 
+    def _other_gross_fraction(self, st: _SymbolState) -> float:
+        """Gross exposure / equity of the other symbols, counting their pending targets as if filled."""
+        pf = self.portfolio
+        equity = pf.equity
+        if not equity > 0:
+            return math.inf
+        total = 0.0
+        for other in self._states.values():
+            if other is st:
+                continue
+            if other.pending is not None:
+                total += abs(other.pending.target_fraction)
+            elif other.symbol in pf.positions:
+                total += abs(pf.positions[other.symbol].market_value) / equity
+        return total
+
     def _held_fraction(self, symbol: str) -> float:
         pos = self.portfolio.positions.get(symbol)
         equity = self.portfolio.equity
@@ -329,10 +345,7 @@ class Kernel:
             sizer = cfg.sizer
             closes = st.history.closes(sizer.lookback + 1) if sizer.lookback else ()
             fraction = sign * sizer.fraction(decision, close, closes)
-            pf = self.portfolio
-            equity = pf.equity
-            other = pf.gross_exposure_excluding(st.symbol) / equity if equity > 0 else math.inf
-            fraction = cfg.risk.limit_fraction(fraction, other)
+            fraction = cfg.risk.limit_fraction(fraction, self._other_gross_fraction(st))
             if fraction == 0.0 and current == 0:
                 return  # no room (exposure limits) or no size (sizer): nothing to do
             if sign == current and abs(fraction - st.target_fraction) < 1e-12:
