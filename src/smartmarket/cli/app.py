@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "smartmarket.cli.migrate",
     "smartmarket.cli.bench",
     "smartmarket.cli.features",
+    "smartmarket.cli.backtest",
 )
 
 _debug = False

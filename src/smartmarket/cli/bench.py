@@ -86,6 +86,7 @@ def _print_store(result: dict[str, Any]) -> None:
 
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
+    register_backtest(bench_app)
 
     @bench_app.command("store")
     def bench_store(
@@ -113,3 +114,68 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(result, indent=2))
         else:
             _print_store(result)
+
+
+def register_backtest(bench: typer.Typer) -> None:
+    @bench.command("backtest")
+    def bench_backtest_command(
+        bars: Annotated[int, typer.Option("--bars", min=1_000, help="Random-walk 1m bars to run.")] = 500_000,
+        repeat: Annotated[int, typer.Option("--repeat", min=1, help="Kernel runs (the best is kept).")] = 3,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+    ) -> None:
+        """The event-driven kernel vs backtesting.py: sma_cross(10, 30) on the same bars, same run.
+
+        Example: smartmarket bench backtest --bars 500000 --json
+        """
+        from smartmarket.engine.bench import KERNEL_CASH, PEER_CASH, bench_backtest
+
+        err_console.print(f"[dim]running sma_cross on {bars:,} bars: kernel ×{repeat}, backtesting.py ×1[/]")
+        res = bench_backtest(bars, repeat=repeat)
+        result: dict[str, Any] = {
+            "bars": res.bars,
+            "strategy": {"name": "sma_cross", "fast": res.fast, "slow": res.slow},
+            "kernel": {
+                "bars_per_s": round(res.kernel_bars_per_s),
+                "bars_per_cpu_s": round(res.kernel_bars_per_cpu_s),
+                "trades": res.kernel_trades,
+                "final_equity_multiple": res.kernel_final_equity / KERNEL_CASH,
+            },
+            "backtesting_py": None
+            if res.peer is None
+            else {
+                "bars_per_s": round(res.peer_bars_per_s or 0),
+                "bars_per_cpu_s": round(res.peer_bars_per_cpu_s or 0),
+                "trades": res.peer_trades,
+                "final_equity_multiple": (res.peer_final_equity or 0.0) / PEER_CASH,
+            },
+            "speedup_cpu": None if res.speedup is None else round(res.speedup, 2),
+            "targets": {
+                "kernel>=100k_bars_per_s": res.kernel_bars_per_s >= 100_000,
+                "faster_than_backtesting_py": bool(res.speedup and res.speedup > 1.0),
+            },
+        }
+        if as_json:
+            typer.echo(json.dumps(result, indent=2))
+            return
+        table = Table(title=f"backtest engine benchmark: sma_cross on {bars:,} bars")
+        for col in ("engine", "bars/s (wall)", "bars/s (CPU)", "trades", "final equity ÷ initial cash"):
+            table.add_column(col)
+        k = result["kernel"]
+        table.add_row(
+            "smartmarket kernel",
+            f"{k['bars_per_s']:,}",
+            f"{k['bars_per_cpu_s']:,}",
+            str(k["trades"]),
+            f"{k['final_equity_multiple']:.10f}",
+        )
+        p = result["backtesting_py"]
+        if p:
+            table.add_row(
+                "backtesting.py",
+                f"{p['bars_per_s']:,}",
+                f"{p['bars_per_cpu_s']:,}",
+                str(p["trades"]),
+                f"{p['final_equity_multiple']:.10f}",
+            )
+        console.print(table)
+        console.print(f"speed-up (CPU time): {result['speedup_cpu']}×; targets: {result['targets']}")

@@ -83,6 +83,10 @@ class BacktestBench:
         return self.peer.cpu_s / self.kernel.cpu_s if self.peer else None
 
 
+KERNEL_CASH = 1_000_000.0
+PEER_CASH = 1e12  # backtesting.py trades whole units: a huge account makes rounding negligible
+
+
 def random_walk_candles(rows: int, *, seed: int = 0, step_ms: int = 60_000, start_price: float = 100.0) -> pd.DataFrame:
     """A candle frame of a geometric random walk (0.2 % per bar), each open at the previous close."""
     rng = np.random.default_rng(seed)
@@ -103,7 +107,7 @@ def random_walk_candles(rows: int, *, seed: int = 0, step_ms: int = 60_000, star
 
 def _time_kernel(candles: pd.DataFrame, fast: int, slow: int, repeat: int) -> tuple[Timing, int, float]:
     watch, trades, final = _Stopwatch(), 0, 0.0
-    config = KernelConfig(initial_cash=1_000_000.0, fees=NO_FEES)
+    config = KernelConfig(initial_cash=KERNEL_CASH, fees=NO_FEES)
     for _ in range(repeat):
         with watch:
             result = run_backtest(candles, "sma_cross", params={"fast": fast, "slow": slow}, config=config)
@@ -139,7 +143,7 @@ def _time_peer(candles: pd.DataFrame, fast: int, slow: int, repeat: int) -> tupl
     for _ in range(repeat):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            peer = Backtest(data, PeerSmaCross, cash=1e12, exclusive_orders=True, trade_on_close=False)
+            peer = Backtest(data, PeerSmaCross, cash=PEER_CASH, exclusive_orders=True, trade_on_close=False)
             with watch:
                 stats = peer.run()
         trades, final = len(stats["_trades"]), float(stats["Equity Final [$]"])
@@ -160,4 +164,4 @@ def bench_backtest(
     return BacktestBench(bars, fast, slow, kernel, kernel_trades, kernel_final, peer_timing, peer_trades, peer_final)
 
 
-__all__ = ["BacktestBench", "Timing", "bench_backtest", "random_walk_candles"]
+__all__ = ["KERNEL_CASH", "PEER_CASH", "BacktestBench", "Timing", "bench_backtest", "random_walk_candles"]
