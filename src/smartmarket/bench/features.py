@@ -2,13 +2,16 @@
 
 Figures: batch seconds for ``rows`` candles (median of ``repeat`` runs; numba compilation is done beforehand on a
 small frame and excluded, and reported separately), streaming ``FeaturePipeline.update`` latency per candle
-(p50/p99 µs, after a warm-up long enough for every feature to be defined) and candles per second for both.
+(p50/p99 µs, after a warm-up long enough for every feature to be defined; objects existing before the loop are
+frozen out of the garbage collector's scans, as in a long-running live process) and candles per second for both.
+p99 is sensitive to other processes on the machine: compare runs made on an idle machine.
 The SMC columns (``full`` set) are measured on fewer rows and reported per candle, because their pure-Python
 state machine is far slower than the numba kernels of the default set.
 """
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from typing import Any
@@ -34,10 +37,15 @@ def _stream_latency(pipeline: FeaturePipeline, candles: Any, warmup_rows: int) -
     samples = np.empty(len(measured))
     update = pipeline.update
     clock = time.perf_counter_ns
-    for i, row in enumerate(measured):
-        t0 = clock()
-        update(*row)
-        samples[i] = clock() - t0
+    gc.collect()
+    gc.freeze()  # the benchmark's own objects (the candle rows) are not what a live process would scan
+    try:
+        for i, row in enumerate(measured):
+            t0 = clock()
+            update(*row)
+            samples[i] = clock() - t0
+    finally:
+        gc.unfreeze()
     samples /= 1000.0
     return {
         "p50_us": round(float(np.percentile(samples, 50)), 1),

@@ -104,9 +104,7 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         symbol: Annotated[str, typer.Argument(help="Symbol, e.g. BTCUSDT.")],
         timeframe: Annotated[str, typer.Argument(help="Timeframe, e.g. 1h (resampled from a finer one if needed).")],
-        set_name: Annotated[
-            str, typer.Option("--set", help=f"Feature set: {', '.join(FEATURE_SETS)}.")
-        ] = "default",
+        set_name: Annotated[str, typer.Option("--set", help=f"Feature set: {', '.join(FEATURE_SETS)}.")] = "default",
         start: Annotated[str | None, typer.Option("--start", help="First bar in the output (UTC).")] = None,
         end: Annotated[str | None, typer.Option("--end", help="Bars before this time (UTC, exclusive).")] = None,
         fmt: Annotated[OutputFormat, typer.Option("--format", help="table, csv or parquet.")] = OutputFormat.table,
