@@ -157,6 +157,20 @@ def test_conflicts_are_reported_not_written_then_overwritten(store: Store) -> No
     assert info is not None and info.count == 105
 
 
+def test_backfill_before_the_stored_history(store: Store) -> None:
+    frame = candles(200)
+    store.write_candles("BTCUSDT", M1, frame.iloc[100:])
+    assert_candles_equal(store.latest("BTCUSDT", M1, 3), frame.iloc[197:])
+    assert store.write_candles("BTCUSDT", M1, frame.iloc[:100]).inserted == 100  # older candles, written later
+    assert_candles_equal(store.read_candles("BTCUSDT", M1), frame)
+    assert_candles_equal(store.latest("BTCUSDT", M1, 150), frame.iloc[50:])
+    info = store.series_info("BTCUSDT", M1)
+    assert info is not None and (info.count, info.first_ts, info.last_ts) == (200, MONDAY, int(frame["ts"][199]))
+    ts = frame["ts"].to_numpy()
+    assert_candles_equal(store.read_candles("BTCUSDT", M5, start=ts[10], end=ts[60]),
+                         resample_frame(frame, M1, M5).iloc[2:12], exact=False)  # fmt: skip
+
+
 def test_invalid_frames_are_refused(store: Store) -> None:
     frame = candles(10)
     twice = pd.concat([frame, frame.iloc[[4]].assign(close=1.0)], ignore_index=True)
@@ -475,6 +489,7 @@ def test_event_filters(store: Store) -> None:
     assert [e.seq for e in store.read_events(types=["OrderFilled"])] == [3, 6, 9, 12, 15]
     assert [e.seq for e in store.read_events(types=["OrderFilled", "CandleClosed"], limit=3)] == [1, 3, 4]
     assert store.read_events(types=[]) == []
+    assert [e.seq for e in store.read_events(types="OrderFilled", to_seq=np.int64(6))] == [3, 6]
     assert [e.seq for e in store.read_events(correlation_id="c2")] == list(range(10, 16))
     assert [e.seq for e in store.read_events(5, correlation_id="c2", types=["CandleClosed"], limit=1)] == [10]
 

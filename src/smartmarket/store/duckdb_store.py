@@ -278,8 +278,8 @@ class DuckDBStore(Store):
             self.con.register(_INCOMING, pa.table(cols))
             try:
                 with self._transaction() as con:
-                    if info is None or int(ts[0]) > info[2]:
-                        result = self._append(con, symbol, tf, cols, synthetic)
+                    if info is None or int(ts[0]) > info[2] or int(ts[-1]) < info[1]:  # no overlap possible
+                        result = self._insert_all(con, symbol, tf, cols, synthetic)
                     else:
                         result = self._merge(con, symbol, tf, cols, info[2], on_conflict, synthetic)
             except BaseException:
@@ -291,10 +291,10 @@ class DuckDBStore(Store):
             self._cache.after_write(key, cols, previous_last, result.inserted, result.overwritten)
         return result
 
-    def _append(
+    def _insert_all(
         self, con: duckdb.DuckDBPyConnection, symbol: str, tf: Timeframe, cols: dict[str, np.ndarray], synthetic: bool
     ) -> WriteResult:
-        """Fast path: every incoming candle is later than the stored last one."""
+        """Fast path: no incoming candle can exist yet (all after the stored last one, or all before the first)."""
         con.execute(
             f"INSERT INTO candles SELECT ?, ?, ts, open, high, low, close, volume FROM {_INCOMING}",
             [symbol, tf.value],
@@ -396,8 +396,9 @@ class DuckDBStore(Store):
         symbol, tf = normalize_symbol(symbol), Timeframe.parse(timeframe)
         if limit is not None and limit <= 0:
             return empty_candles()
-        lo = MIN_TS if start is None else int(start)
-        hi = MAX_TS if end is None else int(end)
+        start, end = (None if start is None else int(start)), (None if end is None else int(end))
+        lo = MIN_TS if start is None else start
+        hi = MAX_TS if end is None else end
         limit_sql = "" if limit is None else f" LIMIT {int(limit)}"
         with self._errors():
             stored = self._stored(symbol)
@@ -623,9 +624,9 @@ def event_filters(
     ):
         if value is not None:
             clauses.append(sql.format(p=placeholder))
-            params.append(value)
+            params.append(value if isinstance(value, str) else int(value))
     if types is not None:
-        names = list(types)
+        names = [types] if isinstance(types, str) else list(types)
         if not names:
             clauses.append("false")
         else:

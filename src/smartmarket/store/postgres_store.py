@@ -217,7 +217,7 @@ class PostgresStore(Store):
                     info = self._stored(conn, symbol).get(tf)
                     with conn.cursor() as cur, cur.copy(f"COPY {_STAGING} FROM STDIN (FORMAT BINARY)") as copy:
                         copy.write(encode_copy_binary(cols))
-                    if info is None or int(ts[0]) > info[2]:
+                    if info is None or int(ts[0]) > info[2] or int(ts[-1]) < info[1]:  # no overlap possible
                         conn.execute(
                             f"INSERT INTO candles SELECT %s, %s, ts, open, high, low, close, volume FROM {_STAGING}",
                             [symbol, tf.value],
@@ -316,8 +316,9 @@ class PostgresStore(Store):
         symbol, tf = normalize_symbol(symbol), Timeframe.parse(timeframe)
         if limit is not None and limit <= 0:
             return empty_candles()
-        lo = MIN_TS if start is None else int(start)
-        hi = MAX_TS if end is None else int(end)
+        start, end = (None if start is None else int(start)), (None if end is None else int(end))
+        lo = MIN_TS if start is None else start
+        hi = MAX_TS if end is None else end
         limit_sql = "" if limit is None else f" LIMIT {int(limit)}"
         with self._errors() as conn:
             stored = self._stored(conn, symbol)
