@@ -87,6 +87,7 @@ def _print_store(result: dict[str, Any]) -> None:
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
     register_backtest(bench_app)
+    register_features(bench_app)
 
     @bench_app.command("store")
     def bench_store(
@@ -179,3 +180,51 @@ def register_backtest(bench: typer.Typer) -> None:
             )
         console.print(table)
         console.print(f"speed-up (CPU time): {result['speedup_cpu']}×; targets: {result['targets']}")
+
+
+def register_features(bench: typer.Typer) -> None:
+    @bench.command("features")
+    def bench_features_command(
+        rows: Annotated[int, typer.Option("--rows", min=10_000, help="Synthetic candles for the batch run.")] = 500_000,
+        feature_set: Annotated[str, typer.Option("--set", help="Feature set to measure.")] = "default",
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+    ) -> None:
+        """The feature pipeline in batch (training) and per-candle streaming (live).
+
+        Example: smartmarket bench features --rows 500000 --json
+        """
+        from smartmarket.bench.features import run_features_benchmark
+
+        result = run_features_benchmark(
+            rows=rows, feature_set=feature_set, log=lambda msg: err_console.print(f"[dim]{msg}[/]")
+        )
+        if as_json:
+            typer.echo(json.dumps(result, indent=2))
+            return
+        s = result["stream"]
+        table = Table(title=f"feature pipeline benchmark: '{result['feature_set']}' set, {result['columns']} columns")
+        for col in ("measure", "figure", "target"):
+            table.add_column(col)
+        table.add_row(
+            "batch",
+            f"{result['batch_seconds']:.3f} s for {rows:,} candles ({result['batch_candles_per_s']:,} candles/s)",
+            "< 2 s",
+        )
+        table.add_row("streaming update per candle", f"p50 {s['p50_us']} µs / p99 {s['p99_us']} µs", "p99 ≤ 200 µs")
+        full = result.get("full_set_with_smc")
+        if full:
+            table.add_row(
+                "'full' set incl. SMC (batch)",
+                f"{full['batch_us_per_candle']} µs/candle "
+                f"(≈ {full['estimated_batch_seconds_for_rows']} s for {rows:,})",
+                "",
+            )
+            table.add_row(
+                "'full' set incl. SMC (streaming)",
+                f"p50 {full['stream']['p50_us']} µs / p99 {full['stream']['p99_us']} µs",
+                "",
+            )
+        console.print(table)
+        console.print(
+            f"numba compilation excluded: {result['compile_seconds_excluded']} s; targets: {result['targets']}"
+        )
