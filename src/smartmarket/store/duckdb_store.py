@@ -2,7 +2,7 @@
 
 URLs: ``duckdb:///relative/file.duckdb``, ``duckdb:////absolute/file.duckdb``, ``duckdb:///:memory:``.
 
-Design choices (measured on the 2-core development machine, see the store report in ``docs/``):
+Design choices (measured on the 2-core development machine with 5 M one-minute candles):
 
 - ``candles`` has **no PRIMARY KEY**. An ART index on ``(symbol, timeframe, ts)`` cuts bulk ingest from
   ~4.5 M to ~1 M rows/s and nearly triples the file size. Uniqueness is enforced by the write path instead
@@ -11,7 +11,9 @@ Design choices (measured on the 2-core development machine, see the store report
   series arrive in time order.
 - Writes are set-based: the incoming frame is registered as an Arrow table and inserted with one
   ``INSERT … SELECT``. A frame lying entirely after the stored last candle of the series (the common case:
-  history loads in order, live candles) skips the overlap check altogether.
+  history loads in order, live candles), or entirely before its first (a backfill), skips the overlap
+  check altogether; otherwise one join against the stored rows in the frame's ``ts`` range classifies
+  every incoming candle as new, unchanged or conflicting.
 - ``series`` keeps count, first/last ``ts`` and the synthetic flag of every series, maintained by each write
   and delete, so listing series and planning reads never scan candles.
 - ``latest`` is served from a ``TailCache`` shared by every store object opened on the same file in this
