@@ -1,0 +1,172 @@
+"""Baselines on the same labels, splits and contract as the networks: majority, logistic regression, LightGBM.
+
+The tabular baselines see the features at the sample bar and a few lags (rows ``t, t−1, t−2 …`` taken from the
+end of each window), so their ``context`` is ``max(lags) + 1``. Scaling is fitted inside ``fit`` on training
+rows only (a scikit-learn pipeline); LightGBM needs none.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from smartmarket.models.datasets import WindowDataset
+from smartmarket.models.labels import N_CLASSES
+
+
+def lagged_rows(windows: np.ndarray, lags: tuple[int, ...]) -> np.ndarray:
+    """``(N, F × len(lags))``: the rows ``t − lag`` of each window (the window ends at ``t``)."""
+    windows = np.asarray(windows)
+    return np.concatenate([windows[:, -1 - lag, :] for lag in lags], axis=1).astype(np.float64)
+
+
+def _expand(proba: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:
+    """Probabilities over all ``n_classes`` (classes unseen in training get 0)."""
+    out = np.zeros((len(proba), n_classes))
+    out[:, classes.astype(int)] = proba
+    return out
+
+
+class _WindowBaseline:
+    kind = "baseline"
+    n_classes = N_CLASSES
+
+    def __init__(self, lags: tuple[int, ...]) -> None:
+        if not lags or min(lags) < 0:
+            raise ValueError("lags are non-negative bar offsets, e.g. (0, 1, 2)")
+        self.lags = tuple(int(lag) for lag in lags)
+        self.context = max(self.lags) + 1
+
+    def _check(self, windows: np.ndarray) -> np.ndarray:
+        windows = np.asarray(windows)
+        if windows.ndim != 3 or windows.shape[1] != self.context:
+            raise ValueError(f"{type(self).__name__} needs windows (N, {self.context}, F), got {windows.shape}")
+        return lagged_rows(windows, self.lags)
+
+
+class MajorityBaseline(_WindowBaseline):
+    """Always the training class frequencies (so its argmax is always the majority class)."""
+
+    kind = "majority"
+
+    def __init__(self) -> None:
+        super().__init__((0,))
+        self.prior = np.full(N_CLASSES, 1.0 / N_CLASSES)
+
+    def fit(self, train: WindowDataset, validation: WindowDataset | None = None) -> MajorityBaseline:
+        counts = train.class_counts(self.n_classes).astype(np.float64)
+        self.prior = counts / counts.sum()
+        return self
+
+    def predict_proba(self, windows: np.ndarray) -> np.ndarray:
+        return np.tile(self.prior, (len(np.asarray(windows)), 1))
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {}
+
+
+class LogisticBaseline(_WindowBaseline):
+    """L2-regularised multinomial logistic regression on standardised, lagged features."""
+
+    kind = "logreg"
+
+    def __init__(self, lags: tuple[int, ...] = (0, 1, 2), c: float = 0.1, balanced: bool = True) -> None:
+        super().__init__(lags)
+        self.c = c
+        self.balanced = balanced
+        self.pipeline: Pipeline | None = None
+
+    def fit(self, train: WindowDataset, validation: WindowDataset | None = None) -> LogisticBaseline:
+        x = self._check(train.with_context(self.context).windows())
+        self.pipeline = make_pipeline(
+            StandardScaler(),
+            LogisticRegression(C=self.c, max_iter=2000, class_weight="balanced" if self.balanced else None),
+        )
+        self.pipeline.fit(x, train.labels)
+        return self
+
+    def predict_proba(self, windows: np.ndarray) -> np.ndarray:
+        if self.pipeline is None:
+            raise RuntimeError("fit the model first")
+        proba = self.pipeline.predict_proba(self._check(windows))
+        return _expand(proba, self.pipeline.classes_, self.n_classes)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"lags": list(self.lags), "C": self.c, "class_weight": "balanced" if self.balanced else None}
+
+
+class LightGBMBaseline(_WindowBaseline):
+    """Gradient-boosted trees on lagged features; early stopping on the validation set when one is given."""
+
+    kind = "lightgbm"
+
+    def __init__(
+        self,
+        lags: tuple[int, ...] = (0, 1, 2),
+        *,
+        n_estimators: int = 300,
+        learning_rate: float = 0.05,
+        num_leaves: int = 15,
+        min_child_samples: int = 50,
+        subsample: float = 0.8,
+        colsample_bytree: float = 0.8,
+        balanced: bool = True,
+        early_stopping_rounds: int = 30,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(lags)
+        self.params: dict[str, Any] = {
+            "n_estimators": n_estimators,
+            "learning_rate": learning_rate,
+            "num_leaves": num_leaves,
+            "min_child_samples": min_child_samples,
+            "subsample": subsample,
+            "subsample_freq": 1,
+            "colsample_bytree": colsample_bytree,
+            "class_weight": "balanced" if balanced else None,
+            "random_state": seed,
+            "deterministic": True,
+            "force_row_wise": True,
+            "n_jobs": min(os.cpu_count() or 1, 4),
+            "verbose": -1,
+        }
+        self.early_stopping_rounds = early_stopping_rounds
+        self.booster: lgb.LGBMClassifier | None = None
+
+    def fit(self, train: WindowDataset, validation: WindowDataset | None = None) -> LightGBMBaseline:
+        x = self._check(train.with_context(self.context).windows())
+        model = lgb.LGBMClassifier(**self.params)
+        fit_args: dict[str, Any] = {}
+        if validation is not None and len(validation) > 0 and len(np.unique(train.labels)) > 1:
+            xv = self._check(validation.with_context(self.context).windows())
+            if "eval_X" in inspect.signature(model.fit).parameters:  # LightGBM ≥ 4.6 renamed eval_set
+                fit_args.update(eval_X=(xv,), eval_y=(validation.labels,))
+            else:
+                fit_args["eval_set"] = [(xv, validation.labels)]
+            fit_args["callbacks"] = [lgb.early_stopping(self.early_stopping_rounds, verbose=False)]
+        model.fit(x, train.labels, **fit_args)
+        self.booster = model
+        return self
+
+    def predict_proba(self, windows: np.ndarray) -> np.ndarray:
+        if self.booster is None:
+            raise RuntimeError("fit the model first")
+        proba = np.asarray(self.booster.predict_proba(self._check(windows)))
+        return _expand(proba, np.asarray(self.booster.classes_), self.n_classes)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        best = getattr(self.booster, "best_iteration_", None) if self.booster is not None else None
+        return {"lags": list(self.lags), **self.params, "best_iteration": best}
+
+
+BASELINE_KINDS: tuple[str, ...] = ("majority", "logreg", "lightgbm")
+
+
+__all__ = ["BASELINE_KINDS", "LightGBMBaseline", "LogisticBaseline", "MajorityBaseline", "lagged_rows"]

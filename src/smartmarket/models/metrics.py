@@ -1,0 +1,103 @@
+"""Classification metrics over class probabilities, and the chance level they must beat.
+
+Every function takes integer labels ``y_true`` (N,) and probabilities ``proba`` (N, n_classes). Classes absent
+from ``y_true`` are left out of balanced accuracy and of the one-vs-rest AUC (which is NaN when fewer than two
+classes are present).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+
+def _check(y_true: np.ndarray, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y_true).astype(np.int64)
+    p = np.asarray(proba, dtype=np.float64)
+    if p.ndim != 2 or len(p) != len(y):
+        raise ValueError(f"proba must be (N, n_classes) with N = {len(y)}, got {p.shape}")
+    if y.size and (y.min() < 0 or y.max() >= p.shape[1]):
+        raise ValueError("labels outside 0 … n_classes-1")
+    return y, p
+
+
+def accuracy(y_true: np.ndarray, proba: np.ndarray) -> float:
+    y, p = _check(y_true, proba)
+    return float(np.mean(p.argmax(axis=1) == y)) if y.size else math.nan
+
+
+def balanced_accuracy(y_true: np.ndarray, proba: np.ndarray) -> float:
+    """Mean recall over the classes present in ``y_true``."""
+    y, p = _check(y_true, proba)
+    pred = p.argmax(axis=1)
+    recalls = [float(np.mean(pred[y == c] == c)) for c in np.unique(y)]
+    return float(np.mean(recalls)) if recalls else math.nan
+
+
+def log_loss(y_true: np.ndarray, proba: np.ndarray, eps: float = 1e-12) -> float:
+    y, p = _check(y_true, proba)
+    if not y.size:
+        return math.nan
+    return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], eps, 1.0))))
+
+
+def brier(y_true: np.ndarray, proba: np.ndarray) -> float:
+    """Multi-class Brier score: mean over samples of the squared distance to the one-hot truth."""
+    y, p = _check(y_true, proba)
+    if not y.size:
+        return math.nan
+    onehot = np.eye(p.shape[1])[y]
+    return float(np.mean(np.sum((p - onehot) ** 2, axis=1)))
+
+
+def auc_ovr(y_true: np.ndarray, proba: np.ndarray) -> float:
+    """Macro one-vs-rest ROC AUC over the classes present in ``y_true``."""
+    y, p = _check(y_true, proba)
+    present = np.unique(y)
+    if present.size < 2:
+        return math.nan
+    scores = [roc_auc_score(y == c, p[:, c]) for c in present]
+    return float(np.mean(scores))
+
+
+def balanced_accuracy_null_se(y_true: np.ndarray, n_classes: int | None = None) -> float:
+    """Standard error of balanced accuracy for predictions independent of the truth (the no-skill null).
+
+    Recall of class c is a proportion over its ``n_c`` samples, with variance ``q(1−q)/n_c ≤ 1/(4 n_c)``;
+    balanced accuracy averages K such recalls, so ``SE ≤ sqrt(Σ 1/(4 n_c)) / K``. Chance is ``1/K``.
+    """
+    y = np.asarray(y_true).astype(np.int64)
+    counts = np.bincount(y, minlength=n_classes or 0)
+    counts = counts[counts > 0]
+    if counts.size == 0:
+        return math.nan
+    return float(math.sqrt(np.sum(1.0 / (4.0 * counts))) / counts.size)
+
+
+def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    """All metrics at once, plus ``n``, the chance level of balanced accuracy and its null standard error."""
+    y, p = _check(y_true, proba)
+    k = int(np.unique(y).size)
+    return {
+        "n": float(y.size),
+        "accuracy": accuracy(y, p),
+        "balanced_accuracy": balanced_accuracy(y, p),
+        "log_loss": log_loss(y, p),
+        "brier": brier(y, p),
+        "auc_ovr": auc_ovr(y, p),
+        "chance_balanced_accuracy": 1.0 / k if k else math.nan,
+        "balanced_accuracy_null_se": balanced_accuracy_null_se(y),
+    }
+
+
+__all__ = [
+    "accuracy",
+    "auc_ovr",
+    "balanced_accuracy",
+    "balanced_accuracy_null_se",
+    "brier",
+    "classification_metrics",
+    "log_loss",
+]
