@@ -99,7 +99,7 @@ def test_symbols_are_normalised_and_unsorted_input_is_sorted(store: Store) -> No
     frame = candles(50)
     store.write_candles("btc/usdt", M1, frame.sample(frac=1.0, random_state=1))
     assert_candles_equal(store.read_candles("BTCUSDT", M1), frame)
-    assert_candles_equal(store.read_candles("BTC-USDT", "1m"), frame)  # type: ignore[arg-type]
+    assert_candles_equal(store.read_candles("BTC-USDT", "1m"), frame)
 
 
 def test_ranges_are_half_open_and_limit_keeps_the_first(store: Store) -> None:
@@ -339,7 +339,7 @@ def test_resampling_matches_the_pandas_reference(store: Store, source: Timeframe
     start = MONDAY + 3 * DAY_MS + 5 * source.ms  # not aligned on the target: the first bucket is partial too
     frame = candles(n, source, start=start, seed=n)
     rng = np.random.default_rng(1)
-    frame = frame.drop(index=rng.choice(n, size=n // 20, replace=False)).reset_index(drop=True)  # gaps
+    frame = frame.drop(index=rng.choice(n, size=n // 20, replace=False).tolist()).reset_index(drop=True)  # gaps
     store.write_candles("BTCUSDT", source, frame)
     for include_partial in (False, True):
         got = store.read_candles("BTCUSDT", target, include_partial=include_partial)
@@ -489,7 +489,8 @@ def test_event_filters(store: Store) -> None:
     assert [e.seq for e in store.read_events(types=["OrderFilled"])] == [3, 6, 9, 12, 15]
     assert [e.seq for e in store.read_events(types=["OrderFilled", "CandleClosed"], limit=3)] == [1, 3, 4]
     assert store.read_events(types=[]) == []
-    assert [e.seq for e in store.read_events(types="OrderFilled", to_seq=np.int64(6))] == [3, 6]
+    numpy_seq: int = np.int64(6)  # type: ignore[assignment]  # numpy integers are accepted too
+    assert [e.seq for e in store.read_events(types="OrderFilled", to_seq=numpy_seq)] == [3, 6]
     assert [e.seq for e in store.read_events(correlation_id="c2")] == list(range(10, 16))
     assert [e.seq for e in store.read_events(5, correlation_id="c2", types=["CandleClosed"], limit=1)] == [10]
 
