@@ -1,0 +1,338 @@
+"""``smartmarket backtest``: run a strategy over stored candles; print the metrics, write JSON and HTML.
+
+The command reads the candles once (resampled on the fly when only a finer timeframe is stored), runs the
+event-driven kernel over them, measures the equity curve with ``analytics`` and, on request, writes the
+deterministic JSON document (``engine.result_json``) and the self-contained HTML report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+import typer
+from rich import box
+from rich.table import Table
+
+from smartmarket.analytics import Metrics, compute_metrics, monthly_returns, write_report
+from smartmarket.cli.context import console, get_context
+from smartmarket.core.errors import ConfigError, NotFoundError
+from smartmarket.core.timeutil import format_ms, parse_time
+from smartmarket.core.types import Timeframe, normalize_symbol
+from smartmarket.engine.backtest import BacktestResult, run_backtest
+from smartmarket.engine.kernel import KernelConfig
+from smartmarket.engine.provenance import backtest_provenance
+from smartmarket.engine.result_json import backtest_document, write_document
+from smartmarket.execution.fees import FeeModel
+from smartmarket.execution.sizing import FixedFraction
+from smartmarket.execution.slippage import FixedBps
+from smartmarket.store.base import CandleStore
+from smartmarket.strategies.registry import make_strategy, strategy_factory
+
+HELP = """Backtest a strategy over stored candles: metrics table, optional JSON result and HTML report.
+
+Orders decided at a bar's close fill at a later bar's open, with fees and slippage. Several symbols
+(--symbol BTCUSDT,ETHUSDT) share one cash account; each gets --fraction of equity (default 1/N).
+Open positions are closed at the last close (taker fee) unless --keep-open, so the trades' P&L adds up to
+the change in equity. Strategies: buy_hold, sma_cross, rsi_reversion, smc_bos.
+Times are ISO-8601 or epoch ms; --start is inclusive, --end exclusive. Same inputs, same bytes out.
+
+Examples:
+
+  smartmarket backtest --symbol BTCUSDT --timeframe 1h --strategy sma_cross --params fast=10,slow=30
+
+  smartmarket backtest -s BTCUSDT,ETHUSDT -t 4h --start 2023-01-01 --end 2024-01-01 --json bt.json --report bt.html
+"""
+
+
+# ------------------------------------------------------------------------------------------ parsing
+
+
+def parse_params(text: str | None) -> dict[str, Any]:
+    """``"fast=10,slow=30"`` → ``{"fast": 10, "slow": 30}``: ints, floats, true/false, none, else strings."""
+    params: dict[str, Any] = {}
+    if not text or not text.strip():
+        return params
+    for item in text.split(","):
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise ConfigError(f"cannot read parameter {item.strip()!r}", hint="write --params name=value,name=value")
+        if key in params:
+            raise ConfigError(f"parameter {key!r} given twice")
+        params[key] = _param_value(raw.strip())
+    return params
+
+
+def _param_value(raw: str) -> Any:
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            continue
+    return raw
+
+
+def parse_symbols(text: str) -> list[str]:
+    """``"BTCUSDT, eth/usdt"`` → ``["BTCUSDT", "ETHUSDT"]`` (order kept, duplicates dropped)."""
+    symbols: list[str] = []
+    for part in text.split(","):
+        if part.strip():
+            symbol = normalize_symbol(part.strip())
+            if symbol not in symbols:
+                symbols.append(symbol)
+    if not symbols:
+        raise ConfigError("no symbol given", hint="e.g. --symbol BTCUSDT or --symbol BTCUSDT,ETHUSDT")
+    return symbols
+
+
+def kernel_config(
+    *,
+    cash: float,
+    fees: float,
+    slippage_bps: float,
+    fraction: float,
+    latency: int,
+    long_only: bool,
+    close_at_end: bool,
+) -> KernelConfig:
+    """The execution settings of a CLI run (fees apply to makers and takers alike)."""
+    if not cash > 0:
+        raise ConfigError(f"--cash must be positive, got {cash!r}")
+    if latency < 0:
+        raise ConfigError(f"--latency must be >= 0 bars, got {latency!r}")
+    if not 0 < fraction <= 1:
+        raise ConfigError(f"--fraction must be in (0, 1], got {fraction!r}")
+    return KernelConfig(
+        initial_cash=float(cash),
+        fees=FeeModel(maker=fees, taker=fees),
+        slippage=FixedBps(slippage_bps),
+        sizer=FixedFraction(fraction),
+        latency_bars=latency,
+        long_only=long_only,
+        close_at_end=close_at_end,
+    )
+
+
+# ------------------------------------------------------------------------------------------ running
+
+
+def read_frames(
+    store: CandleStore, symbols: Sequence[str], timeframe: Timeframe, start: int | None, end: int | None
+) -> dict[str, pd.DataFrame]:
+    """The candles of every symbol in ``[start, end)``; a clear error when a series is missing or empty."""
+    hint = "load candles with `smartmarket ingest FILE` (see `smartmarket symbols` for what is stored)"
+    frames: dict[str, pd.DataFrame] = {}
+    for symbol in symbols:
+        try:
+            frame = store.read_candles(symbol, timeframe, start, end)
+        except NotFoundError as exc:
+            raise NotFoundError(exc.what, where=exc.where, hint=hint) from None
+        if frame.empty:
+            span = f"from {format_ms(start) if start is not None else 'the start'}"
+            span += f" to {format_ms(end) if end is not None else 'the end'}"
+            raise NotFoundError(f"no {symbol} {timeframe} candles {span}", hint=_stored_range_hint(store, symbol))
+        frames[symbol] = frame
+    return frames
+
+
+def _stored_range_hint(store: CandleStore, symbol: str) -> str:
+    infos = [i for i in store.list_series() if i.symbol == symbol]
+    if not infos:
+        return "load candles with `smartmarket ingest FILE`"
+    first, last = min(i.first_ts for i in infos), max(i.last_ts for i in infos)
+    return (
+        f"{symbol} is stored from {format_ms(first)} to {format_ms(last)}: pick --start/--end inside that, "
+        "or load more with `smartmarket ingest FILE`"
+    )
+
+
+def buy_hold_return(frames: Mapping[str, pd.DataFrame]) -> float:
+    """Equal-weight mean over symbols of ``last close / first close - 1`` (no fees): context, not a strategy."""
+    returns = [float(f["close"].iloc[-1]) / float(f["close"].iloc[0]) - 1.0 for f in frames.values()]
+    return sum(returns) / len(returns)
+
+
+def full_params(strategy: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The strategy's parameters with defaults filled in (raises ``ConfigError`` on bad ones)."""
+    return make_strategy(strategy, **params).params() or dict(params)
+
+
+# ------------------------------------------------------------------------------------------ output
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:+.2f}%"
+
+
+def _frac(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:.2f}%"
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _money(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.2f}"
+
+
+def summary_table(title: str, metrics: Metrics, result: BacktestResult, buy_hold: float) -> Table:
+    """The metrics a person checks first, with buy and hold over the same bars for context."""
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_header=False, pad_edge=False)
+    table.add_column("metric", no_wrap=True)
+    table.add_column("value", justify="right", no_wrap=True)
+    rows = (
+        ("Total return", _pct(metrics.total_return)),
+        ("Annual return (CAGR)", _pct(metrics.annual_return)),
+        ("Sharpe (annual)", _ratio(metrics.sharpe)),
+        ("Sortino (annual)", _ratio(metrics.sortino)),
+        ("Calmar", _ratio(metrics.calmar)),
+        ("Max drawdown", _frac(metrics.max_drawdown)),
+        ("Win rate", _frac(metrics.win_rate)),
+        ("Profit factor", _ratio(metrics.profit_factor)),
+        ("Expectancy per trade", _money(metrics.expectancy)),
+        ("Trades", f"{metrics.num_trades:,}"),
+        ("Exposure (time in market)", _frac(metrics.exposure)),
+        ("Fees paid", _money(metrics.total_fees)),
+        ("Final equity", f"{_money(result.final_equity)}  (from {_money(result.initial_cash)})"),
+        ("Buy and hold (price, no fees)", _pct(buy_hold)),
+    )
+    for label, value in rows:
+        table.add_row(label, value)
+    return table
+
+
+def _title(strategy: str, params: Mapping[str, Any], symbols: Sequence[str], timeframe: Timeframe) -> str:
+    shown = ", ".join(f"{k}={v}" for k, v in params.items())
+    return f"{strategy}({shown}) on {', '.join(symbols)} {timeframe}"
+
+
+def _report_scope(symbols: Sequence[str]) -> str:
+    if len(symbols) == 1:
+        return f"{symbols[0]}: price chart, trades and metrics"
+    return (
+        f"metrics and equity cover {', '.join(symbols)}; the price chart and the trade P&L histogram show "
+        f"{symbols[0]} only (every trade is in the JSON result)"
+    )
+
+
+# ------------------------------------------------------------------------------------------ command
+
+
+def backtest(
+    ctx: typer.Context,
+    symbol: Annotated[str, typer.Option("--symbol", "-s", help="Symbol(s), comma-separated: BTCUSDT,ETHUSDT.")],
+    timeframe: Annotated[str, typer.Option("--timeframe", "-t", help="Bar timeframe, e.g. 1h, 4h, 1d.")] = "1h",
+    strategy: Annotated[str, typer.Option("--strategy", help="Strategy name (see above).")] = "sma_cross",
+    params: Annotated[
+        str | None, typer.Option("--params", "-p", help="Strategy parameters: name=value,name=value.")
+    ] = None,
+    start: Annotated[str | None, typer.Option("--start", help="First bar open time (inclusive).")] = None,
+    end: Annotated[str | None, typer.Option("--end", help="Bars opening before this time.")] = None,
+    cash: Annotated[float, typer.Option("--cash", help="Starting cash.")] = 10_000.0,
+    fees: Annotated[float, typer.Option("--fees", help="Fee rate per side, a fraction (0.001 = 0.1 %).")] = 0.001,
+    slippage_bps: Annotated[
+        float, typer.Option("--slippage-bps", help="Adverse slippage per market fill, basis points.")
+    ] = 0.0,
+    fraction: Annotated[
+        float | None, typer.Option("--fraction", help="Fraction of equity per position (default 1/number of symbols).")
+    ] = None,
+    long_only: Annotated[bool, typer.Option("--long-only", help="Never short: short signals go flat.")] = False,
+    latency: Annotated[int, typer.Option("--latency", help="Extra bars between a decision and its fill.")] = 0,
+    keep_open: Annotated[
+        bool, typer.Option("--keep-open", help="Leave positions open at the end instead of closing them.")
+    ] = False,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the full result as JSON here.")] = None,
+    report_path: Annotated[Path | None, typer.Option("--report", help="Write the HTML report here.")] = None,
+) -> None:
+    symbols = parse_symbols(symbol)
+    tf = Timeframe.parse(timeframe)
+    strategy_params = parse_params(params)
+    strategy_factory(strategy, **strategy_params)  # unknown strategy or bad parameters: fail before reading data
+    resolved = full_params(strategy, strategy_params)
+    start_ms, end_ms = parse_time(start), parse_time(end)
+    if start_ms is not None and end_ms is not None and end_ms <= start_ms:
+        raise ConfigError(f"--end ({end}) must be after --start ({start})")
+    config = kernel_config(
+        cash=cash,
+        fees=fees,
+        slippage_bps=slippage_bps,
+        fraction=fraction if fraction is not None else 1.0 / len(symbols),
+        latency=latency,
+        long_only=long_only,
+        close_at_end=not keep_open,
+    )
+
+    frames = read_frames(get_context(ctx).store, symbols, tf, start_ms, end_ms)
+    result = run_backtest(frames, strategy, params=strategy_params, config=config, timeframe=tf)
+    metrics = compute_metrics(
+        result.equity, result.trades, tf, exposure=result.exposure, traded_notional=result.traded_notional
+    )
+    monthly = monthly_returns(result.equity)
+    buy_hold = buy_hold_return(frames)
+    provenance = backtest_provenance(
+        frames=frames, timeframe=tf, strategy=strategy, params=resolved, config=config, start=start_ms, end=end_ms
+    )
+    title = _title(strategy, resolved, symbols, tf)
+
+    console.print(summary_table(title, metrics, result, buy_hold))
+    first, last = int(result.equity.index[0]), int(result.equity.index[-1])
+    per_symbol = f" x {len(symbols)} symbols" if len(symbols) > 1 else ""
+    span = f"{len(result.equity):,} bars{per_symbol} from {format_ms(first)} to {format_ms(last)}"
+    console.print(span, style="dim", highlight=False)
+    if result.open_positions:
+        console.print(f"{len(result.open_positions)} position(s) left open (--keep-open)", style="dim")
+
+    if json_path is not None:
+        document = backtest_document(
+            result,
+            metrics=metrics.to_dict(),
+            monthly_returns=monthly.to_records(),
+            provenance=provenance,
+            benchmark={"buy_hold_return": buy_hold},
+            params=resolved,
+        )
+        console.print(f"JSON result: {write_document(json_path, document)}", highlight=False)
+    if report_path is not None:
+        chart_symbol = symbols[0]
+        written = write_report(
+            report_path,
+            title=title if len(symbols) == 1 else f"{title} — price chart: {chart_symbol}",
+            prices=frames[chart_symbol],
+            trades=[t for t in result.trades if t.symbol == chart_symbol],
+            equity=result.equity,
+            metrics=metrics,
+            monthly=monthly,
+            provenance={
+                "report_scope": _report_scope(symbols),
+                "buy_and_hold": f"{_pct(buy_hold)} over the same bars (last close / first close, no fees)",
+                **provenance,
+            },
+        )
+        console.print(f"HTML report: {written}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to ``app``."""
+    app.command("backtest", help=HELP)(backtest)
+
+
+__all__ = [
+    "backtest",
+    "buy_hold_return",
+    "full_params",
+    "kernel_config",
+    "parse_params",
+    "parse_symbols",
+    "read_frames",
+    "register",
+    "summary_table",
+]
