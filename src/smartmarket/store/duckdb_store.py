@@ -38,16 +38,15 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from smartmarket.core.errors import ConfigError, SmartMarketError, StoreError, ValidationError
+from smartmarket.core.errors import ConfigError, SmartMarketError, StoreError
 from smartmarket.core.events import Message, from_json, to_json
 from smartmarket.core.types import Timeframe, normalize_symbol
 from smartmarket.data.frame import CANDLE_COLUMNS, empty_candles
 from smartmarket.store.base import OnConflict, SeriesInfo, Store, StoredEvent, WriteResult
 from smartmarket.store.cache import DEFAULT_CAPACITY, TailCache
+from smartmarket.store.common import STORED_COLUMNS, VALUE_COLUMNS, event_filters, prepare_candles
 from smartmarket.store.resample import MAX_TS, MIN_TS, plan_resample, series_not_found, source_timeframe
 
-VALUE_COLUMNS = CANDLE_COLUMNS[1:]  # open, high, low, close, volume
-STORED_COLUMNS = tuple(f"stored_{c}" for c in VALUE_COLUMNS)
 _INCOMING = "_sm_incoming"  # name under which a frame being written is registered with DuckDB
 _EVENTS_IN = "_sm_events_in"
 
@@ -137,46 +136,6 @@ def _connect(path: str) -> duckdb.DuckDBPyConnection:
         raise StoreError(f"cannot open DuckDB file: {text}", where=path) from None
     except duckdb.Error as exc:
         raise StoreError(f"cannot open DuckDB file: {exc}", where=path) from None
-
-
-def prepare_candles(frame: pd.DataFrame, timeframe: Timeframe, where: str) -> dict[str, np.ndarray]:
-    """The columns of a candle frame to write: typed, sorted by ``ts``, exact duplicate rows dropped.
-
-    Raises ``ValidationError`` for missing columns, two different rows with one ``ts``, or a ``ts`` that is
-    not a candle open time of ``timeframe`` (either would corrupt reads and resampling).
-    """
-    missing = [c for c in CANDLE_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValidationError(f"candle frame lacks columns {missing}", where=where)
-    cols = {c: frame[c].to_numpy(dtype=np.int64 if c == "ts" else np.float64, copy=False) for c in CANDLE_COLUMNS}
-    ts = cols["ts"]
-    if len(ts) > 1 and not bool(np.all(ts[1:] > ts[:-1])):
-        order = np.argsort(ts, kind="stable")
-        cols = {c: v[order] for c, v in cols.items()}
-        ts = cols["ts"]
-        same = np.flatnonzero(ts[1:] == ts[:-1])
-        if len(same):
-            values = np.column_stack([cols[c] for c in VALUE_COLUMNS])
-            differs = ~((values[same] == values[same + 1]) | (np.isnan(values[same]) & np.isnan(values[same + 1])))
-            if differs.any():
-                raise ValidationError(
-                    f"{int(differs.any(axis=1).sum())} timestamps appear twice with different values",
-                    where=where,
-                    hint="validate the frame first (duplicates are quarantined by the ingest validation)",
-                )
-            keep = np.ones(len(ts), dtype=bool)
-            keep[same + 1] = False
-            cols = {c: v[keep] for c, v in cols.items()}
-            ts = cols["ts"]
-    misaligned = (ts - timeframe.offset_ms) % timeframe.ms != 0
-    if misaligned.any():
-        raise ValidationError(
-            f"{int(misaligned.sum())} candles do not open on a {timeframe} boundary "
-            f"(first ts={int(ts[misaligned][0])})",
-            where=where,
-            hint="ts must be the UTC epoch ms of the candle open",
-        )
-    return cols
 
 
 def _one_row(result: duckdb.DuckDBPyConnection) -> tuple[Any, ...] | None:
@@ -604,37 +563,4 @@ class DuckDBStore(Store):
                 self._con = None
 
 
-def event_filters(
-    from_seq: int | None,
-    to_seq: int | None,
-    start: int | None,
-    end: int | None,
-    types: Sequence[str] | None,
-    correlation_id: str | None,
-    *,
-    placeholder: str,
-) -> tuple[str, list[Any]]:
-    """``WHERE`` clause and parameters for ``read_events`` (seq range inclusive, ``ts_event`` half-open)."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    for sql, value in (
-        ("seq >= {p}", from_seq),
-        ("seq <= {p}", to_seq),
-        ("ts_event >= {p}", start),
-        ("ts_event < {p}", end),
-        ("correlation_id = {p}", correlation_id),
-    ):
-        if value is not None:
-            clauses.append(sql.format(p=placeholder))
-            params.append(value if isinstance(value, str) else int(value))
-    if types is not None:
-        names = [types] if isinstance(types, str) else list(types)
-        if not names:
-            clauses.append("false")
-        else:
-            clauses.append(f"type IN ({', '.join([placeholder] * len(names))})")
-            params.extend(names)
-    return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
-
-
-__all__ = ["DuckDBStore", "database_path", "event_filters", "prepare_candles"]
+__all__ = ["DuckDBStore", "database_path"]

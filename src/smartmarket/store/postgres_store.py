@@ -41,7 +41,7 @@ from smartmarket.store.cache import DEFAULT_CAPACITY, TailCache
 
 # Shared, driver-free helpers kept beside the embedded adapter (importing it loads the duckdb package, a
 # hard dependency of SmartMarket anyway).
-from smartmarket.store.duckdb_store import STORED_COLUMNS, VALUE_COLUMNS, event_filters, prepare_candles
+from smartmarket.store.common import STORED_COLUMNS, VALUE_COLUMNS, event_filters, prepare_candles
 from smartmarket.store.resample import MAX_TS, MIN_TS, plan_resample, series_not_found, source_timeframe
 
 _SCHEMA = """
