@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "smartmarket.cli.bench",
     "smartmarket.cli.features",
     "smartmarket.cli.backtest",
+    "smartmarket.cli.ops",
 )
 
 _debug = False
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     except SmartMarketError as exc:
         if _debug:
             raise
-        err_console.print(f"[bold red]error:[/] {exc.one_line()}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {exc.one_line()}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err_console.print("interrupted")
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print(
             f"[bold red]error:[/] {type(exc).__name__}: {exc} — run again with --debug for the traceback",
             highlight=False,
+            soft_wrap=True,
         )
         return 1
     return 0

@@ -403,6 +403,16 @@ class DuckDBStore(Store):
         self._cache.store(key, tail, generation)
         return tail.iloc[-n:].reset_index(drop=True)
 
+    def latest_uncached(self, symbol: str, timeframe: Timeframe, n: int) -> pd.DataFrame:
+        """``latest`` straight from the database, bypassing the tail cache (for benchmarks and checks)."""
+        symbol, tf = normalize_symbol(symbol), Timeframe.parse(timeframe)
+        with self._errors():
+            stored = self._stored(symbol)
+            if tf not in stored:
+                raise series_not_found(symbol, tf, ())
+            count, _, last_ts = stored[tf]
+            return self._read_tail(symbol, tf, n, last_ts, count)
+
     def _read_tail(self, symbol: str, tf: Timeframe, want: int, last_ts: int, count: int) -> pd.DataFrame:
         """The last ``want`` candles, ascending. A lower ``ts`` bound (right when there are no gaps) lets zone
         maps skip old row groups; with gaps it may return too few rows, and the query is redone unbounded."""

@@ -353,19 +353,25 @@ class PostgresStore(Store):
             if hit is not None:
                 return hit
         want = n if self._cache is None else max(n, self._cache.capacity)
+        generation = self._cache.generation() if self._cache is not None else 0
+        tail = self.latest_uncached(symbol, tf, want)
+        if self._cache is not None:
+            self._cache.store(key, tail, generation)
+        return tail.iloc[-n:].reset_index(drop=True)
+
+    def latest_uncached(self, symbol: str, timeframe: Timeframe, n: int) -> pd.DataFrame:
+        """``latest`` straight from the database (an index scan backwards), bypassing any tail cache."""
+        symbol, tf = normalize_symbol(symbol), Timeframe.parse(timeframe)
         with self._errors() as conn:
-            generation = self._cache.generation() if self._cache is not None else 0
             tail = self._copy_out(
                 conn,
                 "SELECT * FROM (SELECT ts, open, high, low, close, volume FROM candles "
-                f"WHERE symbol = %s AND timeframe = %s ORDER BY ts DESC LIMIT {int(want)}) t ORDER BY ts",
+                f"WHERE symbol = %s AND timeframe = %s ORDER BY ts DESC LIMIT {int(n)}) t ORDER BY ts",
                 [symbol, tf.value],
             )
             if tail.empty and tf not in self._stored(conn, symbol):
                 raise series_not_found(symbol, tf, ())
-        if self._cache is not None:
-            self._cache.store(key, tail, generation)
-        return tail.iloc[-n:].reset_index(drop=True)
+        return tail
 
     def list_series(self) -> list[SeriesInfo]:
         with self._errors() as conn:
