@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "smartmarket.cli.features",
     "smartmarket.cli.backtest",
     "smartmarket.cli.ops",
+    "smartmarket.cli.serve",
 )
 
 _debug = False
