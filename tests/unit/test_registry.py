@@ -52,6 +52,10 @@ def train(kind: str, market: tuple[pd.DataFrame, pd.DataFrame], **kw: object) ->
                        **kw)  # type: ignore[arg-type]  # fmt: skip
 
 
+def meta_test_start(model: TrainedModel) -> int:
+    return int(model.split["test_ts"][0])
+
+
 @pytest.mark.parametrize(("kind", "overrides"), [("transformer", {"context": 32}), ("lightgbm", None)])
 def test_save_load_gives_identical_predictions(
     tmp_path: Path, market: tuple[pd.DataFrame, pd.DataFrame], kind: str, overrides: dict[str, int] | None
@@ -67,7 +71,11 @@ def test_save_load_gives_identical_predictions(
     pd.testing.assert_frame_equal(before, after)
     np.testing.assert_allclose(before.dropna().sum(axis=1), 1.0, atol=1e-6)
     assert loaded.metrics == json.loads(json.dumps(model.metrics))
-    assert evaluate(loaded, features, candles)["n"] == evaluate(model, features, candles)["n"]
+    everything = evaluate(loaded, features, candles)
+    assert everything["n"] == evaluate(model, features, candles)["n"] and everything["overlaps_training"]
+    later = evaluate(loaded, features, candles, start_ts=meta_test_start(model))
+    assert not later["overlaps_training"]
+    assert later["balanced_accuracy"] == pytest.approx(model.metrics["test"]["balanced_accuracy"])
 
     meta = json.loads((tmp_path / "models" / model_id / METADATA_FILE).read_text())
     assert meta["kind"] == kind and meta["stage"] == "candidate" and meta["id"] == model_id

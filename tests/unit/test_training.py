@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 
 import numpy as np
@@ -12,8 +13,16 @@ import torch
 from smartmarket.models.datasets import WindowDataset
 from smartmarket.models.labels import LabelConfig
 from smartmarket.models.networks import build_network, network_config
-from smartmarket.models.pipeline import train_model
-from smartmarket.models.training import EpochReport, NetworkClassifier, TrainConfig, fit_network, snapshot
+from smartmarket.models.pipeline import compare_models, summarise_comparison, train_model
+from smartmarket.models.splits import WalkForwardConfig
+from smartmarket.models.training import (
+    EpochReport,
+    NetworkClassifier,
+    TrainConfig,
+    fit_network,
+    rich_progress,
+    snapshot,
+)
 
 GROUPS = {"price": (0, 1), "volume": (2,), "volatility": (3,)}
 
@@ -78,6 +87,7 @@ def test_early_stopping_restores_a_true_copy_of_the_best_weights() -> None:
     # Random labels and a high learning rate: validation loss bottoms out early and then rises.
     config = TrainConfig(epochs=12, batch_size=16, lr=1e-2, schedule="constant", patience=4, seed=0)
     result = fit_network(module, train, val, config, progress=remember)
+    assert len(per_epoch) == len(result.history) and result.history[0].validation_balanced_accuracy is not None
     assert result.best_epoch is not None and result.best_state is not None
     assert result.best_epoch < len(result.history)  # the best was not the last epoch, so restoring matters
     best = per_epoch[result.best_epoch - 1]
@@ -96,6 +106,18 @@ def test_early_stopping_restores_a_true_copy_of_the_best_weights() -> None:
     assert all(torch.equal(result.best_state[k], best[k]) for k in best)
     module.load_state_dict(result.best_state)
     assert all(torch.equal(module.state_dict()[k], best[k]) for k in best)
+
+
+def test_rich_progress_bar_follows_the_epochs() -> None:
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=False, width=200)
+    train, val = noise_dataset(32, 16, seed=1), noise_dataset(16, 16, seed=2)
+    with rich_progress("cnn_lstm", console=console) as update:
+        result = fit_network(small_network("cnn_lstm", context=16), train, val, TrainConfig(epochs=2), progress=update)
+    shown = buffer.getvalue()
+    assert len(result.history) == 2 and "2/2" in shown and "val " in shown and "bacc" in shown
 
 
 def random_walk_candles(n: int, seed: int) -> pd.DataFrame:
@@ -140,3 +162,25 @@ def test_the_chance_test_has_power_a_leaked_label_is_caught() -> None:
     model = train_model("logreg", features, candles, label_config=labels, validation=0.2, test=0.3)
     test = model.metrics["test"]
     assert test["balanced_accuracy"] > test["chance_balanced_accuracy"] + 3 * test["balanced_accuracy_null_se"]
+
+
+def test_compare_models_scores_every_kind_on_the_same_test_samples() -> None:
+    candles = random_walk_candles(1500, seed=8)
+    rng = np.random.default_rng(9)
+    features = pd.DataFrame(rng.normal(size=(1500, 4)), columns=["close_z", "ret_1", "volume_z", "atr_z"])
+    walk = WalkForwardConfig(train=600, validation=150, test=200, embargo=10)
+    results = compare_models(
+        ["majority", "logreg", "cnn_lstm"], features, candles, walk,
+        label_config=LabelConfig(horizon=10), overrides={"cnn_lstm": {"context": 16}},
+        train_config=TrainConfig(epochs=1, batch_size=64),
+    )  # fmt: skip
+    assert sorted(results["kind"].unique()) == ["cnn_lstm", "logreg", "majority"]
+    assert results["fold"].nunique() == 3  # test periods start at bars 770, 970, 1170
+    per_fold = results.groupby("fold")
+    assert (per_fold["n"].nunique() == 1).all()  # identical test samples for every kind
+    assert (per_fold["test_first_ts"].nunique() == 1).all()
+    majority = results[results["kind"] == "majority"]
+    assert np.allclose(majority["balanced_accuracy"], 1 / 3)  # one class always: recall 1 for it, 0 for the others
+    summary = summarise_comparison(results)
+    assert list(summary.index) == ["cnn_lstm", "logreg", "majority"]
+    assert {"balanced_accuracy_mean", "balanced_accuracy_se", "log_loss_mean", "log_loss_se"} <= set(summary.columns)

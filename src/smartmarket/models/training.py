@@ -22,6 +22,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
+from rich.console import Console
 from torch import nn
 
 from smartmarket.models.datasets import WindowDataset, training_statistics
@@ -266,7 +267,9 @@ class NetworkClassifier:
 
 
 @contextlib.contextmanager
-def rich_progress(description: str = "training", *, transient: bool = False) -> Iterator[ProgressCallback]:
+def rich_progress(
+    description: str = "training", *, transient: bool = False, console: Console | None = None
+) -> Iterator[ProgressCallback]:
     """A rich progress bar over epochs showing train/validation loss and validation (balanced) accuracy."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -277,6 +280,7 @@ def rich_progress(description: str = "training", *, transient: bool = False) -> 
         TextColumn("{task.fields[status]}"),
         TimeElapsedColumn(),
         transient=transient,
+        console=console,
     ) as bar:
         task = bar.add_task(description, total=None, status="")
 
