@@ -35,6 +35,7 @@ COMMAND_MODULES = (
     "smartmarket.cli.backtest",
     "smartmarket.cli.ops",
     "smartmarket.cli.serve",
+    "smartmarket.cli.models",
 )
 
 _debug = False
