@@ -1,0 +1,48 @@
+"""`smartmarket demo`, the main job, end to end in a fresh home (a subprocess, as a user runs it)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _demo(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SMARTMARKET_HOME": str(home), "COLUMNS": "160"}
+    env.pop("SMARTMARKET_STORE", None)
+    return subprocess.run(
+        [sys.executable, "-m", "smartmarket.cli.app", "demo", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+
+
+def test_demo_runs_every_stage_on_a_synthetic_market(tmp_path: Path) -> None:
+    run = _demo(tmp_path, "--rows", "20000", "--seed", "5")
+    assert run.returncode == 0, run.stderr
+    out = run.stdout
+    for stage in (
+        "generate a synthetic market",
+        "query and resample",
+        "features and market regimes",
+        "backtest",
+        "summary",
+    ):
+        assert stage in out
+    assert "DEMOBTC 1m: read 20,000, inserted 20,000" in out
+    assert (tmp_path / "smartmarket.duckdb").exists()
+    assert (tmp_path / "reports" / "demo-backtest.html").stat().st_size > 100_000
+    again = _demo(tmp_path, "--rows", "20000", "--seed", "5")
+    assert again.returncode == 0, again.stderr
+    assert "inserted 0, unchanged 20,000" in again.stdout  # re-running is idempotent
+
+
+def test_demo_ingests_a_real_file(tmp_path: Path, shared_data: Path) -> None:
+    run = _demo(tmp_path, "--data", str(shared_data / "BTCUSDT-4h.csv.gz"))
+    assert run.returncode == 0, run.stderr
+    assert "BTCUSDT 4h: read 16,147, inserted 16,147" in run.stdout
+    assert "gaps 8" in run.stdout
+    assert "backtest (BTCUSDT 4h)" in run.stdout
