@@ -1,9 +1,222 @@
-"""Placeholder: the operations commands (backup, restore, doctor) are being written."""
+"""``smartmarket backup``, ``restore`` and ``doctor``: keep an installation safe and check that it works."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from smartmarket.cli.context import console, get_context
+from smartmarket.core.timeutil import format_ms
+from smartmarket.ops.backup import create_backup
+from smartmarket.ops.doctor import run_doctor
+from smartmarket.ops.manifest import Manifest
+from smartmarket.ops.parquet_io import DEFAULT_ZSTD_LEVEL
+from smartmarket.ops.restore import RestoreReport, restore_backup
+from smartmarket.store.checksum import Summary
+from smartmarket.store.url import open_store
+
+_STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "red"}
+
+
+@contextmanager
+def _progress_bar() -> Iterator[Callable[[str, int, int], None]]:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def progress(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=max(total, 1))
+            bar.update(tasks[name], completed=done)
+
+        yield progress
+
+
+def _bounds(summary: Summary | None, *, seq: bool) -> tuple[str, str]:
+    """First and last ts (short UTC dates) or seq of a summary, for tables."""
+    if summary is None or summary.min_ts is None or summary.max_ts is None:
+        return "-", "-"
+    if seq:
+        return f"seq {summary.min_ts}", f"seq {summary.max_ts}"
+    return format_ms(summary.min_ts, short=True), format_ms(summary.max_ts, short=True)
+
+
+def _short(summary: Summary) -> str:
+    """The first 8 of the 16 hex digits of a checksum (the manifest keeps all of them)."""
+    return f"{summary.checksum:016x}"[:8]
+
+
+def print_manifest(manifest: Manifest, path: Path) -> None:
+    table = Table(title=f"snapshot {path.name}")
+    for col in ("item", "rows", "first", "last", "checksum", "bytes"):
+        table.add_column(col, justify="right" if col in ("rows", "bytes") else "left", no_wrap=True)
+    for s in manifest.series:
+        first, last = _bounds(s.summary, seq=False)
+        table.add_row(s.key, f"{s.summary.rows:,}", first, last, _short(s.summary), f"{s.file.bytes:,}")
+    ev = manifest.events
+    first, last = _bounds(ev.summary, seq=True)
+    table.add_row("events", f"{ev.summary.rows:,}", first, last, _short(ev.summary), f"{ev.file.bytes:,}")
+    for kind, files in (("quarantine", manifest.quarantine), ("models", manifest.registry)):
+        if files:
+            table.add_row(kind, f"{len(files)} files", "", "", "sha256", f"{sum(f.bytes for f in files):,}")
+    console.print(table)
+
+
+def print_restore(report: RestoreReport) -> None:
+    table = Table(title=f"restore {report.snapshot.name} → {report.target_url}")
+    for col in ("item", "expected", "in target", "written", "unchanged", "status"):
+        table.add_column(col, justify="left" if col in ("item", "status") else "right")
+    for item in report.items:
+        if item.expected is None:  # a file: its sha256 was checked
+            found = "1 file" if item.ok else "-"
+            table.add_row(
+                item.name, "1 file", found, str(item.written), str(item.unchanged), _status(item.ok, item.note)
+            )
+            continue
+        actual = item.actual
+        table.add_row(
+            item.name + (f" ({item.note})" if item.note else ""),
+            f"{item.expected.rows:,}",
+            f"{actual.rows:,}" if actual is not None else "-",
+            f"{item.written:,}",
+            f"{item.unchanged:,}",
+            _status(item.ok, "" if item.ok or actual is None else _difference(item.expected, actual)),
+        )
+    console.print(table)
+
+
+def _difference(expected: Summary, actual: Summary) -> str:
+    """Which of the compared figures differ, e.g. ``rows, checksum``."""
+    fields = [
+        name
+        for name, a, b in (
+            ("rows", expected.rows, actual.rows),
+            ("first", expected.min_ts, actual.min_ts),
+            ("last", expected.max_ts, actual.max_ts),
+            ("checksum", expected.checksum, actual.checksum),
+        )
+        if a != b
+    ]
+    return ", ".join(fields) or "volume"
+
+
+def _status(ok: bool, note: str) -> str:
+    text = "[green]verified[/]" if ok else "[red]MISMATCH[/]"
+    return f"{text} {note}".rstrip()
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    @app.command("backup")
+    def backup_command(
+        ctx: typer.Context,
+        to: Annotated[Path, typer.Option("--to", help="Directory that receives the snapshot-… folder.")],
+        chunk_rows: Annotated[int, typer.Option("--chunk-rows", min=1, help="Candles per exported chunk.")] = 200_000,
+        zstd_level: Annotated[
+            int, typer.Option("--zstd-level", min=1, max=22, help="Parquet zstd level (3: fast; 9: ~6% smaller).")
+        ] = DEFAULT_ZSTD_LEVEL,
+    ) -> None:
+        """Snapshot the store (candles, events), the quarantine files and the model registry.
+
+        Safe while the pipeline runs: the snapshot holds what was stored when the backup started. Every
+        file is read back and checked, and the snapshot appears under DIR only once complete.
+
+        Example: smartmarket backup --to /backups/smartmarket
+        """
+        app_ctx = get_context(ctx)
+        settings = app_ctx.settings
+        with _progress_bar() as progress:
+            result = create_backup(
+                app_ctx.store,
+                to,
+                quarantine_dir=settings.quarantine_dir,
+                registry_dir=settings.registry_dir,
+                chunk_rows=chunk_rows,
+                zstd_level=zstd_level,
+                progress=progress,
+            )
+        print_manifest(result.manifest, result.path)
+        console.print(f"[green]backup complete[/]: {result.path}", highlight=False)
+
+    @app.command("restore")
+    def restore_command(
+        ctx: typer.Context,
+        source: Annotated[Path, typer.Option("--from", help="Snapshot directory (DIR/snapshot-…).")],
+        target: Annotated[
+            str | None, typer.Option("--to", help="Target store URL (default: the configured store).")
+        ] = None,
+        until_seq: Annotated[
+            int | None,
+            typer.Option("--until-seq", min=0, help="Point in time: restore events up to this seq (candles whole)."),
+        ] = None,
+    ) -> None:
+        """Restore a snapshot into a store; quarantine and model files go into the home (--home).
+
+        Checks every file's sha256 first, refuses a target holding different data (restore never
+        overwrites; identical data is skipped), then reads everything back and verifies it.
+
+        Example: smartmarket --home /srv/sm restore --from /backups/smartmarket/snapshot-20250101T120000Z-1a2b3c4d
+        """
+        app_ctx = get_context(ctx)
+        settings = app_ctx.settings
+        settings.home.mkdir(parents=True, exist_ok=True)
+        store = open_store(target) if target else app_ctx.store
+        try:
+            with _progress_bar() as progress:
+                report = restore_backup(
+                    source,
+                    store,
+                    quarantine_dir=settings.quarantine_dir,
+                    registry_dir=settings.registry_dir,
+                    until_seq=until_seq,
+                    progress=progress,
+                )
+        finally:
+            if target:
+                store.close()
+        console.print(f"snapshot files verified: {report.files_checked} (sha256)")
+        print_restore(report)
+        if not report.ok:
+            console.print("[red]verification failed[/]: the target differs from the snapshot (see above)")
+            raise typer.Exit(4)
+        console.print(f"[green]restore complete and verified[/] (events to seq {report.restore_point})")
+
+    @app.command("doctor")
+    def doctor_command(
+        ctx: typer.Context,
+        min_free_gb: Annotated[
+            float, typer.Option("--min-free-gb", min=0.0, help="Warn when less disk space is free under the home.")
+        ] = 1.0,
+    ) -> None:
+        """Check the store, the bus ($SMARTMARKET_BUS), the model registry, disk space and the quarantine.
+
+        Prints ok / warn / fail per check with the fix; exits with 1 when any check fails.
+
+        Example: SMARTMARKET_BUS=redis://127.0.0.1:6379/0 smartmarket doctor
+        """
+        settings = get_context(ctx).settings
+        checks = run_doctor(settings, min_free_bytes=int(min_free_gb * (1 << 30)))
+        for check in checks:
+            style = _STATUS_STYLE[check.status]
+            console.print(f"[{style}]{check.status:<4}[/] {check.name:<10} {check.detail}", highlight=False)
+            if check.fix:
+                console.print(f"{'':<4} {'':<10} fix: {check.fix}", highlight=False)
+        failed = sum(c.status == "fail" for c in checks)
+        warned = sum(c.status == "warn" for c in checks)
+        console.print(f"doctor: {len(checks) - failed - warned} ok, {warned} warn, {failed} fail")
+        if failed:
+            raise typer.Exit(1)
+
+
+__all__ = ["print_manifest", "print_restore", "register"]
