@@ -23,6 +23,7 @@ import pandas as pd
 from smartmarket.bench.timing import Latency, best_of, measure_latency
 from smartmarket.core.types import DAY_MS, Timeframe
 from smartmarket.data.synthetic import generate_market
+from smartmarket.ops.footprint import bytes_on_disk, bytes_per_candle, candle_count, parquet_bytes
 from smartmarket.store.base import Store
 from smartmarket.store.url import open_store
 
@@ -87,14 +88,30 @@ def bench_backend(
     figures.range_year_seconds = best_of(lambda: store.read_candles(SYMBOL, tf, start, end))
     figures.resample_year_rows = len(store.read_candles(SYMBOL, Timeframe.H1, start, end))
     figures.resample_year_seconds = best_of(lambda: store.read_candles(SYMBOL, Timeframe.H1, start, end))
-    size = getattr(store, "bytes_on_disk", None)
-    if callable(size):
-        figures.bytes_on_disk = int(size())
+    figures.bytes_on_disk = bytes_on_disk(store)
     return figures
+
+
+def real_data_footprint(store: Store, shared_data: Path | None) -> dict[str, Any] | None:
+    """Bytes per candle of ``store`` holding the real BTCUSDT and ETHUSDT 1h series (synthetic prices compress
+    worse than real ones, so the 5 M synthetic figures overstate sizes)."""
+    files = [shared_data / f"{s}-1h.csv.gz" for s in ("BTCUSDT", "ETHUSDT")] if shared_data else []
+    files = [f for f in files if f.exists()]
+    if not files:
+        return None
+    for path in files:
+        store.write_candles(path.name.split("-")[0], Timeframe.H1, pd.read_csv(path))
+    candles = candle_count(store)
+    return {
+        "candles": candles,
+        "bytes_per_candle": round(bytes_per_candle(bytes_on_disk(store), candles), 2),
+        "parquet_backup_bytes_per_candle": round(bytes_per_candle(parquet_bytes(store), candles), 2),
+    }
 
 
 @contextmanager
 def _duckdb_store(workdir: Path) -> Iterator[Store]:
+    workdir.mkdir(parents=True, exist_ok=True)
     store = open_store(f"duckdb:///{workdir / 'bench.duckdb'}")
     try:
         yield store
@@ -133,12 +150,23 @@ def run_store_benchmark(
     log(f"generating {rows:,} one-minute candles ({data_note})")
     frame = generate_market(rows, timeframe=Timeframe.M1, seed=seed, start_price=price)
     results: dict[str, BackendFigures] = {}
+    real: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="smartmarket-bench-") as tmp:
         with _duckdb_store(Path(tmp)) as duck:
             results["duckdb"] = bench_backend(duck, "duckdb", frame, latest_runs=latest_runs, log=log)
+            log("parquet backup size of the same candles")
+            results["duckdb"].extra["parquet_bytes"] = parquet_bytes(duck, workdir=Path(tmp))
         with _postgres_store(pg_url) as pg:
             results["postgres"] = bench_backend(pg, "postgres", frame, latest_runs=latest_runs, log=log)
-    return summarize(results, rows=rows, data_note=data_note)
+        log("footprint on real BTCUSDT/ETHUSDT 1h candles")
+        with _duckdb_store(Path(tmp) / "real") as duck_real:
+            real["duckdb"] = real_data_footprint(duck_real, shared_data)
+        with _postgres_store(pg_url) as pg_real:
+            real["postgres"] = real_data_footprint(pg_real, shared_data)
+    out = summarize(results, rows=rows, data_note=data_note)
+    if real["duckdb"] and real["postgres"]:
+        out["footprint_real_1h"] = real
+    return out
 
 
 def _lat(lat: Latency | None) -> dict[str, float] | None:
@@ -178,7 +206,11 @@ def summarize(results: dict[str, BackendFigures], *, rows: int, data_note: str) 
             "range_year_speedup": ratio(pg.range_year_seconds, duck.range_year_seconds),
             "resample_year_speedup": ratio(pg.resample_year_seconds, duck.resample_year_seconds),
             "latest500_p50_speedup": ratio(pg_latest.p50_us, duck_latest.p50_us) if pg_latest and duck_latest else None,
+            "bytes_per_candle_postgres_over_duckdb": ratio(pg.bytes_on_disk or 0, duck.bytes_on_disk or 0),
         },
+        "parquet_backup_bytes_per_candle": round(duck.extra["parquet_bytes"] / rows, 2)
+        if "parquet_bytes" in duck.extra
+        else None,
     }
     out["targets"] = {
         "ingest_rows_per_s>=1.6M": duck.ingest_rows_per_s >= TARGET_INGEST_ROWS_PER_S,

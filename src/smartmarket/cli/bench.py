@@ -79,7 +79,20 @@ def _print_store(result: dict[str, Any]) -> None:
     )
     if duck.get("bytes_per_candle") or pg.get("bytes_per_candle"):
         table.add_row(
-            "bytes per candle on disk", str(duck.get("bytes_per_candle")), str(pg.get("bytes_per_candle")), "", ""
+            "bytes/candle on disk (synthetic)",
+            str(duck.get("bytes_per_candle")),
+            str(pg.get("bytes_per_candle")),
+            f"{ratios['bytes_per_candle_postgres_over_duckdb']}× smaller",
+            f"parquet backup: {result.get('parquet_backup_bytes_per_candle')}",
+        )
+    real = result.get("footprint_real_1h")
+    if real:
+        table.add_row(
+            f"bytes/candle on disk (real 1h, {real['duckdb']['candles']:,} candles)",
+            str(real["duckdb"]["bytes_per_candle"]),
+            str(real["postgres"]["bytes_per_candle"]),
+            f"{real['postgres']['bytes_per_candle'] / real['duckdb']['bytes_per_candle']:.2f}× smaller",
+            f"parquet backup: {real['duckdb']['parquet_backup_bytes_per_candle']}",
         )
     console.print(table)
 
