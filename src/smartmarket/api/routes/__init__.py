@@ -1,0 +1,33 @@
+"""HTTP routes, one module per area. Shared here: access to the services and the documented error answers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Path, Query, Request
+
+from smartmarket.api.schemas import ErrorBody
+from smartmarket.api.services import Services
+
+SymbolPath = Annotated[str, Path(max_length=40, description="symbol, e.g. BTCUSDT (BTC/USDT and btc-usdt work too)")]
+TimeframePath = Annotated[str, Path(max_length=8, description="1m 3m 5m 15m 30m 1h 2h 4h 6h 12h 1d 1w")]
+StartQuery = Annotated[
+    str | None, Query(max_length=40, description="first bar open time (inclusive): ISO-8601 or epoch ms")
+]
+EndQuery = Annotated[str | None, Query(max_length=40, description="bars opening before this time (exclusive)")]
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the error codes a route can answer with."""
+    return {code: {"model": ErrorBody} for code in codes}
+
+
+READ_ERRORS = errors(400, 401, 403, 404)
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+__all__ = ["READ_ERRORS", "EndQuery", "StartQuery", "SymbolPath", "TimeframePath", "errors", "services"]
