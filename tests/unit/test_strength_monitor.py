@@ -61,6 +61,11 @@ def test_unreachable_targets_leave_the_class_empty() -> None:
     hit3 = np.r_[np.ones(10), np.zeros(500)]
     assert marginal_threshold(conf3, hit3, 0.9, min_count=20) == math.inf
     assert marginal_threshold(conf3, hit3, 0.9, min_count=10) == 0.95
+    # The Wilson guard: 20 hits out of 30 estimates 0.67, but that is too little evidence for a 0.6 class.
+    conf4 = np.r_[np.full(30, 0.9), np.linspace(0.3, 0.6, 500)]
+    hit4 = np.r_[np.ones(20), np.zeros(10), np.zeros(500)]
+    assert marginal_threshold(conf4, hit4, 0.6, min_count=30, z=1.0) == math.inf
+    assert marginal_threshold(conf4, hit4, 0.6, min_count=30, z=0.0) == 0.9
 
 
 @settings(max_examples=60, deadline=None)

@@ -74,6 +74,19 @@ def _enough(y: IntArray, min_samples: int, min_class_count: int) -> bool:
     return y.size >= min_samples and bool(np.bincount(y, minlength=N_CLASSES).min() >= min_class_count)
 
 
+def member_skill(members: MemberProbs, y: npt.ArrayLike) -> dict[str, tuple[float, float]]:
+    """``{member: (skill, standard error)}``: mean log-score improvement over the base rate (the smoothed class
+    frequencies of ``y``), in nats per sample; i.i.d. standard error (optimistic under overlapping labels)."""
+    names = tuple(members)
+    p = stack_members(members, names)
+    target = np.asarray(y).astype(np.int64)
+    counts = np.bincount(target, minlength=N_CLASSES).astype(np.float64)
+    base = (counts + 1.0) / (counts.sum() + N_CLASSES)
+    d = np.log(p[np.arange(len(target)), :, target]) - np.log(base[target])[:, None]
+    se = d.std(axis=0, ddof=1) / math.sqrt(len(d)) if len(d) > 1 else np.full(len(names), math.inf)
+    return {n: (float(m), float(e)) for n, m, e in zip(names, d.mean(axis=0), se, strict=True)}
+
+
 class EnsembleModel(ABC):
     """Common interface. ``member_weights`` are comparable across models: ≥ 0, summing to 1 (or all 0)."""
 
@@ -368,5 +381,6 @@ __all__ = [
     "SkillWeightedEnsemble",
     "StackingEnsemble",
     "make_ensemble",
+    "member_skill",
     "stack_members",
 ]

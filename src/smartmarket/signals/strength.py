@@ -3,8 +3,9 @@
 Strength: ``strong`` / ``moderate`` / ``weak`` / ``none`` by thresholds on the confidence, chosen on validation
 signals (out-of-sample confidences with known hits). The hit probability as a function of confidence,
 P(hit | c), is estimated by isotonic regression (non-decreasing); a class's threshold is the *lowest* confidence
-where that estimate reaches the class's target hit rate (``targets``, e.g. 0.50 / 0.55 / 0.60) with at least
-``min_count`` validation signals at or above it; no such confidence → ``inf`` (the class is never given). The
+where that estimate reaches the class's target hit rate (``targets``, e.g. 0.50 / 0.55 / 0.60), with at least
+``min_count`` validation signals at or above it whose hit rate's Wilson lower bound (``z`` standard errors) also
+reaches the target (a guard against a lucky top few); no such confidence → ``inf`` (never given). The
 target is met at the margin — every signal of a class is expected to hit at least that often — not only on
 average over the class (an average lets a 0.53 signal ride on 0.9 ones). Monotone by construction: the estimate is
 non-decreasing, so each threshold is searched from the previous one up (``weak ≤ moderate ≤ strong``), and
@@ -40,7 +41,7 @@ from smartmarket.signals.confidence import (
     direction_class,
     signal_direction,
 )
-from smartmarket.signals.ensemble import EnsembleModel, make_ensemble, stack_members
+from smartmarket.signals.ensemble import EnsembleModel, make_ensemble, member_skill, stack_members
 from smartmarket.signals.outcomes import (
     FloatArray,
     IntArray,
@@ -98,27 +99,50 @@ class Signal:
 # ------------------------------------------------------------------------------------------- thresholds
 
 
-def hit_curve(confidence: npt.ArrayLike, hit: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
-    """``(confidence ascending, P(hit | confidence))``: isotonic (non-decreasing) regression of hits on confidence."""
+def _sorted_signals(confidence: npt.ArrayLike, hit: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
     c = np.asarray(confidence, dtype=np.float64)
     h = np.asarray(hit, dtype=np.float64)
     keep = np.isfinite(c)
-    c, h = c[keep], h[keep]
-    order = np.argsort(c, kind="stable")
-    c, h = c[order], h[order]
+    order = np.argsort(c[keep], kind="stable")
+    return c[keep][order], h[keep][order]
+
+
+def hit_curve(confidence: npt.ArrayLike, hit: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
+    """``(confidence ascending, P(hit | confidence))``: isotonic (non-decreasing) regression of hits on confidence."""
+    c, h = _sorted_signals(confidence, hit)
     if c.size == 0:
         return c, h
     return c, np.asarray(IsotonicRegression(y_min=0.0, y_max=1.0).fit_transform(c, h), dtype=np.float64)
 
 
+def wilson_lower_bound(hits: FloatArray, count: FloatArray, z: float) -> FloatArray:
+    """Lower end of the Wilson score interval of ``hits / count`` (``z = 0``: the proportion itself)."""
+    n = np.maximum(count, 1.0)
+    p = hits / n
+    centre = p + z * z / (2 * n)
+    margin = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return np.asarray((centre - margin) / (1 + z * z / n))
+
+
 def marginal_threshold(
-    confidence: npt.ArrayLike, hit: npt.ArrayLike, target: float, *, min_count: int = 30, floor: float = -math.inf
+    confidence: npt.ArrayLike,
+    hit: npt.ArrayLike,
+    target: float,
+    *,
+    min_count: int = 30,
+    z: float = 1.0,
+    floor: float = -math.inf,
 ) -> float:
-    """Lowest confidence τ ≥ ``floor`` whose estimated hit probability P(hit | τ) reaches ``target`` with at least
-    ``min_count`` validation signals at or above τ; ``inf`` when there is none."""
+    """Lowest confidence τ ≥ ``floor`` where (1) the estimated hit probability P(hit | τ) reaches ``target``,
+    (2) at least ``min_count`` validation signals are at or above τ and (3) their hit rate's Wilson lower bound
+    (``z``) reaches ``target`` too — a guard against a lucky top few; ``inf`` when there is none."""
     c, p = hit_curve(confidence, hit)
-    above = c.size - np.searchsorted(c, c, side="left")  # signals at or above each confidence
+    _, h = _sorted_signals(confidence, hit)
+    first = np.searchsorted(c, c, side="left")  # first signal at or above each confidence
+    above = c.size - first
+    hits_above = np.cumsum(h[::-1])[::-1][first] if c.size else h
     ok = (p >= target) & (above >= min_count) & (c >= floor)
+    ok &= wilson_lower_bound(hits_above, above.astype(np.float64), z) >= target
     return float(c[ok].min()) if ok.any() else math.inf
 
 
@@ -160,6 +184,7 @@ def fit_strength_thresholds(
     *,
     targets: tuple[float, float, float] = (0.50, 0.55, 0.60),
     min_count: int = 30,
+    z: float = 1.0,
 ) -> StrengthThresholds:
     """Thresholds for weak / moderate / strong hit-rate ``targets`` on validation signals (module docstring)."""
     if not targets[0] <= targets[1] <= targets[2]:
@@ -167,7 +192,7 @@ def fit_strength_thresholds(
     found: list[float] = []
     floor = -math.inf
     for target in targets:
-        floor = marginal_threshold(confidence, hit, target, min_count=min_count, floor=floor)
+        floor = marginal_threshold(confidence, hit, target, min_count=min_count, z=z, floor=floor)
         found.append(floor)
     return StrengthThresholds(*found)
 
@@ -196,17 +221,18 @@ def fit_regime_filter(
     *,
     target: float = 0.45,
     min_count: int = 30,
+    z: float = 1.0,
 ) -> RegimeFilter:
     """Per-regime minimum confidence reaching the break-even hit rate ``target`` (module docstring)."""
     c = np.asarray(confidence, dtype=np.float64)
     h = np.asarray(hit, dtype=np.float64)
     reg = np.asarray(regimes).astype(str)
-    default = marginal_threshold(c, h, target, min_count=min_count)
+    default = marginal_threshold(c, h, target, min_count=min_count, z=z)
     mins: dict[str, float] = {}
     for r in np.unique(reg):
         mine = reg == r
         if np.count_nonzero(mine & np.isfinite(c)) >= min_count:
-            mins[str(r)] = marginal_threshold(c[mine], h[mine], target, min_count=min_count)
+            mins[str(r)] = marginal_threshold(c[mine], h[mine], target, min_count=min_count, z=z)
     return RegimeFilter(mins, default)
 
 
@@ -290,6 +316,7 @@ class SignalSystemConfig:
     strength_targets: tuple[float, float, float] = (0.50, 0.55, 0.60)
     regime_target: float = 0.45
     min_count: int = 30
+    z: float = 1.0
     min_fit_samples: int = 300
 
     def to_dict(self) -> dict[str, Any]:
@@ -308,6 +335,7 @@ class SignalSystem:
         self.thresholds = StrengthThresholds(math.inf, math.inf, math.inf)
         self.regime_filter = RegimeFilter()
         self.slice_sizes: tuple[int, ...] = ()
+        self.member_skill: dict[str, tuple[float, float]] = {}
 
     def fit(self, samples: SignalSamples, decision_bar: int) -> Self:
         """Fit at ``decision_bar``; every sample's outcome must have been known then (else ``ValueError``)."""
@@ -330,7 +358,9 @@ class SignalSystem:
             for name, scores in samples.members.items()
         }  # fmt: skip
         self.ensemble = make_ensemble(cfg.ensemble, regime_min_samples=cfg.regime_min_samples)
-        self.ensemble.fit(self.calibrated(samples.take(ens)), y[ens], samples.regimes[ens])
+        ens_members = self.calibrated(samples.take(ens))
+        self.ensemble.fit(ens_members, y[ens], samples.regimes[ens])
+        self.member_skill = member_skill(ens_members, y[ens])
 
         part = samples.take(conf)
         members = self.calibrated(part)
@@ -341,11 +371,12 @@ class SignalSystem:
         )  # fmt: skip
         c = self.confidence
         self.thresholds = fit_strength_thresholds(
-            c.holdout_confidence, c.holdout_hit, targets=cfg.strength_targets, min_count=cfg.min_count
+            c.holdout_confidence, c.holdout_hit, targets=cfg.strength_targets, min_count=cfg.min_count, z=cfg.z
         )
         self.regime_filter = fit_regime_filter(
-            c.holdout_confidence, c.holdout_hit, c.holdout_regimes, target=cfg.regime_target, min_count=cfg.min_count
-        )
+            c.holdout_confidence, c.holdout_hit, c.holdout_regimes, target=cfg.regime_target,
+            min_count=cfg.min_count, z=cfg.z,
+        )  # fmt: skip
         return self
 
     def calibrated(self, samples: SignalSamples) -> dict[str, FloatArray]:
@@ -377,6 +408,7 @@ class SignalSystem:
             "config": self.config.to_dict(),
             "slice_sizes": list(self.slice_sizes),
             "calibration": {k: {"method": v.method, "n": v.n_samples} for k, v in self.calibrators.items()},
+            "member_skill": {k: {"nats": m, "se": e} for k, (m, e) in self.member_skill.items()},
             "ensemble": None if ens is None else {
                 "kind": ens.kind,
                 "weights": ens.member_weights(),
@@ -457,4 +489,5 @@ __all__ = [
     "member_names_of",
     "strength_rank",
     "walk_forward_signals",
+    "wilson_lower_bound",
 ]
