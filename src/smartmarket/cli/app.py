@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     "smartmarket.cli.ops",
     "smartmarket.cli.serve",
     "smartmarket.cli.models",
+    "smartmarket.cli.signals",
 )
 
 _debug = False

@@ -1,0 +1,9 @@
+"""Placeholder: the signal commands (signals, evaluate-signals, monitor) are being written."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to ``app``."""
