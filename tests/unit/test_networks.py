@@ -30,31 +30,63 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(previous)
 
 
-def test_seed_transformer_patches_1024_bars_into_127_tokens_per_group() -> None:
+def test_seed_transformer_two_stage_attention_over_64_patch_tokens() -> None:
     torch.manual_seed(0)
     model = build_network("transformer", network_config("transformer", "seed"), N_FEATURES, GROUPS).eval()
     assert isinstance(model, GroupPatchTransformer)
     cfg = model.config
     assert (cfg.d_model, cfg.nhead, cfg.num_layers, cfg.context) == (256, 8, 6, 1024)
-    assert model.num_patches == 127
-    assert model.tokens_per_sample == 3 * 127
+    assert (cfg.patch_len, cfg.stride, cfg.mixing, cfg.positional) == (16, 16, "two_stage", "sinusoidal")
+    assert model.num_patches == 64  # non-overlapping patches of 16 bars
+    assert model.group_tokens_per_sample == 3 * 64 and model.tokens_per_sample == 64
     assert len(model.encoder.layers) == 6 and model.encoder.layers[0].norm_first
+    assert model.cross_group is not None and model.cross_group.attention.num_heads == 8
     seen: dict[str, tuple[int, ...]] = {}
 
     def record_patch(module: torch.nn.Module, args: tuple[torch.Tensor], output: torch.Tensor) -> None:
         seen["patch"] = tuple(output.shape)
 
+    def record_cross(module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        seen["cross_group_query"] = tuple(args[0].shape)
+
     def record_encoder(module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
         seen["encoder"] = tuple(args[0].shape)
 
     model.patch_embeddings["volume"].register_forward_hook(record_patch)
+    model.cross_group.attention.register_forward_pre_hook(record_cross)
     model.encoder.register_forward_pre_hook(record_encoder)
     with torch.inference_mode():
         logits = model(torch.randn(1, 1024, N_FEATURES))
     assert logits.shape == (1, 3) and torch.isfinite(logits).all()
-    assert seen["patch"] == (1, 127, 256)  # one token per patch position for the group
-    assert seen["encoder"] == (1, 381, 256)  # all groups' tokens attended jointly
+    assert seen["patch"] == (1, 64, 256)  # one token per patch position for the group
+    assert seen["cross_group_query"] == (64, 3, 256)  # per patch: attention over the 3 group tokens
+    assert seen["encoder"] == (1, 64, 256)  # fused patch tokens attended over time
     assert 4_000_000 < count_parameters(model) < 6_000_000
+
+
+def test_cross_group_attention_mixes_groups_within_a_patch_only() -> None:
+    """Changing the volume columns of one patch changes that patch's fused token and no other."""
+    torch.manual_seed(0)
+    cfg = network_config("transformer", "small", context=64, stride=16, dropout=0.0, revin=False)
+    model = build_network("transformer", cfg, N_FEATURES, GROUPS).eval()
+    assert isinstance(model, GroupPatchTransformer) and model.num_patches == 4
+    x = torch.randn(1, 64, N_FEATURES)
+    moved = x.clone()
+    moved[:, 16:32, 4:6] += 3.0  # volume columns of patch 1
+    with torch.inference_mode():
+        before, after = model.tokens(x), model.tokens(moved)
+    changed = (before - after).abs().amax(dim=2)[0]
+    assert changed[1] > 1e-3
+    assert torch.all(changed[[0, 2, 3]] == 0)
+
+
+def test_joint_mixing_keeps_every_group_token_in_the_sequence() -> None:
+    cfg = network_config("transformer", "seed", mixing="joint", stride=8)
+    model = build_network("transformer", cfg, N_FEATURES, GROUPS)
+    assert isinstance(model, GroupPatchTransformer) and model.cross_group is None
+    assert model.num_patches == 127 and model.tokens_per_sample == 3 * 127
+    small = build_network("transformer", network_config("transformer", "small", mixing="joint"), N_FEATURES, GROUPS)
+    assert small(torch.randn(2, 256, N_FEATURES)).shape == (2, 3)
 
 
 def test_single_group_gives_exactly_the_patch_count() -> None:
