@@ -37,6 +37,7 @@ COMMAND_MODULES = (
     "smartmarket.cli.serve",
     "smartmarket.cli.models",
     "smartmarket.cli.signals",
+    "smartmarket.cli.pipeline",
 )
 
 _debug = False
