@@ -75,12 +75,21 @@ def test_train_prints_id_and_metrics_table(home: Path) -> None:
     assert "balanced_accuracy" in text and "validation" in text and "test" in text
 
 
+def test_train_walk_forward_adds_fold_estimates(home: Path) -> None:
+    half_year = ("--symbol", "BTCUSDT", "--timeframe", "1h", "--start", "2023-07-01", "--end", "2024-01-01")
+    doc = run_json(home, "train", "--model", "majority", "--walk-forward", "2", *half_year)
+    wf = doc["metrics"]["walk_forward"]
+    assert doc["kind"] == "majority" and wf["folds"] == 2 and wf["test_samples"] > 300
+    assert wf["balanced_accuracy_mean"] == pytest.approx(1 / 3) and wf["balanced_accuracy_se"] == 0.0
+    assert set(doc["metrics"]) >= {"validation", "test", "train", "walk_forward"}
+
+
 def test_models_list_show_compare(home: Path, trained: dict[str, dict[str, Any]]) -> None:
     ids = [trained["logistic"]["id"], trained["cnn_lstm"]["id"]]
     listed = run(home, "models", "list")
     assert all(i in listed for i in ids)
     listed_json = run_json(home, "models", "list", "--kind", "logistic")
-    assert [m["id"] for m in listed_json] == [ids[0]]
+    assert ids[0] in [m["id"] for m in listed_json] and {m["kind"] for m in listed_json} == {"logreg"}
     shown = run(home, "models", "show", ids[1][:20])  # a unique prefix is enough
     assert ids[1] in shown and "context 256 bars" in shown and "test" in shown
     meta = run_json(home, "models", "show", ids[1])
