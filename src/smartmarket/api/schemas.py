@@ -7,11 +7,12 @@ up, a Sharpe ratio without variance) are ``null``, never NaN.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 Number = float | None
+SYMBOL_PATTERN = r"^[A-Za-z0-9]{1,12}[-_/]?[A-Za-z0-9]{0,8}$"  # normalises to 1-20 letters and digits
 
 
 def json_safe(value: Any) -> Any:
@@ -215,7 +216,9 @@ class BacktestRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    symbols: list[str] = Field(min_length=1, max_length=10, examples=[["BTCUSDT"]])
+    symbols: list[Annotated[str, Field(pattern=SYMBOL_PATTERN)]] = Field(
+        min_length=1, max_length=10, examples=[["BTCUSDT"]]
+    )
     timeframe: str = Field("1h", max_length=8)
     strategy: str = Field("sma_cross", max_length=64)
     params: dict[str, ParamValue] = Field(default_factory=dict, max_length=32, examples=[{"fast": 10, "slow": 30}])
@@ -297,6 +300,7 @@ class PipelineStatus(BaseModel):
 
 
 __all__ = [
+    "SYMBOL_PATTERN",
     "BacktestRequest",
     "CandleOut",
     "CandlesOut",

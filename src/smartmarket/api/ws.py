@@ -159,13 +159,13 @@ class BusFeed:
 
     def watch(self, symbol: str) -> None:
         """Start reading ``symbol``'s streams (once; call from the event loop)."""
+        started = now_ms()  # messages made before the first client asked are history, not live
         for topic in FEED_TOPICS:
             key = (topic, symbol)
             if key not in self._tasks or self._tasks[key].done():
-                self._tasks[key] = asyncio.get_running_loop().create_task(self._read(topic, symbol))
+                self._tasks[key] = asyncio.get_running_loop().create_task(self._read(topic, symbol, started))
 
-    async def _read(self, topic: str, symbol: str) -> None:
-        started = now_ms()
+    async def _read(self, topic: str, symbol: str, started: int) -> None:
         sub = self.bus.subscription(topic, symbol, FEED_GROUP, self.consumer)
         try:
             await sub.ensure_group()

@@ -6,11 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import Path, Query, Request
 
-from smartmarket.api.schemas import ErrorBody
+from smartmarket.api.schemas import SYMBOL_PATTERN, ErrorBody
 from smartmarket.api.services import Services
+from smartmarket.core.types import Timeframe
 
-SymbolPath = Annotated[str, Path(max_length=40, description="symbol, e.g. BTCUSDT (BTC/USDT and btc-usdt work too)")]
-TimeframePath = Annotated[str, Path(max_length=8, description="1m 3m 5m 15m 30m 1h 2h 4h 6h 12h 1d 1w")]
+SymbolPath = Annotated[str, Path(pattern=SYMBOL_PATTERN, description="symbol, e.g. BTCUSDT (btc-usdt works too)")]
+TimeframePath = Annotated[Timeframe, Path(description="candle timeframe (a finer stored one is resampled)")]
 StartQuery = Annotated[
     str | None, Query(max_length=40, description="first bar open time (inclusive): ISO-8601 or epoch ms")
 ]
@@ -30,4 +31,13 @@ def services(request: Request) -> Services:
     return found
 
 
-__all__ = ["READ_ERRORS", "EndQuery", "StartQuery", "SymbolPath", "TimeframePath", "errors", "services"]
+__all__ = [
+    "READ_ERRORS",
+    "SYMBOL_PATTERN",
+    "EndQuery",
+    "StartQuery",
+    "SymbolPath",
+    "TimeframePath",
+    "errors",
+    "services",
+]

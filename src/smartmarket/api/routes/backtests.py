@@ -80,9 +80,8 @@ def get_backtest_result(request: Request, job_id: JobIdPath) -> dict[str, object
 
 @router.get(
     "/backtests/{job_id}/report",
-    response_class=HTMLResponse,
     dependencies=[Depends(require_read)],
-    responses={**errors(409), 200: {"content": {"text/html": {}}}},
+    responses={**errors(409), 200: {"content": {"text/html": {"schema": {"type": "string"}}}}},
 )
 def get_backtest_report(request: Request, job_id: JobIdPath) -> HTMLResponse:
     """The self-contained HTML report (price and trades, equity and drawdown, monthly returns, provenance)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
@@ -14,9 +14,9 @@ from smartmarket.api.services import parse_symbol, parse_timeframe, summarize_mo
 from smartmarket.core.errors import ConfigError
 
 router = APIRouter(prefix="/api/models", tags=["models"], dependencies=[Depends(require_read)], responses=READ_ERRORS)
-STAGES = ("candidate", "production", "retired")
 MODEL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,199}$"  # ids and prefixes: never a path
 _MODEL_ID = re.compile(MODEL_ID_PATTERN)
+MODEL_IDS_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]*(,[A-Za-z0-9][A-Za-z0-9_\-]*)*$"
 
 
 @router.get("", response_model=ModelsOut)
@@ -24,11 +24,9 @@ def list_models(
     request: Request,
     symbol: Annotated[str | None, Query(max_length=40)] = None,
     timeframe: Annotated[str | None, Query(max_length=8)] = None,
-    stage: Annotated[str | None, Query(max_length=16, description="candidate, production or retired")] = None,
+    stage: Annotated[Literal["candidate", "production", "retired"] | None, Query()] = None,
 ) -> ModelsOut:
     """Registered models, oldest first, with their test metrics."""
-    if stage is not None and stage not in STAGES:
-        raise ConfigError(f"unknown stage {stage!r}", hint=f"use one of: {', '.join(STAGES)}")
     models = services(request).models.summaries(
         symbol=parse_symbol(symbol) if symbol else None,
         timeframe=parse_timeframe(timeframe).value if timeframe else None,
@@ -40,7 +38,9 @@ def list_models(
 @router.get("/compare", response_model=ModelComparison)
 def compare_models(
     request: Request,
-    ids: Annotated[str, Query(min_length=1, max_length=1000, description="comma-separated model ids (or prefixes)")],
+    ids: Annotated[
+        str, Query(pattern=MODEL_IDS_PATTERN, max_length=2000, description="comma-separated model ids (or prefixes)")
+    ],
 ) -> ModelComparison:
     """Test metrics of several models side by side (each measured on its own test split)."""
     wanted = [i.strip() for i in ids.split(",") if i.strip()]
