@@ -160,6 +160,7 @@ class OrderFilled(Message):
     fee: float
     client_order_id: str
     broker_order_id: str = ""
+    fee_currency: str = ""  # "" = the quote currency; else the asset the exchange charged the fee in
 
 
 class PositionChanged(Message):
