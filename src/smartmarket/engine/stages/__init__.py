@@ -1,0 +1,91 @@
+"""The pipeline's stages, one module each, every one a bus consumer group (see ``docs/pipeline.md``).
+
+    candles (source) → features → predictions → signals → risk → execution → portfolio
+                                                                     ↑ candles
+    recorder: every stream → the durable EventStore
+
+``build_stages`` makes the named stages for one process; stages of the signal chain share one
+``SignalEngine`` per symbol there (their parts of it are disjoint).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from smartmarket.core.errors import ConfigError
+from smartmarket.engine.stages.base import EventLog, OrderedFold, Stage, candle_event_id, derived_id, same_payload
+from smartmarket.engine.stages.candles import CandleCache, candle_closed
+from smartmarket.engine.stages.chain import SignalChain
+from smartmarket.engine.stages.execution import ExecutionStage
+from smartmarket.engine.stages.features import FeaturesStage
+from smartmarket.engine.stages.portfolio import PortfolioStage
+from smartmarket.engine.stages.predictions import PredictionsStage
+from smartmarket.engine.stages.risk import RiskStage
+from smartmarket.engine.stages.signals import SignalsStage
+from smartmarket.engine.stages.spec import ArtifactEngines, EngineProvider, FactoryEngines, PipelineSpec, TradingConfig
+from smartmarket.execution.broker import Broker
+
+CONSUMER_STAGES: tuple[str, ...] = ("features", "predictions", "signals", "risk", "execution", "portfolio")
+STAGE_NAMES: tuple[str, ...] = ("candles", *CONSUMER_STAGES, "recorder")
+
+
+class ChainCache:
+    """One ``SignalChain`` (one engine) per symbol, built on first use."""
+
+    def __init__(self, spec: PipelineSpec) -> None:
+        self.spec = spec
+        self._chains: dict[str, SignalChain] = {}
+
+    def __call__(self, symbol: str) -> SignalChain:
+        chain = self._chains.get(symbol)
+        if chain is None:
+            chain = self._chains[symbol] = SignalChain(self.spec.engines.engine(symbol))
+        return chain
+
+
+def build_stages(
+    names: Sequence[str], spec: PipelineSpec, log: EventLog | None, *, candles: CandleCache | None = None,
+    broker: Broker | None = None,
+) -> list[Stage]:  # fmt: skip
+    """The consumer stages among ``names`` (``candles`` and ``recorder`` are run by ``engine.live``)."""
+    unknown = [n for n in names if n not in STAGE_NAMES]
+    if unknown:
+        raise ConfigError(f"unknown stage(s) {unknown}", hint=f"use {', '.join(STAGE_NAMES)}")
+    chains = ChainCache(spec)
+    makers = {
+        "features": lambda: FeaturesStage(spec, chains, log),
+        "predictions": lambda: PredictionsStage(spec, chains, log),
+        "signals": lambda: SignalsStage(spec, chains, log),
+        "risk": lambda: RiskStage(spec, log, candles),
+        "execution": lambda: ExecutionStage(spec, log, broker=broker),
+        "portfolio": lambda: PortfolioStage(spec, log),
+    }
+    return [makers[name]() for name in CONSUMER_STAGES if name in names]
+
+
+__all__ = [
+    "CONSUMER_STAGES",
+    "STAGE_NAMES",
+    "ArtifactEngines",
+    "CandleCache",
+    "ChainCache",
+    "EngineProvider",
+    "EventLog",
+    "ExecutionStage",
+    "FactoryEngines",
+    "FeaturesStage",
+    "OrderedFold",
+    "PipelineSpec",
+    "PortfolioStage",
+    "PredictionsStage",
+    "RiskStage",
+    "SignalChain",
+    "SignalsStage",
+    "Stage",
+    "TradingConfig",
+    "build_stages",
+    "candle_closed",
+    "candle_event_id",
+    "derived_id",
+    "same_payload",
+]

@@ -1,0 +1,275 @@
+"""What every pipeline stage shares: the stage port, deterministic ids, the event log and ordered folds.
+
+A stage is a bus consumer: ``inputs`` (topics) in, ``handle(message) -> outputs`` out; the runner
+(``engine.live``) publishes the outputs on their topics (``bus.topics.topic_for``). Each stage keeps its
+per-symbol state as a deterministic *fold* over its inputs in candle order (``OrderedFold``), so:
+
+- ids of derived events are ``deterministic_event_id(type, symbol, timeframe, candle ts, version)``: a
+  redelivered input, a second worker or a replay regenerates the same event, and consumers skip copies;
+- a worker that starts late, restarts, or shares a consumer group with others rebuilds the state it lacks
+  from the durable log (``EventLog``) before handling the next input (event sourcing): the inputs it did not
+  see are folded in order, their outputs cached (not re-published: another worker owned them).
+
+``EventLog`` is the pipeline's only door to the ``EventStore``: one worker thread (the event loop never blocks
+on the database), appends that skip ids already stored, and ``wait_recorded`` (the recorder writes behind
+the bus, so a stage that needs history first waits until its current input is durable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from smartmarket.core.errors import RetryableError, StoreError
+from smartmarket.core.events import Message, deterministic_event_id
+from smartmarket.core.types import Timeframe
+from smartmarket.store.base import EventStore, StoredEvent
+
+log = logging.getLogger(__name__)
+
+U = TypeVar("U")
+T = TypeVar("T")
+
+CANDLE_KEYS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
+"""``FeaturesComputed.features`` carries the candle's OHLCV under these keys next to the feature columns."""
+
+
+def derived_id(type_name: str, symbol: str, timeframe: Timeframe | str, ts: int, version: str, *extra: object) -> str:
+    """The id of an event derived from the candle ``ts`` of ``symbol`` by pipeline ``version``."""
+    return deterministic_event_id(type_name, symbol, str(timeframe), int(ts), version, *extra)
+
+
+def candle_event_id(symbol: str, timeframe: Timeframe | str, ts: int) -> str:
+    """The id of the ``CandleClosed`` of one candle: the same from a file, an exchange or a replay."""
+    return deterministic_event_id("CandleClosed", symbol, str(timeframe), int(ts))
+
+
+def same_payload(a: Message, b: Message) -> bool:
+    """Equal in every field but ``ts_init`` (NaN equals NaN): what replay and parity compare."""
+    return _equal(_comparable(a), _comparable(b))
+
+
+def _comparable(message: Message) -> dict[str, Any]:
+    data = message.to_dict()
+    data.pop("ts_init", None)
+    return data
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def differing_fields(a: Message, b: Message) -> list[str]:
+    """Names of the fields (``ts_init`` aside) whose values differ."""
+    da, db = _comparable(a), _comparable(b)
+    return sorted(k for k in da.keys() | db.keys() if not _equal(da.get(k), db.get(k)))
+
+
+class NotRecordedError(RetryableError):
+    """The event log does not (yet) hold an event a stage needs: the handler fails and is retried."""
+
+
+def _is_duplicate(exc: StoreError) -> bool:
+    text = str(exc).lower()
+    return "duplicate" in text or "unique" in text or "constraint" in text
+
+
+class EventLog:
+    """Async access to the durable ``EventStore`` through one worker thread."""
+
+    def __init__(self, store: EventStore, *, poll_s: float = 0.005) -> None:
+        self.store = store
+        self.poll_s = poll_s
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="event-log")
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
+
+    async def append(self, messages: Sequence[Message]) -> int:
+        """Append in order, skipping events whose id the log already holds; returns how many were new."""
+        return await self._call(lambda: append_new(self.store, messages))
+
+    async def read(self, **filters: Any) -> list[StoredEvent]:
+        return await self._call(lambda: self.store.read_events(**filters))
+
+    async def is_recorded(self, message: Message) -> bool:
+        found = await self.read(types=[message.type_name], start=message.ts_event, end=message.ts_event + 1)
+        return any(e.message.event_id == message.event_id for e in found)
+
+    async def wait_recorded(self, message: Message, timeout_s: float = 30.0) -> None:
+        """Until ``message`` is in the log (then every earlier event of its stream is too)."""
+        deadline = time.monotonic() + timeout_s
+        delay = self.poll_s
+        while not await self.is_recorded(message):
+            if time.monotonic() > deadline:
+                raise NotRecordedError(f"{message.type_name} {message.event_id} is not in the event log")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+def append_new(store: EventStore, messages: Sequence[Message]) -> int:
+    """``store.append_events`` that skips events already stored (same id): idempotent re-recording."""
+    if not messages:
+        return 0
+    unique = list({m.event_id: m for m in messages}.values())
+    try:
+        store.append_events(unique)
+        return len(unique)
+    except StoreError as exc:
+        if not _is_duplicate(exc):
+            raise
+    added = 0
+    for message in unique:  # some were stored already: one at a time, skipping those
+        try:
+            store.append_events([message])
+            added += 1
+        except StoreError as exc:
+            if not _is_duplicate(exc):
+                raise
+    return added
+
+
+class Stage(ABC):
+    """A pipeline stage: a consumer group reading ``inputs`` and emitting derived events."""
+
+    name: str
+    inputs: tuple[str, ...]
+
+    @abstractmethod
+    async def handle(self, message: Message) -> list[Message]:
+        """Process one input event; return the events to publish (possibly none)."""
+
+    def idle(self) -> bool:
+        """True when nothing is waiting inside the stage (used to decide that a run has drained)."""
+        return True
+
+
+# --------------------------------------------------------------------------------------------- folds
+
+
+@dataclass
+class _SymbolFold(Generic[U]):
+    last_ts: int | None = None
+    outputs: OrderedDict[int, list[Message]] = field(default_factory=OrderedDict)
+
+
+HistoryLoader = Callable[[str, int | None, Sequence[Message]], Awaitable[list[tuple[int, U]]]]
+"""``(symbol, after_ts, current_inputs) -> [(ts, unit), ...]``: the units after ``after_ts`` (None: from the
+start) and before the current one, read from the event log in order once ``current_inputs`` are recorded."""
+
+
+class OrderedFold(Generic[U]):
+    """Per-symbol state advanced by one *unit* (everything a stage needs about one candle) at a time.
+
+    ``step(symbol, unit)`` must be deterministic. Units arrive in candle order from the bus; when one does not
+    follow the last folded unit (a fresh or restarted worker, another worker took some, a gap in the data),
+    ``history`` supplies the missing ones from the event log first. A unit at or before the last folded one
+    (a redelivery, or one folded from history) returns the outputs computed for it then.
+    """
+
+    def __init__(
+        self, timeframe: Timeframe, step: Callable[[str, U], list[Message]], history: HistoryLoader[U] | None,
+        *, contiguous: bool = True, publish_history: bool = False, remembered: int = 10_000,
+    ) -> None:  # fmt: skip
+        self.timeframe = timeframe
+        self.contiguous = contiguous  # units come every candle: a jump means something was missed
+        self.publish_history = publish_history  # return history units' outputs too (idempotent consumers)
+        self.step = step
+        self.history = history
+        self.remembered = remembered
+        self.caught_up = 0  # units folded from history
+        self._symbols: dict[str, _SymbolFold[U]] = {}
+
+    def folded(self, symbol: str, ts: int) -> list[Message] | None:
+        """The outputs of an already folded unit (``[]`` when forgotten); None when ``ts`` is not folded yet."""
+        state = self._symbols.get(symbol)
+        if state is None or state.last_ts is None or ts > state.last_ts:
+            return None
+        return list(state.outputs.get(ts, []))
+
+    def last_ts(self, symbol: str) -> int | None:
+        state = self._symbols.get(symbol)
+        return state.last_ts if state is not None else None
+
+    async def advance(self, symbol: str, ts: int, unit: U, inputs: Sequence[Message]) -> list[Message]:
+        """Fold ``unit`` (candle ``ts``) made of ``inputs``; returns its outputs (see the class docstring)."""
+        state = self._symbols.setdefault(symbol, _SymbolFold())
+        if state.last_ts is not None and ts <= state.last_ts:
+            return list(state.outputs.get(ts, []))
+        missed: list[Message] = []
+        gap = self.contiguous and state.last_ts is not None and ts != state.last_ts + self.timeframe.ms
+        if self.history is not None and (state.last_ts is None or gap):
+            for past_ts, past in await self.history(symbol, state.last_ts, inputs):
+                if state.last_ts is None or past_ts > state.last_ts:
+                    missed.extend(self._fold(state, symbol, past_ts, past))
+                    self.caught_up += 1
+        outputs = self._fold(state, symbol, ts, unit)
+        return [*missed, *outputs] if self.publish_history else list(outputs)
+
+    def _fold(self, state: _SymbolFold[U], symbol: str, ts: int, unit: U) -> list[Message]:
+        outputs = self.step(symbol, unit)
+        state.last_ts = ts
+        state.outputs[ts] = outputs
+        if len(state.outputs) > self.remembered:
+            state.outputs.popitem(last=False)
+        return outputs
+
+
+async def read_history(
+    log: EventLog, types: Sequence[str], symbol: str, timeframe: Timeframe, after_ts: int | None,
+    inputs: Sequence[Message],
+) -> list[Message]:  # fmt: skip
+    """Events of ``types`` for one symbol about candles after ``after_ts`` and before the current ``inputs``
+    (candle-stamped: ``ts_event`` = the candle's close), once every one of ``inputs`` is recorded."""
+    for message in inputs:
+        await log.wait_recorded(message)
+    start = None if after_ts is None else after_ts + timeframe.ms + 1
+    end = min(m.ts_event for m in inputs)
+    return by_symbol(await log.read(types=list(types), start=start, end=end), symbol, timeframe)
+
+
+def by_symbol(events: Iterable[StoredEvent], symbol: str, timeframe: Timeframe | None = None) -> list[Message]:
+    """The messages of one symbol (and timeframe, when the type has one), in log order."""
+    out = []
+    for stored in events:
+        m = stored.message
+        if getattr(m, "symbol", None) != symbol:
+            continue
+        if timeframe is not None and getattr(m, "timeframe", timeframe) != timeframe:
+            continue
+        out.append(m)
+    return out
+
+
+__all__ = [
+    "CANDLE_KEYS",
+    "EventLog",
+    "HistoryLoader",
+    "NotRecordedError",
+    "OrderedFold",
+    "Stage",
+    "append_new",
+    "by_symbol",
+    "candle_event_id",
+    "derived_id",
+    "differing_fields",
+    "read_history",
+    "same_payload",
+]

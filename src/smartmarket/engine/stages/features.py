@@ -1,0 +1,61 @@
+"""The features stage: ``CandleClosed`` → ``FeaturesComputed`` (the members' feature pipeline, one candle).
+
+The event's ``features`` are the pipeline's row plus the candle's OHLCV (``base.CANDLE_KEYS``), so the next
+stage needs no second stream. State (the incremental indicators) is a fold over the symbol's candles; a worker
+without the earlier candles folds them from the event log first (``base.OrderedFold``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from smartmarket.bus.topics import CANDLES
+from smartmarket.core.events import CandleClosed, FeaturesComputed, Message
+from smartmarket.engine.stages.base import CANDLE_KEYS, EventLog, OrderedFold, Stage, derived_id, read_history
+from smartmarket.engine.stages.chain import SignalChain
+from smartmarket.engine.stages.spec import PipelineSpec
+from smartmarket.signals.members import Candle
+
+
+def candle_of(event: CandleClosed) -> Candle:
+    return Candle(event.ts, event.open, event.high, event.low, event.close, event.volume)
+
+
+class FeaturesStage(Stage):
+    name = "features"
+    inputs = (CANDLES,)
+
+    def __init__(self, spec: PipelineSpec, chains: Callable[[str], SignalChain], log: EventLog | None) -> None:
+        self.spec = spec
+        self.chains = chains
+        self.log = log
+        self.fold: OrderedFold[CandleClosed] = OrderedFold(spec.timeframe, self.step, self._history if log else None)
+
+    async def handle(self, message: Message) -> list[Message]:
+        if not isinstance(message, CandleClosed) or message.timeframe != self.spec.timeframe:
+            return []
+        if message.symbol not in self.spec.symbols:
+            return []
+        return await self.fold.advance(message.symbol, message.ts, message, [message])
+
+    def step(self, symbol: str, candle: CandleClosed) -> list[Message]:
+        row = self.chains(symbol).features(candle_of(candle))
+        values = {**row, **{k: float(getattr(candle, k)) for k in CANDLE_KEYS}}
+        tf = self.spec.timeframe
+        return [
+            FeaturesComputed(
+                event_id=derived_id("FeaturesComputed", symbol, tf, candle.ts, self.spec.signal_version(symbol)),
+                ts_event=candle.ts_event, correlation_id=candle.correlation_id or candle.event_id,
+                causation_id=candle.event_id, symbol=symbol, timeframe=tf, ts=candle.ts, features=values,
+            )
+        ]  # fmt: skip
+
+    async def _history(
+        self, symbol: str, after: int | None, inputs: Sequence[Message]
+    ) -> list[tuple[int, CandleClosed]]:
+        assert self.log is not None
+        found = await read_history(self.log, ["CandleClosed"], symbol, self.spec.timeframe, after, inputs)
+        return sorted({m.ts: m for m in found if isinstance(m, CandleClosed)}.items())
+
+
+__all__ = ["FeaturesStage", "candle_of"]

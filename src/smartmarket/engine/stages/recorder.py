@@ -1,0 +1,115 @@
+"""The recorder: a consumer group on every stream that appends each event to the durable ``EventStore``.
+
+Stages never wait for the database: they publish, and the recorder writes behind them in batches (one append
+per batch read), acknowledging entries only after the append, so an event is never acknowledged before it is
+durable. Events already stored (same id: a redelivery, a second publication, a re-run of the same candles)
+are skipped. Undecodable entries go to the dead-letter stream. Every ``trim_every`` batches it lets the bus
+drop entries every group has acknowledged up to what is durable (``Bus.trim_acknowledged``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+
+from smartmarket.bus.base import REASON_UNDECODABLE, Bus, BusUnavailableError, Delivery, Processed, Subscription
+from smartmarket.core.errors import DataFormatError, SmartMarketError
+from smartmarket.core.events import Message, from_msgpack
+from smartmarket.engine.observability import PipelineMetrics
+from smartmarket.engine.stages.base import EventLog
+
+log = logging.getLogger(__name__)
+
+GROUP = "recorder"
+
+
+class Recorder:
+    """Records every event of ``topics`` × ``symbols`` (see the module docstring)."""
+
+    def __init__(
+        self, bus: Bus, log_: EventLog, topics: Sequence[str], symbols: Sequence[str], consumer: str,
+        *, metrics: PipelineMetrics | None = None, batch: int = 500, block_ms: int = 100,
+        claim_min_idle_ms: int = 30_000, trim_every: int = 20,
+    ) -> None:  # fmt: skip
+        self.bus = bus
+        self.log = log_
+        self.streams = [(t, s) for t in topics for s in symbols]
+        self.consumer = consumer
+        self.metrics = metrics
+        self.batch = batch
+        self.block_ms = block_ms
+        self.claim_min_idle_ms = claim_min_idle_ms
+        self.trim_every = trim_every
+        self.recorded = 0
+        self.dead_lettered = 0
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        await asyncio.gather(*(self._stream(topic, symbol) for topic, symbol in self.streams))
+
+    async def _stream(self, topic: str, symbol: str) -> None:
+        sub = self.bus.subscription(topic, symbol, GROUP, self.consumer)
+        cursor: str | None = "0"
+        batches = 0
+        last_durable: str | None = None
+        next_claim = 0.0
+        try:
+            await sub.ensure_group()
+            while not self._stopping.is_set():
+                try:
+                    if time.monotonic() >= next_claim:
+                        next_claim = time.monotonic() + 5.0
+                        if await sub.claim_stale(self.claim_min_idle_ms, self.batch):
+                            cursor = "0"
+                    if cursor is not None:
+                        deliveries = await sub.read_pending(cursor, self.batch)
+                        if not deliveries:
+                            cursor = None
+                            continue
+                        cursor = deliveries[-1].entry_id
+                    else:
+                        deliveries = await sub.read_new(self.batch, self.block_ms)
+                    if not deliveries:
+                        continue
+                    await self._record(sub, deliveries)
+                    last_durable = deliveries[-1].entry_id
+                    batches += 1
+                    if batches % self.trim_every == 0:
+                        await self.bus.trim_acknowledged(topic, symbol, last_durable)
+                except (BusUnavailableError, SmartMarketError, OSError) as exc:
+                    log.warning("recorder %s/%s: %s; retrying", topic, symbol, exc)
+                    cursor = "0"  # whatever was read stays pending: read it again
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), 0.2)
+            if last_durable is not None:
+                with contextlib.suppress(BusUnavailableError):
+                    await self.bus.trim_acknowledged(topic, symbol, last_durable)
+        finally:
+            await sub.close()
+
+    async def _record(self, sub: Subscription, deliveries: Sequence[Delivery]) -> None:
+        messages: list[tuple[Delivery, Message]] = []
+        ack_only: list[Delivery] = []
+        for delivery in deliveries:
+            if delivery.payload is None:
+                ack_only.append(delivery)
+                continue
+            try:
+                messages.append((delivery, from_msgpack(delivery.payload)))
+            except DataFormatError as exc:
+                await sub.dead_letter(delivery, REASON_UNDECODABLE, exc.what)
+                self.dead_lettered += 1
+        added = await self.log.append([m for _, m in messages])
+        await sub.commit([Processed(d, m.event_id) for d, m in messages], ack_only)
+        self.recorded += added
+        if self.metrics is not None:
+            self.metrics.recorded.inc(added)
+
+
+__all__ = ["GROUP", "Recorder"]

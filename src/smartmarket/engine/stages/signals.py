@@ -1,0 +1,113 @@
+"""The signals stage: the ensemble's ``SignalGenerated`` once a candle's features and every member's
+prediction are in.
+
+It reads two streams (``features`` and ``predictions``) and joins them per (symbol, candle): the calibrated,
+skill-weighted ensemble, confidence, strength and regime filter then run exactly as ``SignalEngine.on_candle``
+runs them (``chain.SignalChain.signal``). One signal per candle, warming-up candles included (flat), so the
+live signals equal ``SignalEngine.run`` on the same candles bit for bit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from smartmarket.bus.topics import FEATURES, PREDICTIONS
+from smartmarket.core.events import FeaturesComputed, Message, PredictionMade
+from smartmarket.engine.stages.base import EventLog, OrderedFold, Stage, derived_id, read_history
+from smartmarket.engine.stages.chain import SignalChain, probabilities_array, signal_event
+from smartmarket.engine.stages.predictions import split_features
+from smartmarket.engine.stages.spec import PipelineSpec
+
+
+@dataclass
+class SignalInputs:
+    """What one candle's signal needs: its features (with the candle) and each member's prediction."""
+
+    features: FeaturesComputed | None = None
+    predictions: dict[str, PredictionMade] = field(default_factory=dict)
+
+    def complete(self, members: Sequence[str]) -> bool:
+        return self.features is not None and all(m in self.predictions for m in members)
+
+    def parts(self) -> list[Message]:
+        return [p for p in (self.features, *self.predictions.values()) if p is not None]
+
+
+class SignalsStage(Stage):
+    name = "signals"
+    inputs = (FEATURES, PREDICTIONS)
+
+    def __init__(self, spec: PipelineSpec, chains: Callable[[str], SignalChain], log: EventLog | None) -> None:
+        self.spec = spec
+        self.chains = chains
+        self.log = log
+        self.fold: OrderedFold[SignalInputs] = OrderedFold(spec.timeframe, self.step, self._history if log else None)
+        self._waiting: dict[tuple[str, int], SignalInputs] = {}
+
+    def idle(self) -> bool:
+        return not self._waiting
+
+    def _ours(self, message: FeaturesComputed | PredictionMade) -> bool:
+        symbol, tf, ts = message.symbol, self.spec.timeframe, message.ts
+        version = self.spec.signal_version(symbol)
+        if isinstance(message, FeaturesComputed):
+            return message.event_id == derived_id("FeaturesComputed", symbol, tf, ts, version)
+        return message.event_id == derived_id("PredictionMade", symbol, tf, ts, version, message.member)
+
+    async def handle(self, message: Message) -> list[Message]:
+        if not isinstance(message, FeaturesComputed | PredictionMade) or message.symbol not in self.spec.symbols:
+            return []
+        if not self._ours(message):
+            return []
+        symbol, ts = message.symbol, message.ts
+        last = self.fold.last_ts(symbol)
+        if last is not None and ts <= last:
+            return []  # a redelivered part of a candle already signalled
+        unit = self._waiting.setdefault((symbol, ts), SignalInputs())
+        if isinstance(message, FeaturesComputed):
+            unit.features = message
+        else:
+            unit.predictions[message.member] = message
+        if not unit.complete(self.chains(symbol).members):
+            return []
+        del self._waiting[(symbol, ts)]
+        return await self.fold.advance(symbol, ts, unit, unit.parts())
+
+    def step(self, symbol: str, unit: SignalInputs) -> list[Message]:
+        chain = self.chains(symbol)
+        features = unit.features
+        assert features is not None
+        candle, row = split_features(features, chain.engine.pipeline.columns)
+        probs = {name: probabilities_array(unit.predictions[name].probabilities) for name in chain.members}
+        signal = chain.signal(candle, row, probs)
+        tf = self.spec.timeframe
+        event_id = derived_id("SignalGenerated", symbol, tf, features.ts, self.spec.signal_version(symbol))
+        last_member = unit.predictions[chain.members[-1]] if chain.members else features
+        return [
+            signal_event(
+                signal, symbol=symbol, timeframe=tf, event_id=event_id, ts_event=features.ts_event,
+                correlation_id=features.correlation_id, causation_id=last_member.event_id,
+            )
+        ]  # fmt: skip
+
+    async def _history(
+        self, symbol: str, after: int | None, inputs: Sequence[Message]
+    ) -> list[tuple[int, SignalInputs]]:
+        assert self.log is not None
+        found = await read_history(
+            self.log, ["FeaturesComputed", "PredictionMade"], symbol, self.spec.timeframe, after, inputs
+        )
+        units: dict[int, SignalInputs] = {}
+        for m in found:
+            if isinstance(m, FeaturesComputed | PredictionMade) and self._ours(m):
+                unit = units.setdefault(m.ts, SignalInputs())
+                if isinstance(m, FeaturesComputed):
+                    unit.features = m
+                else:
+                    unit.predictions[m.member] = m
+        members = self.chains(symbol).members
+        return sorted(((ts, u) for ts, u in units.items() if u.complete(members)), key=lambda item: item[0])
+
+
+__all__ = ["SignalInputs", "SignalsStage"]

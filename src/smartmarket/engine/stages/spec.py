@@ -1,0 +1,142 @@
+"""What a pipeline runs: symbols, timeframe, the signal engines (and their version), the trading set-up.
+
+``version`` strings go into every derived event id: two runs with the same version on the same candles
+produce the same events (replay compares them), a new artifact produces new ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from smartmarket.core.types import Timeframe, normalize_symbol
+from smartmarket.engine.kernel import KernelConfig
+from smartmarket.execution.fees import FeeModel
+from smartmarket.execution.risk import RiskConfig
+from smartmarket.execution.risk_checks import RiskLimits
+from smartmarket.execution.sizing import FixedFraction, Sizer
+from smartmarket.execution.slippage import NO_SLIPPAGE, SlippageModel
+
+if TYPE_CHECKING:
+    from smartmarket.models.labels import LabelConfig
+    from smartmarket.signals.engine import SignalEngine
+
+
+class EngineProvider(Protocol):
+    """Fresh signal engines per symbol, and the version their events are stamped with."""
+
+    def engine(self, symbol: str) -> SignalEngine: ...
+
+    def version(self, symbol: str) -> str: ...
+
+
+class ArtifactEngines:
+    """Engines from ensemble artifacts in a registry (``artifact``: an id, a prefix, or ``latest`` per symbol)."""
+
+    def __init__(self, registry_dir: str | Path, timeframe: Timeframe, artifact: str = "latest") -> None:
+        self.registry_dir = Path(registry_dir)
+        self.timeframe = timeframe
+        self.artifact = artifact
+        self._loaded: dict[str, object] = {}
+
+    def _artifact(self, symbol: str):  # type: ignore[no-untyped-def]
+        from smartmarket.signals.fit import load_artifact
+
+        if symbol not in self._loaded:
+            self._loaded[symbol] = load_artifact(
+                self.artifact, self.registry_dir, symbol=symbol, timeframe=str(self.timeframe)
+            )
+        return self._loaded[symbol]
+
+    def engine(self, symbol: str) -> SignalEngine:
+        from smartmarket.signals.engine import SignalEngine
+
+        return SignalEngine.from_artifact(self._artifact(symbol), registry_dir=self.registry_dir)
+
+    def version(self, symbol: str) -> str:
+        return str(self._artifact(symbol).artifact_id)
+
+
+class FactoryEngines:
+    """Engines from a factory (tests, benchmarks, in-memory artifacts) with a version you name."""
+
+    def __init__(self, factory: Callable[[str], SignalEngine], version: str) -> None:
+        self.factory = factory
+        self._version = version
+
+    def engine(self, symbol: str) -> SignalEngine:
+        return self.factory(symbol)
+
+    def version(self, symbol: str) -> str:
+        return self._version
+
+
+@dataclass(frozen=True)
+class TradingConfig:
+    """How signals trade. Each symbol is its own sub-account of ``initial_cash`` (see ``stages.risk``).
+
+    ``max_size``: fraction of the sub-account at strength strong (the ``ensemble`` strategy's parameter);
+    ``limits``: the pre-trade risk checks (``execution.risk_checks``), ``None`` to run without them.
+    """
+
+    initial_cash: float = 10_000.0
+    fees: FeeModel = field(default_factory=FeeModel)
+    slippage: SlippageModel = NO_SLIPPAGE
+    sizer: Sizer = field(default_factory=FixedFraction)
+    risk: RiskConfig = field(default_factory=RiskConfig)
+    max_size: float = 1.0
+    limits: RiskLimits | None = field(default_factory=RiskLimits)
+
+    def kernel_config(self) -> KernelConfig:
+        """The backtest kernel's configuration for one sub-account (fills at the next open, no latency)."""
+        return KernelConfig(
+            initial_cash=self.initial_cash, fees=self.fees, slippage=self.slippage, sizer=self.sizer, risk=self.risk
+        )
+
+    def fingerprint(self) -> str:
+        """A short hash of everything that shapes orders (part of the order ids' version)."""
+        text = json.dumps(
+            {
+                "cash": self.initial_cash, "fees": asdict(self.fees), "slippage": repr(self.slippage),
+                "sizer": repr(self.sizer), "risk": asdict(self.risk), "max_size": self.max_size,
+                "limits": asdict(self.limits) if self.limits is not None else None,
+            },
+            sort_keys=True,
+        )  # fmt: skip
+        return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """Everything the stages need to agree on."""
+
+    symbols: tuple[str, ...]
+    timeframe: Timeframe
+    engines: EngineProvider
+    trading: TradingConfig = field(default_factory=TradingConfig)
+
+    @classmethod
+    def build(
+        cls, symbols: Sequence[str], timeframe: Timeframe | str, engines: EngineProvider,
+        trading: TradingConfig | None = None,
+    ) -> PipelineSpec:  # fmt: skip
+        return cls(
+            tuple(normalize_symbol(s) for s in symbols), Timeframe.parse(str(timeframe)), engines,
+            trading or TradingConfig(),
+        )  # fmt: skip
+
+    def signal_version(self, symbol: str) -> str:
+        return self.engines.version(symbol)
+
+    def order_version(self, symbol: str) -> str:
+        return f"{self.engines.version(symbol)}/{self.trading.fingerprint()}"
+
+    def label_config(self, symbol: str) -> LabelConfig:
+        return self.engines.engine(symbol).label_config
+
+
+__all__ = ["ArtifactEngines", "EngineProvider", "FactoryEngines", "PipelineSpec", "TradingConfig"]
