@@ -32,7 +32,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from smartmarket.bus import CANDLES, Bus, Consumer, ConsumerConfig, Delivery, open_bus
+from smartmarket.bus import CANDLES, Bus, Consumer, ConsumerConfig, Delivery, open_bus, stop_on_signals
 from smartmarket.bus.redis_streams import RedisStreamsBus
 from smartmarket.core.events import CandleClosed, Message, deterministic_event_id, from_msgpack
 from smartmarket.core.types import Timeframe
@@ -134,7 +134,10 @@ async def _worker(url: str, namespace: str, consumer: str, stall_after: int) -> 
             await asyncio.Event().wait()  # hang until killed: effect applied, batch not committed
 
     cfg = ConsumerConfig(group=GROUP, consumer=consumer, batch_size=50, block_ms=100)
-    await Consumer(bus, CANDLES, SYMBOL, handler, cfg).run()
+    worker = Consumer(bus, CANDLES, SYMBOL, handler, cfg)
+    stop_on_signals(worker)  # SIGTERM: finish and commit the batch, then exit 0
+    await worker.run()
+    await bus.close()
 
 
 def _spawn_worker(url: str, namespace: str, consumer: str, stall_after: int) -> subprocess.Popen[bytes]:
@@ -194,6 +197,32 @@ async def test_sigkilled_consumer_process_pending_events_are_claimed_once(redis_
         assert all(count <= 2 for count in calls.values())
         assert await bus.read_dead_letters(SYMBOL) == []
         assert await bus.backlog(CANDLES, SYMBOL) == 0
+        raw.close()
+
+
+@run_async
+async def test_sigterm_stops_a_consumer_process_after_committing(redis_server: str) -> None:
+    n = 20_000
+    async with isolated_bus(redis_server, max_backlog=None) as bus:  # (no consumer yet while publishing)
+        ns = bus.names.namespace
+        stream = bus.names.stream(CANDLES, SYMBOL)
+        await bus.ensure_group(CANDLES, SYMBOL, GROUP)
+        await bus.publish_many(CANDLES, SYMBOL, [candle(i, ns) for i in range(n)])
+        raw: Any = redis.Redis.from_url(redis_server)
+        effects_key, _ = effect_keys(ns)
+        worker = _spawn_worker(redis_server, ns, "graceful", stall_after=0)
+        try:
+            await wait_until(lambda: raw.scard(effects_key) >= 500 or worker.poll() is not None, "some progress")
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(20) == 0, (worker.stderr.read() if worker.stderr else b"").decode()
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+        applied = raw.scard(effects_key)
+        assert applied < n  # it stopped mid-stream
+        assert raw.xpending(stream, GROUP)["pending"] == 0  # everything it took was committed
+        assert await bus.backlog(CANDLES, SYMBOL) == n - applied  # the rest waits for the next consumer
         raw.close()
 
 

@@ -138,7 +138,7 @@ async def test_retry_then_dead_letter_keeps_the_stream_flowing(bus_url: str) -> 
         async def handler(message: Message, delivery: Delivery) -> None:
             calls[message.event_id] += 1
             if message.event_id == poison.event_id or (message.event_id == flaky.event_id and delivery.attempt < 2):
-                raise RuntimeError(f"boom {message.ts}")
+                raise RuntimeError(f"boom {message.ts_event}")
 
         later = [candle(i) for i in range(3, 30)]
         consumer = Consumer(bus, CANDLES, SYMBOL, handler, config(max_attempts=4))

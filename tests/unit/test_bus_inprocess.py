@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from smartmarket.bus import CANDLES, Consumer, ConsumerConfig, Delivery, StreamNames, open_bus, topic_for
+from smartmarket.bus import CANDLES, Consumer, ConsumerConfig, Delivery, Handler, StreamNames, open_bus, topic_for
 from smartmarket.bus.consumer import RecentIds
 from smartmarket.bus.inprocess import InProcessBus
 from smartmarket.core.errors import ConfigError
@@ -139,7 +139,7 @@ async def test_each_group_gets_every_event_and_consumers_of_a_group_share_them()
     bus = InProcessBus()
     per_group: dict[str, Counter[str]] = {"a": Counter(), "b": Counter()}
 
-    def handler_for(group: str) -> Callable[[Message, Delivery], object]:
+    def handler_for(group: str) -> Handler:
         async def handler(message: Message, delivery: Delivery) -> None:
             per_group[group][message.event_id] += 1
             await asyncio.sleep(0)
@@ -371,3 +371,22 @@ async def test_stop_finishes_and_commits_the_current_batch() -> None:
     await asyncio.wait_for(task, 10)
     assert len(handled) == 5
     assert await bus.backlog(CANDLES, SYMBOL) == 0  # committed before returning
+
+
+@run_async
+async def test_one_consumer_reads_several_symbols_each_in_order() -> None:
+    bus = InProcessBus()
+    seen: dict[str, list[int]] = {"BTCUSDT": [], "ETHUSDT": []}
+
+    async def handler(message: Message, delivery: Delivery) -> None:
+        assert isinstance(message, CandleClosed)
+        assert delivery.stream == bus.names.stream(CANDLES, message.symbol)
+        seen[message.symbol].append(message.ts)
+
+    consumer = Consumer(bus, CANDLES, ["BTCUSDT", "ETHUSDT"], handler, config())
+    async with consuming(consumer):
+        for symbol in seen:
+            await bus.publish_many(CANDLES, symbol, [candle(i, symbol) for i in range(100)])
+        await wait_until(lambda: consumer.stats.handled == 200, "both symbols")
+    expected = [candle(i).ts for i in range(100)]
+    assert seen == {"BTCUSDT": expected, "ETHUSDT": expected}

@@ -200,10 +200,11 @@ class RedisSubscription(Subscription):
             pipe.zadd(self._done_key, {p.event_id: now for p in done})
             pipe.pexpire(self._done_key, ttl_ms)
         pipe.xack(self.stream, self.group, *entry_ids)
-        if time.monotonic() - self._last_prune > 60:
+        prune = time.monotonic() - self._last_prune > 60  # forget ids older than the TTL, once a minute
+        if prune:
             pipe.zremrangebyscore(self._done_key, "-inf", now - ttl_ms)
         await self._bus.guarded(pipe.execute())
-        if time.monotonic() - self._last_prune > 60:
+        if prune:
             self._last_prune = time.monotonic()
 
     async def dead_letter(self, delivery: Delivery, reason: str, error: str) -> None:
