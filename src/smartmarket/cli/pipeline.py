@@ -1,9 +1,411 @@
-"""Placeholder: the pipeline commands (run, worker, events, replay) are being written."""
+"""The live pipeline commands: ``run``, ``worker``, ``events``, ``replay`` (and ``bench pipeline``).
+
+smartmarket run --symbols BTCUSDT,ETHUSDT --timeframe 1m --source file:data/{symbol}-1m.csv.gz
+smartmarket worker risk --bus redis://127.0.0.1:6379/0 --symbols BTCUSDT --timeframe 1m
+smartmarket events --type SignalGenerated --format json
+smartmarket replay --from 1 --format table
+"""
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.table import Table
+
+from smartmarket.cli.context import console, err_console, get_context
+from smartmarket.core.errors import ConfigError
+from smartmarket.core.timeutil import format_ms, parse_time
+from smartmarket.core.types import Timeframe, normalize_symbol
+
+SymbolsOpt = Annotated[str, typer.Option("--symbols", help="Comma-separated symbols, e.g. BTCUSDT,ETHUSDT.")]
+TimeframeOpt = Annotated[str, typer.Option("--timeframe", help="Candle timeframe, e.g. 1m, 1h.")]
+BusOpt = Annotated[
+    str,
+    typer.Option("--bus", envvar="SMARTMARKET_BUS", help="memory:// (in-process, default) or redis://host:6379/0."),
+]
+ArtifactOpt = Annotated[
+    str, typer.Option("--artifact", help="Ensemble artifact per symbol: an id (prefix) or 'latest'.")
+]
+RegistryOpt = Annotated[Path | None, typer.Option("--registry", help="Model registry folder (default: in HOME).")]
+CashOpt = Annotated[float, typer.Option("--cash", help="Paper cash per symbol (each symbol is a sub-account).")]
+MaxSizeOpt = Annotated[float, typer.Option("--max-size", help="Fraction of the sub-account at strength strong.")]
+FeeOpt = Annotated[float, typer.Option("--fee-bps", help="Taker and maker fee in basis points.")]
+SlippageOpt = Annotated[float, typer.Option("--slippage-bps", help="Fixed slippage in basis points per fill.")]
+NoChecksOpt = Annotated[bool, typer.Option("--no-risk-checks", help="Run without the pre-trade risk checks.")]
+
+
+def _symbols(text: str) -> list[str]:
+    symbols = [normalize_symbol(s) for s in text.split(",") if s.strip()]
+    if not symbols:
+        raise ConfigError("no symbol given", hint="e.g. --symbols BTCUSDT,ETHUSDT")
+    return symbols
+
+
+def _trading(cash: float, max_size: float, fee_bps: float, slippage_bps: float, no_checks: bool) -> Any:
+    from smartmarket.engine.stages.spec import TradingConfig
+    from smartmarket.execution.fees import FeeModel
+    from smartmarket.execution.risk_checks import RiskLimits
+    from smartmarket.execution.slippage import FixedBps
+
+    rate = fee_bps / 10_000
+    return TradingConfig(
+        initial_cash=cash, fees=FeeModel(maker=rate, taker=rate), slippage=FixedBps(slippage_bps),
+        max_size=max_size, limits=None if no_checks else RiskLimits(),
+    )  # fmt: skip
+
+
+def _spec(
+    ctx: typer.Context, symbols: Sequence[str], timeframe: str, artifact: str, registry: Path | None, trading: Any
+) -> Any:
+    from smartmarket.engine.stages.spec import ArtifactEngines, PipelineSpec
+
+    tf = Timeframe.parse(timeframe)
+    registry_dir = registry or get_context(ctx).settings.registry_dir
+    return PipelineSpec.build(symbols, tf, ArtifactEngines(registry_dir, tf, artifact), trading)
+
+
+def _broker(name: str, exchange: str, symbols: Sequence[str]) -> Any:
+    if name == "paper":
+        return None
+    if name == "ccxt":
+        from smartmarket.execution.ccxt_broker import CcxtBroker
+
+        return CcxtBroker(exchange, sandbox=True, symbols=symbols)
+    raise ConfigError(f"unknown broker {name!r}", hint="use paper or ccxt")
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    table = Table(title="pipeline run", show_header=False)
+    for key in ("candles", "recorded", "dead_lettered", "handler_failures", "claimed", "orders_waiting", "drained"):
+        table.add_row(key, str(summary.get(key)))
+    for name, count in summary.get("published", {}).items():
+        table.add_row(f"published {name}", str(count))
+    for name, lat in summary.get("latency_ms", {}).items():
+        if lat.get("n"):
+            table.add_row(f"{name} p50 / p99 ms", f"{lat['p50_ms']} / {lat['p99_ms']} (n={lat['n']})")
+    table.add_row("seconds", str(summary.get("seconds")))
+    console.print(table)
+
+
+def _run_pipeline(ctx: typer.Context, spec: Any, bus_url: str, options: Any, broker: Any, source: Any,
+                  metrics_port: int | None) -> dict[str, Any]:  # fmt: skip
+    from smartmarket.bus.url import open_bus
+    from smartmarket.engine.live import LivePipeline
+
+    store = get_context(ctx).store if "recorder" in options.stages or set(options.stages) - {"candles"} else None
+
+    async def go() -> dict[str, Any]:
+        bus = open_bus(bus_url)
+        try:
+            pipeline = LivePipeline(spec, store, bus, options=options, broker=broker)
+            if metrics_port:
+                from prometheus_client import start_http_server
+
+                start_http_server(metrics_port, registry=pipeline.metrics.registry)
+            pipeline.install_signal_handlers()
+            return (await pipeline.run(source)).to_dict()
+        finally:
+            await bus.close()
+
+    return asyncio.run(go())
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    """Add ``run``, ``worker``, ``events``, ``replay`` to ``app`` and ``pipeline`` to ``bench``."""
+
+    @app.command("run")
+    def run_command(
+        ctx: typer.Context,
+        symbols: SymbolsOpt,
+        timeframe: TimeframeOpt = "1m",
+        bus: BusOpt = "memory://",
+        source: Annotated[
+            str, typer.Option("--source", help="file:PATH (file, folder, or {symbol} pattern) or exchange:ID.")
+        ] = "exchange:binance",
+        broker: Annotated[str, typer.Option("--broker", help="paper (default) or ccxt (exchange sandbox).")] = "paper",
+        exchange: Annotated[str, typer.Option("--exchange", help="Exchange of the ccxt broker.")] = "binance",
+        speed: Annotated[float, typer.Option("--speed", help="File source: candle-seconds per second; 0 = max.")] = 0,
+        artifact: ArtifactOpt = "latest",
+        registry: RegistryOpt = None,
+        cash: CashOpt = 10_000.0,
+        max_size: MaxSizeOpt = 1.0,
+        fee_bps: FeeOpt = 10.0,
+        slippage_bps: SlippageOpt = 0.0,
+        no_risk_checks: NoChecksOpt = False,
+        metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Serve Prometheus metrics.")] = None,
+        json_logs: Annotated[bool, typer.Option("--json-logs", help="Structured JSON logs on stderr.")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    ) -> None:
+        """Run the whole pipeline in this process: candles → features → predictions → signals → risk →
+        execution → portfolio, every event recorded in the store. A file source ends when consumed and drained.
+
+        Example: smartmarket run --symbols BTCUSDT --timeframe 1h --source file:BTCUSDT-1h.csv.gz
+        """
+        from smartmarket.engine.live import RunOptions
+        from smartmarket.engine.sources import open_source
+
+        if json_logs:
+            from smartmarket.engine.observability import use_json_logs
+
+            use_json_logs()
+        names = _symbols(symbols)
+        spec = _spec(ctx, names, timeframe, artifact, registry,
+                     _trading(cash, max_size, fee_bps, slippage_bps, no_risk_checks))  # fmt: skip
+        candle_source = open_source(source, names, spec.timeframe, speed=speed)
+        summary = _run_pipeline(ctx, spec, bus, RunOptions(), _broker(broker, exchange, names), candle_source,
+                                metrics_port)  # fmt: skip
+        if as_json:
+            typer.echo(json.dumps(summary, indent=2, default=str))
+        else:
+            _print_summary(summary)
+        if summary.get("not_idle"):
+            raise typer.Exit(1)
+
+    @app.command("worker")
+    def worker_command(
+        ctx: typer.Context,
+        stage: Annotated[
+            str, typer.Argument(help="candles, features, predictions, signals, risk, execution, portfolio or recorder.")
+        ],
+        symbols: SymbolsOpt,
+        timeframe: TimeframeOpt = "1m",
+        bus: BusOpt = "redis://127.0.0.1:6379/0",
+        source: Annotated[str | None, typer.Option("--source", help="The candles worker's source.")] = None,
+        speed: Annotated[float, typer.Option("--speed", help="File source speed (0 = max).")] = 0,
+        broker: Annotated[str, typer.Option("--broker", help="paper or ccxt (execution worker).")] = "paper",
+        exchange: Annotated[str, typer.Option("--exchange", help="Exchange of the ccxt broker.")] = "binance",
+        consumer: Annotated[str | None, typer.Option("--consumer", help="Consumer name (default: host-pid).")] = None,
+        claim_idle_ms: Annotated[
+            int,
+            typer.Option("--claim-idle-ms", help="Claim another consumer's entries idle this long (a dead worker's)."),
+        ] = 30_000,
+        artifact: ArtifactOpt = "latest",
+        registry: RegistryOpt = None,
+        cash: CashOpt = 10_000.0,
+        max_size: MaxSizeOpt = 1.0,
+        fee_bps: FeeOpt = 10.0,
+        slippage_bps: SlippageOpt = 0.0,
+        no_risk_checks: NoChecksOpt = False,
+        metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Serve Prometheus metrics.")] = None,
+        json_logs: Annotated[bool, typer.Option("--json-logs", help="Structured JSON logs on stderr.")] = False,
+    ) -> None:
+        """Run one stage as its own process; start more with the same STAGE to share its consumer group.
+
+        Runs until SIGINT/SIGTERM (graceful: the current batch finishes, the rest stays pending for others).
+        Example: smartmarket worker risk --bus redis://127.0.0.1:6379/0 --symbols BTCUSDT --timeframe 1m
+        """
+        from smartmarket.engine.live import RunOptions
+        from smartmarket.engine.sources import open_source
+        from smartmarket.engine.stages import STAGE_NAMES
+
+        if stage not in STAGE_NAMES:
+            raise ConfigError(f"unknown stage {stage!r}", hint=f"use one of: {', '.join(STAGE_NAMES)}")
+        if json_logs:
+            from smartmarket.engine.observability import use_json_logs
+
+            use_json_logs()
+        names = _symbols(symbols)
+        spec = _spec(ctx, names, timeframe, artifact, registry,
+                     _trading(cash, max_size, fee_bps, slippage_bps, no_risk_checks))  # fmt: skip
+        candle_source = None
+        if stage == "candles":
+            if not source:
+                raise ConfigError("the candles worker needs --source", hint="file:PATH or exchange:binance")
+            candle_source = open_source(source, names, spec.timeframe, speed=speed)
+        options = RunOptions(stages=(stage,), consumer=consumer, claim_min_idle_ms=claim_idle_ms,
+                             claim_every_ms=max(100, min(5_000, claim_idle_ms // 2)))  # fmt: skip
+        the_broker = _broker(broker, exchange, names) if stage == "execution" else None
+        summary = _run_pipeline(ctx, spec, bus, options, the_broker, candle_source, metrics_port)
+        err_console.print(f"worker {stage} stopped: {json.dumps(summary.get('handled', {}))}")
+
+    @app.command("events")
+    def events_command(
+        ctx: typer.Context,
+        correlation: Annotated[str | None, typer.Option("--correlation", help="One candle's chain.")] = None,
+        type_: Annotated[
+            list[str] | None, typer.Option("--type", help="Event type, e.g. SignalGenerated (repeatable).")
+        ] = None,
+        since: Annotated[str | None, typer.Option("--since", help="ts_event from (ISO time or epoch ms).")] = None,
+        until: Annotated[str | None, typer.Option("--until", help="ts_event before (ISO time or epoch ms).")] = None,
+        symbol: Annotated[str | None, typer.Option("--symbol", help="Only this symbol.")] = None,
+        limit: Annotated[int, typer.Option("--limit", help="At most this many events (the latest).")] = 200,
+        fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    ) -> None:
+        """Show recorded events: a candle's whole chain with --correlation, or filtered by type and time.
+
+        Example: smartmarket events --type SignalGenerated --since 2024-01-01 --format csv
+        """
+        if fmt not in ("table", "csv", "json"):
+            raise ConfigError(f"unknown format {fmt!r}", hint="use table, csv or json")
+        from smartmarket.core.events import MESSAGE_TYPES
+
+        for t in type_ or []:
+            if t not in MESSAGE_TYPES:
+                raise ConfigError(f"unknown event type {t!r}", hint=f"use one of: {', '.join(MESSAGE_TYPES)}")
+        store = get_context(ctx).store
+        events = store.read_events(
+            start=parse_time(since), end=parse_time(until), types=type_ or None, correlation_id=correlation
+        )
+        if symbol:
+            wanted = normalize_symbol(symbol)
+            events = [e for e in events if getattr(e.message, "symbol", None) == wanted]
+        events = events[-limit:] if limit > 0 else events
+        rows = [{"seq": e.seq, **e.message.to_dict()} for e in events]
+        if fmt == "json":
+            typer.echo(json.dumps(rows, indent=2, default=str))
+        elif fmt == "csv":
+            typer.echo(_csv(rows), nl=False)
+        else:
+            _print_events(rows)
+
+    @app.command("replay")
+    def replay_command(
+        ctx: typer.Context,
+        from_: Annotated[
+            str | None, typer.Option("--from", help="First seq (number) or time (ISO / epoch ms).")
+        ] = None,
+        to: Annotated[str | None, typer.Option("--to", help="Last seq (number) or end time.")] = None,
+        symbols: Annotated[str | None, typer.Option("--symbols", help="Default: every symbol in the log.")] = None,
+        timeframe: Annotated[str | None, typer.Option("--timeframe", help="Default: the log's only one.")] = None,
+        artifact: ArtifactOpt = "latest",
+        registry: RegistryOpt = None,
+        cash: CashOpt = 10_000.0,
+        max_size: MaxSizeOpt = 1.0,
+        fee_bps: FeeOpt = 10.0,
+        slippage_bps: SlippageOpt = 0.0,
+        no_risk_checks: NoChecksOpt = False,
+        fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    ) -> None:
+        """Re-run the pipeline from the log's candles and compare every SignalGenerated and SubmitOrder with the
+        recorded ones (all fields but ts_init). Exits 1 listing the differences, 0 when identical.
+
+        Give the same artifact and trading options as the run. Example: smartmarket replay --from 2024-01-01
+        """
+        from smartmarket.engine.replay import replay
+
+        store = get_context(ctx).store
+        candles = [e.message for e in store.read_events(types=["CandleClosed"])]
+        names = _symbols(symbols) if symbols else sorted({str(getattr(c, "symbol", "")) for c in candles})
+        tf = timeframe or _only_timeframe(candles)
+        if not names:
+            raise ConfigError("the event log holds no candles", hint="run the pipeline first (smartmarket run)")
+        spec = _spec(ctx, names, tf, artifact, registry,
+                     _trading(cash, max_size, fee_bps, slippage_bps, no_risk_checks))  # fmt: skip
+        bounds: dict[str, int | None] = {"from_seq": None, "to_seq": None, "start": None, "end": None}
+        for text, seq_key, time_key in ((from_, "from_seq", "start"), (to, "to_seq", "end")):
+            if text is not None:
+                value, is_seq = _seq_or_time(text)
+                bounds[seq_key if is_seq else time_key] = value
+        report = replay(store, spec, **bounds)
+        if fmt == "json":
+            typer.echo(json.dumps(report.to_dict(), indent=2, default=str))
+        else:
+            compared = ", ".join(f"{n} {t}" for t, n in report.compared.items()) or "nothing"
+            console.print(f"replayed {report.candles} candles, compared {compared}")
+            for diff in report.differences[:200]:
+                console.print(f"[red]{diff.describe()}[/]", highlight=False, soft_wrap=True)
+            if report.identical:
+                console.print("[green]identical[/]")
+            else:
+                console.print(f"[red]{len(report.differences)} difference(s)[/]")
+        if not report.identical:
+            raise typer.Exit(1)
+
+    from smartmarket.cli.bench import bench_app
+
+    @bench_app.command("pipeline")
+    def bench_pipeline_command(
+        redis: Annotated[str, typer.Option("--redis", help="Redis URL for the Redis-bus half.")] = (
+            "redis://127.0.0.1:6379/0"
+        ),
+        samples: Annotated[int, typer.Option("--samples", help="Candles timed per bus.")] = 300,
+        gap_ms: Annotated[int, typer.Option("--gap-ms", help="Wall time between timed candles.")] = 80,
+        bus_events: Annotated[int, typer.Option("--bus-events", help="Events for the Redis throughput.")] = 100_000,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    ) -> None:
+        """End-to-end candle → SignalGenerated latency with the full ensemble (technical, SMC and a seed
+        Transformer at 1024 candles), in-process and Redis buses, plus Redis throughput.
+
+        Example: smartmarket bench pipeline --json
+        """
+        from smartmarket.bench.pipeline import run_pipeline_benchmark
+
+        result = run_pipeline_benchmark(
+            redis, samples=samples, gap_s=gap_ms / 1000, bus_events=bus_events,
+            log=lambda msg: err_console.print(f"[dim]{msg}[/]"),
+        )  # fmt: skip
+        if as_json:
+            typer.echo(json.dumps(result, indent=2, default=str))
+            return
+        table = Table(title="pipeline latency: candle → SignalGenerated")
+        for col in ("bus", "p50 ms", "p99 ms", "events/s"):
+            table.add_column(col)
+        for bus_name in ("inprocess", "redis"):
+            r = result[bus_name]
+            table.add_row(bus_name, str(r["p50_ms"]), str(r["p99_ms"]), str(r.get("events_per_s", "")))
+        console.print(table)
+        console.print(result.get("setup", {}))
+
+
+def _seq_or_time(text: str) -> tuple[int, bool]:
+    """A small number is a sequence number; a date or an epoch-ms value is a time."""
+    value = parse_time(text)
+    assert value is not None
+    return value, text.strip().isdigit() and value < 10**11
+
+
+def _only_timeframe(candles: Sequence[Any]) -> str:
+    found = sorted({str(getattr(c, "timeframe", "")) for c in candles})
+    if len(found) != 1:
+        raise ConfigError(f"the log holds candles of {found or 'no'} timeframes", hint="pass --timeframe")
+    return found[0]
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, dict):
+        return json.dumps(value, default=str)
+    return "" if value is None else str(value)
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(row.get(k)) for k in columns})
+    return out.getvalue()
+
+
+def _print_events(rows: list[dict[str, Any]]) -> None:
+    table = Table(title=f"{len(rows)} events")
+    for col in ("seq", "type", "ts_event", "symbol", "detail", "correlation", "causation"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        detail = {k: v for k, v in row.items() if k not in _COMMON}
+        table.add_row(
+            str(row["seq"]), row["type"], format_ms(int(row["ts_event"]), short=True), str(row.get("symbol", "")),
+            _short(detail), str(row.get("correlation_id", ""))[:12], str(row.get("causation_id") or "")[:12],
+        )  # fmt: skip
+    console.print(table)
+
+
+_COMMON = {"seq", "type", "event_id", "ts_event", "ts_init", "correlation_id", "causation_id", "version", "symbol",
+           "timeframe"}  # fmt: skip
+
+
+def _short(detail: dict[str, Any]) -> str:
+    text = ", ".join(f"{k}={_cell(v)}" for k, v in detail.items() if k not in ("features", "member_probabilities"))
+    return text if len(text) <= 90 else text[:87] + "..."
+
+
+__all__ = ["register"]
