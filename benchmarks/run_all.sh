@@ -18,7 +18,7 @@ run() {  # name, then the bench subcommand and its options
 run store store --rows "$rows"
 run features features --rows "$feat"
 run backtest backtest --bars "$bars"
-for extra in inference pipeline; do
+for extra in inference pipeline bus; do
   if "$SM" bench --help | grep -q " $extra "; then run "$extra" "$extra"; fi
 done
 echo "JSON results in $out/"

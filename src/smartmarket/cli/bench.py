@@ -101,6 +101,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
     register_backtest(bench_app)
     register_features(bench_app)
+    register_bus(bench_app)
 
     @bench_app.command("store")
     def bench_store(
@@ -241,3 +242,21 @@ def register_features(bench: typer.Typer) -> None:
         console.print(
             f"numba compilation excluded: {result['compile_seconds_excluded']} s; targets: {result['targets']}"
         )
+
+
+def register_bus(bench: typer.Typer) -> None:
+    @bench.command("bus")
+    def bench_bus_command(
+        redis: Annotated[str, typer.Option("--redis", envvar="SMARTMARKET_BUS", help="Redis URL.")] = (
+            "redis://127.0.0.1:6379/0"
+        ),
+        events: Annotated[int, typer.Option("--events", min=1_000, help="Events through one stream.")] = 200_000,
+    ) -> None:
+        """Event bus throughput and latency: Redis Streams (consumer group, pipelined) and in-process.
+
+        Prints one JSON object. Example: smartmarket bench bus --events 200000
+        """
+        from smartmarket.bench.bus import run_bus_benchmark
+
+        result = run_bus_benchmark(redis, events, log=lambda msg: err_console.print(f"[dim]{msg}[/]"))
+        typer.echo(json.dumps(result, indent=2))

@@ -24,6 +24,7 @@ class Settings(BaseSettings):
 
     home: Path = Field(default_factory=default_home)
     store: str | None = None
+    bus: str | None = None  # SMARTMARKET_BUS: redis://… for Redis Streams; default the in-process bus
     debug: bool = False
 
     @property
@@ -32,6 +33,11 @@ class Settings(BaseSettings):
         if self.store:
             return self.store
         return f"duckdb:///{(self.home / 'smartmarket.duckdb').resolve()}"
+
+    @property
+    def bus_url(self) -> str:
+        """The configured bus URL, or the in-process bus."""
+        return self.bus or "memory://"
 
     @property
     def quarantine_dir(self) -> Path:
