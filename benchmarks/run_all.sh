@@ -18,7 +18,9 @@ run() {  # name, then the bench subcommand and its options
 run store store --rows "$rows"
 run features features --rows "$feat"
 run backtest backtest --bars "$bars"
-for extra in inference pipeline bus; do
+for extra in inference pipeline; do
   if "$SM" bench --help | grep -q " $extra "; then run "$extra" "$extra"; fi
 done
+echo "== bus"
+"$SM" bench bus | tee "$out/bus.json"
 echo "JSON results in $out/"
