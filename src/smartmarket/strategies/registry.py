@@ -9,6 +9,7 @@ from typing import Any
 from smartmarket.core.errors import ConfigError
 from smartmarket.engine.strategy import Strategy, StrategyFactory
 from smartmarket.strategies.buy_hold import BuyHold
+from smartmarket.strategies.ensemble import EnsembleStrategy
 from smartmarket.strategies.rsi_reversion import RsiReversion
 from smartmarket.strategies.sma_cross import SmaCross
 from smartmarket.strategies.smc_bos import SmcBos
@@ -18,6 +19,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
     SmaCross.name: SmaCross,
     RsiReversion.name: RsiReversion,
     SmcBos.name: SmcBos,
+    EnsembleStrategy.name: EnsembleStrategy,
 }
 
 

@@ -1,0 +1,120 @@
+"""Signal commands end to end on real BTCUSDT-1h candles in a temp home: fit-signals, signals (csv/json/table),
+evaluate-signals --json, monitor, backtest --strategy ensemble, and the demo's signal stage."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from smartmarket.cli.app import app
+from smartmarket.cli.signals import demo_signals_stage
+from smartmarket.core.config import Settings
+from smartmarket.data.ingest import ingest_file
+from smartmarket.store import open_store
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+FIT = ("--start", "2023-01-01", "--end", "2023-07-01")
+WINDOW = ("--start", "2023-07-01", "--end", "2023-07-15")
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
+    home = tmp_path_factory.mktemp("signals") / "home"
+    home.mkdir()
+    settings = Settings(home=home)
+    with open_store(settings.store_url) as store:
+        ingest_file(store, shared_data / "BTCUSDT-1h.csv.gz", quarantine_dir=settings.quarantine_dir)
+    return home
+
+
+def invoke(home: Path, *args: str) -> Any:
+    runner = CliRunner(env={"COLUMNS": "200", "SMARTMARKET_STORE": None, "SMARTMARKET_HOME": str(home)})
+    return runner.invoke(app, list(args))
+
+
+def run(home: Path, *args: str) -> str:
+    result = invoke(home, *args)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def fitted(home: Path) -> dict[str, Any]:
+    return json.loads(run(home, "fit-signals", "BTCUSDT", "1h", "--members", "technical,smc", *FIT, "--json"))
+
+
+def test_fit_signals_saves_an_artifact_in_the_registry(home: Path, fitted: dict[str, Any]) -> None:
+    assert fitted["id"].startswith("ensemble-BTCUSDT-1h-")
+    assert (Settings(home=home).registry_dir / fitted["id"] / "metadata.json").is_file()
+    assert set(fitted["weights"]) == {"technical", "smc"} and all(0 <= w <= 1 for w in fitted["weights"].values())
+    assert fitted["data"]["last"] < "2023-07-01" and fitted["data"]["samples"] > 1000
+    meta = json.loads((Settings(home=home).registry_dir / fitted["id"] / "metadata.json").read_text())
+    assert meta["kind"] == "ensemble" and meta["members"][0]["kind"] == "technical"
+
+
+def test_signals_csv_header_and_value_ranges(home: Path, fitted: dict[str, Any]) -> None:
+    text = run(home, "signals", "BTCUSDT", "1h", *WINDOW, "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert text.splitlines()[0].startswith("ts,time,direction,confidence,strength,regime,p_down,p_flat,p_up")
+    assert len(rows) == 14 * 24
+    for row in rows:
+        assert row["direction"] in {"long", "flat", "short"}
+        assert 0.0 <= float(row["confidence"]) <= 1.0
+        assert row["strength"] in {"none", "weak", "moderate", "strong"}
+        assert row["regime"] in {"ranging", "trending_up", "trending_down", "volatile"}
+        assert row["direction"] != "flat" or row["strength"] == "none"
+        assert abs(sum(float(row[k]) for k in ("p_down", "p_flat", "p_up")) - 1.0) < 1e-6
+    as_json = json.loads(run(home, "signals", "BTCUSDT", "1h", *WINDOW, "--format", "json"))
+    assert as_json["artifact"] == fitted["id"] and len(as_json["signals"]) == len(rows)
+    assert [s["direction"] for s in as_json["signals"]] == [r["direction"] for r in rows]
+    assert "signals" in run(home, "signals", "BTCUSDT", "1h", *WINDOW)
+
+
+def test_evaluate_signals_json_keys(home: Path, fitted: dict[str, Any]) -> None:
+    doc = json.loads(run(home, "evaluate-signals", "BTCUSDT", "1h", "--start", "2023-07-01", "--end", "2023-08-01",
+                         "--json"))  # fmt: skip
+    assert {"hit_rate", "brier", "ece", "weights", "false_signal_rate", "signals", "signal_rate"} <= set(doc)
+    assert doc["out_of_sample"] is True and doc["decisions"] == 31 * 24
+    assert set(doc["weights"]) == {"technical", "smc"}
+    assert 0 < doc["brier"] < 2 and 0 <= doc["ece"] <= 1
+    for key in ("hit_rate", "false_signal_rate"):
+        assert doc[key] is None or 0 <= doc[key] <= 1
+
+
+def test_monitor_reports_groups_and_alarms(home: Path, fitted: dict[str, Any]) -> None:
+    doc = json.loads(run(home, "monitor", "BTCUSDT", "1h", "--start", "2023-07-01", "--end", "2023-08-01", "--json"))
+    assert "all" in doc["current"] and isinstance(doc["alarms"], list)
+    assert doc["current"]["all"]["n_decisions"] > 0
+    assert "signal quality" in run(home, "monitor", "BTCUSDT", "1h", "--start", "2023-07-01", "--end", "2023-07-10")
+
+
+def test_backtest_strategy_ensemble_runs(home: Path, fitted: dict[str, Any]) -> None:
+    text = run(home, "backtest", "--symbol", "BTCUSDT", "--timeframe", "1h", "--strategy", "ensemble",
+               "--start", "2023-07-01", "--end", "2023-08-01", "--params", "timeframe=1h")  # fmt: skip
+    assert "ensemble(" in text and "Total return" in text and "Trades" in text
+
+
+def test_errors_are_one_line(home: Path) -> None:
+    result = invoke(home, "fit-signals", "BTCUSDT", "1h", "--members", "astrology")
+    assert result.exit_code != 0
+    result = invoke(home, "signals", "ETHUSDT", "1h")
+    assert result.exit_code != 0
+
+
+def test_demo_signals_stage(home: Path) -> None:
+    settings = Settings(home=home)
+    with open_store(settings.store_url) as store:
+        summary = demo_signals_stage(store, "BTCUSDT", "1h", settings.registry_dir)
+    assert summary["artifact"].startswith("ensemble-BTCUSDT-1h-") and summary["test_bars"] == 1000
+    assert summary["members"] == ["technical", "smc"]
+    assert summary["last_signal"]["direction"] in {"long", "flat", "short"}
+    assert {"hit_rate", "brier", "ece", "false_signal_rate", "weights"} <= set(summary)
