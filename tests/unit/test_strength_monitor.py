@@ -200,3 +200,17 @@ def test_signal_outcomes_feed_the_monitor() -> None:
     monitor.record_signal_outcome(sig[1], DOWN)  # flat: nothing to score
     stats = monitor.summary().current["ranging"]
     assert stats.n_outcomes == 1 and stats.hit_rate == 1.0 and stats.members["a"]["hit_rate"] == 1.0
+
+
+def test_an_ensemble_without_any_skilled_member_stays_flat() -> None:
+    """All member weights 0 means the ensemble only echoes the base rate: it must not trade, however confident."""
+    probs = np.tile([0.05, 0.05, 0.9], (4, 1))
+    members = {"a": probs, "b": probs}
+    thresholds = StrengthThresholds(weak=0.5, moderate=0.6, strong=0.7)
+    unskilled = build_signals(probs, np.full(4, 0.95), ["ranging"] * 4, members, np.zeros((4, 2)), thresholds,
+                              RegimeFilter())
+    assert all(s.direction.value == "flat" and s.strength is Strength.NONE for s in unskilled)
+    assert all("no member has measured skill" in s.reason for s in unskilled)
+    skilled = build_signals(probs, np.full(4, 0.95), ["ranging"] * 4, members, np.tile([0.5, 0.0], (4, 1)),
+                            thresholds, RegimeFilter())
+    assert all(s.direction.value == "long" and s.strength is Strength.STRONG for s in skilled)

@@ -274,14 +274,22 @@ def build_signals(
     stacked = stack_members(member_probs, names) if names else np.zeros((len(probs), 0, 3))
     weights = np.asarray(member_weights, dtype=np.float64).reshape(len(probs), len(names))
     direction = signal_direction(probs)
+    # No member with measured skill: the ensemble would only echo the base rate, so it must not trade.
+    skilled = weights.sum(axis=1) > 0 if names else np.ones(len(probs), dtype=bool)
     votes = stacked.argmax(axis=2) == direction_class(direction)[:, None]
     bar_list = None if bars is None else np.asarray(bars, dtype=np.int64)
     ts_list = None if ts is None else np.asarray(ts, dtype=np.int64)
     out: list[Signal] = []
     for i in range(len(probs)):
         d, c, r = int(direction[i]), float(conf[i]), str(reg[i])
-        strength = thresholds.classify(c) if d != 0 and regime_filter.allows(c, r) else Strength.NONE
+        allowed = d != 0 and bool(skilled[i]) and regime_filter.allows(c, r)
+        strength = thresholds.classify(c) if allowed else Strength.NONE
         final = d if strength is not Strength.NONE else 0
+        reason = (
+            _reason(d, c, probs[i], r, strength, thresholds, regime_filter, int(votes[i].sum()), len(names))
+            if skilled[i]
+            else "flat: no member has measured skill (every weight is 0), so the base rate is not traded"
+        )
         out.append(
             Signal(
                 direction=Direction.from_sign(final),
@@ -291,7 +299,7 @@ def build_signals(
                 probabilities=(float(probs[i, 0]), float(probs[i, 1]), float(probs[i, 2])),
                 member_probabilities={n: tuple(map(float, stacked[i, j])) for j, n in enumerate(names)},  # type: ignore[misc]
                 member_weights={n: float(weights[i, j]) for j, n in enumerate(names)},
-                reason=_reason(d, c, probs[i], r, strength, thresholds, regime_filter, int(votes[i].sum()), len(names)),
+                reason=reason,
                 bar=None if bar_list is None else int(bar_list[i]),
                 ts=None if ts_list is None else int(ts_list[i]),
             )
