@@ -36,7 +36,8 @@ HELP = """Backtest a strategy over stored candles: metrics table, optional JSON 
 Orders decided at a bar's close fill at a later bar's open, with fees and slippage. Several symbols
 (--symbol BTCUSDT,ETHUSDT) share one cash account; each gets --fraction of equity (default 1/N).
 Open positions are closed at the last close (taker fee) unless --keep-open, so the trades' P&L adds up to
-the change in equity. Strategies: buy_hold, sma_cross, rsi_reversion, smc_bos.
+the change in equity. Strategies: buy_hold, sma_cross, rsi_reversion, smc_bos, ensemble (the fitted signal
+ensemble, sized by signal strength; fit it first with `smartmarket fit-signals`).
 Times are ISO-8601 or epoch ms; --start is inclusive, --end exclusive. Same inputs, same bytes out.
 
 Examples:
