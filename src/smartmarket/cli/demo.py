@@ -103,6 +103,36 @@ def stage_backtest(app_ctx: AppContext, symbol: str, tf: Timeframe) -> None:
     console.print(f"HTML report: {report}", highlight=False)
 
 
+def stage_training(app_ctx: AppContext, symbol: str, tf: Timeframe) -> None:
+    from smartmarket.cli.models import train_demo_model
+
+    t0 = time.perf_counter()
+    model_id, metrics = train_demo_model(app_ctx.store, symbol, tf, app_ctx.settings.registry_dir)
+    shown = ", ".join(f"{k} {metrics[k]:.3f}" for k in ("balanced_accuracy", "log_loss", "brier") if k in metrics)
+    console.print(f"trained {model_id} in {time.perf_counter() - t0:.1f} s; out-of-sample test: {shown}")
+    console.print("(a small logistic baseline; `smartmarket train --model transformer` trains the Transformer)")
+
+
+def stage_signals(app_ctx: AppContext, symbol: str, tf: Timeframe) -> None:
+    from smartmarket.cli.signals import demo_signals_stage
+
+    summary = demo_signals_stage(app_ctx.store, symbol, str(tf), app_ctx.settings.registry_dir)
+    last = summary["last_signal"]
+
+    def fmt(value: object) -> str:
+        if value is None:
+            return "n/a"
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    console.print(
+        f"ensemble {summary['artifact']} of {', '.join(summary['members'])} over the last {summary['test_bars']} "
+        f"candles (out of sample): {summary['signals']} signals, hit rate {fmt(summary['hit_rate'])}, "
+        f"false-signal rate {fmt(summary['false_signal_rate'])}, Brier {fmt(summary['brier'])}, "
+        f"ECE {fmt(summary['ece'])}"
+    )
+    console.print(f"latest signal: {last.get('direction')} ({last.get('strength')}) — {last.get('reason')}")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
@@ -155,7 +185,13 @@ def register(app: typer.Typer) -> None:
         _stage(4, f"backtest ({symbol} {work_tf})")
         stage_backtest(app_ctx, symbol, work_tf)
 
-        _stage(5, "summary")
+        _stage(5, f"train a model ({symbol} {work_tf})")
+        stage_training(app_ctx, symbol, work_tf)
+
+        _stage(6, f"signal ensemble ({symbol} {work_tf})")
+        stage_signals(app_ctx, symbol, work_tf)
+
+        _stage(7, "summary")
         table = Table(title="stored series")
         for col in ("symbol", "timeframe", "candles", "first", "last", "synthetic"):
             table.add_column(col)
