@@ -40,7 +40,9 @@ def fit_registry(registry: Path, symbols: tuple[str, ...] = SYMBOLS) -> dict[str
     frames = {}
     for k, symbol in enumerate(symbols):
         candles = generate_market(FIT_ROWS + LIVE_ROWS, seed=3 + k, start_price=30_000.0 / (k + 1))
-        config = default_system_config(strength_targets=(0.0, 0.0, 0.0), regime_target=0.0, z=0.0, min_count=5)
+        config = default_system_config(
+            ensemble="stacking", strength_targets=(0.0, 0.0, 0.0), regime_target=0.0, z=0.0, min_count=5
+        )
         artifact = fit_artifact(
             candles.iloc[:FIT_ROWS], [TechnicalMember(), SMCMember()], symbol=symbol, timeframe="1m",
             label_config=LabelConfig(horizon=12), config=config,
@@ -106,8 +108,11 @@ def test_inprocess_run_records_every_event_with_its_chain(
     # every order left the risk stage with a real quantity and was filled at the next candle's open
     orders = [e.message for e in stored if isinstance(e.message, SubmitOrder)]
     assert all(o.quantity > 0 for o in orders)
-    assert by_type["OrderFilled"] == by_type["OrderSubmitted"] == by_type["PositionChanged"] == len(orders) - (
-        summary.orders_waiting
+    assert (
+        by_type["OrderFilled"]
+        == by_type["OrderSubmitted"]
+        == by_type["PositionChanged"]
+        == len(orders) - (summary.orders_waiting)
     )
 
     # one order's whole chain: candle → features → predictions → signal → order → submitted → fill → position

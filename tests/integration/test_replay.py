@@ -30,7 +30,9 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[PipelineSpec, Pa
     """A DuckDB event log of one paper-trading run (300 one-minute candles) and the spec that made it."""
     base = tmp_path_factory.mktemp("replay")
     candles = generate_market(1_800, seed=5)
-    config = default_system_config(strength_targets=(0.0, 0.0, 0.0), regime_target=0.0, z=0.0, min_count=5)
+    config = default_system_config(
+        ensemble="stacking", strength_targets=(0.0, 0.0, 0.0), regime_target=0.0, z=0.0, min_count=5
+    )
     artifact = fit_artifact(
         candles.iloc[:1_500], [TechnicalMember(), SMCMember()], symbol=SYMBOL, timeframe="1m",
         label_config=LabelConfig(horizon=12), config=config,

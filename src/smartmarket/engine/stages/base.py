@@ -8,7 +8,8 @@ per-symbol state as a deterministic *fold* over its inputs in candle order (``Or
   redelivered input, a second worker or a replay regenerates the same event, and consumers skip copies;
 - a worker that starts late, restarts, or shares a consumer group with others rebuilds the state it lacks
   from the durable log (``EventLog``) before handling the next input (event sourcing): the inputs it did not
-  see are folded in order, their outputs cached (not re-published: another worker owned them).
+  see are folded in order and their outputs published again (a process that stopped or died may not have
+  published them; where another worker did, consumers and the recorder skip the copies by id).
 
 ``EventLog`` is the pipeline's only door to the ``EventStore``: one worker thread (the event loop never blocks
 on the database), appends that skip ids already stored, and ``wait_recorded`` (the recorder writes behind
@@ -129,6 +130,16 @@ def append_new(store: EventStore, messages: Sequence[Message]) -> int:
     if not messages:
         return 0
     unique = list({m.event_id: m for m in messages}.values())
+    # Skip ids already stored before appending: a failed append must not be relied on (DuckDB reports a
+    # unique violation at commit, which leaves the store's connection in an aborted transaction).
+    stored = store.read_events(
+        start=min(m.ts_event for m in unique), end=max(m.ts_event for m in unique) + 1,
+        types=sorted({m.type_name for m in unique}),
+    )  # fmt: skip
+    known = {e.message.event_id for e in stored}
+    unique = [m for m in unique if m.event_id not in known]
+    if not unique:
+        return 0
     try:
         store.append_events(unique)
         return len(unique)
@@ -186,11 +197,11 @@ class OrderedFold(Generic[U]):
 
     def __init__(
         self, timeframe: Timeframe, step: Callable[[str, U], list[Message]], history: HistoryLoader[U] | None,
-        *, contiguous: bool = True, publish_history: bool = False, remembered: int = 10_000,
+        *, contiguous: bool = True, publish_history: bool = True, remembered: int = 10_000,
     ) -> None:  # fmt: skip
         self.timeframe = timeframe
         self.contiguous = contiguous  # units come every candle: a jump means something was missed
-        self.publish_history = publish_history  # return history units' outputs too (idempotent consumers)
+        self.publish_history = publish_history  # also return the outputs of units folded from history
         self.step = step
         self.history = history
         self.remembered = remembered

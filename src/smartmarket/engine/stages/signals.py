@@ -72,7 +72,12 @@ class SignalsStage(Stage):
         if not unit.complete(self.chains(symbol).members):
             return []
         del self._waiting[(symbol, ts)]
-        return await self.fold.advance(symbol, ts, unit, unit.parts())
+        outputs = await self.fold.advance(symbol, ts, unit, unit.parts())
+        # Half-joined candles at or before this one were folded from the log (a part of them was handled by a
+        # stopped or crashed process before it could join them): nothing is waiting for them any more.
+        for key in [k for k in self._waiting if k[0] == symbol and k[1] <= ts]:
+            del self._waiting[key]
+        return outputs
 
     def step(self, symbol: str, unit: SignalInputs) -> list[Message]:
         chain = self.chains(symbol)
