@@ -292,10 +292,10 @@ def register(app: typer.Typer) -> None:
 
         store = get_context(ctx).store
         candles = [e.message for e in store.read_events(types=["CandleClosed"])]
+        if not candles:
+            raise ConfigError("the event log holds no candles", hint="run the pipeline first (smartmarket run)")
         names = _symbols(symbols) if symbols else sorted({str(getattr(c, "symbol", "")) for c in candles})
         tf = timeframe or _only_timeframe(candles)
-        if not names:
-            raise ConfigError("the event log holds no candles", hint="run the pipeline first (smartmarket run)")
         spec = _spec(ctx, names, tf, artifact, registry,
                      _trading(cash, max_size, fee_bps, slippage_bps, no_risk_checks))  # fmt: skip
         bounds: dict[str, int | None] = {"from_seq": None, "to_seq": None, "start": None, "end": None}
