@@ -24,6 +24,7 @@ from smartmarket.execution.slippage import NO_SLIPPAGE, SlippageModel
 if TYPE_CHECKING:
     from smartmarket.models.labels import LabelConfig
     from smartmarket.signals.engine import SignalEngine
+    from smartmarket.signals.fit import EnsembleArtifact
 
 
 class EngineProvider(Protocol):
@@ -37,13 +38,13 @@ class EngineProvider(Protocol):
 class ArtifactEngines:
     """Engines from ensemble artifacts in a registry (``artifact``: an id, a prefix, or ``latest`` per symbol)."""
 
-    def __init__(self, registry_dir: str | Path, timeframe: Timeframe, artifact: str = "latest") -> None:
+    def __init__(self, registry_dir: str | Path, timeframe: Timeframe | str, artifact: str = "latest") -> None:
         self.registry_dir = Path(registry_dir)
-        self.timeframe = timeframe
+        self.timeframe = Timeframe.parse(str(timeframe))
         self.artifact = artifact
-        self._loaded: dict[str, object] = {}
+        self._loaded: dict[str, EnsembleArtifact] = {}
 
-    def _artifact(self, symbol: str):  # type: ignore[no-untyped-def]
+    def _artifact(self, symbol: str) -> EnsembleArtifact:
         from smartmarket.signals.fit import load_artifact
 
         if symbol not in self._loaded:
