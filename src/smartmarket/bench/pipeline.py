@@ -9,8 +9,10 @@ writes every event to an in-memory DuckDB event store behind them (as ``smartmar
 Measured: for each timed candle, from its ``CandleClosed`` being published to its ``SignalGenerated`` being
 published (source → features → predictions → signals, three bus hops), with candles ``gap_s`` apart so nothing
 queues (a live feed's situation), engines already warm (the Transformer predicts from the first timed candle).
-Both buses side by side: in-process and Redis Streams. Redis throughput: events/s through one stream with a
-consumer group (``bench.bus``'s transport figure). Target: p99 ≤ 25 ms on a 2-core machine (promise < 50 ms).
+Both buses side by side: in-process and Redis Streams, next to ``engine_only`` (``SignalEngine.on_candle`` on
+the same candles with no bus: the compute floor; the difference is the pipeline's own cost).
+Redis throughput: events/s through one stream with a consumer group (``bench.bus``'s transport figure).
+Target: p99 ≤ 25 ms on a 2-core machine (promise < 50 ms).
 
 Run it: ``smartmarket bench pipeline --json``.
 """
@@ -111,6 +113,17 @@ async def _timed_run(bus: Bus, engine: Any, frame: pd.DataFrame, gap_s: float) -
     return {**figures, "signals": summary.published.get("SignalGenerated", 0), "recorded": summary.recorded}
 
 
+def _engine_only(engine: Any, frame: pd.DataFrame) -> dict[str, Any]:
+    """Per-candle compute without any bus, store or event: what a pipeline's latency cannot go below."""
+    samples = []
+    columns = [frame[c].to_numpy().tolist() for c in ("ts", "open", "high", "low", "close", "volume")]
+    for row in zip(*columns, strict=True):
+        t0 = time.perf_counter()
+        engine.on_candle(*row)
+        samples.append((time.perf_counter() - t0) * 1000)
+    return percentiles(samples)
+
+
 def run_pipeline_benchmark(
     redis_url: str = "redis://127.0.0.1:6379/0", *, samples: int = 300, gap_s: float = 0.08,
     bus_events: int = 100_000, log: Log | None = None,
@@ -136,6 +149,8 @@ def run_pipeline_benchmark(
         raise RuntimeError("the Transformer is not warm at the first timed candle")
 
     result: dict[str, Any] = {}
+    say("engine alone: SignalEngine.on_candle on the timed candles (the compute floor of the latency)")
+    result["engine_only"] = _engine_only(copy.deepcopy(engine), timed)
     say(f"in-process bus: {samples} candles, {gap_s * 1000:.0f} ms apart")
     result["inprocess"] = asyncio.run(_timed_run(InProcessBus(), engine, timed, gap_s))
 
@@ -161,6 +176,7 @@ def run_pipeline_benchmark(
         "gap_ms": round(gap_s * 1000),
         "torch_threads": torch.get_num_threads(),
         "cpus": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "machine": platform.machine(),
         "target_p99_ms": TARGET_P99_MS,
         "promise_ms": PROMISE_MS,
