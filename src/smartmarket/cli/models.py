@@ -212,10 +212,10 @@ def train_from_market(
 def train_demo_model(
     store: CandleStore, symbol: str, timeframe: Timeframe | str, registry_dir: Path | str
 ) -> tuple[str, dict[str, float]]:
-    """A small logistic model on the last 8,000 bars ('default' features): seconds. Returns (id, test metrics)."""
+    """A small logistic model on the last 5,000 bars ('default' features): seconds. Returns (id, test metrics)."""
     from smartmarket.models.registry import Registry
 
-    market = load_market(store, symbol, timeframe, "default", tail=8000)
+    market = load_market(store, symbol, timeframe, "default", tail=5000)
     model = train_from_market(market, "logreg", horizon=24)
     model_id = Registry(registry_dir).save(model)
     return model_id, dict(model.metrics.get("test", {}))

@@ -16,15 +16,16 @@ Two ways to let the groups meet (``TransformerConfig.mixing``):
   temporal encoder (price at patch i attends to volume at patch j in every layer).
 
 Why the seed preset is two-stage with non-overlapping patches (stride 16): at 1024 bars, the joint model with
-the PatchTST stride of 8 runs 3 × 127 = 381 tokens through 6 layers of d_model 256 — about 3.6 GFLOP and, on 2
-busy CPU cores, p99 around 175 ms for one window, far from the 20 ms target. Cost is linear in tokens (the
+the PatchTST stride of 8 runs 3 × 127 = 381 tokens through 6 layers of d_model 256 — 4.6 GFLOP and, on 2
+busy CPU cores, p99 around 100–175 ms for one window, far from the 20 ms target. Cost is linear in tokens (the
 feed-forward and projections dominate at this length), so the two levers are the token count per layer:
 two-stage attention divides it by G (381 → 127) and non-overlapping patches halve it again (127 → 64, the
 PatchTST paper evaluates both strides: overlap buys little). Together: 64 tokens in the temporal encoder,
-≈ 0.7 GFLOP, measured by ``smartmarket bench inference`` and recorded in ``docs/models.md``. What two-stage gives
-up: a cross-group interaction between *different* patch positions is no longer a single attention hop — it goes
-through the fused patch token (the temporal layers then carry it across time), which is how Crossformer's
-cross-dimension stage works too. The cross-group attention still sees the content of every group at every patch.
+0.8 GFLOP, CPU-time p99 ≈ 18 ms per window (``smartmarket bench inference``, ``docs/models.md``).
+What two-stage gives up: a cross-group interaction between *different* patch positions is no longer a single
+attention hop — it goes through the fused patch token (the temporal layers then carry it across time), which is
+how Crossformer's cross-dimension stage works too. The cross-group attention still sees the content of every
+group at every patch.
 
 Then a final LayerNorm, mean pooling over the encoder's tokens, and a linear head to class logits.
 """
