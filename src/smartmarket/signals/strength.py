@@ -265,8 +265,12 @@ def build_signals(
     *,
     bars: npt.ArrayLike | None = None,
     ts: npt.ArrayLike | None = None,
+    require_skill: bool = True,
 ) -> list[Signal]:
-    """One ``Signal`` per row: direction, strength after the regime filter and thresholds, and a reason."""
+    """One ``Signal`` per row: direction, strength after the regime filter and thresholds, and a reason.
+
+    With ``require_skill`` (the default) a row whose member weights are all 0 stays flat: the ensemble would
+    only echo the base rate. Turning it off is for plumbing tests that need trades from skill-less members."""
     probs = np.asarray(ens_probs, dtype=np.float64)
     conf = np.asarray(confidence, dtype=np.float64)
     reg = np.asarray(regimes).astype(str)
@@ -275,7 +279,7 @@ def build_signals(
     weights = np.asarray(member_weights, dtype=np.float64).reshape(len(probs), len(names))
     direction = signal_direction(probs)
     # No member with measured skill: the ensemble would only echo the base rate, so it must not trade.
-    skilled = weights.sum(axis=1) > 0 if names else np.ones(len(probs), dtype=bool)
+    skilled = weights.sum(axis=1) > 0 if names and require_skill else np.ones(len(probs), dtype=bool)
     votes = stacked.argmax(axis=2) == direction_class(direction)[:, None]
     bar_list = None if bars is None else np.asarray(bars, dtype=np.int64)
     ts_list = None if ts is None else np.asarray(ts, dtype=np.int64)
@@ -326,6 +330,7 @@ class SignalSystemConfig:
     min_count: int = 30
     z: float = 1.0
     min_fit_samples: int = 300
+    require_skill: bool = True  # an ensemble whose member weights are all 0 stays flat
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -405,7 +410,7 @@ class SignalSystem:
         probs, conf, members, weights = self.predict(samples)
         return build_signals(
             probs, conf, samples.regimes, members, weights, self.thresholds, self.regime_filter,
-            bars=samples.t, ts=samples.ts,
+            bars=samples.t, ts=samples.ts, require_skill=getattr(self.config, "require_skill", True),
         )  # fmt: skip
 
     def report(self) -> dict[str, Any]:
