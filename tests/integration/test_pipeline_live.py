@@ -20,7 +20,7 @@ from smartmarket.core.events import CandleClosed, SignalGenerated, SubmitOrder
 from smartmarket.data.synthetic import generate_market
 from smartmarket.engine.backtest import run_kernel
 from smartmarket.engine.kernel import Kernel
-from smartmarket.engine.live import LivePipeline, RunOptions
+from smartmarket.engine.live import LivePipeline, RunOptions, demo_paper_trading
 from smartmarket.engine.sources import FileSource
 from smartmarket.engine.stages import ArtifactEngines, PipelineSpec, RiskStage, TradingConfig
 from smartmarket.engine.stages.chain import signal_matches
@@ -32,7 +32,7 @@ from smartmarket.strategies.ensemble import EnsembleStrategy
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 FIT_ROWS = 1_500
-LIVE_ROWS = 400
+LIVE_ROWS = 250
 
 
 def fit_registry(registry: Path, symbols: tuple[str, ...] = SYMBOLS) -> dict[str, pd.DataFrame]:
@@ -41,7 +41,8 @@ def fit_registry(registry: Path, symbols: tuple[str, ...] = SYMBOLS) -> dict[str
     for k, symbol in enumerate(symbols):
         candles = generate_market(FIT_ROWS + LIVE_ROWS, seed=3 + k, start_price=30_000.0 / (k + 1))
         config = default_system_config(
-            ensemble="stacking", strength_targets=(0.0, 0.0, 0.0), regime_target=0.0, z=0.0, min_count=5
+            ensemble="stacking", strength_targets=(0.0, 0.0, 0.0), regime_target=0.0, z=0.0, min_count=5,
+            require_skill=False,  # synthetic members have no skill; these tests need orders to flow
         )
         artifact = fit_artifact(
             candles.iloc[:FIT_ROWS], [TechnicalMember(), SMCMember()], symbol=symbol, timeframe="1m",
@@ -183,4 +184,20 @@ def test_risk_stage_orders_are_the_ensemble_strategys_orders_in_the_kernel(
     # and each kernel decision left the pipeline as one SubmitOrder at that candle's close
     sent = {m.ts_event - spec.timeframe.ms for m in (e.message for e in store.read_events(types=["SubmitOrder"]))}
     assert {o.created_ts for o in backtest_orders} <= sent
+    store.close()
+
+
+def test_demo_paper_trading_reports_the_final_position(setup: tuple[Path, dict[str, pd.DataFrame]]) -> None:
+    registry, frames = setup
+    symbol = SYMBOLS[0]
+    engine = make_spec(registry, (symbol,)).engines.engine(symbol)
+    store = open_store("duckdb:///:memory:")
+    summary = demo_paper_trading(store, frames[symbol], symbol, "1m", engine)
+    assert summary["drained"] and summary["candles"] == len(frames[symbol])
+    fills = [e.message for e in store.read_events(types=["OrderFilled"])]
+    assert len(fills) > 4
+    position = summary["position"]
+    last = store.read_events(types=["PositionChanged"])[-1].message
+    assert position["quantity"] == last.quantity and position["cash"] == last.cash  # type: ignore[attr-defined]
+    assert engine.bar == -1  # the caller's engine was copied, not consumed
     store.close()

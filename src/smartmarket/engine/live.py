@@ -174,7 +174,8 @@ class LivePipeline:
             if source is not None:
                 await self._play(source)
             if source is not None and source.finite and not self._stopping.is_set():
-                self.summary.drained = await self._wait_drained()
+                # a source-only process has published everything: the other processes drain the rest
+                self.summary.drained = await self._wait_drained() if self.stages or self.recorder else True
             else:
                 await self._stopping.wait()
         finally:
