@@ -30,8 +30,12 @@ def candle_dir(sm_home: Path, tmp_path: Path) -> Path:
     for k, symbol in enumerate(SYMBOLS):
         candles = generate_market(1_500 + LIVE, seed=21 + k, start_price=20_000.0 / (k + 1))
         config = default_system_config(
-            ensemble="stacking", strength_targets=(0.0, 0.0, 0.0), regime_target=0.0, z=0.0, min_count=5,
-        require_skill=False,  # synthetic members have no skill; these tests need orders to flow
+            ensemble="stacking",
+            strength_targets=(0.0, 0.0, 0.0),
+            regime_target=0.0,
+            z=0.0,
+            min_count=5,
+            require_skill=False,  # synthetic members have no skill; these tests need orders to flow
         )
         artifact = fit_artifact(
             candles.iloc[:1_500], [TechnicalMember(), SMCMember()], symbol=symbol, timeframe="1m",

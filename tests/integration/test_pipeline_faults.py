@@ -41,7 +41,12 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]
     registry = tmp_path_factory.mktemp("registry")
     candles = generate_market(1_800, seed=9)
     config = default_system_config(
-        ensemble="stacking", strength_targets=(0.0, 0.0, 0.0), regime_target=0.0, z=0.0, min_count=5
+        ensemble="stacking",
+        strength_targets=(0.0, 0.0, 0.0),
+        regime_target=0.0,
+        z=0.0,
+        min_count=5,
+        require_skill=False,  # synthetic members have no skill; these tests need orders to flow
     )
     artifact = fit_artifact(
         candles.iloc[:1_500], [TechnicalMember(), SMCMember()], symbol=SYMBOL, timeframe="1m",

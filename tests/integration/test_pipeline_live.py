@@ -41,7 +41,11 @@ def fit_registry(registry: Path, symbols: tuple[str, ...] = SYMBOLS) -> dict[str
     for k, symbol in enumerate(symbols):
         candles = generate_market(FIT_ROWS + LIVE_ROWS, seed=3 + k, start_price=30_000.0 / (k + 1))
         config = default_system_config(
-            ensemble="stacking", strength_targets=(0.0, 0.0, 0.0), regime_target=0.0, z=0.0, min_count=5,
+            ensemble="stacking",
+            strength_targets=(0.0, 0.0, 0.0),
+            regime_target=0.0,
+            z=0.0,
+            min_count=5,
             require_skill=False,  # synthetic members have no skill; these tests need orders to flow
         )
         artifact = fit_artifact(

@@ -31,7 +31,11 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[PipelineSpec, Pa
     base = tmp_path_factory.mktemp("replay")
     candles = generate_market(1_800, seed=5)
     config = default_system_config(
-        ensemble="stacking", strength_targets=(0.0, 0.0, 0.0), regime_target=0.0, z=0.0, min_count=5,
+        ensemble="stacking",
+        strength_targets=(0.0, 0.0, 0.0),
+        regime_target=0.0,
+        z=0.0,
+        min_count=5,
         require_skill=False,  # synthetic members have no skill; these tests need orders to flow
     )
     artifact = fit_artifact(
