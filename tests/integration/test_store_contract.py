@@ -515,6 +515,7 @@ def test_duplicate_event_id_is_refused(store: Store) -> None:
     with pytest.raises(StoreError):
         store.append_events([event])
     assert store.last_seq() == 1
+    assert store.append_events(_events(2)[1:]) == [2]  # the store stays usable after the refusal
 
 
 # --------------------------------------------------------------------------- adapter specifics

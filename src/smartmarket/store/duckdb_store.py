@@ -191,7 +191,11 @@ class DuckDBStore(Store):
         except BaseException:
             con.rollback()
             raise
-        con.commit()
+        try:
+            con.commit()  # constraint violations (a duplicate event id) surface here, at commit
+        except BaseException:
+            con.rollback()  # otherwise the connection stays in an aborted transaction
+            raise
 
     def _query_frame(self, sql: str, params: Sequence[object], *, ensure_sorted: bool = False) -> pd.DataFrame:
         """Run a query returning candle columns. ``ensure_sorted`` sorts by ``ts`` in numpy when needed, so
