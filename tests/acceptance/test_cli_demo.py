@@ -37,6 +37,7 @@ def test_demo_runs_every_stage_on_a_synthetic_market(tmp_path: Path) -> None:
     assert (tmp_path / "reports" / "demo-backtest.html").stat().st_size > 100_000
     assert any(p.name.startswith("logreg-DEMOBTC-15m-") for p in (tmp_path / "models").iterdir())
     assert "latest signal:" in out
+    assert "dashboard: http://127.0.0.1:8000/" in out
     again = _demo(tmp_path, "--rows", "20000", "--seed", "5")
     assert again.returncode == 0, again.stderr
     assert "inserted 0, unchanged 20,000" in again.stdout  # re-running is idempotent

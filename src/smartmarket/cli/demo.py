@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +19,7 @@ from smartmarket.data.synthetic import generate_market
 from smartmarket.store.base import Store
 
 DEMO_START_TS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
+DEMO_EVENT_TYPES = ("CandleClosed", "SignalGenerated", "SubmitOrder", "RiskRejected", "OrderFilled", "PositionChanged")
 
 
 def _candle_table(title: str, frame: pd.DataFrame) -> Table:
@@ -133,6 +135,27 @@ def stage_signals(app_ctx: AppContext, symbol: str, tf: Timeframe) -> None:
     console.print(f"latest signal: {last.get('direction')} ({last.get('strength')}) — {last.get('reason')}")
 
 
+def stage_paper_trading(app_ctx: AppContext, symbol: str, tf: Timeframe, candles: int = 400) -> None:
+    from smartmarket.engine.live import demo_paper_trading
+    from smartmarket.signals.engine import SignalEngine
+    from smartmarket.signals.fit import load_artifact
+
+    registry = app_ctx.settings.registry_dir
+    artifact = load_artifact("latest", registry, symbol=symbol, timeframe=str(tf))
+    engine = SignalEngine.from_artifact(artifact, registry_dir=registry)
+    frame = app_ctx.store.read_candles(symbol, tf).tail(candles).reset_index(drop=True)
+    summary = demo_paper_trading(app_ctx.store, frame, symbol, tf, engine)
+    counts = Counter(e.message.type_name for e in app_ctx.store.read_events(types=DEMO_EVENT_TYPES))
+    console.print(
+        f"{summary['candles']} candles through candles → features → predictions → signals → risk → execution → "
+        f"portfolio on the in-process bus in {summary['seconds']:.1f} s (drained: {summary['drained']}); "
+        "events in the store: " + ", ".join(f"{name} {counts.get(name, 0)}" for name in DEMO_EVENT_TYPES)
+    )
+    if "position" in summary:
+        console.print(f"final position: {summary['position']}")
+    console.print("every event is in the store: try `smartmarket events --type SignalGenerated --limit 5`")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
@@ -142,8 +165,11 @@ def register(app: typer.Typer) -> None:
         ] = None,
         rows: Annotated[int, typer.Option("--rows", min=1_000, help="Synthetic 1m candles to generate.")] = 100_000,
         seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic market.")] = 42,
+        serve: Annotated[bool, typer.Option("--serve", help="Keep the dashboard running at the end.")] = False,
+        port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Dashboard port with --serve.")] = 8000,
     ) -> None:
-        """Run SmartMarket end to end on the embedded store: data → store → queries and resampling.
+        """Run SmartMarket end to end on the embedded store: data → store → features → backtest → model →
+        signal ensemble → paper trading over the pipeline → dashboard URL.
 
         Without --data it generates a reproducible synthetic 1m market (marked synthetic in the store).
 
@@ -191,7 +217,10 @@ def register(app: typer.Typer) -> None:
         _stage(6, f"signal ensemble ({symbol} {work_tf})")
         stage_signals(app_ctx, symbol, work_tf)
 
-        _stage(7, "summary")
+        _stage(7, f"paper trading on the in-process bus ({symbol} {work_tf})")
+        stage_paper_trading(app_ctx, symbol, work_tf)
+
+        _stage(8, "summary")
         table = Table(title="stored series")
         for col in ("symbol", "timeframe", "candles", "first", "last", "synthetic"):
             table.add_column(col)
@@ -205,3 +234,14 @@ def register(app: typer.Typer) -> None:
                 "yes" if info.synthetic else "no",
             )
         console.print(table)
+
+        url = f"http://127.0.0.1:{port}/"
+        if not serve:
+            console.print(f"dashboard: {url} — run `smartmarket demo --serve` (or `smartmarket serve`) to open it")
+            return
+        import uvicorn
+
+        from smartmarket.api.app import create_app
+
+        console.print(f"dashboard: {url}  (Ctrl-C to stop)", highlight=False)
+        uvicorn.run(create_app(app_ctx.settings, store=store), host="127.0.0.1", port=port, log_level="warning")
