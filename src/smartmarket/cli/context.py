@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from smartmarket.core.config import Settings
 from smartmarket.store.base import Store
@@ -43,4 +46,25 @@ def get_context(ctx: typer.Context) -> AppContext:
     return obj
 
 
-__all__ = ["AppContext", "console", "err_console", "get_context"]
+@contextmanager
+def task_progress() -> Iterator[Callable[[str, int, int], None]]:
+    """A rich progress display; yields ``progress(task, done, total)`` adding one bar per task name."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def progress(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=max(total, 1))
+            bar.update(tasks[name], completed=done)
+
+        yield progress
+
+
+__all__ = ["AppContext", "console", "err_console", "get_context", "task_progress"]

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from smartmarket.cli.context import console, get_context
+from smartmarket.cli.context import console, get_context, task_progress
 from smartmarket.core.timeutil import format_ms
 from smartmarket.store.checksum import Summary
 from smartmarket.store.migrate import Checkpoint, MigrationReport, migrate
@@ -78,21 +77,7 @@ def register(app: typer.Typer) -> None:
         try:
             dst = open_store(target)
             try:
-                with Progress(
-                    TextColumn("{task.description}"),
-                    BarColumn(),
-                    TextColumn("{task.percentage:>5.1f}%"),
-                    TimeElapsedColumn(),
-                    console=console,
-                    transient=True,
-                ) as bar:
-                    tasks: dict[str, TaskID] = {}
-
-                    def progress(name: str, done: int, total: int) -> None:
-                        if name not in tasks:
-                            tasks[name] = bar.add_task(name, total=max(total, 1))
-                        bar.update(tasks[name], completed=done)
-
+                with task_progress() as progress:
                     report = migrate(
                         src,
                         dst,

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from smartmarket.cli.context import console, get_context
+from smartmarket.cli.context import console, get_context, task_progress
 from smartmarket.core.timeutil import format_ms
 from smartmarket.ops.backup import create_backup
 from smartmarket.ops.doctor import run_doctor
@@ -22,26 +19,6 @@ from smartmarket.store.checksum import Summary
 from smartmarket.store.url import open_store
 
 _STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "red"}
-
-
-@contextmanager
-def _progress_bar() -> Iterator[Callable[[str, int, int], None]]:
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>5.1f}%"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        tasks: dict[str, TaskID] = {}
-
-        def progress(name: str, done: int, total: int) -> None:
-            if name not in tasks:
-                tasks[name] = bar.add_task(name, total=max(total, 1))
-            bar.update(tasks[name], completed=done)
-
-        yield progress
 
 
 def _bounds(summary: Summary | None, *, seq: bool) -> tuple[str, str]:
@@ -136,7 +113,7 @@ def register(app: typer.Typer) -> None:
         """
         app_ctx = get_context(ctx)
         settings = app_ctx.settings
-        with _progress_bar() as progress:
+        with task_progress() as progress:
             result = create_backup(
                 app_ctx.store,
                 to,
@@ -173,7 +150,7 @@ def register(app: typer.Typer) -> None:
         settings.home.mkdir(parents=True, exist_ok=True)
         store = open_store(target) if target else app_ctx.store
         try:
-            with _progress_bar() as progress:
+            with task_progress() as progress:
                 report = restore_backup(
                     source,
                     store,
