@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import numpy as np
 import pandas as pd
 
 from smartmarket.analytics import Metrics, compute_metrics, monthly_returns, render_report
@@ -23,8 +22,8 @@ from smartmarket.api.schemas import BacktestRequest
 from smartmarket.core.errors import ConfigError, NotFoundError, SmartMarketError
 from smartmarket.core.timeutil import now_ms, parse_time
 from smartmarket.core.types import Timeframe, normalize_symbol
-from smartmarket.engine.backtest import BacktestResult, iter_bars
-from smartmarket.engine.kernel import Kernel, KernelConfig
+from smartmarket.engine.backtest import BacktestResult, run_backtest
+from smartmarket.engine.kernel import KernelConfig
 from smartmarket.engine.provenance import backtest_provenance
 from smartmarket.engine.result_json import backtest_document
 from smartmarket.execution.fees import FeeModel
@@ -34,7 +33,6 @@ from smartmarket.store.base import CandleStore
 from smartmarket.strategies.registry import make_strategy, strategy_factory
 
 JobState = Literal["queued", "running", "succeeded", "failed"]
-PROGRESS_EVERY = 2000  # candles between progress updates
 
 
 class JobQueueFull(SmartMarketError):
@@ -104,31 +102,9 @@ class BacktestJob:
 def run_with_progress(
     frames: Mapping[str, pd.DataFrame], spec: BacktestSpec, progress: Callable[[int, int], None]
 ) -> BacktestResult:
-    """``engine.backtest.run_backtest`` with a ``progress(done, total)`` call every ``PROGRESS_EVERY`` candles."""
-    kernel = Kernel(strategy_factory(spec.strategy, **spec.params), spec.config)
-    total = sum(len(f) for f in frames.values())
-    for done, (symbol, bar) in enumerate(iter_bars(frames), start=1):
-        kernel.on_candle(symbol, bar)
-        if done % PROGRESS_EVERY == 0:
-            progress(done, total)
-    open_positions = kernel.finish()
-    progress(total, total)
-    index = pd.Index(np.asarray(kernel.equity_ts, dtype=np.int64), name="ts")
-    return BacktestResult(
-        equity=pd.Series(np.asarray(kernel.equity_values, dtype=np.float64), index=index, name="equity"),
-        exposure=pd.Series(np.asarray(kernel.exposure_values, dtype=np.float64), index=index, name="exposure"),
-        trades=list(kernel.portfolio.trades),
-        orders=list(kernel.orders),
-        fills=list(kernel.broker.fills),
-        open_positions=open_positions,
-        traded_notional=kernel.broker.traded_notional,
-        initial_cash=spec.config.initial_cash,
-        strategy=spec.strategy,
-        params=dict(spec.params),
-        config=spec.config,
-        symbols=tuple(frames),
-        timeframe=spec.timeframe,
-        bars=total,
+    """``engine.backtest.run_backtest`` reporting ``progress(done, total)`` as candles are processed."""
+    return run_backtest(
+        frames, spec.strategy, params=spec.params, config=spec.config, timeframe=spec.timeframe, progress=progress
     )
 
 

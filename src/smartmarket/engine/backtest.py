@@ -10,7 +10,7 @@ exposure=result.exposure, traded_notional=result.traded_notional)``).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any
@@ -112,9 +112,27 @@ def iter_bars(frames: Mapping[str, pd.DataFrame]) -> Iterator[tuple[str, Bar]]:
     return zip(symbols, bars, strict=True)
 
 
-def run_kernel(kernel: Kernel, frames: Mapping[str, pd.DataFrame]) -> int:
+ProgressFn = Callable[[int, int], None]
+"""``progress(done, total)`` in candles, called every ``progress_every`` candles and once at the end."""
+
+
+def run_kernel(
+    kernel: Kernel,
+    frames: Mapping[str, pd.DataFrame],
+    *,
+    progress: ProgressFn | None = None,
+    progress_every: int = 2000,
+) -> int:
     """Feed every candle of ``frames`` to ``kernel`` in time order; returns the number of candles."""
     on_candle = kernel.on_candle
+    if progress is not None:  # the plain loops below stay free of the per-candle check
+        total = sum(len(f) for f in frames.values())
+        for done, (symbol, bar) in enumerate(iter_bars(frames), start=1):
+            on_candle(symbol, bar)
+            if done % progress_every == 0:
+                progress(done, total)
+        progress(total, total)
+        return total
     if len(frames) == 1:
         symbol, frame = next(iter(frames.items()))
         frame = as_candle_frame(frame)
@@ -136,10 +154,12 @@ def run_backtest(
     config: KernelConfig | None = None,
     timeframe: Timeframe | str | None = None,
     symbol: str = "SYMBOL",
+    progress: ProgressFn | None = None,
 ) -> BacktestResult:
     """Backtest ``strategy`` (a registered name plus ``params``, or a factory) over candle frames.
 
     ``candles`` is one candle frame (named ``symbol``) or a mapping symbol → frame sharing one cash account.
+    ``progress(done, total)`` is called as candles are processed (for progress bars and background jobs).
     """
     from smartmarket.strategies.registry import strategy_factory  # strategies build on engine: import late
 
@@ -154,7 +174,7 @@ def run_backtest(
     cfg = config if config is not None else KernelConfig()
     kernel = Kernel(factory, cfg)
     started = time.perf_counter()
-    bars = run_kernel(kernel, frames)
+    bars = run_kernel(kernel, frames, progress=progress)
     open_positions = kernel.finish()
     elapsed = time.perf_counter() - started
     if bars and not params:
