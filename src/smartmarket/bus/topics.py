@@ -28,6 +28,8 @@ from smartmarket.core.events import (
     PositionChanged,
     PredictionMade,
     RiskRejected,
+    ShadowPredictionMade,
+    ShadowSignalGenerated,
     SignalGenerated,
     SubmitOrder,
 )
@@ -42,8 +44,9 @@ ORDERS = "orders"
 RISK = "risk"
 EXECUTIONS = "executions"
 POSITIONS = "positions"
+SHADOW = "shadow"  # a shadow candidate's predictions and would-be signals: recorded, read by no trading stage
 
-TOPICS: tuple[str, ...] = (CANDLES, FEATURES, PREDICTIONS, SIGNALS, ORDERS, RISK, EXECUTIONS, POSITIONS)
+TOPICS: tuple[str, ...] = (CANDLES, FEATURES, PREDICTIONS, SIGNALS, ORDERS, RISK, EXECUTIONS, POSITIONS, SHADOW)
 
 # Which topic each message type is published on by default.
 TOPIC_OF_TYPE: dict[type[Message], str] = {
@@ -57,6 +60,8 @@ TOPIC_OF_TYPE: dict[type[Message], str] = {
     OrderRejected: EXECUTIONS,
     OrderFilled: EXECUTIONS,
     PositionChanged: POSITIONS,
+    ShadowPredictionMade: SHADOW,
+    ShadowSignalGenerated: SHADOW,
 }
 
 DEFAULT_NAMESPACE = "sm"
@@ -113,6 +118,7 @@ __all__ = [
     "POSITIONS",
     "PREDICTIONS",
     "RISK",
+    "SHADOW",
     "SIGNALS",
     "TOPICS",
     "TOPIC_OF_TYPE",

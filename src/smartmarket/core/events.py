@@ -87,8 +87,12 @@ class FeaturesComputed(Message):
     features: dict[str, float]
 
 
-class PredictionMade(Message):
-    """One ensemble member's probabilities for one closed candle."""
+class PredictionFields(Message):
+    """What a member's prediction carries (shared by the production and the shadow event; never sent itself).
+
+    ``model_id``: the registry entry that produced the probabilities — the model's id for a model member, the
+    ensemble artifact's id (which holds the rules' parameters) for a rule member.
+    """
 
     symbol: str
     timeframe: Timeframe
@@ -98,8 +102,19 @@ class PredictionMade(Message):
     probabilities: dict[str, float]
 
 
-class SignalGenerated(Message):
-    """The ensemble's signal for one closed candle."""
+class PredictionMade(PredictionFields):
+    """One ensemble member's probabilities for one closed candle."""
+
+
+class ShadowPredictionMade(PredictionFields):
+    """A shadow candidate's member probabilities for one closed candle (recorded, never traded)."""
+
+
+class SignalFields(Message):
+    """What a signal carries (shared by the production and the shadow event; never sent itself).
+
+    ``probabilities``: the ensemble's ``{down, flat, up}``; ``model_id``: the ensemble artifact that decided it.
+    """
 
     symbol: str
     timeframe: Timeframe
@@ -108,9 +123,20 @@ class SignalGenerated(Message):
     confidence: float
     strength: str
     regime: str
+    probabilities: dict[str, float] = Field(default_factory=dict)
     member_probabilities: dict[str, dict[str, float]] = Field(default_factory=dict)
     member_weights: dict[str, float] = Field(default_factory=dict)
     reason: str = ""
+    model_id: str | None = None
+
+
+class SignalGenerated(SignalFields):
+    """The ensemble's signal for one closed candle."""
+
+
+class ShadowSignalGenerated(SignalFields):
+    """The signal a shadow candidate would have produced for one closed candle. Published on its own topic,
+    which no trading stage reads: it is recorded and compared (``ab-report``), never traded."""
 
 
 class SubmitOrder(Message):
@@ -180,6 +206,8 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         FeaturesComputed,
         PredictionMade,
         SignalGenerated,
+        ShadowPredictionMade,
+        ShadowSignalGenerated,
         SubmitOrder,
         RiskRejected,
         OrderSubmitted,
@@ -242,9 +270,13 @@ __all__ = [
     "OrderRejected",
     "OrderSubmitted",
     "PositionChanged",
+    "PredictionFields",
     "PredictionMade",
     "RiskRejected",
+    "ShadowPredictionMade",
+    "ShadowSignalGenerated",
     "Side",
+    "SignalFields",
     "SignalGenerated",
     "SubmitOrder",
     "deterministic_event_id",

@@ -13,10 +13,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
-from smartmarket.core.events import SignalGenerated
+from smartmarket.core.events import SignalFields, SignalGenerated
 from smartmarket.core.types import Timeframe
 from smartmarket.signals.engine import SignalEngine
 from smartmarket.signals.members import Candle
@@ -82,23 +83,30 @@ def probabilities_array(d: Mapping[str, float]) -> FloatArray | None:
     return np.asarray([d[k] for k in PROBABILITY_KEYS], dtype=np.float64)
 
 
+def signal_fields(signal: Signal, *, symbol: str, timeframe: Timeframe, ts_event: int) -> dict[str, Any]:
+    """A ``Signal`` as the fields of a signal event (``SignalGenerated`` or ``ShadowSignalGenerated``)."""
+    ts = int(signal.ts if signal.ts is not None else ts_event - timeframe.ms)
+    return {
+        "symbol": symbol, "timeframe": timeframe, "ts": ts,
+        "direction": str(signal.direction), "confidence": float(signal.confidence), "strength": str(signal.strength),
+        "regime": signal.regime, "probabilities": probabilities_dict(np.asarray(signal.probabilities)),
+        "member_probabilities": {k: probabilities_dict(np.asarray(v)) for k, v in signal.member_probabilities.items()},
+        "member_weights": {k: float(v) for k, v in signal.member_weights.items()}, "reason": signal.reason,
+    }  # fmt: skip
+
+
 def signal_event(
     signal: Signal, *, symbol: str, timeframe: Timeframe, event_id: str, ts_event: int, correlation_id: str,
-    causation_id: str | None,
+    causation_id: str | None, model_id: str | None = None,
 ) -> SignalGenerated:  # fmt: skip
-    """The bus/log form of a ``Signal``."""
+    """The bus/log form of a ``Signal``; ``model_id``: the ensemble artifact that decided it."""
     return SignalGenerated(
         event_id=event_id, ts_event=ts_event, correlation_id=correlation_id, causation_id=causation_id,
-        symbol=symbol, timeframe=timeframe, ts=int(signal.ts if signal.ts is not None else ts_event - timeframe.ms),
-        direction=str(signal.direction),  # type: ignore[arg-type]
-        confidence=float(signal.confidence), strength=str(signal.strength), regime=signal.regime,
-        member_probabilities={k: probabilities_dict(np.asarray(v)) for k, v in signal.member_probabilities.items()},
-        member_weights={k: float(v) for k, v in signal.member_weights.items()},
-        reason=signal.reason,
+        model_id=model_id, **signal_fields(signal, symbol=symbol, timeframe=timeframe, ts_event=ts_event),
     )  # fmt: skip
 
 
-def signal_matches(event: SignalGenerated, signal: Signal) -> bool:
+def signal_matches(event: SignalFields, signal: Signal) -> bool:
     """Bit-for-bit: the event carries exactly the signal's values (NaN equals NaN)."""
 
     def same(a: float, b: float) -> bool:
@@ -117,6 +125,9 @@ def signal_matches(event: SignalGenerated, signal: Signal) -> bool:
         not same(event.member_weights[k], float(v)) for k, v in signal.member_weights.items()
     ):
         return False
+    got = probabilities_array(event.probabilities)
+    if got is None or not all(same(float(a), float(b)) for a, b in zip(got, signal.probabilities, strict=True)):
+        return False
     if event.member_probabilities.keys() != signal.member_probabilities.keys():
         return False
     for name, probs in signal.member_probabilities.items():
@@ -132,5 +143,6 @@ __all__ = [
     "probabilities_array",
     "probabilities_dict",
     "signal_event",
+    "signal_fields",
     "signal_matches",
 ]

@@ -1,7 +1,9 @@
 """The predictions stage: ``FeaturesComputed`` → one ``PredictionMade`` per ensemble member.
 
 Each member (technical rules, SMC rules, registry models such as the Transformer) takes the candle and its
-feature row and answers raw probabilities ``{down, flat, up}``; ``{}`` while it warms up. The members' state is
+feature row and answers raw probabilities ``{down, flat, up}``; ``{}`` while it warms up. Every event names the
+version that produced it (``model_id``): the registry model's id, or for a rule member the ensemble artifact
+holding its parameters. The members' state is
 a fold over the symbol's feature rows (rebuilt from the event log when a worker lacks it).
 """
 
@@ -59,7 +61,7 @@ class PredictionsStage(Stage):
                     event_id=derived_id("PredictionMade", symbol, tf, event.ts, version, member.name),
                     ts_event=event.ts_event, correlation_id=event.correlation_id, causation_id=event.event_id,
                     symbol=symbol, timeframe=tf, ts=event.ts, member=member.name,
-                    model_id=member.model_id if isinstance(member, ModelMember) else None,
+                    model_id=member.model_id if isinstance(member, ModelMember) else version,
                     probabilities=probabilities_dict(probs[member.name]),
                 )
             )  # fmt: skip

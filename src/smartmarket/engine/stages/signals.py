@@ -87,12 +87,13 @@ class SignalsStage(Stage):
         probs = {name: probabilities_array(unit.predictions[name].probabilities) for name in chain.members}
         signal = chain.signal(candle, row, probs)
         tf = self.spec.timeframe
-        event_id = derived_id("SignalGenerated", symbol, tf, features.ts, self.spec.signal_version(symbol))
+        version = self.spec.signal_version(symbol)
+        event_id = derived_id("SignalGenerated", symbol, tf, features.ts, version)
         last_member = unit.predictions[chain.members[-1]] if chain.members else features
         return [
             signal_event(
                 signal, symbol=symbol, timeframe=tf, event_id=event_id, ts_event=features.ts_event,
-                correlation_id=features.correlation_id, causation_id=last_member.event_id,
+                correlation_id=features.correlation_id, causation_id=last_member.event_id, model_id=version,
             )
         ]  # fmt: skip
 
