@@ -114,6 +114,23 @@ def _group_lost(exc: ResponseError) -> bool:
     return "NOGROUP" in text or "UNBLOCKED" in text
 
 
+def _dead_letter(entry_id: bytes | str, fields: dict[Any, Any]) -> DeadLetter:
+    """A dead-letter stream entry as written by ``RedisSubscription.dead_letter``."""
+    f = {_text(k): v for k, v in fields.items()}
+    return DeadLetter(
+        entry_id=_text(entry_id),
+        stream=_text(f["stream"]),
+        group=_text(f["group"]),
+        consumer=_text(f["consumer"]),
+        original_id=_text(f["id"]),
+        attempts=int(f["attempts"]),
+        reason=_text(f["reason"]),
+        error=_text(f["error"]),
+        payload=bytes(f["payload"]),
+        ts_ms=int(f["ts"]),
+    )
+
+
 def _min_id(a: str, b: str) -> str:
     return a if parse_entry_id(a) <= parse_entry_id(b) else b
 
@@ -354,24 +371,43 @@ class RedisStreamsBus(Bus):
 
     async def read_dead_letters(self, symbol: str, count: int = 100) -> list[DeadLetter]:
         entries: Any = await self.guarded(self.client.xrange(self.names.dead_letters(symbol), count=count))
-        out = []
-        for entry_id, fields in entries:
-            f = {_text(k): v for k, v in fields.items()}
-            out.append(
-                DeadLetter(
-                    entry_id=_text(entry_id),
-                    stream=_text(f["stream"]),
-                    group=_text(f["group"]),
-                    consumer=_text(f["consumer"]),
-                    original_id=_text(f["id"]),
-                    attempts=int(f["attempts"]),
-                    reason=_text(f["reason"]),
-                    error=_text(f["error"]),
-                    payload=bytes(f["payload"]),
-                    ts_ms=int(f["ts"]),
-                )
+        return [_dead_letter(entry_id, fields) for entry_id, fields in entries]
+
+    # Dead-letter retention (``smartmarket.ops.retention``): dead letters are never trimmed by the bus itself;
+    # retention archives the old ones to Parquet, verifies the archive, then deletes exactly those entries.
+
+    async def dead_letter_symbols(self) -> list[str]:
+        """The symbols that have a dead-letter stream in this namespace, sorted."""
+        prefix = f"{self.names.namespace}:{{"
+        symbols: set[str] = set()
+        async for key in self.client.scan_iter(match=f"{self.names.namespace}:*:dlq", count=1000, _type="stream"):
+            name = _text(key)
+            if name.startswith(prefix) and name.endswith("}:dlq"):
+                symbols.add(name[len(prefix) : -len("}:dlq")])
+        return sorted(symbols)
+
+    async def read_dead_letters_before(
+        self, symbol: str, before_ms: int, *, after: str | None = None, count: int = 1_000
+    ) -> list[DeadLetter]:
+        """Up to ``count`` dead letters of ``symbol`` added before ``before_ms`` (entry id time), oldest first,
+        starting after entry id ``after`` when given."""
+        entries: Any = await self.guarded(
+            self.client.xrange(
+                self.names.dead_letters(symbol),
+                min=f"({after}" if after else "-",
+                max=f"({int(before_ms)}-0",
+                count=count,
             )
-        return out
+        )
+        return [_dead_letter(entry_id, fields) for entry_id, fields in entries]
+
+    async def delete_dead_letters(self, symbol: str, entry_ids: Sequence[str], *, chunk: int = 1_000) -> int:
+        """``XDEL`` exactly these entries from the dead-letter stream of ``symbol``; returns how many existed."""
+        stream = self.names.dead_letters(symbol)
+        deleted = 0
+        for start in range(0, len(entry_ids), chunk):
+            deleted += int(await self.guarded(self.client.xdel(stream, *entry_ids[start : start + chunk])))
+        return deleted
 
     async def delete_namespace(self) -> int:
         deleted = 0

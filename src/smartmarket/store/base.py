@@ -11,7 +11,8 @@ Conventions every adapter follows (checked by the contract suite in ``tests/inte
   the fly: first open, max high, min low, last close, summed volume, UTC-aligned buckets (weeks start
   Monday); the trailing bucket not yet covered by source data is excluded unless ``include_partial``.
 - Ranges are half-open: ``start <= ts < end``.
-- ``EventStore.append`` assigns strictly increasing sequence numbers starting at 1.
+- ``EventStore.append`` assigns strictly increasing sequence numbers starting at 1 (the next one is the
+  log's highest plus one, so retention, which deletes a prefix of the log, always keeps the newest event).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import pandas as pd
 
@@ -153,6 +154,21 @@ class EventStore(ABC):
     @abstractmethod
     def last_seq(self) -> int:
         """The highest sequence number stored, 0 when the log is empty."""
+
+    trims_events: ClassVar[bool] = True
+    """Whether ``delete_events_through`` is supported (retention trims the log only where it is)."""
+
+    @abstractmethod
+    def nth_newest_seq(self, n: int) -> int | None:
+        """The sequence number of the ``n``-th newest event (``n = 1``: the newest), None when the log holds
+        fewer than ``n`` events."""
+
+    @abstractmethod
+    def delete_events_through(self, seq: int, *, expected: int | None = None) -> int:
+        """Delete every event with sequence number ``<= seq`` in one transaction (retention, after the events
+        were archived); returns how many. Refused with ``StoreError``, deleting nothing, when ``seq`` reaches
+        the newest event (sequence numbers continue from it) or when ``expected`` is given and the count
+        differs from it."""
 
 
 class Store(CandleStore, EventStore, ABC):

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from smartmarket.core.errors import ValidationError
+from smartmarket.core.errors import StoreError, ValidationError
 from smartmarket.core.types import Timeframe
 from smartmarket.data.frame import CANDLE_COLUMNS
 
@@ -89,4 +89,21 @@ def event_filters(
     return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
-__all__ = ["STORED_COLUMNS", "VALUE_COLUMNS", "event_filters", "prepare_candles"]
+def check_event_delete(seq: int, last: int, deleting: int, expected: int | None, where: str) -> None:
+    """Refuse a ``delete_events_through(seq)`` (before anything is deleted) that would remove the newest event
+    ``last`` (the next sequence number continues from it) or ``deleting`` events when ``expected`` differ."""
+    if last and seq >= last:
+        raise StoreError(
+            f"cannot delete events through seq {seq}: the newest event (seq {last}) must stay",
+            where=where,
+            hint=f"sequence numbers continue from the newest event: trim at most through seq {last - 1}",
+        )
+    if expected is not None and deleting != expected:
+        raise StoreError(
+            f"refusing to delete events through seq {seq}: {deleting} stored, {expected} expected (archived)",
+            where=where,
+            hint="the log changed since it was archived: run the retention again",
+        )
+
+
+__all__ = ["STORED_COLUMNS", "VALUE_COLUMNS", "check_event_delete", "event_filters", "prepare_candles"]

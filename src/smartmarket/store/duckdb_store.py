@@ -44,7 +44,13 @@ from smartmarket.core.types import Timeframe, normalize_symbol
 from smartmarket.data.frame import CANDLE_COLUMNS, empty_candles
 from smartmarket.store.base import OnConflict, SeriesInfo, Store, StoredEvent, WriteResult
 from smartmarket.store.cache import DEFAULT_CAPACITY, TailCache
-from smartmarket.store.common import STORED_COLUMNS, VALUE_COLUMNS, event_filters, prepare_candles
+from smartmarket.store.common import (
+    STORED_COLUMNS,
+    VALUE_COLUMNS,
+    check_event_delete,
+    event_filters,
+    prepare_candles,
+)
 from smartmarket.store.resample import MAX_TS, MIN_TS, plan_resample, series_not_found, source_timeframe
 
 _INCOMING = "_sm_incoming"  # name under which a frame being written is registered with DuckDB
@@ -567,6 +573,24 @@ class DuckDBStore(Store):
         with self._errors():
             rows = self.con.execute(sql, params).fetchall()
         return [StoredEvent(seq=int(seq), message=from_json(payload)) for seq, payload in rows]
+
+    def nth_newest_seq(self, n: int) -> int | None:
+        with self._errors():
+            row = _one_row(
+                self.con.execute("SELECT seq FROM events ORDER BY seq DESC LIMIT 1 OFFSET ?", [max(int(n), 1) - 1])
+            )
+        return int(row[0]) if row else None
+
+    def delete_events_through(self, seq: int, *, expected: int | None = None) -> int:
+        with self._errors(), self._transaction() as con:
+            row = _one_row(
+                con.execute("SELECT coalesce(max(seq), 0), count(*) FILTER (WHERE seq <= ?) FROM events", [int(seq)])
+            )
+            last, deleting = (int(row[0]), int(row[1])) if row else (0, 0)
+            check_event_delete(int(seq), last, deleting, expected, self.path)
+            if deleting:
+                con.execute("DELETE FROM events WHERE seq <= ?", [int(seq)])
+        return deleting
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -41,7 +41,13 @@ from smartmarket.store.cache import DEFAULT_CAPACITY, TailCache
 
 # Shared, driver-free helpers kept beside the embedded adapter (importing it loads the duckdb package, a
 # hard dependency of SmartMarket anyway).
-from smartmarket.store.common import STORED_COLUMNS, VALUE_COLUMNS, event_filters, prepare_candles
+from smartmarket.store.common import (
+    STORED_COLUMNS,
+    VALUE_COLUMNS,
+    check_event_delete,
+    event_filters,
+    prepare_candles,
+)
 from smartmarket.store.resample import MAX_TS, MIN_TS, plan_resample, series_not_found, source_timeframe
 
 _SCHEMA = """
@@ -491,6 +497,23 @@ class PostgresStore(Store):
         with self._errors() as conn:
             rows = conn.execute(sql, params).fetchall()
         return [StoredEvent(seq=int(seq), message=from_json(payload)) for seq, payload in rows]
+
+    def nth_newest_seq(self, n: int) -> int | None:
+        with self._errors() as conn:
+            row = conn.execute(
+                "SELECT seq FROM events ORDER BY seq DESC LIMIT 1 OFFSET %s", [max(int(n), 1) - 1]
+            ).fetchone()
+        return int(row[0]) if row else None
+
+    def delete_events_through(self, seq: int, *, expected: int | None = None) -> int:
+        with self._errors() as conn, conn.transaction():
+            last = self._lock_events(conn)  # appenders wait; readers see the log before or after, never half
+            row = conn.execute("SELECT count(*) FROM events WHERE seq <= %s", [int(seq)]).fetchone()
+            deleting = int(row[0]) if row else 0
+            check_event_delete(int(seq), last, deleting, expected, self._where)
+            if deleting:
+                conn.execute("DELETE FROM events WHERE seq <= %s", [int(seq)])
+        return deleting
 
     # ------------------------------------------------------------------ lifecycle
 

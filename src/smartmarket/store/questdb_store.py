@@ -300,6 +300,17 @@ def _align_up(ts: int | None, timeframe: Timeframe) -> int | None:
 # --------------------------------------------------------------------------------------------- the store
 
 
+def _no_event_trim(url: str) -> StoreError:
+    """QuestDB has no row ``DELETE``: only whole partitions (days of ``ts_event``) can be dropped, which cannot
+    cut the log at a sequence number."""
+    return StoreError(
+        "event retention is not supported by the QuestDB store (QuestDB has no row DELETE; its partitions are "
+        "days of ts_event, not ranges of sequence numbers)",
+        where=url,
+        hint="archive the log with `smartmarket backup`, or keep the event log in DuckDB or PostgreSQL",
+    )
+
+
 class QuestDBStore(Store):
     """Candles and events in a QuestDB server (see the module docstring for the semantics)."""
 
@@ -613,6 +624,14 @@ class QuestDBStore(Store):
             limit=limit,
         )
         return [StoredEvent(seq=int(seq), message=from_json(payload)) for seq, payload in self._fetch(query)]
+
+    trims_events = False
+
+    def nth_newest_seq(self, n: int) -> int | None:
+        raise _no_event_trim(self._where_pg())
+
+    def delete_events_through(self, seq: int, *, expected: int | None = None) -> int:
+        raise _no_event_trim(self._where_pg())
 
     # ----------------------------------------------------------------------------------------- lifecycle
 
