@@ -56,7 +56,7 @@ def invoke(*args: str) -> tuple[int, str]:
 def test_run_events_and_replay(candle_dir: Path, sm_home: Path) -> None:
     code, out = invoke(
         "run", "--symbols", ",".join(SYMBOLS), "--timeframe", "1m", "--source", f"file:{candle_dir}",
-        "--no-risk-checks", "--json",
+        "--artifact", "latest", "--no-risk-checks", "--json",
     )  # fmt: skip
     assert code == 0, out
     summary = json.loads(out)

@@ -68,7 +68,7 @@ def start_worker(stage: str, name: str, bus_url: str, store_url: str, registry: 
     cmd = [
         sys.executable, "-m", "smartmarket.cli.app", "--store", store_url, "--home", str(home),
         "worker", stage, "--bus", bus_url, "--symbols", SYMBOL, "--timeframe", "1m", "--registry", str(registry),
-        "--no-risk-checks", "--claim-idle-ms", "1500", "--consumer", name,
+        "--artifact", "latest", "--no-risk-checks", "--claim-idle-ms", "1500", "--consumer", name,
     ]  # fmt: skip
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -38,6 +38,7 @@ COMMAND_MODULES = (
     "smartmarket.cli.models",
     "smartmarket.cli.signals",
     "smartmarket.cli.pipeline",
+    "smartmarket.cli.promotion",
 )
 
 _debug = False

@@ -414,11 +414,16 @@ def _record_summary(record: Any) -> dict[str, Any]:
 
 
 def register(app: typer.Typer) -> None:
-    models_app = typer.Typer(help="The model registry: list, show and compare trained models.", no_args_is_help=True)
+    models_app = typer.Typer(
+        help="The model registry: list, show, compare, evaluate-candidate, promote and retire.", no_args_is_help=True
+    )
     app.add_typer(models_app, name="models")
     _register_train(app)
     _register_evaluate(app)
     _register_registry(models_app)
+    from smartmarket.cli.promotion import register_models
+
+    register_models(models_app)
     _register_compare(app)
     _register_bench()
 

@@ -31,7 +31,14 @@ BusOpt = Annotated[
     typer.Option("--bus", envvar="SMARTMARKET_BUS", help="memory:// (in-process, default) or redis://host:6379/0."),
 ]
 ArtifactOpt = Annotated[
-    str, typer.Option("--artifact", help="Ensemble artifact per symbol: an id (prefix) or 'latest'.")
+    str,
+    typer.Option(
+        "--artifact", help="Ensemble artifact per symbol: 'production' (the promoted one), 'latest', or an id (prefix)."
+    ),
+]
+ShadowOpt = Annotated[
+    str | None,
+    typer.Option("--shadow", help="A candidate ensemble artifact run beside production: recorded, never traded."),
 ]
 RegistryOpt = Annotated[Path | None, typer.Option("--registry", help="Model registry folder (default: in HOME).")]
 CashOpt = Annotated[float, typer.Option("--cash", help="Paper cash per symbol (each symbol is a sub-account).")]
@@ -62,13 +69,34 @@ def _trading(cash: float, max_size: float, fee_bps: float, slippage_bps: float, 
 
 
 def _spec(
-    ctx: typer.Context, symbols: Sequence[str], timeframe: str, artifact: str, registry: Path | None, trading: Any
-) -> Any:
+    ctx: typer.Context, symbols: Sequence[str], timeframe: str, artifact: str, registry: Path | None, trading: Any,
+    shadow: str | None = None,
+) -> Any:  # fmt: skip
     from smartmarket.engine.stages.spec import ArtifactEngines, PipelineSpec
 
     tf = Timeframe.parse(timeframe)
     registry_dir = registry or get_context(ctx).settings.registry_dir
-    return PipelineSpec.build(symbols, tf, ArtifactEngines(registry_dir, tf, artifact), trading)
+    engines = ArtifactEngines(registry_dir, tf, artifact)
+    candidate = ArtifactEngines(registry_dir, tf, shadow) if shadow else None
+    for symbol in symbols:  # fail now, with the fix, rather than inside a stage
+        engines.version(symbol)
+        if candidate is not None and candidate.version(symbol) == engines.version(symbol):
+            raise ConfigError(f"--shadow {shadow} is the artifact already running for {symbol}",
+                              hint="shadow a different candidate")  # fmt: skip
+    return PipelineSpec.build(symbols, tf, engines, trading, shadow=candidate)
+
+
+def _recorded_artifact(store: Any, symbols: Sequence[str]) -> str:
+    """The one ensemble artifact the log's ``SignalGenerated`` events of ``symbols`` name."""
+    ids = {
+        m.model_id for e in store.read_events(types=["SignalGenerated"])
+        if (m := e.message).symbol in symbols and getattr(m, "model_id", None)
+    }  # fmt: skip
+    if len(ids) != 1:
+        found = ", ".join(sorted(ids)) or "none"
+        raise ConfigError(f"the log's signals name {len(ids)} artifacts ({found})",
+                          hint="give --artifact ID (and --from/--to around one run)")  # fmt: skip
+    return str(ids.pop())
 
 
 def _broker(name: str, exchange: str, symbols: Sequence[str]) -> Any:
@@ -132,7 +160,8 @@ def register(app: typer.Typer) -> None:
         broker: Annotated[str, typer.Option("--broker", help="paper (default) or ccxt (exchange sandbox).")] = "paper",
         exchange: Annotated[str, typer.Option("--exchange", help="Exchange of the ccxt broker.")] = "binance",
         speed: Annotated[float, typer.Option("--speed", help="File source: candle-seconds per second; 0 = max.")] = 0,
-        artifact: ArtifactOpt = "latest",
+        artifact: ArtifactOpt = "production",
+        shadow: ShadowOpt = None,
         registry: RegistryOpt = None,
         cash: CashOpt = 10_000.0,
         max_size: MaxSizeOpt = 1.0,
@@ -145,6 +174,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the whole pipeline in this process: candles → features → predictions → signals → risk →
         execution → portfolio, every event recorded in the store. A file source ends when consumed and drained.
+        Uses each symbol's production ensemble by default; --shadow runs a candidate beside it (see ab-report).
 
         Example: smartmarket run --symbols BTCUSDT --timeframe 1h --source file:BTCUSDT-1h.csv.gz
         """
@@ -157,7 +187,7 @@ def register(app: typer.Typer) -> None:
             use_json_logs()
         names = _symbols(symbols)
         spec = _spec(ctx, names, timeframe, artifact, registry,
-                     _trading(cash, max_size, fee_bps, slippage_bps, no_risk_checks))  # fmt: skip
+                     _trading(cash, max_size, fee_bps, slippage_bps, no_risk_checks), shadow)  # fmt: skip
         candle_source = open_source(source, names, spec.timeframe, speed=speed)
         summary = _run_pipeline(ctx, spec, bus, RunOptions(), _broker(broker, exchange, names), candle_source,
                                 metrics_port)  # fmt: skip
@@ -186,7 +216,8 @@ def register(app: typer.Typer) -> None:
             int,
             typer.Option("--claim-idle-ms", help="Claim another consumer's entries idle this long (a dead worker's)."),
         ] = 30_000,
-        artifact: ArtifactOpt = "latest",
+        artifact: ArtifactOpt = "production",
+        shadow: ShadowOpt = None,
         registry: RegistryOpt = None,
         cash: CashOpt = 10_000.0,
         max_size: MaxSizeOpt = 1.0,
@@ -203,17 +234,20 @@ def register(app: typer.Typer) -> None:
         """
         from smartmarket.engine.live import RunOptions
         from smartmarket.engine.sources import open_source
-        from smartmarket.engine.stages import STAGE_NAMES
+        from smartmarket.engine.stages import OPTIONAL_STAGES, SHADOW_STAGE, STAGE_NAMES
 
-        if stage not in STAGE_NAMES:
-            raise ConfigError(f"unknown stage {stage!r}", hint=f"use one of: {', '.join(STAGE_NAMES)}")
+        if stage not in STAGE_NAMES + OPTIONAL_STAGES:
+            known = ", ".join(STAGE_NAMES + OPTIONAL_STAGES)
+            raise ConfigError(f"unknown stage {stage!r}", hint=f"use one of: {known}")
+        if stage == SHADOW_STAGE and not shadow:
+            raise ConfigError("the shadow worker needs the candidate", hint="give --shadow MODEL_ID")
         if json_logs:
             from smartmarket.engine.observability import use_json_logs
 
             use_json_logs()
         names = _symbols(symbols)
         spec = _spec(ctx, names, timeframe, artifact, registry,
-                     _trading(cash, max_size, fee_bps, slippage_bps, no_risk_checks))  # fmt: skip
+                     _trading(cash, max_size, fee_bps, slippage_bps, no_risk_checks), shadow)  # fmt: skip
         candle_source = None
         if stage == "candles":
             if not source:
@@ -274,7 +308,11 @@ def register(app: typer.Typer) -> None:
         to: Annotated[str | None, typer.Option("--to", help="Last seq (number) or end time.")] = None,
         symbols: Annotated[str | None, typer.Option("--symbols", help="Default: every symbol in the log.")] = None,
         timeframe: Annotated[str | None, typer.Option("--timeframe", help="Default: the log's only one.")] = None,
-        artifact: ArtifactOpt = "latest",
+        artifact: Annotated[
+            str,
+            typer.Option("--artifact", help="'recorded' (the artifact the log's signals name), 'production', "
+                         "'latest' or an id (prefix)."),
+        ] = "recorded",
         registry: RegistryOpt = None,
         cash: CashOpt = 10_000.0,
         max_size: MaxSizeOpt = 1.0,
@@ -296,6 +334,8 @@ def register(app: typer.Typer) -> None:
             raise ConfigError("the event log holds no candles", hint="run the pipeline first (smartmarket run)")
         names = _symbols(symbols) if symbols else sorted({str(getattr(c, "symbol", "")) for c in candles})
         tf = timeframe or _only_timeframe(candles)
+        if artifact == "recorded":
+            artifact = _recorded_artifact(store, names)
         spec = _spec(ctx, names, tf, artifact, registry,
                      _trading(cash, max_size, fee_bps, slippage_bps, no_risk_checks))  # fmt: skip
         bounds: dict[str, int | None] = {"from_seq": None, "to_seq": None, "start": None, "end": None}

@@ -22,7 +22,7 @@ import logging
 import signal
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,7 +36,7 @@ from smartmarket.core.events import Message, SignalGenerated, SubmitOrder
 from smartmarket.core.types import Timeframe, normalize_symbol
 from smartmarket.engine.observability import PipelineMetrics, event_fields
 from smartmarket.engine.sources import CandleSource, FileSource
-from smartmarket.engine.stages import CONSUMER_STAGES, STAGE_NAMES, build_stages
+from smartmarket.engine.stages import CONSUMER_STAGES, SHADOW_STAGE, STAGE_NAMES, build_stages
 from smartmarket.engine.stages.base import EventLog, Stage
 from smartmarket.engine.stages.candles import CandleCache, candle_closed
 from smartmarket.engine.stages.execution import ExecutionStage
@@ -58,6 +58,7 @@ STAGE_INPUTS: dict[str, tuple[str, ...]] = {
     "risk": (SIGNALS,),
     "execution": (ORDERS, CANDLES),
     "portfolio": (EXECUTIONS,),
+    SHADOW_STAGE: (CANDLES,),
     RECORDER_GROUP: TOPICS,
 }
 
@@ -101,6 +102,15 @@ class RunSummary:
         return dict(vars(self))
 
 
+def with_shadow(options: RunOptions, spec: PipelineSpec) -> RunOptions:
+    """With a shadow candidate in ``spec`` the deployment has a shadow stage, run here when this process runs the
+    whole pipeline (a worker runs it with ``stages=("shadow",)``)."""
+    if spec.shadow is None or SHADOW_STAGE in options.pipeline:
+        return options
+    stages = (*options.stages, SHADOW_STAGE) if options.stages == options.pipeline else options.stages
+    return replace(options, stages=stages, pipeline=(*options.pipeline, SHADOW_STAGE))
+
+
 def percentiles(samples: Sequence[float]) -> dict[str, float]:
     """``{"n", "p50_ms", "p99_ms", "max_ms"}`` of latency samples in ms (empty: n = 0)."""
     if not samples:
@@ -123,11 +133,11 @@ class LivePipeline:
     ) -> None:  # fmt: skip
         self.spec = spec
         self.bus = bus
-        self.options = options or RunOptions()
+        self.options = with_shadow(options or RunOptions(), spec)
         self.metrics = metrics or PipelineMetrics()
         self.log = EventLog(store) if store is not None else None
         self.candles = CandleCache()
-        local = [s for s in self.options.stages if s in CONSUMER_STAGES]
+        local = [s for s in self.options.stages if s in CONSUMER_STAGES or s == SHADOW_STAGE]
         self.stages: list[Stage] = build_stages(local, spec, self.log, candles=self.candles, broker=broker)
         self.consumer_name = self.options.consumer or default_consumer_name()
         self.consumers: list[Consumer] = []
@@ -360,4 +370,5 @@ __all__ = [
     "demo_paper_trading",
     "percentiles",
     "run_file",
+    "with_shadow",
 ]

@@ -4,7 +4,15 @@ Layout: ``<registry_dir>/<id>/metadata.json`` plus ``weights.pt`` (a network's `
 ``weights_only=True``) or ``model.joblib`` (a scikit-learn / LightGBM / majority baseline; joblib is pickle, so
 load only registries you wrote). Ids read ``<kind>-<symbol>-<tf>-<YYYYmmddHHMMSS>-<hash8>``, the hash taken over
 the weights and metadata. A model is written to a temporary folder and renamed into place, so a crash never
-leaves half a model. ``stage`` (candidate / production / retired) is kept in the metadata.
+leaves half a model. Ensemble artifacts (``signals.fit``, kind ``ensemble``) live in the same folder and are listed
+with the models.
+
+Stages (kept in the metadata, with their history): every entry is saved as a *candidate*; ``promote`` makes it the
+*production* entry of its (symbol, timeframe, kind) — the one the live pipeline and ``make_member`` use — and
+retires the previous one; ``retire`` takes an entry out of use. Promotion needs an evaluation attached
+(``evaluation.json``, written by ``ops.promotion``): out-of-sample metrics of the candidate against the production
+entry *current at promotion time*, and refuses when that evaluation found production significantly better (unless
+forced, which is recorded).
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from typing import Any
 import joblib
 import torch
 
-from smartmarket.core.errors import ConfigError, NotFoundError
+from smartmarket.core.errors import ConfigError, NotFoundError, ValidationError
 from smartmarket.core.types import Timeframe, normalize_symbol
 from smartmarket.models.labels import LabelConfig
 from smartmarket.models.networks import NETWORK_KINDS, build_network
@@ -32,6 +40,7 @@ from smartmarket.models.training import NetworkClassifier, TrainConfig
 METADATA_FILE = "metadata.json"
 WEIGHTS_FILE = "weights.pt"
 JOBLIB_FILE = "model.joblib"
+EVALUATION_FILE = "evaluation.json"
 
 
 @dataclass(frozen=True)
@@ -109,15 +118,88 @@ class Registry:
             raise
         return model_id
 
-    def set_stage(self, model_id: str, stage: str) -> ModelRecord:
+    def set_stage(self, model_id: str, stage: str, *, note: str = "") -> ModelRecord:
+        """Set the stage (no checks: ``promote`` and ``retire`` are the guarded ways); the change is logged."""
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}: use one of {STAGES}")
         record = self.show(model_id)
-        meta = dict(record.metadata, stage=stage)
-        tmp = record.path / (METADATA_FILE + ".tmp")
-        tmp.write_text(json.dumps(meta, indent=2, default=str))
-        os.replace(tmp, record.path / METADATA_FILE)
+        change = {"stage": stage, "at": datetime.now(UTC).isoformat(timespec="seconds"), "note": note}
+        meta = dict(record.metadata, stage=stage, stage_history=[*record.metadata.get("stage_history", []), change])
+        _write_json(record.path / METADATA_FILE, meta)
         return self.show(record.model_id)
+
+    def attach_evaluation(self, model_id: str, document: dict[str, Any]) -> Path:
+        """Store an evaluation of ``model_id`` (``ops.promotion.evaluate_candidate``) beside its weights."""
+        record = self.show(model_id)
+        if document.get("candidate_id") != record.model_id:
+            raise ValueError(f"the evaluation is of {document.get('candidate_id')!r}, not {record.model_id!r}")
+        path = record.path / EVALUATION_FILE
+        _write_json(path, document)
+        return path
+
+    def evaluation(self, model_id: str) -> dict[str, Any] | None:
+        """The attached evaluation, or None."""
+        path = self.show(model_id).path / EVALUATION_FILE
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def production(self, symbol: str, timeframe: str, kind: str) -> ModelRecord | None:
+        """The production entry of (symbol, timeframe, kind), or None."""
+        found = self.list(symbol=symbol, timeframe=timeframe, kind=kind, stage="production")
+        return found[-1] if found else None
+
+    def resolve(self, symbol: str, timeframe: str, kind: str) -> ModelRecord:
+        """What to use for (symbol, timeframe, kind): the production entry, else the latest candidate."""
+        return self.production(symbol, timeframe, kind) or self.latest(symbol, timeframe, kind, stage="candidate")
+
+    def promotion_problems(self, model_id: str, *, force: bool = False) -> list[str]:
+        """Why ``model_id`` cannot be promoted now (empty: it can)."""
+        record = self.show(model_id)
+        if record.stage == "production":
+            return [f"{record.model_id} is already in production"]
+        doc = self.evaluation(record.model_id)
+        if doc is None:
+            return ["no evaluation is attached: run `smartmarket models evaluate-candidate ID` first"]
+        current = self.production(record.symbol, record.timeframe, record.kind)
+        current_id = current.model_id if current else None
+        problems = []
+        if doc.get("against") != current_id:
+            problems.append(
+                f"the evaluation compared against {doc.get('against') or 'no production entry'}, but production is now "
+                f"{current_id or 'empty'}: evaluate again"
+            )  # fmt: skip
+        if doc.get("verdict") == "production better" and not force:
+            problems.append(
+                f"the evaluation found production significantly better (p = {doc.get('test', {}).get('p_value')})"
+            )
+        return problems
+
+    def promote(self, model_id: str, *, force: bool = False) -> tuple[ModelRecord, ModelRecord | None]:
+        """Make ``model_id`` the production entry of its series and kind; returns it and the one it retired.
+
+        Refuses (``ValidationError``) without an attached, current evaluation; ``force`` only overrides an
+        evaluation that found production better (and is recorded in the stage history)."""
+        record = self.show(model_id)
+        problems = self.promotion_problems(record.model_id, force=force)
+        if problems:
+            raise ValidationError(
+                f"cannot promote {record.model_id}: " + "; ".join(problems), where=str(self.directory),
+                hint="smartmarket models evaluate-candidate ID, then smartmarket models promote ID",
+            )  # fmt: skip
+        doc = self.evaluation(record.model_id) or {}
+        previous = self.production(record.symbol, record.timeframe, record.kind)
+        # retire first: a crash in between leaves no production entry, never two
+        retired = None
+        if previous is not None:
+            retired = self.set_stage(previous.model_id, "retired", note=f"replaced by {record.model_id}")
+        note = f"evaluation verdict: {doc.get('verdict')}" + (" (forced)" if force else "")
+        return self.set_stage(record.model_id, "production", note=note), retired
+
+    def retire(self, model_id: str) -> ModelRecord:
+        """Take an entry out of use (a production entry leaves its series without one until another is promoted)."""
+        record = self.show(model_id)
+        if record.stage == "retired":
+            return record
+        return self.set_stage(record.model_id, "retired", note="retired by hand")
 
     # -- reading ---------------------------------------------------------------------------------------------
     def list(
@@ -216,4 +298,11 @@ class Registry:
         )
 
 
-__all__ = ["JOBLIB_FILE", "METADATA_FILE", "WEIGHTS_FILE", "ModelRecord", "Registry"]
+def _write_json(path: Path, document: dict[str, Any]) -> None:
+    """Replace ``path`` atomically (a crash leaves the old or the new file, never half of one)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(document, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+__all__ = ["EVALUATION_FILE", "JOBLIB_FILE", "METADATA_FILE", "WEIGHTS_FILE", "ModelRecord", "Registry"]

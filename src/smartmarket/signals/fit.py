@@ -210,8 +210,10 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def list_artifacts(registry_dir: str | Path, symbol: str | None = None, timeframe: str | None = None) -> list[Path]:
-    """Artifact folders, oldest first, filtered by symbol / timeframe."""
+def list_artifacts(
+    registry_dir: str | Path, symbol: str | None = None, timeframe: str | None = None, stage: str | None = None
+) -> list[Path]:
+    """Artifact folders, oldest first, filtered by symbol / timeframe / stage."""
     directory = Path(registry_dir)
     if not directory.exists():
         return []
@@ -227,8 +229,14 @@ def list_artifacts(registry_dir: str | Path, symbol: str | None = None, timefram
             continue
         if timeframe is not None and meta.get("timeframe") != str(Timeframe.parse(timeframe)):
             continue
+        if stage is not None and meta.get("stage", "candidate") != stage:
+            continue
         found.append((str(meta.get("created", "")), path.name, path))
     return [p for _, _, p in sorted(found)]
+
+
+def _stage(path: Path) -> str:
+    return str(json.loads((path / METADATA_FILE).read_text()).get("stage", "candidate"))
 
 
 def load_artifact(
@@ -238,22 +246,31 @@ def load_artifact(
     symbol: str | None = None,
     timeframe: str | None = None,
 ) -> EnsembleArtifact:
-    """An artifact by folder path, id (or unique id prefix) in ``registry_dir``, or ``"latest"`` for
-    ``symbol``/``timeframe``."""
+    """An artifact by folder path, id (or unique id prefix) in ``registry_dir``, or for ``symbol``/``timeframe``
+    ``"production"`` (the promoted one) or ``"latest"`` (the newest candidate or production one)."""
     path = Path(ref)
     if not (path / METADATA_FILE).is_file():
         if registry_dir is None:
             raise NotFoundError(f"no ensemble artifact {str(ref)!r}", hint="give --registry or a folder path")
-        candidates = list_artifacts(registry_dir, symbol, timeframe)
-        latest = str(ref) == "latest"
-        matches = candidates[-1:] if latest else [p for p in candidates if p.name.startswith(str(ref))]
-        if len(matches) != 1:
-            what = f"{symbol or 'any symbol'} {timeframe or ''}".strip()
+        what = f"{symbol or 'any symbol'} {timeframe or ''}".strip()
+        if str(ref) == "production":
+            matches = list_artifacts(registry_dir, symbol, timeframe, stage="production")[-1:]
+            hint = (
+                "evaluate and promote one: `smartmarket models evaluate-candidate ID` then `smartmarket models promote "
+                "ID` (or run a candidate with --artifact latest)"
+            )
+        else:
+            candidates = list_artifacts(registry_dir, symbol, timeframe)
+            if str(ref) == "latest":
+                matches = [p for p in candidates if _stage(p) != "retired"][-1:]
+            else:
+                matches = [p for p in candidates if p.name.startswith(str(ref))]
             hint = (
                 "ambiguous id prefix"
                 if matches
                 else f"fit one with `smartmarket fit-signals {symbol or 'SYMBOL'} {timeframe or 'TIMEFRAME'}`"
             )
+        if len(matches) != 1:
             raise NotFoundError(f"no ensemble artifact {str(ref)!r} for {what}", where=str(registry_dir), hint=hint)
         path = matches[0]
     meta = json.loads((path / METADATA_FILE).read_text())

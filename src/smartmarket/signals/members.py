@@ -347,8 +347,8 @@ def make_member(
     symbol: str = "",
     timeframe: str = "",
 ) -> Member:
-    """A member from a name (``technical``, ``smc``, or a model kind: the latest such model for
-    ``symbol``/``timeframe`` in the registry) or from a ``spec()`` dict (models by id)."""
+    """A member from a name (``technical``, ``smc``, or a model kind: the production model of that kind for
+    ``symbol``/``timeframe`` in the registry, else the latest candidate) or from a ``spec()`` dict (models by id)."""
     if isinstance(spec, str):
         name = spec.strip().lower()
         if name == "technical":
@@ -362,7 +362,7 @@ def make_member(
         from smartmarket.models.registry import Registry  # torch: import only when a model member is asked for
 
         registry = Registry(registry_dir)
-        record = registry.latest(symbol, timeframe, kind)
+        record = registry.resolve(symbol, timeframe, kind)
         return ModelMember(registry.load(record.model_id), name=name if name != kind else kind)
     data = dict(spec)
     kind = data.pop("kind", None)

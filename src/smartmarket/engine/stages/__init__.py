@@ -3,6 +3,7 @@
     candles (source) → features → predictions → signals → risk → execution → portfolio
                                                                      ↑ candles
     recorder: every stream → the durable EventStore
+    shadow (only with a candidate, ``spec.shadow``): candles → the candidate's events on the ``shadow`` topic
 
 ``build_stages`` makes the named stages for one process; stages of the signal chain share one
 ``SignalEngine`` per symbol there (their parts of it are disjoint).
@@ -21,12 +22,14 @@ from smartmarket.engine.stages.features import FeaturesStage
 from smartmarket.engine.stages.portfolio import PortfolioStage
 from smartmarket.engine.stages.predictions import PredictionsStage
 from smartmarket.engine.stages.risk import RiskStage
+from smartmarket.engine.stages.shadow import SHADOW_STAGE, ShadowStage
 from smartmarket.engine.stages.signals import SignalsStage
 from smartmarket.engine.stages.spec import ArtifactEngines, EngineProvider, FactoryEngines, PipelineSpec, TradingConfig
 from smartmarket.execution.broker import Broker
 
 CONSUMER_STAGES: tuple[str, ...] = ("features", "predictions", "signals", "risk", "execution", "portfolio")
 STAGE_NAMES: tuple[str, ...] = ("candles", *CONSUMER_STAGES, "recorder")
+OPTIONAL_STAGES: tuple[str, ...] = (SHADOW_STAGE,)  # run only when named (and configured)
 
 
 class ChainCache:
@@ -48,9 +51,9 @@ def build_stages(
     broker: Broker | None = None,
 ) -> list[Stage]:  # fmt: skip
     """The consumer stages among ``names`` (``candles`` and ``recorder`` are run by ``engine.live``)."""
-    unknown = [n for n in names if n not in STAGE_NAMES]
+    unknown = [n for n in names if n not in STAGE_NAMES + OPTIONAL_STAGES]
     if unknown:
-        raise ConfigError(f"unknown stage(s) {unknown}", hint=f"use {', '.join(STAGE_NAMES)}")
+        raise ConfigError(f"unknown stage(s) {unknown}", hint=f"use {', '.join(STAGE_NAMES + OPTIONAL_STAGES)}")
     chains = ChainCache(spec)
     makers = {
         "features": lambda: FeaturesStage(spec, chains, log),
@@ -60,11 +63,18 @@ def build_stages(
         "execution": lambda: ExecutionStage(spec, log, broker=broker),
         "portfolio": lambda: PortfolioStage(spec, log),
     }
-    return [makers[name]() for name in CONSUMER_STAGES if name in names]
+    stages = [makers[name]() for name in CONSUMER_STAGES if name in names]
+    if SHADOW_STAGE in names:
+        if spec.shadow is None:
+            raise ConfigError("the shadow stage needs a candidate", hint="give --shadow MODEL_ID")
+        stages.append(ShadowStage(spec, spec.shadow, log))
+    return stages
 
 
 __all__ = [
     "CONSUMER_STAGES",
+    "OPTIONAL_STAGES",
+    "SHADOW_STAGE",
     "STAGE_NAMES",
     "ArtifactEngines",
     "CandleCache",
@@ -79,6 +89,7 @@ __all__ = [
     "PortfolioStage",
     "PredictionsStage",
     "RiskStage",
+    "ShadowStage",
     "SignalChain",
     "SignalsStage",
     "Stage",

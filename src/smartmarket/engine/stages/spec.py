@@ -36,7 +36,8 @@ class EngineProvider(Protocol):
 
 
 class ArtifactEngines:
-    """Engines from ensemble artifacts in a registry (``artifact``: an id, a prefix, or ``latest`` per symbol)."""
+    """Engines from ensemble artifacts in a registry (``artifact``: an id, a prefix, or per symbol ``production``,
+    the one promoted with ``smartmarket models promote``, or ``latest``)."""
 
     def __init__(self, registry_dir: str | Path, timeframe: Timeframe | str, artifact: str = "latest") -> None:
         self.registry_dir = Path(registry_dir)
@@ -119,15 +120,16 @@ class PipelineSpec:
     timeframe: Timeframe
     engines: EngineProvider
     trading: TradingConfig = field(default_factory=TradingConfig)
+    shadow: EngineProvider | None = None  # a candidate run beside production by the shadow stage, never traded
 
     @classmethod
     def build(
         cls, symbols: Sequence[str], timeframe: Timeframe | str, engines: EngineProvider,
-        trading: TradingConfig | None = None,
+        trading: TradingConfig | None = None, shadow: EngineProvider | None = None,
     ) -> PipelineSpec:  # fmt: skip
         return cls(
             tuple(normalize_symbol(s) for s in symbols), Timeframe.parse(str(timeframe)), engines,
-            trading or TradingConfig(),
+            trading or TradingConfig(), shadow,
         )  # fmt: skip
 
     def signal_version(self, symbol: str) -> str:
