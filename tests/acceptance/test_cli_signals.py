@@ -118,3 +118,31 @@ def test_demo_signals_stage(home: Path) -> None:
     assert summary["members"] == ["technical", "smc"]
     assert summary["last_signal"]["direction"] in {"long", "flat", "short"}
     assert {"hit_rate", "brier", "ece", "false_signal_rate", "weights"} <= set(summary)
+
+
+def test_walk_forward_with_a_network_member_records_its_budget(home: Path, tmp_path: Path) -> None:
+    report = tmp_path / "wf.md"
+    doc = json.loads(run(home, "evaluate-signals", "BTCUSDT", "1h", "--start", "2023-01-01", "--end", "2023-05-15",
+                         "--walk-forward", "1", "--members", "technical,cnn_lstm", "--test-bars", "300",
+                         "--fit-bars", "700", "--train-bars", "1500", "--network-epochs", "1",
+                         "--network-steps-per-epoch", "2", "--network-batch-size", "16", "--report", str(report),
+                         "--json"))  # fmt: skip
+    assert doc["network_budget"]["epochs"] == 1 and doc["network_budget"]["steps_per_epoch"] == 2
+    assert doc["network_budget"]["batch_size"] == 16 and doc["network_budget"]["torch_threads"] == 1
+    assert "--network-epochs 1 --network-steps-per-epoch 2 --network-batch-size 16 --threads 1" in doc["command"]
+    member = doc["folds"][0]["members"]["cnn_lstm"]
+    assert member["training_end_ts"] < doc["folds"][0]["fit_start_ts"]
+    assert doc["results"]["cnn_lstm"]["decisions"] == 300 and doc["results"]["cnn_lstm"]["brier"] is not None
+    text = report.read_text()
+    assert "Networks trained under a CPU budget" in text and "| 1 | cnn_lstm |" in text
+    assert json.loads(report.with_suffix(".json").read_text())["network_budget"] == doc["network_budget"]
+
+
+def test_walk_forward_refuses_unknown_members_and_presets(home: Path) -> None:
+    from smartmarket.core.errors import ConfigError
+
+    result = invoke(home, "evaluate-signals", "BTCUSDT", "1h", "--walk-forward", "2", "--members", "technical,astro")
+    assert isinstance(result.exception, ConfigError) and "astro" in str(result.exception)
+    result = invoke(home, "evaluate-signals", "BTCUSDT", "1h", "--walk-forward", "2", "--members", "cnn_lstm",
+                    "--network-preset", "huge")  # fmt: skip
+    assert isinstance(result.exception, ConfigError) and "huge" in str(result.exception)

@@ -15,6 +15,7 @@ import io
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 
 FORMATS = ("table", "csv", "json")
 DEFAULT_WARMUP = 1000
+# The walk-forward networks' default budget (the same as signals.evaluation.EvaluationConfig's, tested).
+NETWORK_PRESET, NETWORK_EPOCHS, NETWORK_STEPS, NETWORK_BATCH, NETWORK_THREADS = "small", 10, 100, 64, 1
 
 SymbolArg = Annotated[str, typer.Argument(help="Symbol, e.g. BTCUSDT.")]
 TimeframeArg = Annotated[str, typer.Argument(help="Bar timeframe, e.g. 1h.")]
@@ -402,13 +405,32 @@ def register(app: typer.Typer) -> None:
             int, typer.Option("--walk-forward", help="N > 0: research walk-forward evaluation with N folds.")
         ] = 0,
         members: Annotated[
-            str, typer.Option("--members", help="Walk-forward members.")
+            str,
+            typer.Option("--members", help="Walk-forward members: technical, smc, logistic, lightgbm, transformer, "
+                         "cnn_lstm (the networks retrain per fold: ~20 min more on 2 cores)."),
         ] = "technical,smc,logistic,lightgbm",
         test_bars: Annotated[int, typer.Option("--test-bars", help="Walk-forward: test bars per fold.")] = 7000,
         fit_bars: Annotated[int, typer.Option("--fit-bars", help="Walk-forward: signal-system fit bars.")] = 12000,
         train_bars: Annotated[int, typer.Option("--train-bars", help="Walk-forward: model training bars.")] = 20000,
         report: Annotated[Path | None, typer.Option("--report", help="Walk-forward: write Markdown (+ .json).")] = None,
-    ) -> None:
+        network_preset: Annotated[
+            str, typer.Option("--network-preset", help="Walk-forward networks: size preset (small or seed).")
+        ] = NETWORK_PRESET,
+        network_epochs: Annotated[
+            int, typer.Option("--network-epochs", min=1, help="Walk-forward networks: at most this many epochs.")
+        ] = NETWORK_EPOCHS,
+        network_steps: Annotated[
+            int,
+            typer.Option("--network-steps-per-epoch", min=0,
+                         help="Walk-forward networks: batches per epoch (a random subset; 0 = all)."),
+        ] = NETWORK_STEPS,
+        network_batch: Annotated[
+            int, typer.Option("--network-batch-size", min=1, help="Walk-forward networks: batch size.")
+        ] = NETWORK_BATCH,
+        threads: Annotated[
+            int, typer.Option("--threads", min=1, help="Walk-forward networks: torch intra-op threads.")
+        ] = NETWORK_THREADS,
+    ) -> None:  # fmt: skip
         """Measure signals out of sample: hit rate, Brier, ECE, weights, false-signal rate (see docs/signals.md).
 
         Without --walk-forward: the fitted artifact run candle by candle over --start/--end (default: the candles
@@ -418,8 +440,9 @@ def register(app: typer.Typer) -> None:
         Example: smartmarket evaluate-signals BTCUSDT 1h --walk-forward 4 --report docs/results/signals-BTCUSDT-1h.md
         """
         if walk_forward > 0:
+            budget = NetworkBudget(network_preset, network_epochs, network_steps, network_batch, threads)
             _walk_forward(ctx, symbol, timeframe, start, end, walk_forward, members, test_bars, fit_bars, train_bars,
-                          report, as_json)  # fmt: skip
+                          report, as_json, budget)  # fmt: skip
             return
         engine, signals, art, first = run_engine(ctx, symbol, timeframe, artifact, start, end, warmup,
                                                  default_after_fit=True)  # fmt: skip
@@ -470,22 +493,66 @@ def register(app: typer.Typer) -> None:
             console.print("no drift alarm", style="dim")
 
 
+@dataclass(frozen=True)
+class NetworkBudget:
+    """The walk-forward networks' training budget as given on the command line."""
+
+    preset: str = NETWORK_PRESET
+    epochs: int = NETWORK_EPOCHS
+    steps_per_epoch: int = NETWORK_STEPS  # 0 = every batch
+    batch_size: int = NETWORK_BATCH
+    threads: int = NETWORK_THREADS
+
+    def options(self) -> str:
+        return (f"--network-preset {self.preset} --network-epochs {self.epochs} --network-steps-per-epoch "
+                f"{self.steps_per_epoch} --network-batch-size {self.batch_size} --threads {self.threads}")  # fmt: skip
+
+
 def _walk_forward(
     ctx: typer.Context, symbol: str, timeframe: str, start: str | None, end: str | None, folds: int, members: str,
     test_bars: int, fit_bars: int, train_bars: int, report: Path | None, as_json: bool,
+    budget: NetworkBudget | None = None,
 ) -> None:  # fmt: skip
-    from smartmarket.signals.evaluation import EvaluationConfig, markdown_report, run_walk_forward
-    from smartmarket.signals.members import parse_members
+    from smartmarket.signals.evaluation import (
+        MODEL_KINDS,
+        NETWORK_KINDS,
+        EvaluationConfig,
+        markdown_report,
+        run_walk_forward,
+    )
+    from smartmarket.signals.members import RULE_MEMBERS, parse_members
 
+    budget = budget or NetworkBudget()
+    names = parse_members(members)
+    unknown = [m for m in names if m not in MODEL_KINDS and m not in RULE_MEMBERS]
+    if unknown:
+        raise ConfigError(f"unknown walk-forward member(s) {', '.join(unknown)}",
+                          hint="use technical, smc, logistic, lightgbm, transformer, cnn_lstm")  # fmt: skip
+    networks = any(m in NETWORK_KINDS for m in names)
+    if networks:
+        from smartmarket.models.networks import CNN_LSTM_PRESETS
+
+        if budget.preset not in CNN_LSTM_PRESETS:
+            raise ConfigError(f"unknown --network-preset {budget.preset!r}",
+                              hint=f"use one of: {', '.join(sorted(CNN_LSTM_PRESETS))}")  # fmt: skip
     sym, tf = normalize_symbol(symbol), Timeframe.parse(timeframe)
     start_ms, end_ms = _span(start, end)
     frame, _ = read_candles(get_context(ctx).store, sym, tf, start_ms, end_ms)
-    cfg = EvaluationConfig(members=parse_members(members), folds=folds, test_bars=test_bars, fit_bars=fit_bars,
-                           train_bars=train_bars)  # fmt: skip
+    cfg = EvaluationConfig(members=names, folds=folds, test_bars=test_bars, fit_bars=fit_bars, train_bars=train_bars,
+                           network_preset=budget.preset, network_epochs=budget.epochs,
+                           network_steps_per_epoch=budget.steps_per_epoch or None,
+                           network_batch_size=budget.batch_size, torch_threads=budget.threads)  # fmt: skip
     say = (lambda line: None) if as_json else (lambda line: console.print(f"[dim]{line}[/]", highlight=False))
-    doc = run_walk_forward(frame, symbol=sym, timeframe=str(tf), config=cfg, progress=say)
+    try:
+        doc = run_walk_forward(frame, symbol=sym, timeframe=str(tf), config=cfg, progress=say)
+    except ValueError as exc:
+        if "too few" not in str(exc):
+            raise
+        raise ConfigError(str(exc), hint="use fewer --walk-forward folds or fewer --test-bars/--fit-bars") from exc
     command = (f"smartmarket evaluate-signals {sym} {tf} --walk-forward {folds} --members {','.join(cfg.members)} "
                f"--test-bars {test_bars} --fit-bars {fit_bars} --train-bars {train_bars}")  # fmt: skip
+    if networks:
+        command += " " + budget.options()
     if start:
         command += f" --start {start}"
     if end:
@@ -505,6 +572,7 @@ def _walk_forward(
 
 
 __all__ = [
+    "NetworkBudget",
     "demo_signals_stage",
     "display_confidence",
     "evaluate_engine_run",

@@ -4,8 +4,11 @@ Layout of fold ``k`` (bars; test periods are consecutive and together cover the 
 
     member training (model members, ≤ train_bars) | horizon gap | signal-system fit (fit_bars) | test [s, e)
 
-* model members (``logistic``, ``lightgbm``) are trained from scratch on the member-training span of each fold
-  (``models.train_model``, its own purged validation for early stopping); rule members need no training;
+* model members (``logistic``, ``lightgbm``, ``transformer``, ``cnn_lstm``) are trained from scratch on the
+  member-training span of each fold (``models.train_model``, its own purged validation for early stopping; the
+  span ends ``horizon`` bars before the fit span, so no training label reaches it); rule members need no training;
+* the networks train under a fixed CPU budget (``network_*`` fields: preset, epochs, batches per epoch, batch
+  size, torch threads), recorded in the report: their figures are those of budget-limited networks;
 * the signal system (calibration | ensemble weights | confidence | thresholds) is fitted at decision bar ``s``
   from samples in the fit span whose outcomes were known before ``s`` (``SignalSamples.known_before``);
 * the test bars are decided by that system, once, without refitting: every figure is out of sample.
@@ -27,9 +30,10 @@ net P&L; *Brier*/*ECE* — of the system's 3-class probabilities on every decide
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -47,6 +51,9 @@ from smartmarket.signals.strength import Signal, SignalSystem, SignalSystemConfi
 
 ProgressFn = Callable[[str], None]
 TABULAR_KINDS = {"logistic": "logreg", "logreg": "logreg", "lightgbm": "lightgbm", "lgbm": "lightgbm"}
+NETWORK_KINDS = {"transformer": "transformer", "cnn_lstm": "cnn_lstm"}
+MODEL_KINDS = {**TABULAR_KINDS, **NETWORK_KINDS}
+RULE_KINDS = ("technical", "smc")
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,12 @@ class EvaluationConfig:
     ensemble_kinds: tuple[str, ...] = ("skill", "stacking")
     calibration: str = "platt"
     lightgbm_trees: int = 150
+    # the networks' per-fold training budget (sized for 4 folds of both networks in ~25 min on 2 busy CPU cores)
+    network_preset: str = "small"
+    network_epochs: int = 10
+    network_steps_per_epoch: int | None = 100
+    network_batch_size: int = 64
+    torch_threads: int | None = 1
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -80,20 +93,77 @@ class SystemRun:
     reports: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _tabular_member(
-    kind: str, name: str, candles: pd.DataFrame, features: pd.DataFrame, stop: int, cfg: EvaluationConfig,
-    symbol: str, timeframe: str,
+def _model_member(
+    name: str, candles: pd.DataFrame, features: pd.DataFrame, stop: int, cfg: EvaluationConfig, symbol: str,
+    timeframe: str, say: ProgressFn,
 ) -> ModelMember:  # fmt: skip
+    """Member ``name`` trained from scratch on bars ``[stop - train_bars, stop)`` only (nothing at or after stop)."""
     from smartmarket.models.pipeline import train_model
+    from smartmarket.models.training import EpochReport, TrainConfig
 
+    kind = MODEL_KINDS[name]
     start = max(0, stop - cfg.train_bars)
+    extra: dict[str, Any] = {}
+    if kind in NETWORK_KINDS:
+
+        def epoch_line(r: EpochReport) -> None:
+            best = " *" if r.is_best else ""
+            val = "" if r.validation_loss is None else f", validation {r.validation_loss:.4f}{best}"
+            say(f"  {name} epoch {r.epoch}/{r.epochs}: loss {r.train_loss:.4f}{val} ({r.seconds:.0f} s)")
+
+        extra = {
+            "preset": cfg.network_preset,
+            "train_config": TrainConfig(epochs=cfg.network_epochs, steps_per_epoch=cfg.network_steps_per_epoch,
+                                        batch_size=cfg.network_batch_size, seed=cfg.seed),
+            "progress": epoch_line,
+        }  # fmt: skip
+    elif kind == "lightgbm":
+        extra = {"overrides": {"n_estimators": cfg.lightgbm_trees}}
     model = train_model(
         kind, features.iloc[start:stop].reset_index(drop=True), candles.iloc[start:stop].reset_index(drop=True),
         symbol=symbol, timeframe=timeframe, feature_set=cfg.model_feature_set, label_config=cfg.label_config,
-        validation=0.15, test=0.05, seed=cfg.seed,
-        overrides={"n_estimators": cfg.lightgbm_trees} if kind == "lightgbm" else None,
+        validation=0.15, test=0.05, seed=cfg.seed, **extra,
     )  # fmt: skip
     return ModelMember(model, name=name)
+
+
+def _member_record(member: ModelMember, bars: tuple[int, int], train_s: float, predict_s: float) -> dict[str, Any]:
+    """What a fold's trained member was: its training bars, last learned candle, epochs, timings, validation."""
+    model = member.model
+    history = model.history
+    best = [h["epoch"] for h in history if h.get("is_best")]
+    validation = model.metrics.get("validation", {})
+    return {
+        "kind": model.kind,
+        "train_bars": list(bars),
+        "training_end_ts": member.training_end_ts(),
+        "data_last_ts": model.data.get("last_ts"),  # the last candle the training call was given at all
+        "context": member.context,
+        "epochs_run": len(history) or None,
+        "best_epoch": best[-1] if best else None,
+        "train_seconds": round(train_s, 1),
+        "predict_seconds": round(predict_s, 1),
+        "validation_log_loss": _finite(validation.get("log_loss")),
+        "validation_balanced_accuracy": _finite(validation.get("balanced_accuracy")),
+    }
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """torch intra-op threads set to ``threads`` for the block (restored after); None leaves torch alone."""
+    if threads is None:
+        yield
+        return
+    if threads < 1:
+        raise ValueError(f"torch threads must be >= 1, got {threads}")
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _system_config(kind: str, calibration: str) -> SignalSystemConfig:
@@ -132,18 +202,21 @@ def run_walk_forward(
 
     cfg = config or EvaluationConfig()
     say = progress or (lambda _: None)
-    started = time.process_time()
+    started, wall_started = time.process_time(), time.perf_counter()
     frame = candles.reset_index(drop=True)
     n = len(frame)
+    trained = [m for m in cfg.members if m in MODEL_KINDS]
+    rules: list[Member] = [TechnicalMember() if m == "technical" else SMCMember() for m in cfg.members
+                           if m in RULE_KINDS]  # fmt: skip
+    unknown = [m for m in cfg.members if m not in MODEL_KINDS and m not in RULE_KINDS]
+    if unknown:
+        raise ValueError(
+            f"walk-forward members must be technical, smc, logistic, lightgbm, transformer or cnn_lstm, not {unknown}"
+        )
+    networks = any(m in NETWORK_KINDS for m in cfg.members)
     first_test = n - cfg.folds * cfg.test_bars
     if first_test - cfg.fit_bars - cfg.label_config.horizon < 2000:
         raise ValueError(f"{n} candles are too few for {cfg.folds} folds of {cfg.test_bars} test bars")
-    tabular = [m for m in cfg.members if m in TABULAR_KINDS]
-    rules: list[Member] = [TechnicalMember() if m == "technical" else SMCMember() for m in cfg.members
-                           if m in ("technical", "smc")]  # fmt: skip
-    unknown = [m for m in cfg.members if m not in TABULAR_KINDS and m not in ("technical", "smc")]
-    if unknown:
-        raise ValueError(f"walk-forward members must be technical, smc, logistic or lightgbm, not {unknown}")
 
     say(f"features ({cfg.model_feature_set}) and rule members over {n:,} candles")
     features = FeaturePipeline(cfg.model_feature_set, timeframe).batch(frame)
@@ -159,17 +232,28 @@ def run_walk_forward(
         fit_start = s - cfg.fit_bars
         train_stop = fit_start - cfg.label_config.horizon
         probs = dict(rule_probs)
-        for name in tabular:
-            say(f"fold {k + 1}/{cfg.folds}: training {name} on bars {max(0, train_stop - cfg.train_bars)}–{train_stop}")
-            member = _tabular_member(TABULAR_KINDS[name], name, frame, features, train_stop, cfg, symbol, timeframe)
-            window = slice(max(0, fit_start - member.context), e)
-            p = np.full((n, 3), np.nan)
-            p[window] = member.model.predict_frame(features.iloc[window]).to_numpy(np.float64)
-            probs[name] = p
-        say(f"fold {k + 1}/{cfg.folds}: fitting systems on bars {fit_start}–{s}, testing {s}–{e}")
         test_ts = [int(frame.ts.iloc[s]), int(frame.ts.iloc[e - 1])]
         fold_doc: dict[str, Any] = {"fold": k + 1, "fit": [fit_start, s], "test": [s, e], "test_ts": test_ts}
-        fold_doc["systems"] = {}
+        fold_doc.update(fit_start_ts=int(frame.ts.iloc[fit_start]), members={}, systems={})
+        for name in trained:
+            train_start = max(0, train_stop - cfg.train_bars)
+            say(f"fold {k + 1}/{cfg.folds}: training {name} on bars {train_start}–{train_stop}")
+            with _torch_threads(cfg.torch_threads if name in NETWORK_KINDS else None):
+                t0 = time.perf_counter()
+                member = _model_member(name, frame, features, train_stop, cfg, symbol, timeframe, say)
+                t1 = time.perf_counter()
+                # one batched pass over the fit and test bars (plus the context rows the first fit bar needs)
+                window = slice(max(0, fit_start - member.context + 1), e)
+                p = np.full((n, 3), np.nan)
+                p[window] = member.model.predict_frame(features.iloc[window]).to_numpy(np.float64)
+                t2 = time.perf_counter()
+            probs[name] = p
+            record = _member_record(member, (train_start, train_stop), t1 - t0, t2 - t1)
+            fold_doc["members"][name] = record
+            say(f"fold {k + 1}/{cfg.folds}: {name} trained in {t1 - t0:.0f} s"
+                + (f" ({record['epochs_run']} epochs, best {record['best_epoch']})" if record["epochs_run"] else "")
+                + f", predicted {e - fit_start:,} bars in {t2 - t1:.0f} s")  # fmt: skip
+        say(f"fold {k + 1}/{cfg.folds}: fitting systems on bars {fit_start}–{s}, testing {s}–{e}")
         for name in systems:
             # a member alone: the same system with one member and no skill gate (stacking = its recalibration)
             kind = name.removeprefix("ensemble_") if name.startswith("ensemble_") else "stacking"
@@ -204,9 +288,31 @@ def run_walk_forward(
         "results": results,
         "default_choice": default_choice(results, cfg.ensemble_kinds),
         "claims": claims(results, cfg),
+        "network_budget": network_budget(cfg) if networks else None,
         "cpu_seconds": round(time.process_time() - started, 1),
+        "wall_seconds": round(time.perf_counter() - wall_started, 1),
     }
     return doc
+
+
+def network_budget(cfg: EvaluationConfig) -> dict[str, Any]:
+    """The networks' per-fold training budget and architecture, as recorded in the report."""
+    from smartmarket.models.networks import network_config
+
+    kinds = [NETWORK_KINDS[m] for m in cfg.members if m in NETWORK_KINDS]
+    return {
+        "preset": cfg.network_preset,
+        "epochs": cfg.network_epochs,
+        "steps_per_epoch": cfg.network_steps_per_epoch,
+        "batch_size": cfg.network_batch_size,
+        "torch_threads": cfg.torch_threads,
+        "max_training_windows_per_fold": (
+            cfg.network_epochs * cfg.network_steps_per_epoch * cfg.network_batch_size
+            if cfg.network_steps_per_epoch
+            else None
+        ),
+        "architectures": {k: asdict(network_config(k, cfg.network_preset)) for k in kinds},
+    }
 
 
 # --------------------------------------------------------------------------------------------- measures
@@ -362,12 +468,27 @@ def markdown_report(doc: Mapping[str, Any], command: str) -> str:
     lines = [
         f"# Signal evaluation: {doc['symbol']} {doc['timeframe']} (walk-forward, out of sample)",
         "",
-        f"Generated by `{command}` ({doc['cpu_seconds']} s CPU).",
+        f"Generated by `{command}` ({doc['cpu_seconds']} s CPU"
+        + (f", {doc['wall_seconds']:.0f} s wall" if doc.get("wall_seconds") is not None else "") + ").",
         "",
         f"Test span: {format_ms(span['first_ts'])} → {format_ms(span['last_ts'])} "
         f"({span['bars'][1] - span['bars'][0]:,} bars, {len(doc['folds'])} folds); fees "
         f"{doc['config']['fee'] * 100:.2f}% per side. Members: {', '.join(doc['config']['members'])}.",
         "",
+    ]  # fmt: skip
+    budget = doc.get("network_budget")
+    if budget:
+        contexts = ", ".join(f"{k} {a['context']}" for k, a in budget["architectures"].items())
+        steps = budget["steps_per_epoch"]
+        lines += [
+            f"**Networks trained under a CPU budget**, from scratch in every fold: preset '{budget['preset']}' "
+            f"(context {contexts} bars), at most {budget['epochs']} epochs"
+            + (f" of {steps} batches" if steps else "")
+            + f" of {budget['batch_size']} windows (early stopping on their own validation), torch threads "
+            f"{budget['torch_threads'] or 'default'}. More training might change the networks' figures.",
+            "",
+        ]  # fmt: skip
+    lines += [
         "| system | signals | hit rate | false-signal rate | Brier | ECE | conf. ECE | trades | win rate | Sharpe "
         "| max DD | mean monthly | total return |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -395,9 +516,28 @@ def markdown_report(doc: Mapping[str, Any], command: str) -> str:
         f"Out-of-sample Brier by kind: {doc['default_choice']['brier']}; "
         f"best: {doc['default_choice']['best_by_brier']}.",
         "",
-        "## Per-fold ensemble weights (skill) and member skill (nats/sample ± SE on the ensemble slice)",
-        "",
     ]
+    trained = [(fold["fold"], name, r) for fold in doc["folds"] for name, r in (fold.get("members") or {}).items()]
+    if trained:
+        lines += [
+            "## Trained members per fold (training ends before the fold's fit span)",
+            "",
+            "| fold | member | training bars | last learned candle | fit span starts | epochs (best) "
+            "| validation log-loss | validation bal. acc. | train s | predict s |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        fit_ts = {fold["fold"]: fold.get("fit_start_ts") for fold in doc["folds"]}
+        for k, name, r in trained:
+            end, fit = r.get("training_end_ts"), fit_ts.get(k)
+            epochs = f"{r['epochs_run']} ({r['best_epoch']})" if r.get("epochs_run") else "n/a"
+            lines.append(
+                f"| {k} | {name} | {r['train_bars'][0]:,}–{r['train_bars'][1]:,} "
+                f"| {format_ms(end) if end is not None else 'n/a'} | {format_ms(fit) if fit is not None else 'n/a'} "
+                f"| {epochs} | {_fmt(r.get('validation_log_loss'))} | {_fmt(r.get('validation_balanced_accuracy'))} "
+                f"| {r['train_seconds']:.0f} | {r['predict_seconds']:.0f} |"
+            )
+        lines.append("")
+    lines += ["## Per-fold ensemble weights (skill) and member skill (nats/sample ± SE on the ensemble slice)", ""]
     for fold in doc["folds"]:
         sysdoc = fold["systems"].get("ensemble_skill", {})
         skill = ", ".join(f"{k} {v['nats']:+.4f}±{v['se']:.4f}" for k, v in (sysdoc.get("member_skill") or {}).items())
@@ -415,6 +555,8 @@ def _verdict(holds: bool | None) -> str:
 
 
 __all__ = [
+    "MODEL_KINDS",
+    "NETWORK_KINDS",
     "EvaluationConfig",
     "SystemRun",
     "buy_and_hold",
@@ -422,6 +564,7 @@ __all__ = [
     "default_choice",
     "markdown_report",
     "measure",
+    "network_budget",
     "run_walk_forward",
     "signal_metrics",
 ]
