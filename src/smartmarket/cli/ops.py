@@ -1,4 +1,5 @@
-"""``smartmarket backup``, ``restore`` and ``doctor``: keep an installation safe and check that it works."""
+"""``smartmarket backup``, ``restore``, ``retention`` and ``doctor``: keep an installation safe and check that it
+works."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import typer
 from rich.table import Table
 
 from smartmarket.cli.context import console, get_context, task_progress
+from smartmarket.core.errors import ConfigError
 from smartmarket.core.timeutil import format_ms
+from smartmarket.core.types import DAY_MS
 from smartmarket.ops.backup import create_backup
 from smartmarket.ops.doctor import run_doctor
 from smartmarket.ops.manifest import Manifest
 from smartmarket.ops.parquet_io import DEFAULT_ZSTD_LEVEL
 from smartmarket.ops.restore import RestoreReport, restore_backup
+from smartmarket.ops.retention import RetentionPolicy, RetentionReport, apply_retention
 from smartmarket.store.checksum import Summary
 from smartmarket.store.url import open_store
 
@@ -94,6 +98,40 @@ def _status(ok: bool, note: str) -> str:
     return f"{text} {note}".rstrip()
 
 
+def print_retention(report: RetentionReport) -> None:
+    """What retention archived and trimmed (or, in a dry run, would)."""
+    verb = "would trim" if report.dry_run else "trimmed"
+    for path in report.removed:
+        note = "would remove" if report.dry_run else "removed"
+        console.print(f"{note} leftover of an interrupted run: {path} (its events are still stored)", highlight=False)
+    ev = report.events
+    if ev is None:
+        console.print(f"events: nothing to trim (log ends at seq {report.last_seq})")
+    else:
+        console.print(
+            f"events: {verb} {ev.rows:,} (seq {ev.from_seq}..{ev.through_seq}); kept seq {ev.through_seq + 1}.."
+            f"{report.last_seq}",
+            highlight=False,
+        )
+        for path in ev.written:
+            console.print(f"  archived to {path} (read back and verified)", highlight=False)
+        for path in ev.reused:
+            console.print(f"  already archived in {path} (verified against the store)", highlight=False)
+        if not report.dry_run:
+            console.print(f"  deleted {ev.deleted:,} events from the store", highlight=False)
+    if report.dead_letter_cutoff_ms is not None:
+        before = format_ms(report.dead_letter_cutoff_ms, short=True)
+        if not report.dead_letters:
+            console.print(f"dead letters: none older than {before}", highlight=False)
+        for dl in report.dead_letters:
+            line = f"dead letters {dl.symbol}: {verb} {dl.rows:,} older than {before}"
+            if not report.dry_run:
+                line += f"; archived {dl.archived:,} (+{dl.already_archived:,} already), deleted {dl.deleted:,}"
+            console.print(line, highlight=False)
+            for path in dl.written:
+                console.print(f"  archived to {path} (read back and verified)", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("backup")
     def backup_command(
@@ -169,6 +207,63 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(4)
         console.print(f"[green]restore complete and verified[/] (events to seq {report.restore_point})")
 
+    @app.command("retention")
+    def retention_command(
+        ctx: typer.Context,
+        archive: Annotated[Path, typer.Option("--archive", help="Directory that keeps the Parquet archive.")],
+        keep_days: Annotated[
+            int | None, typer.Option("--keep-days", min=1, help="Keep events whose ts_event is newer than N days.")
+        ] = None,
+        keep_last: Annotated[int | None, typer.Option("--keep-last", min=1, help="Keep the newest N events.")] = None,
+        dead_letters_days: Annotated[
+            int | None,
+            typer.Option("--dead-letters-days", min=1, help="Archive and delete dead letters older than N days."),
+        ] = None,
+        bus: Annotated[
+            str | None, typer.Option("--bus", help="Redis bus URL for dead letters (default: $SMARTMARKET_BUS).")
+        ] = None,
+        dry_run: Annotated[
+            bool, typer.Option("--dry-run", help="Only report what would be archived and trimmed.")
+        ] = False,
+    ) -> None:
+        """Archive old events (and dead letters) to Parquet, verify the archive, then trim them.
+
+        Trims a prefix of the event log (oldest sequence numbers first; with both limits the stricter one
+        wins; the newest event always stays). Nothing is deleted before its archive was read back and checked;
+        an interrupted run is completed by running it again, without duplicates.
+
+        Example: smartmarket retention --archive /archive/smartmarket --keep-days 90 --dead-letters-days 30
+        """
+        if keep_days is None and keep_last is None and dead_letters_days is None:
+            raise ConfigError(
+                "retention needs a policy", hint="pass --keep-days N, --keep-last N and/or --dead-letters-days N"
+            )
+        app_ctx = get_context(ctx)
+        bus_url = bus or app_ctx.settings.bus
+        if dead_letters_days is not None and not bus_url:
+            raise ConfigError(
+                "--dead-letters-days needs the Redis bus", hint="pass --bus redis://host:6379/0 or set SMARTMARKET_BUS"
+            )
+        policy = RetentionPolicy(
+            keep_age_ms=keep_days * DAY_MS if keep_days is not None else None,
+            keep_last=keep_last,
+            dead_letter_age_ms=dead_letters_days * DAY_MS if dead_letters_days is not None else None,
+        )
+        with task_progress() as progress:
+            report = apply_retention(
+                app_ctx.store,
+                policy,
+                archive,
+                bus=bus_url if dead_letters_days is not None else None,
+                dry_run=dry_run,
+                progress=progress,
+            )
+        print_retention(report)
+        if dry_run:
+            console.print("[yellow]dry run[/]: nothing was written or deleted")
+        else:
+            console.print(f"[green]retention complete[/]: archive in {archive}", highlight=False)
+
     @app.command("doctor")
     def doctor_command(
         ctx: typer.Context,
@@ -196,4 +291,4 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
 
 
-__all__ = ["print_manifest", "print_restore", "register"]
+__all__ = ["print_manifest", "print_restore", "print_retention", "register"]

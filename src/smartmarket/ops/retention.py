@@ -526,11 +526,18 @@ def _trim_events(
     reused: list[EventSegment] = []
     position = plan.from_seq if plan else first
     for seg in pending:
-        fits = plan is not None and seg.from_seq == position and seg.through_seq <= plan.through_seq
-        if fits and segment_matches_store(store, seg, block=event_chunk):
+        if not segment_matches_store(store, seg, block=event_chunk):
+            # Not provably a copy of rows still stored: never removed, never reused.
+            raise StoreError(
+                f"archive segment {seg.file.path} does not match the stored events in its range (seq "
+                f"{seg.from_seq}..{seg.through_seq}): it is damaged or belongs to another log",
+                where=str(archive_dir),
+                hint="move that segment away (or use a new archive directory), then run again",
+            )
+        if plan is not None and seg.from_seq == position and seg.through_seq <= plan.through_seq:
             reused.append(seg)
             position = seg.through_seq + 1
-        else:
+        else:  # a leftover of an interrupted run that no longer fits the plan: its rows are still stored
             stale.extend([seg.sidecar, seg.path])
     if not dry_run:
         for path in stale:  # sidecar before its file: a crash in between leaves an orphan, removed next time
@@ -704,8 +711,10 @@ async def archive_dead_letters(
     dry_run: bool = False,
     zstd_level: int = DEFAULT_ZSTD_LEVEL,
     page: int = 1_000,
+    delete: bool = True,
 ) -> list[DeadLetterTrim]:
-    """Archive, verify, then ``XDEL`` every dead letter added before ``before_ms``, per symbol."""
+    """Archive, verify, then ``XDEL`` every dead letter added before ``before_ms``, per symbol (``delete=False``:
+    the archive step alone)."""
     archive_dir = Path(archive_dir)
     namespace = bus.names.namespace
     results: list[DeadLetterTrim] = []
@@ -740,7 +749,8 @@ async def archive_dead_letters(
         if fresh:
             result.written.append(_write_dead_letter_segment(archive_dir, folder, namespace, symbol, fresh, zstd_level))
             result.archived = len(fresh)
-        result.deleted = await bus.delete_dead_letters(symbol, [d.entry_id for d in letters])
+        if delete:
+            result.deleted = await bus.delete_dead_letters(symbol, [d.entry_id for d in letters])
     return results
 
 
