@@ -103,33 +103,38 @@ def print_retention(report: RetentionReport) -> None:
     verb = "would trim" if report.dry_run else "trimmed"
     for path in report.removed:
         note = "would remove" if report.dry_run else "removed"
-        console.print(f"{note} leftover of an interrupted run: {path} (its events are still stored)", highlight=False)
+        console.print(
+            f"{note} leftover of an interrupted run: {path} (its events are still stored)",
+            highlight=False,
+            soft_wrap=True,
+        )
     ev = report.events
-    if ev is None:
+    if ev is None and report.policy.trims_events:
         console.print(f"events: nothing to trim (log ends at seq {report.last_seq})")
-    else:
+    elif ev is not None:
         console.print(
             f"events: {verb} {ev.rows:,} (seq {ev.from_seq}..{ev.through_seq}); kept seq {ev.through_seq + 1}.."
             f"{report.last_seq}",
             highlight=False,
+            soft_wrap=True,
         )
         for path in ev.written:
-            console.print(f"  archived to {path} (read back and verified)", highlight=False)
+            console.print(f"  archived to {path} (read back and verified)", highlight=False, soft_wrap=True)
         for path in ev.reused:
-            console.print(f"  already archived in {path} (verified against the store)", highlight=False)
+            console.print(f"  already archived in {path} (verified against the store)", highlight=False, soft_wrap=True)
         if not report.dry_run:
-            console.print(f"  deleted {ev.deleted:,} events from the store", highlight=False)
+            console.print(f"  deleted {ev.deleted:,} events from the store", highlight=False, soft_wrap=True)
     if report.dead_letter_cutoff_ms is not None:
         before = format_ms(report.dead_letter_cutoff_ms, short=True)
         if not report.dead_letters:
-            console.print(f"dead letters: none older than {before}", highlight=False)
+            console.print(f"dead letters: none older than {before}", highlight=False, soft_wrap=True)
         for dl in report.dead_letters:
             line = f"dead letters {dl.symbol}: {verb} {dl.rows:,} older than {before}"
             if not report.dry_run:
                 line += f"; archived {dl.archived:,} (+{dl.already_archived:,} already), deleted {dl.deleted:,}"
-            console.print(line, highlight=False)
+            console.print(line, highlight=False, soft_wrap=True)
             for path in dl.written:
-                console.print(f"  archived to {path} (read back and verified)", highlight=False)
+                console.print(f"  archived to {path} (read back and verified)", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -262,7 +267,7 @@ def register(app: typer.Typer) -> None:
         if dry_run:
             console.print("[yellow]dry run[/]: nothing was written or deleted")
         else:
-            console.print(f"[green]retention complete[/]: archive in {archive}", highlight=False)
+            console.print(f"[green]retention complete[/]: archive in {archive}", highlight=False, soft_wrap=True)
 
     @app.command("doctor")
     def doctor_command(

@@ -436,6 +436,7 @@ class DeadLetterTrim:
 class RetentionReport:
     archive_dir: Path
     dry_run: bool
+    policy: RetentionPolicy = field(default_factory=RetentionPolicy)
     last_seq: int = 0
     events: EventTrim | None = None
     removed: list[Path] = field(default_factory=list)  # leftovers of interrupted runs (their rows stayed stored)
@@ -470,7 +471,7 @@ def apply_retention(
     if policy.trims_events and not store.trims_events:
         store.delete_events_through(0)  # the adapter's own one-line error
     now = _now_ms() if now_ms is None else now_ms
-    report = RetentionReport(archive_dir=archive_dir, dry_run=dry_run, last_seq=store.last_seq())
+    report = RetentionReport(archive_dir=archive_dir, dry_run=dry_run, policy=policy, last_seq=store.last_seq())
     redis_bus = _bus_from(bus) if policy.dead_letter_age_ms is not None and bus is not None else None
 
     def trim_events() -> None:
