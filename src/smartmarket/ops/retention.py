@@ -510,6 +510,8 @@ def _trim_events(
     zstd_level: int,
     progress: ProgressFn | None,
 ) -> None:
+    if not policy.trims_events:
+        return  # no event limit: neither the log nor the event archive is looked at
     plan = plan_event_trim(store, policy, now_ms=now)
     head = store.read_events(limit=1)
     first = head[0].seq if head else report.last_seq + 1
