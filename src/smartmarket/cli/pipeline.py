@@ -69,8 +69,8 @@ def _trading(cash: float, max_size: float, fee_bps: float, slippage_bps: float, 
 
 
 def _spec(
-    ctx: typer.Context, symbols: Sequence[str], timeframe: str, artifact: str, registry: Path | None, trading: Any,
-    shadow: str | None = None,
+    ctx: typer.Context, symbols: Sequence[str], timeframe: str, artifact: str | dict[str, str], registry: Path | None,
+    trading: Any, shadow: str | None = None,
 ) -> Any:  # fmt: skip
     from smartmarket.engine.stages.spec import ArtifactEngines, PipelineSpec
 
@@ -86,17 +86,19 @@ def _spec(
     return PipelineSpec.build(symbols, tf, engines, trading, shadow=candidate)
 
 
-def _recorded_artifact(store: Any, symbols: Sequence[str]) -> str:
-    """The one ensemble artifact the log's ``SignalGenerated`` events of ``symbols`` name."""
-    ids = {
-        m.model_id for e in store.read_events(types=["SignalGenerated"])
-        if (m := e.message).symbol in symbols and getattr(m, "model_id", None)
-    }  # fmt: skip
-    if len(ids) != 1:
-        found = ", ".join(sorted(ids)) or "none"
-        raise ConfigError(f"the log's signals name {len(ids)} artifacts ({found})",
-                          hint="give --artifact ID (and --from/--to around one run)")  # fmt: skip
-    return str(ids.pop())
+def _recorded_artifacts(store: Any, symbols: Sequence[str]) -> dict[str, str]:
+    """Per symbol, the one ensemble artifact the log's ``SignalGenerated`` events name."""
+    ids: dict[str, set[str]] = {s: set() for s in symbols}
+    for stored in store.read_events(types=["SignalGenerated"]):
+        m = stored.message
+        if m.symbol in ids and getattr(m, "model_id", None):
+            ids[m.symbol].add(m.model_id)
+    for symbol, found in ids.items():
+        if len(found) != 1:
+            names = ", ".join(sorted(found)) or "none"
+            raise ConfigError(f"the log's {symbol} signals name {len(found)} artifacts ({names})",
+                              hint="give --artifact ID (and --from/--to around one run)")  # fmt: skip
+    return {symbol: found.pop() for symbol, found in ids.items()}
 
 
 def _broker(name: str, exchange: str, symbols: Sequence[str]) -> Any:
@@ -334,9 +336,8 @@ def register(app: typer.Typer) -> None:
             raise ConfigError("the event log holds no candles", hint="run the pipeline first (smartmarket run)")
         names = _symbols(symbols) if symbols else sorted({str(getattr(c, "symbol", "")) for c in candles})
         tf = timeframe or _only_timeframe(candles)
-        if artifact == "recorded":
-            artifact = _recorded_artifact(store, names)
-        spec = _spec(ctx, names, tf, artifact, registry,
+        refs: str | dict[str, str] = _recorded_artifacts(store, names) if artifact == "recorded" else artifact
+        spec = _spec(ctx, names, tf, refs, registry,
                      _trading(cash, max_size, fee_bps, slippage_bps, no_risk_checks))  # fmt: skip
         bounds: dict[str, int | None] = {"from_seq": None, "to_seq": None, "start": None, "end": None}
         for text, seq_key, time_key in ((from_, "from_seq", "start"), (to, "to_seq", "end")):

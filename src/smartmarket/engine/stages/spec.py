@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -39,19 +39,20 @@ class ArtifactEngines:
     """Engines from ensemble artifacts in a registry (``artifact``: an id, a prefix, or per symbol ``production``,
     the one promoted with ``smartmarket models promote``, or ``latest``)."""
 
-    def __init__(self, registry_dir: str | Path, timeframe: Timeframe | str, artifact: str = "latest") -> None:
+    def __init__(
+        self, registry_dir: str | Path, timeframe: Timeframe | str, artifact: str | Mapping[str, str] = "latest"
+    ) -> None:
         self.registry_dir = Path(registry_dir)
         self.timeframe = Timeframe.parse(str(timeframe))
-        self.artifact = artifact
+        self.artifact = artifact  # one reference for every symbol, or one per symbol
         self._loaded: dict[str, EnsembleArtifact] = {}
 
     def _artifact(self, symbol: str) -> EnsembleArtifact:
         from smartmarket.signals.fit import load_artifact
 
         if symbol not in self._loaded:
-            self._loaded[symbol] = load_artifact(
-                self.artifact, self.registry_dir, symbol=symbol, timeframe=str(self.timeframe)
-            )
+            ref = self.artifact if isinstance(self.artifact, str) else self.artifact[symbol]
+            self._loaded[symbol] = load_artifact(ref, self.registry_dir, symbol=symbol, timeframe=str(self.timeframe))
         return self._loaded[symbol]
 
     def engine(self, symbol: str) -> SignalEngine:
