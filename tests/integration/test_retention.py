@@ -373,3 +373,16 @@ def test_dead_letter_retention_needs_a_redis_bus(store: Store, tmp_path: Path) -
     with pytest.raises(ConfigError, match="needs the Redis bus"):
         apply_retention(store, policy, tmp_path / "a", bus="memory://")
     assert store.read_events(limit=1)[0].seq == 1 and not (tmp_path / "a").exists()
+
+
+def test_a_backup_taken_after_a_trim_restores_the_remaining_log(store: Store, tmp_path: Path) -> None:
+    from smartmarket.ops.backup import create_backup
+    from smartmarket.ops.restore import restore_backup
+
+    store.append_events(make_events(40))
+    apply_retention(store, RetentionPolicy(keep_last=15), tmp_path / "archive")
+    backup = create_backup(store, tmp_path / "bk")
+    assert backup.manifest.events.summary.min_ts == store.read_events(limit=1)[0].seq  # seq bounds
+    with open_store(f"duckdb:///{tmp_path / 'restored.duckdb'}") as target:
+        assert restore_backup(backup.path, target).ok
+        assert stored(target) == stored(store)
