@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 from smartmarket.bus.topics import CANDLES
 from smartmarket.core.events import CandleClosed, FeaturesComputed, Message
+from smartmarket.core.types import Timeframe
 from smartmarket.engine.stages.base import CANDLE_KEYS, EventLog, OrderedFold, Stage, derived_id, read_history
 from smartmarket.engine.stages.chain import SignalChain
 from smartmarket.engine.stages.spec import PipelineSpec
@@ -54,8 +55,15 @@ class FeaturesStage(Stage):
         self, symbol: str, after: int | None, inputs: Sequence[Message]
     ) -> list[tuple[int, CandleClosed]]:
         assert self.log is not None
-        found = await read_history(self.log, ["CandleClosed"], symbol, self.spec.timeframe, after, inputs)
-        return sorted({m.ts: m for m in found if isinstance(m, CandleClosed)}.items())
+        return await candle_history(self.log, symbol, self.spec.timeframe, after, inputs)
 
 
-__all__ = ["FeaturesStage", "candle_of"]
+async def candle_history(
+    log: EventLog, symbol: str, timeframe: Timeframe, after: int | None, inputs: Sequence[Message]
+) -> list[tuple[int, CandleClosed]]:  # fmt: skip
+    """The recorded candles of ``symbol`` after ``after`` and before ``inputs``, by open time (for a fold)."""
+    found = await read_history(log, ["CandleClosed"], symbol, timeframe, after, inputs)
+    return sorted({m.ts: m for m in found if isinstance(m, CandleClosed)}.items())
+
+
+__all__ = ["FeaturesStage", "candle_history", "candle_of"]

@@ -14,9 +14,9 @@ from typing import Any
 
 from smartmarket.bus.topics import CANDLES
 from smartmarket.core.events import CandleClosed, Message, ShadowPredictionMade, ShadowSignalGenerated
-from smartmarket.engine.stages.base import EventLog, OrderedFold, Stage, derived_id, read_history
+from smartmarket.engine.stages.base import EventLog, OrderedFold, Stage, derived_id
 from smartmarket.engine.stages.chain import SignalChain, probabilities_dict, signal_fields
-from smartmarket.engine.stages.features import candle_of
+from smartmarket.engine.stages.features import candle_history, candle_of
 from smartmarket.engine.stages.spec import EngineProvider, PipelineSpec
 from smartmarket.signals.members import ModelMember
 
@@ -79,8 +79,7 @@ class ShadowStage(Stage):
         self, symbol: str, after: int | None, inputs: Sequence[Message]
     ) -> list[tuple[int, CandleClosed]]:
         assert self.log is not None
-        found = await read_history(self.log, ["CandleClosed"], symbol, self.spec.timeframe, after, inputs)
-        return sorted({m.ts: m for m in found if isinstance(m, CandleClosed)}.items())
+        return await candle_history(self.log, symbol, self.spec.timeframe, after, inputs)
 
 
 __all__ = ["SHADOW_STAGE", "ShadowStage"]
