@@ -92,6 +92,7 @@ def test_promotion_needs_a_current_evaluation(
 
     first = evaluate_and_attach(registry.directory, store, a)
     assert first["against"] is None and first["candidate_id"] == a
+    assert first["production"]["name"] == "no production: base rates" and first["production"]["signals"] == 0
     assert first["first_ts"] > load_artifact(registry.show(a).path).data["last_ts"]  # out of sample only
     assert first["candles"] > 400
     assert (registry.show(a).path / EVALUATION_FILE).is_file()

@@ -139,7 +139,7 @@ def register_models(models_app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(doc, indent=2, default=str))
             return
-        against = doc["against"] or "nothing in production (a uniform forecaster that never trades)"
+        against = doc["against"] or "nothing in production (the base rates, never trading)"
         print_comparison(doc, f"{doc['candidate_id']} vs {against}")
         console.print("evaluation attached: `smartmarket models promote ID` can use it")
 

@@ -88,12 +88,15 @@ class Forecasts:
 
     @classmethod
     def uniform(cls, ts: np.ndarray) -> Forecasts:
-        """The stand-in when nothing is in production: 1/3 each, never trades."""
+        """1/3 each, never trades."""
+        return cls.climatology(ts, np.full(3, 1 / 3), "uniform, flat")
+
+    @classmethod
+    def climatology(cls, ts: np.ndarray, frequencies: np.ndarray, name: str = "base rates, flat") -> Forecasts:
+        """The same class frequencies for every candle, never trades: skill beyond base rates is what beats it."""
         n = len(ts)
-        return cls(
-            "no production (uniform, flat)", None, np.asarray(ts, dtype=np.int64), np.full((n, 3), 1 / 3),
-            np.zeros(n, dtype=np.int64), np.full(n, math.nan),
-        )  # fmt: skip
+        probs = np.tile(np.asarray(frequencies, dtype=np.float64), (n, 1))
+        return cls(name, None, np.asarray(ts, dtype=np.int64), probs, np.zeros(n, dtype=np.int64), np.full(n, math.nan))
 
     def at(self, ts: np.ndarray) -> Forecasts:
         """The rows at candle times ``ts`` (each must be present)."""

@@ -4,7 +4,9 @@
 timeframe, kind), runs both over the stored candles *after* everything either was fitted on (an ensemble artifact:
 its frame's last candle; a model: its training/validation end plus the label horizon), on the same candles, and
 compares them (``ops.abtest.compare``: hit rate, Brier, ECE, P&L after fees, Diebold-Mariano test). With nothing
-in production the candidate is compared with a uniform forecaster that never trades. The document is attached to
+in production the candidate is compared with the base rates: the outcome class frequencies of the stored candles
+before the window (all known by then), forecast for every candle, never trading — a candidate has to show skill
+beyond base rates, not merely beat a uniform guess. The document is attached to
 the candidate in the registry (``Registry.attach_evaluation``); ``Registry.promote`` checks it.
 
 Ensembles run through the per-candle ``SignalEngine`` (the live code), warmed up on ``warmup`` bars before the
@@ -25,7 +27,7 @@ from smartmarket.core.errors import ValidationError
 from smartmarket.core.types import Timeframe
 from smartmarket.models.labels import LabelConfig
 from smartmarket.models.registry import ModelRecord, Registry
-from smartmarket.ops.abtest import Forecasts, compare
+from smartmarket.ops.abtest import Forecasts, candle_outcomes, compare
 from smartmarket.store.base import CandleStore
 
 ENSEMBLE = "ensemble"
@@ -75,6 +77,16 @@ def _forecasts(
     return forecasts.at(forecasts.ts[keep])
 
 
+def base_rates(candles: pd.DataFrame, labels: LabelConfig) -> np.ndarray:
+    """Frequencies of (down, flat, up) outcomes among ``candles`` (all known before the window starts)."""
+    _, outcomes = candle_outcomes(candles, labels)
+    y = outcomes.y[outcomes.t1 >= 0].astype(np.int64)
+    if len(y) == 0:
+        return np.full(3, 1 / 3)
+    counts = np.bincount(y, minlength=3).astype(np.float64) + 1.0  # Laplace: no class gets probability 0
+    return counts / counts.sum()
+
+
 def evaluate_candidate(
     registry: Registry, store: CandleStore, candidate_id: str, *, start: int | None = None, end: int | None = None,
     warmup: int = 1500, fee: float = 0.001, level: float = 0.05,
@@ -100,11 +112,11 @@ def evaluate_candidate(
         )  # fmt: skip
     candles = frame.iloc[max(0, first - warmup):].reset_index(drop=True)
     cand = _forecasts(candidate, registry, candles, window_start, "candidate")
+    labels = production.label_config if production is not None else candidate.label_config
     if production is not None:
         prod = _forecasts(production, registry, candles, window_start, "production")
     else:
-        prod = Forecasts.uniform(cand.ts)
-    labels = production.label_config if production is not None else candidate.label_config
+        prod = Forecasts.climatology(cand.ts, base_rates(frame.iloc[:first], labels), "no production: base rates")
     doc = compare(prod, cand, candles, labels, fee=fee, level=level)
     return {
         "candidate_id": record.model_id,
