@@ -331,7 +331,7 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--members",
                 help="Comma-separated: technical, smc, logistic, lightgbm, cnn_lstm, "
-                "transformer (models: the latest of that kind in the registry).",
+                "transformer (models: the production one of that kind, else the latest candidate).",
             ),
         ] = "technical,smc",
         start: StartOpt = None,
