@@ -8,6 +8,7 @@ strategy's orders in the backtest kernel (same decision times, same target fract
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from pathlib import Path
 
@@ -205,3 +206,17 @@ def test_demo_paper_trading_reports_the_final_position(setup: tuple[Path, dict[s
     assert position["quantity"] == last.quantity and position["cash"] == last.cash  # type: ignore[attr-defined]
     assert engine.bar == -1  # the caller's engine was copied, not consumed
     store.close()
+
+
+def test_a_pipeline_that_stops_making_progress_is_reported_not_drained(
+    setup: tuple[Path, dict[str, pd.DataFrame]],
+) -> None:
+    """Only the source and features run here while the deployment declares every stage: the backlog stops
+    shrinking, so the run gives up after ``drain_timeout_s`` without progress and says so."""
+    registry, frames = setup
+    options = RunOptions(stages=("candles", "features"), drain_timeout_s=0.5)
+    pipeline = LivePipeline(make_spec(registry), None, InProcessBus(), options=options)
+    started = time.monotonic()
+    summary = asyncio.run(pipeline.run(FileSource({SYMBOLS[0]: frames[SYMBOLS[0]].iloc[:20]})))
+    assert not summary.drained and summary.not_idle == ["bus backlog"]
+    assert summary.candles == 20 and time.monotonic() - started < 30

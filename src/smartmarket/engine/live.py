@@ -277,12 +277,20 @@ class LivePipeline:
         return total
 
     async def _wait_drained(self) -> bool:
-        """True once every stream is acknowledged by every group and every stage is idle (twice in a row)."""
+        """True once every stream is acknowledged by every group and every stage is idle (twice in a row).
+
+        Gives up after ``drain_timeout_s`` without progress (the backlog not shrinking), so a long backlog on a
+        busy machine drains while a stuck stage is still reported."""
         deadline = time.monotonic() + self.options.drain_timeout_s
         calm = 0
+        smallest = None
         while not self._stopping.is_set():
             busy = [s.name for s in self.stages if not s.idle()]
-            if not busy and await self._backlog() == 0:
+            backlog = await self._backlog()
+            if smallest is None or backlog < smallest:
+                smallest = backlog
+                deadline = time.monotonic() + self.options.drain_timeout_s
+            if not busy and backlog == 0:
                 calm += 1
                 if calm >= 2:
                     return True
@@ -290,7 +298,7 @@ class LivePipeline:
                 calm = 0
             if time.monotonic() > deadline:
                 self.summary.not_idle = busy or ["bus backlog"]
-                log.warning("pipeline did not drain within %.0fs: %s", self.options.drain_timeout_s, busy)
+                log.warning("pipeline made no progress draining for %.0fs: %s", self.options.drain_timeout_s, busy)
                 return False
             await asyncio.sleep(0.02)
         return False
