@@ -55,6 +55,8 @@ def test_rollout_with_a_shadow_candidate(setup: tuple[str, str, Path]) -> None:
 
     with pytest.raises(NotFoundError, match="promote one"):
         invoke(*run)  # nothing in production yet: the pipeline will not guess
+    code, out = invoke("doctor")
+    assert "no production ensemble for BTCUSDT 1m" in out and "smartmarket models promote" in out
     with pytest.raises(ValidationError, match="no evaluation is attached"):
         invoke("models", "promote", production)
 
@@ -63,6 +65,8 @@ def test_rollout_with_a_shadow_candidate(setup: tuple[str, str, Path]) -> None:
     assert "nothing in production (the base rates" in out and "Diebold-Mariano" in out and "verdict" in out
     code, out = invoke("models", "promote", production)
     assert code == 0 and f"{production}: production" in out
+    code, out = invoke("doctor")
+    assert "no production ensemble" not in out and "1 production" in out
 
     code, out = invoke(*run, "--shadow", candidate)
     assert code == 0, out

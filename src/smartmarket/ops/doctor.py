@@ -98,6 +98,8 @@ def check_registry(registry_dir: Path) -> Check:
     models = [p for p in sorted(registry_dir.iterdir()) if p.is_dir() and not p.name.startswith(".")]
     broken: list[str] = []
     stages: dict[str, int] = {}
+    production: dict[tuple[str, str, str], list[str]] = {}
+    ensembles: set[tuple[str, str]] = set()
     for folder in models:
         try:
             meta = json.loads((folder / _METADATA_FILE).read_text(encoding="utf-8"))
@@ -108,6 +110,11 @@ def check_registry(registry_dir: Path) -> Check:
             continue
         stage = str(meta.get("stage", "candidate"))
         stages[stage] = stages.get(stage, 0) + 1
+        series = (str(meta.get("symbol", "")), str(meta.get("timeframe", "")))
+        if meta.get("kind") == "ensemble" and stage != "retired":
+            ensembles.add(series)
+        if stage == "production":
+            production.setdefault((*series, str(meta.get("kind", ""))), []).append(folder.name)
     if broken:
         return Check(
             "registry",
@@ -115,8 +122,23 @@ def check_registry(registry_dir: Path) -> Check:
             f"{registry_dir}: unreadable metadata in {len(broken)} of {len(models)} models: {', '.join(broken[:3])}",
             "move the broken model folders out of the registry (or restore them from a backup)",
         )
+    doubled = {key: ids for key, ids in production.items() if len(ids) > 1}
+    if doubled:
+        (symbol, timeframe, kind), ids = next(iter(doubled.items()))
+        return Check(
+            "registry", "fail", f"{len(ids)} production {kind} entries for {symbol} {timeframe}: {', '.join(ids)}",
+            "retire all but one: smartmarket models retire ID",
+        )  # fmt: skip
     by_stage = ", ".join(f"{n} {stage}" for stage, n in sorted(stages.items()))
-    return Check("registry", "ok", f"{registry_dir}: {len(models)} models" + (f" ({by_stage})" if by_stage else ""))
+    detail = f"{registry_dir}: {len(models)} models" + (f" ({by_stage})" if by_stage else "")
+    unserved = sorted(series for series in ensembles if (*series, "ensemble") not in production)
+    if unserved:
+        names = ", ".join(f"{s} {tf}" for s, tf in unserved)
+        return Check(
+            "registry", "warn", f"{detail}; no production ensemble for {names}: `smartmarket run` refuses them",
+            "evaluate and promote one: smartmarket models evaluate-candidate ID, then smartmarket models promote ID",
+        )  # fmt: skip
+    return Check("registry", "ok", detail)
 
 
 def check_disk(home: Path, min_free_bytes: int = DEFAULT_MIN_FREE_BYTES) -> Check:
