@@ -115,7 +115,8 @@ def stage_training(app_ctx: AppContext, symbol: str, tf: Timeframe) -> None:
     console.print("(a small logistic baseline; `smartmarket train --model transformer` trains the Transformer)")
 
 
-def stage_signals(app_ctx: AppContext, symbol: str, tf: Timeframe) -> None:
+def stage_signals(app_ctx: AppContext, symbol: str, tf: Timeframe) -> str:
+    """Fit and measure the ensemble; returns the new artifact's id."""
     from smartmarket.cli.signals import demo_signals_stage
 
     summary = demo_signals_stage(app_ctx.store, symbol, str(tf), app_ctx.settings.registry_dir)
@@ -133,15 +134,47 @@ def stage_signals(app_ctx: AppContext, symbol: str, tf: Timeframe) -> None:
         f"ECE {fmt(summary['ece'])}"
     )
     console.print(f"latest signal: {last.get('direction')} ({last.get('strength')}) — {last.get('reason')}")
+    return str(summary["artifact"])
 
 
-def stage_paper_trading(app_ctx: AppContext, symbol: str, tf: Timeframe, candles: int = 400) -> None:
+def stage_rollout(app_ctx: AppContext, artifact_id: str) -> None:
+    """Evaluate the new artifact against production out of sample, promote it if the evaluation allows."""
+    from smartmarket.models.registry import Registry
+    from smartmarket.ops.promotion import evaluate_and_attach
+
+    registry = Registry(app_ctx.settings.registry_dir)
+    doc = evaluate_and_attach(registry.directory, app_ctx.store, artifact_id)
+    against = doc["against"] or "the base rates (nothing in production yet)"
+    test = doc.get("test") or {}
+    console.print(
+        f"{artifact_id} vs {against} on {doc['candles']:,} candles neither was fitted on: Brier "
+        f"{doc['candidate']['brier']:.4f} vs {doc['production']['brier']:.4f}, Diebold-Mariano p = "
+        f"{test.get('p_value', float('nan')):.3f} → {doc['verdict']}"
+        if doc.get("candidate") else f"{artifact_id}: {doc['verdict']}"
+    )  # fmt: skip
+    problems = registry.promotion_problems(artifact_id)
+    if problems:
+        console.print(f"not promoted: {'; '.join(problems)}; production stays {doc['against']}")
+        return
+    promoted, retired = registry.promote(artifact_id)
+    console.print(f"promoted {promoted.model_id} to production" + (f", retired {retired.model_id}" if retired else ""))
+
+
+def stage_paper_trading(
+    app_ctx: AppContext, symbol: str, tf: Timeframe, candidate: str, candles: int = 400
+) -> None:  # fmt: skip
+    from smartmarket.core.errors import NotFoundError
     from smartmarket.engine.live import demo_paper_trading
     from smartmarket.signals.engine import SignalEngine
     from smartmarket.signals.fit import load_artifact
 
     registry = app_ctx.settings.registry_dir
-    artifact = load_artifact("latest", registry, symbol=symbol, timeframe=str(tf))
+    try:
+        artifact = load_artifact("production", registry, symbol=symbol, timeframe=str(tf))
+        console.print(f"trading the production ensemble {artifact.artifact_id}")
+    except NotFoundError:
+        artifact = load_artifact(candidate, registry, symbol=symbol, timeframe=str(tf))
+        console.print(f"nothing in production: paper-trading the unpromoted candidate {candidate} (paper only)")
     engine = SignalEngine.from_artifact(artifact, registry_dir=registry)
     frame = app_ctx.store.read_candles(symbol, tf).tail(candles).reset_index(drop=True)
     summary = demo_paper_trading(app_ctx.store, frame, symbol, tf, engine)
@@ -169,7 +202,7 @@ def register(app: typer.Typer) -> None:
         port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Dashboard port with --serve.")] = 8000,
     ) -> None:
         """Run SmartMarket end to end on the embedded store: data → store → features → backtest → model →
-        signal ensemble → paper trading over the pipeline → dashboard URL.
+        signal ensemble → evaluation and promotion → paper trading over the pipeline → dashboard URL.
 
         Without --data it generates a reproducible synthetic 1m market (marked synthetic in the store).
 
@@ -215,12 +248,15 @@ def register(app: typer.Typer) -> None:
         stage_training(app_ctx, symbol, work_tf)
 
         _stage(6, f"signal ensemble ({symbol} {work_tf})")
-        stage_signals(app_ctx, symbol, work_tf)
+        artifact_id = stage_signals(app_ctx, symbol, work_tf)
 
-        _stage(7, f"paper trading on the in-process bus ({symbol} {work_tf})")
-        stage_paper_trading(app_ctx, symbol, work_tf)
+        _stage(7, "evaluate against production and promote")
+        stage_rollout(app_ctx, artifact_id)
 
-        _stage(8, "summary")
+        _stage(8, f"paper trading on the in-process bus ({symbol} {work_tf})")
+        stage_paper_trading(app_ctx, symbol, work_tf, artifact_id)
+
+        _stage(9, "summary")
         table = Table(title="stored series")
         for col in ("symbol", "timeframe", "candles", "first", "last", "synthetic"):
             table.add_column(col)
