@@ -28,6 +28,7 @@ from pathlib import Path
 from smartmarket import __version__
 from smartmarket.core.errors import StoreError
 from smartmarket.data.quarantine import SUFFIX as QUARANTINE_SUFFIX
+from smartmarket.ops.durable import fsync_dir, fsync_file
 from smartmarket.ops.manifest import (
     EventsEntry,
     FileEntry,
@@ -133,7 +134,7 @@ def create_backup(
         _fsync_tree(staging)
         final = to_dir / name
         os.rename(staging, final)
-        _fsync_dir(to_dir)
+        fsync_dir(to_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -242,19 +243,10 @@ def _fsync_tree(root: Path) -> None:
     """Flush every file and directory under ``root`` to disk before the snapshot is renamed into place."""
     for path in sorted(root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
         if path.is_file():
-            with open(path, "rb") as fh:
-                os.fsync(fh.fileno())
+            fsync_file(path)
         else:
-            _fsync_dir(path)
-    _fsync_dir(root)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+            fsync_dir(path)
+    fsync_dir(root)
 
 
 __all__ = [

@@ -19,13 +19,13 @@ import pyarrow.parquet as pq
 
 from smartmarket.bus.base import DeadLetter
 from smartmarket.core.errors import DataFormatError, StoreError
+from smartmarket.ops.durable import fsync_file
 from smartmarket.ops.manifest import file_entry
 from smartmarket.ops.parquet_io import DEFAULT_ZSTD_LEVEL
 from smartmarket.ops.retention.segments import (
     DEAD_LETTERS_DIR,
     PARTIAL_SUFFIX,
     DeadLetterSegment,
-    fsync_file,
     list_dead_letter_segments,
     orphan_files,
     sidecar_of,

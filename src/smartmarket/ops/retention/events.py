@@ -35,6 +35,7 @@ from pathlib import Path
 
 from smartmarket.core.errors import DataFormatError, StoreError
 from smartmarket.core.timeutil import now_ms as _now_ms
+from smartmarket.ops.durable import fsync_file
 from smartmarket.ops.manifest import file_entry, redact_url
 from smartmarket.ops.parquet_io import DEFAULT_ZSTD_LEVEL, EventFileWriter, iter_event_blocks, summarize_event_file
 from smartmarket.ops.retention.policy import RetentionPolicy
@@ -43,7 +44,6 @@ from smartmarket.ops.retention.segments import (
     PARTIAL_SUFFIX,
     EventSegment,
     event_segment_name,
-    fsync_file,
     list_event_segments,
     orphan_files,
     utc_now,

@@ -19,6 +19,7 @@ from typing import Any
 
 from smartmarket import __version__
 from smartmarket.core.errors import DataFormatError
+from smartmarket.ops.durable import fsync_dir
 from smartmarket.ops.manifest import FileEntry, sha256_file, summary_from_dict, summary_to_dict
 from smartmarket.store.checksum import Summary
 
@@ -221,20 +222,7 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(staging, path)
-    _fsync_dir(path.parent)
-
-
-def fsync_file(path: Path) -> None:
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(path.parent)
 
 
 def utc_now() -> str:
@@ -251,7 +239,6 @@ __all__ = [
     "DeadLetterSegment",
     "EventSegment",
     "event_segment_name",
-    "fsync_file",
     "list_dead_letter_segments",
     "list_event_segments",
     "orphan_files",
