@@ -8,7 +8,6 @@ already archived (same id, same fields) and deletes them without archiving them 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ import pyarrow.parquet as pq
 
 from smartmarket.bus.base import DeadLetter
 from smartmarket.core.errors import DataFormatError, StoreError
-from smartmarket.ops.durable import fsync_file
+from smartmarket.ops.durable import staged_file
 from smartmarket.ops.manifest import file_entry
 from smartmarket.ops.parquet_io import DEFAULT_ZSTD_LEVEL
 from smartmarket.ops.retention.segments import (
@@ -150,25 +149,19 @@ def _write_dead_letter_segment(
 ) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"dlq-{letters[0].entry_id}-{letters[-1].entry_id}.parquet"
-    staging = final.with_name(f".{final.name}{PARTIAL_SUFFIX}")
-    try:
+    with staged_file(final, PARTIAL_SUFFIX) as staging:
         pq.write_table(
             _dead_letter_table(letters).replace_schema_metadata({"smartmarket.content": "dead-letters"}),
             staging,
             compression="zstd",
             compression_level=zstd_level,
         )
-        fsync_file(staging)
         if read_dead_letter_file(staging) != letters:
             raise StoreError(
                 "archived dead letters read back differ from the entries read from Redis",
                 where=str(staging),
                 hint="check the disk holding the archive directory, then run the retention again",
             )
-        os.replace(staging, final)
-    except BaseException:
-        staging.unlink(missing_ok=True)
-        raise
     segment = DeadLetterSegment(
         archive_dir=archive_dir,
         namespace=namespace,

@@ -28,14 +28,13 @@ never touched.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from smartmarket.core.errors import DataFormatError, StoreError
 from smartmarket.core.timeutil import now_ms as _now_ms
-from smartmarket.ops.durable import fsync_file
+from smartmarket.ops.durable import staged_file
 from smartmarket.ops.manifest import file_entry, redact_url
 from smartmarket.ops.parquet_io import DEFAULT_ZSTD_LEVEL, EventFileWriter, iter_event_blocks, summarize_event_file
 from smartmarket.ops.retention.policy import RetentionPolicy
@@ -122,8 +121,7 @@ def archive_events(
     folder = archive_dir / EVENTS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / event_segment_name(from_seq, through_seq)
-    staging = final.with_name(f".{final.name}{PARTIAL_SUFFIX}")
-    try:
+    with staged_file(final, PARTIAL_SUFFIX) as staging:
         with EventFileWriter(staging, level=zstd_level) as writer:
             seq = from_seq
             while seq <= through_seq:
@@ -132,7 +130,6 @@ def archive_events(
                 if progress:
                     progress("events", upper - from_seq + 1, through_seq - from_seq + 1)
                 seq = upper + 1
-        fsync_file(staging)
         read_back = summarize_event_file(staging)
         if writer.summary.rows == 0 or not writer.summary.matches(read_back):
             raise StoreError(
@@ -140,10 +137,6 @@ def archive_events(
                 where=str(staging),
                 hint="check the disk holding the archive directory, then run the retention again",
             )
-        os.replace(staging, final)
-    except BaseException:
-        staging.unlink(missing_ok=True)
-        raise
     segment = EventSegment(
         archive_dir=archive_dir,
         from_seq=from_seq,
