@@ -7,14 +7,17 @@ clear line. ``RetryableError`` marks failures worth retrying (a server briefly a
 
 from __future__ import annotations
 
+from smartmarket.core.redaction import redact_text
+
 
 class SmartMarketError(Exception):
     """Base class: ``what`` went wrong, ``where`` (file, URL, series) and a ``hint`` for the user."""
 
     def __init__(self, what: str, *, where: str | None = None, hint: str | None = None) -> None:
-        self.what = what
-        self.where = where
-        self.hint = hint
+        # One redaction rule: no password or key in a URL survives into any error text.
+        self.what = redact_text(what)
+        self.where = redact_text(where) if where is not None else None
+        self.hint = redact_text(hint) if hint is not None else None
         super().__init__(self.one_line())
 
     def one_line(self) -> str:

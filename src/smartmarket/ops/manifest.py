@@ -25,16 +25,15 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from smartmarket.core.errors import DataFormatError
+from smartmarket.core.redaction import redact_url
 from smartmarket.core.types import Timeframe
 from smartmarket.store.checksum import Summary
 
 FORMAT_NAME = "smartmarket-backup"
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
-_SECRET_PARAMS = {"password", "passfile", "sslpassword", "token", "secret"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,22 +207,6 @@ def sha256_file(path: Path, *, limit: int | None = None) -> str:
 def file_entry(root: Path, path: Path) -> FileEntry:
     """The manifest entry of ``path`` (a file under ``root``)."""
     return FileEntry(path=path.relative_to(root).as_posix(), sha256=sha256_file(path), bytes=path.stat().st_size)
-
-
-def redact_url(url: str) -> str:
-    """``url`` without credentials: the password in the authority and secret query parameters are removed.
-    A URL holding neither is returned unchanged (``duckdb:////abs/path`` keeps its four slashes)."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        netloc = f"{userinfo.split(':', 1)[0]}@{host}"
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    kept = [(k, v) for k, v in pairs if k.lower() not in _SECRET_PARAMS]
-    if netloc == parts.netloc and len(kept) == len(pairs):
-        return url
-    query = urlencode(kept) if len(kept) != len(pairs) else parts.query
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def write_manifest(directory: Path, manifest: Manifest) -> Path:
