@@ -47,6 +47,7 @@ from smartmarket.bus.base import (
 )
 from smartmarket.bus.topics import DEFAULT_NAMESPACE, StreamNames
 from smartmarket.core.errors import ConfigError
+from smartmarket.core.redaction import redact_text, redact_url, url_secrets
 from smartmarket.core.timeutil import now_ms
 
 T = TypeVar("T")
@@ -90,14 +91,6 @@ _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _redacted(url: str) -> str:
-    """The URL without a password."""
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.rpartition('@')[2]}"
 
 
 def _stream_entries(reply: Any) -> list[tuple[str, dict[bytes, bytes] | None]]:
@@ -261,6 +254,7 @@ class RedisStreamsBus(Bus):
         if max_backlog is not None and max_backlog < 1:
             raise ConfigError(f"max_backlog must be >= 1, got {max_backlog}")
         self.url = url
+        self._secrets = url_secrets(url)  # masked in driver messages (the one rule: core.redaction)
         self.names = StreamNames(namespace)
         self.max_backlog = max_backlog
         self.backlog_check_every = backlog_check_every or max(1, (max_backlog or 0) // 20)
@@ -289,7 +283,9 @@ class RedisStreamsBus(Bus):
         try:
             return await call
         except _UNAVAILABLE as exc:
-            raise BusUnavailableError(f"Redis unavailable ({exc})", where=_redacted(self.url)) from exc
+            raise BusUnavailableError(
+                f"Redis unavailable ({redact_text(str(exc), also=self._secrets)})", where=redact_url(self.url)
+            ) from exc
 
     async def with_reconnect(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """Retry ``attempt`` with exponential backoff while Redis is unavailable, up to the reconnect timeout."""

@@ -2,15 +2,35 @@
 
 ``SMARTMARKET_HOME`` holds everything the tool writes by default: the DuckDB store, quarantine files, the
 model registry and reports. It defaults to the user's data directory (``platformdirs``).
+
+Secrets (exchange and API keys) are read from the environment only; :func:`register_env_secrets` hands their
+values to the one redaction rule (``core.redaction``) at start-up, so no printer, log or file shows them.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from platformdirs import user_data_dir
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from smartmarket.core.redaction import redact_url, register_secret
+
+SECRET_ENV_VARS = (
+    "SMARTMARKET_EXCHANGE_API_KEY",  # execution.ccxt_broker
+    "SMARTMARKET_EXCHANGE_API_SECRET",
+    "SMARTMARKET_EXCHANGE_API_PASSWORD",
+    "SMARTMARKET_API_KEY",  # api.security
+    "SMARTMARKET_API_READ_KEY",
+)
+"""Environment variables whose values are secrets: masked in every output once registered."""
+
+
+DEFAULT_STORE_FILE = "smartmarket.duckdb"  # the embedded store's file under ``home``
 
 
 def default_home() -> Path:
@@ -27,12 +47,16 @@ class Settings(BaseSettings):
     bus: str | None = None  # SMARTMARKET_BUS: redis://… for Redis Streams; default the in-process bus
     debug: bool = False
 
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:  # never print a URL's password
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name in ("store", "bus") and isinstance(value, str) else value
+
     @property
     def store_url(self) -> str:
         """The configured store URL, or the embedded DuckDB file under ``home``."""
         if self.store:
             return self.store
-        return f"duckdb:///{(self.home / 'smartmarket.duckdb').resolve()}"
+        return f"duckdb:///{(self.home / DEFAULT_STORE_FILE).resolve()}"
 
     @property
     def bus_url(self) -> str:
@@ -52,4 +76,18 @@ class Settings(BaseSettings):
         return self.home / "reports"
 
 
-__all__ = ["Settings", "default_home"]
+def register_env_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Register the value of every :data:`SECRET_ENV_VARS` variable set in the environment with the one
+    redaction rule; returns the names of those set. (Passwords in store and bus URLs need no registering:
+    URL redaction removes them wherever the URL appears, and ``password=…`` pairs in any text.)"""
+    env = os.environ if environ is None else environ
+    found: list[str] = []
+    for name in SECRET_ENV_VARS:
+        value = env.get(name)
+        if value:
+            register_secret(value)
+            found.append(name)
+    return found
+
+
+__all__ = ["DEFAULT_STORE_FILE", "SECRET_ENV_VARS", "Settings", "default_home", "register_env_secrets"]

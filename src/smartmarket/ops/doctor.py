@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 
 from smartmarket.core.config import Settings
 from smartmarket.core.errors import SmartMarketError
+from smartmarket.core.redaction import redact_text, redact_url, url_secrets
 from smartmarket.data.quarantine import SUFFIX as QUARANTINE_SUFFIX
-from smartmarket.ops.manifest import redact_url
 from smartmarket.store.url import open_store
 
 Status = Literal["ok", "warn", "fail"]
@@ -48,7 +48,7 @@ def check_store(url: str) -> Check:
         if not Path(database_path(url)).exists():
             return Check("store", "ok", f"{shown}: not created yet (the first ingest creates it)")
     try:
-        with open_store(url) as store:
+        with open_store(url, create=False) as store:
             series = store.list_series()
             last_seq = store.last_seq()
             if series:
@@ -62,7 +62,8 @@ def check_store(url: str) -> Check:
             exc.hint or "check --store / SMARTMARKET_STORE",
         )
     except Exception as exc:  # a driver error no adapter translated: still a finding, not a crash
-        return Check("store", "fail", f"{shown}: {type(exc).__name__}: {exc}", "check --store / SMARTMARKET_STORE")
+        detail = redact_text(f"{type(exc).__name__}: {exc}", also=url_secrets(url))
+        return Check("store", "fail", f"{shown}: {detail}", "check --store / SMARTMARKET_STORE")
     candles = sum(s.count for s in series)
     return Check("store", "ok", f"{shown}: {len(series)} series, {candles:,} candles, events to seq {last_seq}")
 
@@ -70,7 +71,7 @@ def check_store(url: str) -> Check:
 def check_bus(url: str | None) -> Check:
     """PING the Redis bus named by ``url``; an unset URL or ``memory://`` is the in-process bus."""
     if not url or url.startswith("memory://"):
-        return Check("bus", "ok", f"in-process bus ({BUS_ENV} {'not set' if not url else '= ' + url})")
+        return Check("bus", "ok", f"in-process bus ({BUS_ENV} {'not set' if not url else '= ' + redact_url(url)})")
     scheme = urlsplit(url).scheme
     if scheme not in ("redis", "rediss", "unix"):
         return Check("bus", "fail", f"unsupported bus URL {redact_url(url)}", f"set {BUS_ENV}=redis://host:6379/0")
@@ -83,7 +84,7 @@ def check_bus(url: str | None) -> Check:
         return Check(
             "bus",
             "fail",
-            f"cannot reach Redis at {redact_url(url)}: {exc}",
+            f"cannot reach Redis at {redact_url(url)}: {redact_text(str(exc), also=url_secrets(url))}",
             f"start Redis or fix {BUS_ENV} (redis://host:6379/0)",
         )
     finally:

@@ -22,7 +22,6 @@ How it is made fast without giving up a real key:
 from __future__ import annotations
 
 import itertools
-import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -34,6 +33,7 @@ import psycopg
 
 from smartmarket.core.errors import ConfigError, SmartMarketError, StoreError, StoreUnavailableError
 from smartmarket.core.events import Message, from_json, to_json
+from smartmarket.core.redaction import redact_text, redact_url, url_secrets
 from smartmarket.core.types import Timeframe, normalize_symbol
 from smartmarket.data.frame import CANDLE_COLUMNS, empty_candles
 from smartmarket.store.base import OnConflict, SeriesInfo, Store, StoredEvent, WriteResult
@@ -115,8 +115,8 @@ def decode_copy_binary(data: bytes) -> pd.DataFrame:
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    """The URL without its password or secret parameters, for messages (the one rule: ``core.redaction``)."""
+    return redact_url(url)
 
 
 class PostgresStore(Store):
@@ -127,6 +127,7 @@ class PostgresStore(Store):
     ) -> None:
         self.url = url
         self._where = redact(url)
+        self._secrets = url_secrets(url)  # masked in driver messages, which may quote them outside URL form
         self._connect_timeout = connect_timeout
         self._lock = threading.RLock()
         self._cache = TailCache(cache_capacity) if tail_cache else None
@@ -139,14 +140,15 @@ class PostgresStore(Store):
         try:
             conn = psycopg.connect(self.url, autocommit=True, connect_timeout=self._connect_timeout)
         except psycopg.OperationalError as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            text = self._driver_text(exc)
+            first_line = text.splitlines()[0] if text else type(exc).__name__
             raise StoreUnavailableError(
                 f"cannot reach PostgreSQL: {first_line}",
                 where=self._where,
                 hint="start the server or fix --store / SMARTMARKET_STORE (postgresql://user@host:5432/db)",
             ) from None
         except psycopg.Error as exc:
-            raise StoreError(f"cannot connect to PostgreSQL: {exc}", where=self._where) from None
+            raise StoreError(f"cannot connect to PostgreSQL: {self._driver_text(exc)}", where=self._where) from None
         try:
             with conn.transaction():
                 # Serialise concurrent first-time schema creation (CREATE … IF NOT EXISTS can race).
@@ -156,7 +158,7 @@ class PostgresStore(Store):
         except psycopg.Error as exc:
             conn.close()
             raise StoreError(
-                f"cannot create the SmartMarket tables: {exc}".strip(),
+                f"cannot create the SmartMarket tables: {self._driver_text(exc)}",
                 where=self._where,
                 hint="check that the schema in search_path exists and the user may create tables in it",
             ) from None
@@ -175,9 +177,13 @@ class PostgresStore(Store):
             except SmartMarketError:
                 raise
             except psycopg.OperationalError as exc:
-                raise StoreUnavailableError(f"PostgreSQL: {exc}".strip(), where=self._where) from None
+                raise StoreUnavailableError(f"PostgreSQL: {self._driver_text(exc)}", where=self._where) from None
             except psycopg.Error as exc:
-                raise StoreError(f"PostgreSQL: {exc}".strip(), where=self._where) from None
+                raise StoreError(f"PostgreSQL: {self._driver_text(exc)}", where=self._where) from None
+
+    def _driver_text(self, exc: BaseException) -> str:
+        """A driver's message, stripped, with this URL's secrets masked (the rest is masked by the error)."""
+        return redact_text(str(exc).strip(), also=self._secrets)
 
     def _copy_out(self, conn: psycopg.Connection[Any], select_sql: str, params: Sequence[object]) -> pd.DataFrame:
         chunks: list[bytes] = []

@@ -43,6 +43,7 @@ from smartmarket.core.errors import (
     ValidationError,
 )
 from smartmarket.core.events import Message, from_json, to_json
+from smartmarket.core.redaction import redact_text
 from smartmarket.core.types import DAY_MS, Timeframe, normalize_symbol
 from smartmarket.data.frame import CANDLE_COLUMNS, as_candle_frame, empty_candles
 from smartmarket.store import questdb_sql as sql
@@ -85,6 +86,11 @@ class QuestDBConfig:
     table_prefix: str = ""
     connect_timeout: float = 5.0
     wal_timeout: float = 30.0
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The values to mask in any driver message (the one redaction rule masks URLs and ``password=``)."""
+        return tuple(v for v in (self.password, self.http_password, self.http_token) if v)
 
     @property
     def candles_table(self) -> str:
@@ -160,11 +166,11 @@ def ilp_error(config: QuestDBConfig, exc: QuestDBError) -> StoreError | StoreUna
     code = exc.code.name if isinstance(exc.code, QuestDBErrorCode) else str(exc.code)
     if code in _UNREACHABLE_CODES:
         return StoreUnavailableError(
-            f"cannot reach QuestDB's HTTP (ILP) port ({_first_line(exc)})",
+            f"cannot reach QuestDB's HTTP (ILP) port ({_first_line(exc, config.secrets)})",
             where=where,
             hint=f"is QuestDB running at {where}?",
         )
-    return StoreError(f"QuestDB refused the write: {_first_line(exc)}", where=where)
+    return StoreError(f"QuestDB refused the write: {_first_line(exc, config.secrets)}", where=where)
 
 
 def open_ilp_sender(config: QuestDBConfig) -> Sender:
@@ -348,7 +354,7 @@ class QuestDBStore(Store):
             )
         except psycopg.OperationalError as exc:
             raise StoreUnavailableError(
-                f"cannot reach QuestDB's PostgreSQL wire port ({_first_line(exc)})",
+                f"cannot reach QuestDB's PostgreSQL wire port ({_first_line(exc, cfg.secrets)})",
                 where=self._where_pg(),
                 hint=f"is QuestDB running at {self._where_pg()}?",
             ) from None
@@ -365,13 +371,13 @@ class QuestDBStore(Store):
                 return cur.fetchall() if fetch else []
         except psycopg.OperationalError as exc:
             raise StoreUnavailableError(
-                f"lost QuestDB's PostgreSQL wire connection ({_first_line(exc)})",
+                f"lost QuestDB's PostgreSQL wire connection ({_first_line(exc, self.config.secrets)})",
                 where=self._where_pg(),
                 hint=f"is QuestDB running at {self._where_pg()}?",
             ) from None
         except psycopg.Error as exc:
             raise StoreError(
-                f"QuestDB rejected a query: {_first_line(exc)}",
+                f"QuestDB rejected a query: {_first_line(exc, self.config.secrets)}",
                 where=self._where_pg(),
                 hint=f"the query was: {query.text[:160]}",
             ) from None
@@ -643,8 +649,8 @@ class QuestDBStore(Store):
             self._conn.close()
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
+def _first_line(exc: BaseException, secrets: tuple[str, ...] = ()) -> str:
+    text = redact_text(str(exc).strip(), also=secrets)
     return text.splitlines()[0] if text else type(exc).__name__
 
 
