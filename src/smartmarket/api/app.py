@@ -24,7 +24,7 @@ from smartmarket.api.routes import backtests, events, health, market, models, pi
 from smartmarket.api.security import API_KEY_HEADER, BodySizeLimit, SecurityConfig
 from smartmarket.api.services import EventLog, MarketData, ModelCatalog, Services, StatusBoard
 from smartmarket.api.telemetry import ApiMetrics, MetricsMiddleware
-from smartmarket.api.ws import BusFeed, LiveHub
+from smartmarket.api.ws import BusFeed, LiveHub, WsRefusalLog
 from smartmarket.api.ws import router as ws_router
 from smartmarket.core.config import Settings
 from smartmarket.core.errors import (
@@ -136,6 +136,7 @@ def create_app(
     app.state.bus = bus
     app.state.bus_feed = feed
     app.state.hub = hub
+    app.state.ws_refusals = WsRefusalLog()  # the log budget for bad WebSocket clients
     app.state.jobs = jobs
     app.state.metrics = metrics
     app.state.services = Services(

@@ -5,8 +5,11 @@
 - ``SMARTMARKET_API_READ_KEY`` (optional): when set, reads need it too (the write key is accepted as well).
 - ``SMARTMARKET_API_CORS``: comma-separated origins allowed by CORS (default: none, same origin only).
 - ``SMARTMARKET_API_MAX_BODY``: largest request body in bytes (default 64 KiB); larger ones get 413.
+- ``SMARTMARKET_API_WS_AUTH_TIMEOUT``: seconds a WebSocket client has to send its key (default 5).
+- ``SMARTMARKET_API_WS_MAX_MESSAGE``: largest frame a WebSocket client may send, in bytes (default 4 KiB).
 
-Keys are compared with ``hmac.compare_digest`` and never logged or echoed.
+Keys are compared with ``hmac.compare_digest`` and never logged or echoed: both are registered with
+:func:`smartmarket.core.redaction.register_secret`, so any text that goes through the redaction rule masks them.
 """
 
 from __future__ import annotations
@@ -20,8 +23,13 @@ from dataclasses import dataclass
 from fastapi import HTTPException, Request, WebSocket
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from smartmarket.core.errors import ConfigError
+from smartmarket.core.redaction import register_secret
+
 API_KEY_HEADER = "X-API-Key"
 DEFAULT_MAX_BODY = 64 * 1024
+DEFAULT_WS_AUTH_TIMEOUT_S = 5.0
+DEFAULT_WS_MAX_MESSAGE = 4 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,12 +40,19 @@ class SecurityConfig:
     read_key: str | None = None
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = DEFAULT_MAX_BODY
+    ws_auth_timeout_s: float = DEFAULT_WS_AUTH_TIMEOUT_S
+    ws_max_message_bytes: int = DEFAULT_WS_MAX_MESSAGE
+
+    def __post_init__(self) -> None:
+        register_secret(self.api_key)  # masked by redact_text wherever they might turn up
+        register_secret(self.read_key)
 
     def __repr__(self) -> str:  # never print the keys
         return (
             f"SecurityConfig(api_key={'set' if self.api_key else 'unset'}, "
             f"read_key={'set' if self.read_key else 'unset'}, cors_origins={self.cors_origins!r}, "
-            f"max_body_bytes={self.max_body_bytes})"
+            f"max_body_bytes={self.max_body_bytes}, ws_auth_timeout_s={self.ws_auth_timeout_s:g}, "
+            f"ws_max_message_bytes={self.ws_max_message_bytes})"
         )
 
     @classmethod
@@ -50,6 +65,8 @@ class SecurityConfig:
             read_key=env.get("SMARTMARKET_API_READ_KEY") or None,
             cors_origins=origins,
             max_body_bytes=int(max_body) if max_body.isdigit() else DEFAULT_MAX_BODY,
+            ws_auth_timeout_s=_positive(env, "SMARTMARKET_API_WS_AUTH_TIMEOUT", DEFAULT_WS_AUTH_TIMEOUT_S),
+            ws_max_message_bytes=int(_positive(env, "SMARTMARKET_API_WS_MAX_MESSAGE", DEFAULT_WS_MAX_MESSAGE)),
         )
 
     def can_write(self, presented: str | None) -> bool:
@@ -59,6 +76,24 @@ class SecurityConfig:
         if self.read_key is None:
             return True
         return _matches(presented, self.read_key) or _matches(presented, self.api_key)
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    """A positive number from the environment (an integer when ``default`` is one); ``default`` when unset."""
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text) if isinstance(default, int) else float(text)
+    except ValueError:
+        value = 0
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(
+            f"{name}={text[:40]!r} is not a positive {'whole ' if isinstance(default, int) else ''}number",
+            where="environment",
+            hint=f"unset it for the default ({default:g}) or give e.g. {name}={default:g}",
+        )
+    return value
 
 
 def _matches(presented: str | None, expected: str | None) -> bool:
@@ -164,6 +199,8 @@ class BodySizeLimit:
 __all__ = [
     "API_KEY_HEADER",
     "DEFAULT_MAX_BODY",
+    "DEFAULT_WS_AUTH_TIMEOUT_S",
+    "DEFAULT_WS_MAX_MESSAGE",
     "BodySizeLimit",
     "SecurityConfig",
     "presented_key",

@@ -13,6 +13,18 @@ Messages sent to the client are JSON: ``{"type": "hello", ...}`` once, then ``{"
 "data": {...}}`` (the ``/api/signals`` item shape) or ``{"type": "CandleClosed", "data": {ts, open, ...}}``.
 When ``SMARTMARKET_API_READ_KEY`` is set, the client authenticates with the ``X-API-Key`` header or, from a
 browser, with a first message ``{"key": "..."}`` (keys never travel in the URL, which servers log).
+
+Clients are untrusted. The only frame a client may send is a text frame ``{"key": "<string>"}`` of at most
+``SecurityConfig.ws_max_message_bytes``; once authenticated, repeating it is harmless. Anything else closes
+the connection with a close code, and the server writes one line for it, without traceback or key:
+
+- ``1003`` a binary frame; ``1009`` a frame over the size limit; ``1008`` a frame that is not JSON or not
+  ``{"key": "<string>"}``, an invalid symbol or timeframe, or no key within ``ws_auth_timeout_s`` seconds;
+- ``4401`` the key is missing or not accepted.
+
+A client leaving before it authenticated gets one INFO line. All these lines share one budget
+(:class:`WsRefusalLog`: ``burst`` lines per ``window_s``); past it they are counted, and the next line logged
+says how many were held back, so a flood of bad clients cannot flood the log.
 """
 
 from __future__ import annotations
@@ -22,6 +34,8 @@ import contextlib
 import json
 import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,13 +45,13 @@ from smartmarket.api.schemas import json_safe
 from smartmarket.api.security import SecurityConfig, presented_key
 from smartmarket.core.errors import SmartMarketError
 from smartmarket.core.events import CandleClosed, Message, SignalGenerated, from_msgpack
+from smartmarket.core.redaction import redact_text
 from smartmarket.core.timeutil import now_ms
 from smartmarket.core.types import Timeframe, normalize_symbol
 
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 256  # per client; the oldest update is dropped when a slow client falls this far behind
-AUTH_TIMEOUT_S = 5.0
 FEED_GROUP = "dashboard"
 FEED_TOPICS = ("candles", "signals")  # smartmarket.bus.topics.CANDLES / SIGNALS
 
@@ -209,41 +223,165 @@ class BusFeed:
 router = APIRouter()
 
 
-async def _authenticate(websocket: WebSocket, security: SecurityConfig) -> bool:
-    """True when reads are open, or the client sent an accepted key (header or first message)."""
+# Close codes (RFC 6455 section 7.4.1; 4401 is ours, the WebSocket twin of HTTP 401).
+CLOSE_UNSUPPORTED = 1003
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_UNAUTHORIZED = 4401
+_REASON_BYTES = 120  # a close frame's reason holds at most 123 bytes of UTF-8
+
+
+class WsRefused(Exception):
+    """A client broke the WebSocket's rules: close with ``code``; ``reason`` is our own text, sent and logged."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class WsClientGone(Exception):
+    """The client disconnected."""
+
+
+class WsRefusalLog:
+    """The log lines about bad WebSocket clients: one per connection, ``burst`` per ``window_s`` at most.
+
+    Lines past the budget are counted instead; the first line of a later window says how many were held back.
+    Thread-safe; ``refused`` counts every refusal, ``suppressed`` every line not written.
+    """
+
+    def __init__(self, burst: int = 20, window_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.burst = burst
+        self.window_s = window_s
+        self.refused = 0
+        self.suppressed = 0
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._window_start: float | None = None
+        self._in_window = 0
+        self._held_back = 0
+
+    def warn(self, peer: str, path: str, what: str) -> None:
+        """One WARNING line: ``peer``'s connection to ``path`` was refused because ``what``."""
+        with self._lock:
+            self.refused += 1
+        self._write(logging.WARNING, peer, path, what)
+
+    def info(self, peer: str, path: str, what: str) -> None:
+        self._write(logging.INFO, peer, path, what)
+
+    def _write(self, level: int, peer: str, path: str, what: str) -> None:
+        with self._lock:
+            now = self._clock()
+            held, since = 0, 0.0
+            if self._window_start is None or now - self._window_start >= self.window_s:
+                held, since = self._held_back, (now - self._window_start if self._window_start is not None else 0.0)
+                self._window_start, self._in_window, self._held_back = now, 0, 0
+            if self._in_window >= self.burst:
+                self._held_back += 1
+                self.suppressed += 1
+                return
+            self._in_window += 1
+        more = f" ({held} more not logged in the last {since:.0f} s)" if held else ""
+        log.log(level, "websocket %s %s: %s%s", _printable(peer), _printable(path), _printable(what, 200), more)
+
+
+def _printable(text: str, limit: int = 80) -> str:
+    """``text`` fit for one log line: secrets masked, control characters escaped, at most ``limit`` characters."""
+    text = redact_text(text)
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _close_reason(text: str) -> str:
+    """``text`` cut to fit a close frame (whole UTF-8 characters, secrets masked)."""
+    return redact_text(text).encode("utf-8")[:_REASON_BYTES].decode("utf-8", "ignore")
+
+
+def _peer(websocket: WebSocket) -> str:
+    client = websocket.client
+    return f"{client.host}:{client.port}" if client is not None else "unknown"
+
+
+async def _next_key(websocket: WebSocket, max_bytes: int) -> str:
+    """The key in the client's next frame, which must be a text frame ``{"key": "<string>"}``."""
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WsClientGone
+    text = message.get("text")
+    if text is None:
+        if len(message.get("bytes") or b"") > max_bytes:
+            raise WsRefused(CLOSE_TOO_BIG, f"frame larger than {max_bytes} bytes")
+        raise WsRefused(CLOSE_UNSUPPORTED, "binary frames are not accepted")
+    if len(text) > max_bytes or len(text.encode("utf-8", "surrogatepass")) > max_bytes:
+        raise WsRefused(CLOSE_TOO_BIG, f"frame larger than {max_bytes} bytes")
+    try:
+        sent = json.loads(text)
+    except (ValueError, RecursionError):
+        raise WsRefused(CLOSE_POLICY, "frame is not JSON") from None
+    if not (isinstance(sent, dict) and sent.keys() == {"key"} and isinstance(sent["key"], str)):
+        raise WsRefused(CLOSE_POLICY, 'expected {"key": "<string>"}')
+    key: str = sent["key"]
+    return key
+
+
+async def _authenticate(websocket: WebSocket, security: SecurityConfig) -> None:
+    """Return when reads are open or the client presented an accepted key (header, else its first frame)."""
     if security.read_key is None:
-        return True
+        return
     key = presented_key(websocket.headers)
     if key is None:
         try:
-            first = await asyncio.wait_for(websocket.receive_text(), AUTH_TIMEOUT_S)
-            sent = json.loads(first)
-            key = sent.get("key") if isinstance(sent, dict) else None
-        except (TimeoutError, ValueError):
-            key = None
-    return isinstance(key, str) and security.can_read(key)
+            async with asyncio.timeout(security.ws_auth_timeout_s):
+                key = await _next_key(websocket, security.ws_max_message_bytes)
+        except TimeoutError:
+            raise WsRefused(CLOSE_POLICY, f"no API key within {security.ws_auth_timeout_s:g} s") from None
+    if not security.can_read(key):
+        raise WsRefused(CLOSE_UNAUTHORIZED, "API key not accepted")
+
+
+async def _refuse(websocket: WebSocket, refusals: WsRefusalLog, refused: WsRefused) -> None:
+    """Log ``refused`` (one line) and close the connection with its code."""
+    refusals.warn(_peer(websocket), websocket.url.path, f"closed {refused.code}: {refused.reason}")
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):  # the client may be gone already
+        await websocket.close(code=refused.code, reason=_close_reason(refused.reason))
+
+
+def _refusals(websocket: WebSocket) -> WsRefusalLog:
+    refusals = getattr(websocket.app.state, "ws_refusals", None)
+    if not isinstance(refusals, WsRefusalLog):  # an app built without create_app
+        refusals = websocket.app.state.ws_refusals = WsRefusalLog()
+    return refusals
 
 
 @router.websocket("/ws/{symbol}")
 async def live_updates(websocket: WebSocket, symbol: str, timeframe: str | None = None) -> None:
     """Live candles and signals of ``symbol`` (optionally only ``?timeframe=1h``)."""
     state = websocket.app.state
+    refusals = _refusals(websocket)
     await websocket.accept()
     try:
         sym = normalize_symbol(symbol)
         tf = Timeframe.parse(timeframe) if timeframe else None
     except SmartMarketError as exc:
-        await websocket.close(code=1008, reason=exc.what[:120])
+        await _refuse(websocket, refusals, WsRefused(CLOSE_POLICY, exc.what))
         return
-    if not await _authenticate(websocket, state.security):
-        await websocket.close(code=4401, reason="API key required or not accepted")
+    try:
+        await _authenticate(websocket, state.security)
+    except WsRefused as refused:
+        await _refuse(websocket, refusals, refused)
+        return
+    except (WsClientGone, WebSocketDisconnect):
+        refusals.info(_peer(websocket), websocket.url.path, "closed before authenticating")
         return
     hub: LiveHub = state.hub
     client = hub.subscribe(sym, tf)
     feed: BusFeed | None = state.bus_feed
     if feed is not None:
         feed.watch(sym)
-    receiver = asyncio.ensure_future(_drain(websocket))
+    receiver = asyncio.ensure_future(_listen(websocket, state.security.ws_max_message_bytes))
     try:
         await websocket.send_json({"type": "hello", "symbol": sym, "timeframe": tf.value if tf else None})
         while True:
@@ -251,21 +389,42 @@ async def live_updates(websocket: WebSocket, symbol: str, timeframe: str | None 
             done, _ = await asyncio.wait({getter, receiver}, return_when=asyncio.FIRST_COMPLETED)
             if receiver in done:
                 getter.cancel()
+                broken = receiver.result()
+                if broken is not None:
+                    await _refuse(websocket, refusals, broken)
                 break
             await websocket.send_json(getter.result())
-    except (WebSocketDisconnect, RuntimeError):  # the client went away mid-send
+    except (WebSocketDisconnect, RuntimeError, OSError):  # the client went away mid-send
         pass
     finally:
         receiver.cancel()
         hub.unsubscribe(client)
 
 
-async def _drain(websocket: WebSocket) -> None:
-    """Read and ignore client messages until it disconnects."""
+async def _listen(websocket: WebSocket, max_bytes: int) -> WsRefused | None:
+    """Read the client's frames until it disconnects (None) or breaks the rules (the refusal).
+
+    A repeated ``{"key": ...}`` is ignored (the dashboard sends its key even when reads are open)."""
     while True:
-        message = await websocket.receive()
-        if message["type"] == "websocket.disconnect":
-            return
+        try:
+            await _next_key(websocket, max_bytes)
+        except WsRefused as refused:
+            return refused
+        except (WsClientGone, WebSocketDisconnect, RuntimeError):
+            return None
 
 
-__all__ = ["FEED_GROUP", "BusFeed", "LiveClient", "LiveHub", "live_payload", "router", "signal_payload"]
+__all__ = [
+    "CLOSE_POLICY",
+    "CLOSE_TOO_BIG",
+    "CLOSE_UNAUTHORIZED",
+    "CLOSE_UNSUPPORTED",
+    "FEED_GROUP",
+    "BusFeed",
+    "LiveClient",
+    "LiveHub",
+    "WsRefusalLog",
+    "live_payload",
+    "router",
+    "signal_payload",
+]
