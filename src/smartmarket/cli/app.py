@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from smartmarket import __version__
 from smartmarket.cli.context import AppContext, err_console
-from smartmarket.core.config import Settings
+from smartmarket.core.config import Settings, register_env_secrets
 from smartmarket.core.errors import SmartMarketError
+from smartmarket.core.redaction import install_log_redaction, redact_text
 
 app = typer.Typer(
     name="smartmarket",
@@ -41,6 +43,19 @@ COMMAND_MODULES = (
     "smartmarket.cli.promotion",
 )
 
+# Commands that write to the store: they may create a DuckDB file that does not exist yet (and say so once).
+# Every other command only reads: a store that does not exist is an error and nothing is created.
+# (``migrate`` opens its own two stores: --from must exist, --to may be created.)
+WRITING_COMMANDS = frozenset({"demo", "ingest", "generate", "run", "worker", "restore"})
+
+STORE_HELP = (
+    "Store URL: duckdb:///relative/file.duckdb (relative to the working directory), "
+    "duckdb:////absolute/file.duckdb (four slashes), postgresql://user@host:5432/db or questdb://host:9000. "
+    "Default: smartmarket.duckdb under SMARTMARKET_HOME. Only commands that write (ingest, generate, run, "
+    "restore, migrate --to) create a DuckDB file, and print its absolute path; the others refuse a missing one. "
+    "Put a password in the environment (SMARTMARKET_STORE) rather than on the command line; it is never printed."
+)
+
 _debug = False
 
 
@@ -58,8 +73,7 @@ def root(
         typer.Option(
             "--store",
             envvar="SMARTMARKET_STORE",
-            help="Store URL: duckdb:///file.duckdb (default, under SMARTMARKET_HOME), "
-            "postgresql://user@host:5432/db, questdb://host:9000.",
+            help=STORE_HELP,
         ),
     ] = None,
     home: Annotated[
@@ -73,19 +87,29 @@ def root(
 ) -> None:
     global _debug
     _debug = debug
+    # The one redaction rule, before anything can print or log: secrets from the environment are masked,
+    # and every log record (ours, uvicorn's, a library's) is redacted whatever handler writes it.
+    register_env_secrets()
+    install_log_redaction()
     overrides: dict[str, object] = {"debug": debug}
     if store:
         overrides["store"] = store
     if home:
         overrides["home"] = home
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    app_ctx = AppContext(settings=settings)
+    app_ctx = AppContext(settings=settings, may_create=ctx.invoked_subcommand in WRITING_COMMANDS)
     ctx.obj = app_ctx
     ctx.call_on_close(app_ctx.close)
 
 
 for _module in COMMAND_MODULES:
     import_module(_module).register(app)
+
+
+def error_line(text: str) -> str:
+    """One error line as printed: redacted (the one rule) and with rich markup escaped (a path or a symbol
+    such as ``[/x]`` is text, never markup)."""
+    return escape(" ".join(redact_text(text).split()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     except SmartMarketError as exc:
         if _debug:
             raise
-        err_console.print(f"[bold red]error:[/] {exc.one_line()}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {error_line(exc.one_line())}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err_console.print("interrupted")
@@ -104,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         if _debug:
             raise
         err_console.print(
-            f"[bold red]error:[/] {type(exc).__name__}: {exc} — run again with --debug for the traceback",
+            f"[bold red]error:[/] {error_line(f'{type(exc).__name__}: {exc}')} — run again with --debug for the "
+            "traceback",
             highlight=False,
             soft_wrap=True,
         )

@@ -8,7 +8,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from smartmarket.cli.context import console, get_context
+from smartmarket.cli.context import console, get_context, shown_url
 from smartmarket.core.errors import ConfigError
 from smartmarket.core.timeutil import format_ms, parse_time
 from smartmarket.core.types import Timeframe, normalize_symbol
@@ -66,8 +66,8 @@ def register(app: typer.Typer) -> None:
         span = f"{format_ms(first)} → {format_ms(last)}" if first is not None and last is not None else "-"
         console.print(
             f"{sym} {tf} (synthetic, seed {seed}): {rows:,} candles {span}\n"
-            f"  stored in {app_ctx.store.url}: inserted {report.inserted:,}, unchanged {report.unchanged:,}, "
-            f"quarantined {report.quarantined:,}\n"
+            f"  stored in {shown_url(app_ctx.store.url)}: inserted {report.inserted:,}, "
+            f"unchanged {report.unchanged:,}, quarantined {report.quarantined:,}\n"
             f"  close {closes.iloc[0]:,.2f} → {closes.iloc[-1]:,.2f} "
             f"(min {closes.min():,.2f}, max {closes.max():,.2f})\n"
             f"  regimes: {_regime_shares(market.regimes)}\n"

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from smartmarket.cli.context import console, get_context, task_progress
+from smartmarket.cli.context import announce_created, console, get_context, shown_url, task_progress
 from smartmarket.core.timeutil import format_ms
 from smartmarket.store.checksum import Summary
 from smartmarket.store.migrate import Checkpoint, MigrationReport, migrate
@@ -23,7 +24,7 @@ def _fmt_range(s: Summary, *, seq: bool) -> str:
 
 
 def print_report(report: MigrationReport) -> None:
-    table = Table(title=f"migration {report.source_url} → {report.target_url}")
+    table = Table(title=f"migration {shown_url(report.source_url)} → {shown_url(report.target_url)}")
     for col in ("series", "rows src", "rows dst", "range", "volume src", "volume dst", "checksum", "copied", "status"):
         table.add_column(col, justify="right" if col.startswith(("rows", "vol", "copied")) else "left")
     for r in report.results:
@@ -46,15 +47,19 @@ def print_report(report: MigrationReport) -> None:
     console.print(table)
     for r in report.results:
         for mismatch in r.chunk_mismatches:
-            console.print(f"[red]chunk mismatch:[/] {mismatch}")
+            console.print(f"[red]chunk mismatch:[/] {escape(mismatch)}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
     @app.command("migrate")
     def migrate_command(
         ctx: typer.Context,
-        source: Annotated[str, typer.Option("--from", help="Source store URL.")],
-        target: Annotated[str, typer.Option("--to", help="Target store URL.")],
+        source: Annotated[
+            str, typer.Option("--from", help="Source store URL; it must exist (a DuckDB file is never created).")
+        ],
+        target: Annotated[
+            str, typer.Option("--to", help="Target store URL; a DuckDB file is created if missing (path printed).")
+        ],
         symbols: Annotated[
             str | None, typer.Option("--symbols", help="Comma-separated symbols (events are then skipped).")
         ] = None,
@@ -67,15 +72,22 @@ def register(app: typer.Typer) -> None:
         Safe to kill at any moment: run it again with --resume. Every chunk and every total is verified
         (row counts, first/last ts, volume sum, an order-independent checksum) unless --no-verify.
 
+        duckdb:///copy.duckdb is relative to the working directory, duckdb:////tmp/copy.duckdb absolute.
+        Passwords in the URLs are never printed nor written to the checkpoint (it keeps the redacted URLs,
+        mode 0600): give the same URLs again with --resume.
+
         Example: smartmarket migrate --from postgresql://postgres@127.0.0.1:5432/test
-        --to duckdb:///tmp/copy.duckdb --verify
+        --to duckdb:////tmp/copy.duckdb --verify
         """
         settings = get_context(ctx).settings
         checkpoint_path = Checkpoint.path_for(settings.home / "migrations", source, target)
         symbol_list = [s.strip() for s in symbols.split(",") if s.strip()] if symbols else None
-        src = open_store(source)
+        if resume:  # a damaged or foreign checkpoint is refused before any store is opened (or created)
+            Checkpoint(checkpoint_path, source, target).load()
+        src = open_store(source, create=False)
         try:
-            dst = open_store(target)
+            dst = open_store(target, create=True)
+            announce_created(dst)
             try:
                 with task_progress() as progress:
                     report = migrate(

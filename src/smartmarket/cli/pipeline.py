@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from smartmarket.cli.context import console, err_console, get_context
 from smartmarket.core.errors import ConfigError
+from smartmarket.core.redaction import redact_text
 from smartmarket.core.timeutil import format_ms, parse_time
 from smartmarket.core.types import Timeframe, normalize_symbol
 
@@ -351,7 +353,7 @@ def register(app: typer.Typer) -> None:
             compared = ", ".join(f"{n} {t}" for t, n in report.compared.items()) or "nothing"
             console.print(f"replayed {report.candles} candles, compared {compared}")
             for diff in report.differences[:200]:
-                console.print(f"[red]{diff.describe()}[/]", highlight=False, soft_wrap=True)
+                console.print(f"[red]{escape(diff.describe())}[/]", highlight=False, soft_wrap=True)
             if report.identical:
                 console.print("[green]identical[/]")
             else:
@@ -380,7 +382,7 @@ def register(app: typer.Typer) -> None:
 
         result = run_pipeline_benchmark(
             redis, samples=samples, gap_s=gap_ms / 1000, bus_events=bus_events,
-            log=lambda msg: err_console.print(f"[dim]{msg}[/]"),
+            log=lambda msg: err_console.print(f"[dim]{escape(redact_text(msg))}[/]"),
         )  # fmt: skip
         if as_json:
             typer.echo(json.dumps(result, indent=2, default=str))

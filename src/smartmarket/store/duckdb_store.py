@@ -1,6 +1,8 @@
 """The embedded default store: one DuckDB file holding candles, series metadata and the event log.
 
-URLs: ``duckdb:///relative/file.duckdb``, ``duckdb:////absolute/file.duckdb``, ``duckdb:///:memory:``.
+URLs: ``duckdb:///relative/file.duckdb`` (relative to the working directory), ``duckdb:////absolute/file.duckdb``,
+``duckdb:///:memory:``. Opening with ``create=False`` (what reading commands do) refuses a file that does not exist
+and creates nothing; otherwise a missing file (and its folders) is created and ``created`` tells so.
 
 Design choices (measured on the 2-core development machine with 5 M one-minute candles):
 
@@ -38,7 +40,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from smartmarket.core.errors import ConfigError, SmartMarketError, StoreError
+from smartmarket.core.errors import ConfigError, NotFoundError, SmartMarketError, StoreError
 from smartmarket.core.events import Message, from_json, to_json
 from smartmarket.core.types import Timeframe, normalize_symbol
 from smartmarket.data.frame import CANDLE_COLUMNS, empty_candles
@@ -99,6 +101,19 @@ def database_path(url: str) -> str:
     return url[len(prefix) :].split("?", 1)[0]
 
 
+def missing_store_error(url: str) -> NotFoundError:
+    """The one-line error for a DuckDB store that does not exist (nothing is created)."""
+    path = Path(database_path(url))
+    shown = path.resolve()
+    relative = "" if path.is_absolute() else f" (relative to the working directory {Path.cwd()})"
+    return NotFoundError(
+        f"no DuckDB store at {shown}{relative}",
+        where=url,
+        hint="check the path: duckdb:///name.duckdb is relative to the working directory, duckdb:////abs/name.duckdb "
+        "is absolute; commands that write (ingest, generate, run, migrate --to, restore) create a store",
+    )
+
+
 @dataclass
 class _SharedState:
     """What every store object on one database file in this process shares."""
@@ -127,6 +142,7 @@ def _connect(path: str) -> duckdb.DuckDBPyConnection:
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     try:
+        # DuckDB creates a missing file; callers decided before (``DuckDBStore(create=…)``) whether it may.
         return duckdb.connect(path)
     except duckdb.IOException as exc:
         text = str(exc)
@@ -160,9 +176,14 @@ def _conflict_frame(df: pd.DataFrame | None = None) -> pd.DataFrame:
 class DuckDBStore(Store):
     """Candles and events in one DuckDB file (or in memory)."""
 
-    def __init__(self, url: str, *, cache_capacity: int = DEFAULT_CAPACITY) -> None:
+    def __init__(self, url: str, *, cache_capacity: int = DEFAULT_CAPACITY, create: bool = True) -> None:
         self.url = url
         self.path = database_path(url)
+        exists = self.path == ":memory:" or Path(self.path).exists()
+        if not exists and not create:
+            raise missing_store_error(url)
+        self.created = not exists
+        """True when this object created the database file (it did not exist)."""
         self._con: duckdb.DuckDBPyConnection | None = _connect(self.path)
         self._shared = _shared_state(self.path, cache_capacity)
         self._cache = self._shared.cache
@@ -601,4 +622,4 @@ class DuckDBStore(Store):
                 self._con = None
 
 
-__all__ = ["DuckDBStore", "database_path"]
+__all__ = ["DuckDBStore", "database_path", "missing_store_error"]

@@ -7,6 +7,11 @@ loss: candle writes are idempotent (a re-copied chunk counts as *unchanged*, nev
 resume from the target's own last sequence number, since each event block is written in one transaction.
 A candle in the target that differs from the source is a conflict and stops the migration: nothing is
 overwritten silently.
+
+The checkpoint holds the *redacted* source and target URLs (no password: the one rule of
+``core.redaction``), is written with mode 0600, and is named after the redacted URLs; a resume reconnects with
+the URLs given again on the command line (or from the environment) and refuses a checkpoint recorded for other
+stores. A checkpoint that cannot be read is refused with its file name and the fix.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from smartmarket.core.errors import StoreError
+from smartmarket.core.errors import ConfigError, StoreError
+from smartmarket.core.redaction import redact_url
 from smartmarket.core.types import Timeframe
 from smartmarket.store.base import SeriesInfo, Store
 from smartmarket.store.checksum import EMPTY, Summary, summarize_candles, summarize_events
@@ -48,7 +54,7 @@ class SeriesResult:
 
 @dataclass
 class MigrationReport:
-    source_url: str
+    source_url: str  # redacted: no password (the report is printed)
     target_url: str
     results: list[SeriesResult] = field(default_factory=list)
     verify: bool = True
@@ -59,28 +65,68 @@ class MigrationReport:
 
 
 class Checkpoint:
-    """Progress of one source→target migration, kept in a JSON file replaced atomically on every save."""
+    """Progress of one source→target migration, kept in a JSON file (mode 0600) replaced atomically on every
+    save. It records the redacted URLs only: reconnecting needs the URLs given again."""
+
+    MODE = 0o600
 
     def __init__(self, path: Path, source_url: str, target_url: str) -> None:
         self.path = path
-        self.state: dict[str, Any] = {"source": source_url, "target": target_url, "series": {}, "events_seq": 0}
+        self.state: dict[str, Any] = {
+            "source": redact_url(source_url),
+            "target": redact_url(target_url),
+            "series": {},
+            "events_seq": 0,
+        }
 
     @staticmethod
     def path_for(directory: Path, source_url: str, target_url: str) -> Path:
-        digest = hashlib.sha256(f"{source_url}\n{target_url}".encode()).hexdigest()[:16]
+        """The checkpoint file of a migration, named after the redacted URLs (a password never shapes it)."""
+        key = f"{redact_url(source_url)}\n{redact_url(target_url)}"
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         return directory / f"migration-{digest}.json"
 
     def load(self) -> bool:
+        """Read the saved progress; ``False`` when there is none. A file that is not a checkpoint of this
+        migration raises ``ConfigError`` naming it and the fix."""
         if not self.path.exists():
             return False
-        self.state = json.loads(self.path.read_text())
+        fix = "delete that file to start the migration over, or run without --resume"
+        try:
+            state = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else type(exc).__name__
+            raise ConfigError(
+                f"the migration checkpoint cannot be read ({reason})", where=str(self.path), hint=fix
+            ) from None
+        if (
+            not isinstance(state, dict)
+            or not isinstance(state.get("series"), dict)
+            or not isinstance(state.get("events_seq", 0), int)
+            or not all(isinstance(v, int) for v in state["series"].values())
+        ):
+            raise ConfigError("the migration checkpoint is damaged (unexpected content)", where=str(self.path),
+                              hint=fix)  # fmt: skip
+        for side in ("source", "target"):
+            if state.get(side) != self.state[side]:
+                raise ConfigError(
+                    f"the migration checkpoint was recorded for another {side} ({state.get(side)!r}, "
+                    f"not {self.state[side]!r})",
+                    where=str(self.path),
+                    hint=fix,
+                )
+        state.setdefault("events_seq", 0)
+        self.state = state
         return True
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state, sort_keys=True))
-        with open(tmp, "rb+") as fh:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self.MODE)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            os.fchmod(fh.fileno(), self.MODE)  # an older file of that name may have had another mode
+            fh.write(json.dumps(self.state, sort_keys=True))
+            fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
 
@@ -121,7 +167,7 @@ def migrate(
     checkpoint = Checkpoint(checkpoint_path, source.url, target.url)
     if resume:
         checkpoint.load()
-    report = MigrationReport(source_url=source.url, target_url=target.url, verify=verify)
+    report = MigrationReport(source_url=redact_url(source.url), target_url=redact_url(target.url), verify=verify)
     wanted = {s.upper() for s in symbols} if symbols else None
     for info in source.list_series():
         if wanted is not None and info.symbol not in wanted:
@@ -169,7 +215,7 @@ def _copy_series(
                 first = int(written.conflicts["ts"].iloc[0])
                 raise StoreError(
                     f"{written.conflict_count} candles of {key} differ in the target (first ts={first})",
-                    where=target.url,
+                    where=redact_url(target.url),
                     hint="the target already holds different data; delete that range there or migrate elsewhere",
                 )
             result.copied += written.inserted
@@ -202,7 +248,7 @@ def _copy_events(
     if done > last:
         raise StoreError(
             f"the target's event log ends at seq {done}, past the source's {last}",
-            where=target.url,
+            where=redact_url(target.url),
             hint="migrate events into an empty event log",
         )
     result.resumed_from = done or None
