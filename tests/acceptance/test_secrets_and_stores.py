@@ -298,3 +298,13 @@ def test_a_corrupt_migration_checkpoint_is_one_line_naming_the_file(cli: Cli, tm
     assert "checkpoint cannot be read" in line and str(checkpoint) in line and "delete that file" in line
     assert "JSONDecodeError" in line and "Traceback" not in err
     assert checkpoint.exists() and not (tmp_path / "dst.duckdb").exists()  # nothing created, the file left to inspect
+
+
+def test_a_failed_write_leaves_no_empty_store_behind(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "in" / "BTCUSDT-1h.csv"
+    bad.parent.mkdir()
+    bad.write_text("this is not,a candle file\n")
+    code, _, err = cli("--home", tmp_path / "home", "--store", "duckdb:///new/deeper/x.duckdb", "ingest", bad)
+    assert code == 2 and err.strip().startswith("error:") and "created store" not in err, err
+    assert _listing(tmp_path) == ["in", "in/BTCUSDT-1h.csv"]

@@ -59,6 +59,15 @@ STORE_HELP = (
 _debug = False
 
 
+def _failing() -> bool:
+    """Whether the command is ending with an error (called while its context closes)."""
+    exc = sys.exc_info()[1]
+    if exc is None:
+        return False
+    code = getattr(exc, "exit_code", getattr(exc, "code", 1))  # typer/click Exit, SystemExit
+    return isinstance(exc, BaseException) and code not in (0, None)
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"smartmarket {__version__}")
@@ -99,7 +108,7 @@ def root(
     settings = Settings(**overrides)  # type: ignore[arg-type]
     app_ctx = AppContext(settings=settings, may_create=ctx.invoked_subcommand in WRITING_COMMANDS)
     ctx.obj = app_ctx
-    ctx.call_on_close(app_ctx.close)
+    ctx.call_on_close(lambda: app_ctx.close(failed=_failing()))
 
 
 for _module in COMMAND_MODULES:

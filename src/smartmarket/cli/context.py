@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -15,6 +16,7 @@ from smartmarket.core.config import DEFAULT_STORE_FILE, Settings
 from smartmarket.core.errors import NotFoundError
 from smartmarket.core.redaction import redact_url
 from smartmarket.store.base import Store
+from smartmarket.store.duckdb_store import database_path
 from smartmarket.store.url import open_store, store_created
 
 console = Console()
@@ -24,13 +26,15 @@ err_console = Console(stderr=True)
 @dataclass
 class AppContext:
     """``may_create``: whether this command writes to the store and so may create a DuckDB file that does not
-    exist (printing its absolute path once). Reading commands never create anything: a DuckDB path given with
+    exist: its absolute path is printed once when the command ends; a command that fails leaves no empty store
+    (nor the folders made for it) behind. Reading commands never create anything: a DuckDB path given with
     --store / SMARTMARKET_STORE that does not exist is a one-line error (exit 2); the default store not created
     yet prints "nothing is stored yet" with how to load data, and reads as empty."""
 
     settings: Settings
     may_create: bool = True
     _store: Store | None = field(default=None, repr=False)
+    _created: list[Path] = field(default_factory=list, repr=False)  # the new file, then new folders, deepest first
 
     @property
     def store(self) -> Store:
@@ -42,10 +46,12 @@ class AppContext:
     def _open(self) -> Store:
         url = self.settings.store_url
         if self.may_create:
+            new_paths = _missing_paths(url)
             if self.settings.store is None:
                 self.settings.home.mkdir(parents=True, exist_ok=True)
             store = open_store(url, create=True)
-            announce_created(store)
+            if store_created(store) is not None:
+                self._created = new_paths
             return store
         try:
             return open_store(url, create=False)
@@ -65,10 +71,47 @@ class AppContext:
         store.url = url  # messages name the store the user asked for
         return store
 
-    def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+    def close(self, *, failed: bool = False) -> None:
+        """Close the store. One this command created is announced, or removed when the command ``failed``
+        before writing anything into it."""
+        store, self._store = self._store, None
+        if store is None:
+            return
+        created, self._created = self._created, []
+        if created and failed and not store.list_series() and store.last_seq() == 0:
+            store.close()
+            _remove_created(created)
+            return
+        store.close()
+        if created:
+            err_console.print(f"created store {escape(str(created[0]))}", highlight=False, soft_wrap=True)
+
+
+def _missing_paths(url: str) -> list[Path]:
+    """For a DuckDB file URL: the file (and its WAL) and each missing folder above it, deepest first."""
+    if not url.startswith("duckdb:///") or ":memory:" in url:
+        return []
+    path = Path(database_path(url)).resolve()
+    if path.exists():
+        return []
+    paths = [path]
+    folder = path.parent
+    while not folder.exists():
+        paths.append(folder)
+        folder = folder.parent
+    return paths
+
+
+def _remove_created(paths: list[Path]) -> None:
+    """Undo the creation of an empty store: its file, its WAL, then the folders made for it (if still empty)."""
+    file, folders = paths[0], paths[1:]
+    for victim in (file, file.with_name(file.name + ".wal")):
+        victim.unlink(missing_ok=True)
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # something else was written there: keep it
+            break
 
 
 def announce_created(store: Store) -> None:
