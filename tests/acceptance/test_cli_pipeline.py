@@ -50,7 +50,7 @@ def invoke(*args: str) -> tuple[int, str]:
     result = runner.invoke(app, list(args))
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
-    return result.exit_code, result.output
+    return result.exit_code, result.stdout  # stderr (e.g. "created store …") is not part of the JSON
 
 
 def test_run_events_and_replay(candle_dir: Path, sm_home: Path) -> None:
