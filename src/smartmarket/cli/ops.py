@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from smartmarket.cli.context import console, get_context, task_progress
+from smartmarket.cli.context import announce_created, console, get_context, shown_url, task_progress
 from smartmarket.core.errors import ConfigError
 from smartmarket.core.timeutil import format_ms
 from smartmarket.core.types import DAY_MS
@@ -17,7 +18,14 @@ from smartmarket.ops.backup import create_backup
 from smartmarket.ops.doctor import run_doctor
 from smartmarket.ops.manifest import Manifest
 from smartmarket.ops.parquet_io import DEFAULT_ZSTD_LEVEL
-from smartmarket.ops.restore import RestoreReport, restore_backup
+from smartmarket.ops.restore import (
+    RestoreReport,
+    file_conflicts,
+    refuse_conflicts,
+    restore_backup,
+    restore_point,
+    stage_snapshot,
+)
 from smartmarket.ops.retention import RetentionPolicy, RetentionReport, apply_retention
 from smartmarket.store.checksum import Summary
 from smartmarket.store.url import open_store
@@ -56,7 +64,7 @@ def print_manifest(manifest: Manifest, path: Path) -> None:
 
 
 def print_restore(report: RestoreReport) -> None:
-    table = Table(title=f"restore {report.snapshot.name} → {report.target_url}")
+    table = Table(title=f"restore {escape(report.snapshot.name)} → {shown_url(report.target_url)}")
     for col in ("item", "expected", "in target", "written", "unchanged", "status"):
         table.add_column(col, justify="left" if col in ("item", "status") else "right")
     for item in report.items:
@@ -180,32 +188,52 @@ def register(app: typer.Typer) -> None:
             int | None,
             typer.Option("--until-seq", min=0, help="Point in time: restore events up to this seq (candles whole)."),
         ] = None,
+        staging: Annotated[
+            Path | None,
+            typer.Option(
+                "--staging",
+                help="Directory for the verified copy of the snapshot (default: the system temp directory, $TMPDIR).",
+            ),
+        ] = None,
     ) -> None:
         """Restore a snapshot into a store; quarantine and model files go into the home (--home).
 
-        Checks every file's sha256 first, refuses a target holding different data (restore never
-        overwrites; identical data is skipped), then reads everything back and verifies it.
+        Before anything is written: checks the manifest's own checksum, that the snapshot holds exactly
+        the files it lists (no links, no pickled or unknown model files), copies them into a private
+        staging directory checking each one's size and sha256, and reads every row back against the
+        manifest. A refused snapshot leaves the target exactly as it was (exit 2). Then refuses a target
+        holding different data (restore never overwrites; identical data is skipped), writes, reads
+        everything back and verifies it (exit 4 when the target differs).
 
         Example: smartmarket --home /srv/sm restore --from /backups/smartmarket/snapshot-20250101T120000Z-1a2b3c4d
         """
         app_ctx = get_context(ctx)
         settings = app_ctx.settings
-        settings.home.mkdir(parents=True, exist_ok=True)
-        store = open_store(target) if target else app_ctx.store
-        try:
-            with task_progress() as progress:
+        with task_progress() as progress, stage_snapshot(source, staging_dir=staging, progress=progress) as staged:
+            restore_point(staged.manifest, until_seq)
+            refuse_conflicts(file_conflicts(staged.manifest, settings.quarantine_dir, settings.registry_dir), None)
+            # Only now, the snapshot verified, is the target opened (a DuckDB file may be created) and written.
+            store = open_store(target) if target else app_ctx.store
+            try:
+                if target:
+                    announce_created(store)
                 report = restore_backup(
-                    source,
+                    staged,
                     store,
                     quarantine_dir=settings.quarantine_dir,
                     registry_dir=settings.registry_dir,
                     until_seq=until_seq,
                     progress=progress,
                 )
-        finally:
-            if target:
-                store.close()
-        console.print(f"snapshot files verified: {report.files_checked} (sha256)")
+            finally:
+                if target:
+                    store.close()
+        checked = "manifest checksum ok" if report.manifest_checked else "no manifest checksum (older snapshot)"
+        console.print(
+            f"snapshot files verified: {report.files_checked} (sha256); {checked}; every row read back against "
+            "the manifest; all before writing",
+            highlight=False,
+        )
         print_restore(report)
         if not report.ok:
             console.print("[red]verification failed[/]: the target differs from the snapshot (see above)")

@@ -10,13 +10,15 @@ write is never half in the snapshot. (What the cut cannot freeze: a candle *over
 range, or an event imported with a lower seq, while the backup runs; neither happens in normal operation.)
 
 Every Parquet file is read back and its summary compared with what was read from the store before the
-snapshot is finished. Everything is written into ``DIR/.snapshot-….partial`` and renamed to
-``DIR/snapshot-<UTC time>-<id>`` only after ``manifest.json`` is written and synced, so an interrupted
-backup never looks complete.
+snapshot is finished. ``manifest.json`` carries the sha256 of its own canonical JSON (``manifest_sha256``,
+see ``ops.manifest``), checked first by ``restore``. Everything is written into ``DIR/.snapshot-….partial``
+and renamed to ``DIR/snapshot-<UTC time>-<id>`` only after ``manifest.json`` is written and synced, so an
+interrupted backup never looks complete.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import uuid
@@ -27,6 +29,7 @@ from pathlib import Path
 
 from smartmarket import __version__
 from smartmarket.core.errors import StoreError
+from smartmarket.core.safe_files import unsafe_reason
 from smartmarket.data.quarantine import SUFFIX as QUARANTINE_SUFFIX
 from smartmarket.ops.durable import fsync_dir, fsync_file
 from smartmarket.ops.manifest import (
@@ -47,6 +50,8 @@ from smartmarket.ops.parquet_io import (
 )
 from smartmarket.store.base import SeriesInfo, Store
 from smartmarket.store.checksum import Summary
+
+_log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str, int, int], None]
 """``progress(task, done, total)``: called after each exported chunk; ``task`` names a series or ``events``."""
@@ -224,10 +229,12 @@ def _copy_quarantine(sizes: dict[Path, int], target: Path) -> list[FileEntry]:
 
 def _copy_registry(registry_dir: Path | None, target: Path) -> list[FileEntry]:
     """Copy every file of the model registry, skipping models still being saved (hidden staging folders)
-    and temporary files."""
+    and temporary files. Files ``restore`` would refuse (pickles, unknown kinds; ``core.safe_files``) are
+    copied too, with one WARNING line naming the first."""
     if registry_dir is None or not registry_dir.is_dir():
         return []
     entries: list[FileEntry] = []
+    unsafe: list[str] = []
     for source in sorted(registry_dir.rglob("*")):
         relative = source.relative_to(registry_dir)
         if not source.is_file() or any(part.startswith(".") for part in relative.parts) or source.suffix == ".tmp":
@@ -236,6 +243,16 @@ def _copy_registry(registry_dir: Path | None, target: Path) -> list[FileEntry]:
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, dest)
         entries.append(file_entry(target.parent, dest))
+        if (reason := unsafe_reason(dest)) is not None:
+            unsafe.append(f"{relative.as_posix()} ({reason})")
+    if unsafe:  # copied as they are (the home is trusted), but restore refuses a snapshot holding them
+        more = f" and {len(unsafe) - 1} more" if len(unsafe) > 1 else ""
+        _log.warning(
+            "the snapshot holds model files restore will refuse: %s%s; run `smartmarket models upgrade`, "
+            "then back up again",
+            unsafe[0],
+            more,
+        )
     return entries
 
 

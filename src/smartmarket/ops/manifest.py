@@ -11,7 +11,16 @@ renamed into place, so a snapshot without one is never complete. Layout (format 
                  "file": {"path": "candles/BTCUSDT-1h.parquet", "sha256": "…", "bytes": …}}, …],
      "events": {"last_seq_at_cut": …, "summary": {… min_ts/max_ts are sequence numbers …}, "file": {…}},
      "quarantine": [{"path": "quarantine/…", "sha256": …, "bytes": …}, …],
-     "registry": [{"path": "models/<id>/metadata.json", …}, …]}
+     "registry": [{"path": "models/<id>/metadata.json", …}, …],
+     "manifest_sha256": "…"}
+
+``manifest_sha256`` is the sha256 of the manifest's own canonical JSON (every other field, keys sorted, no
+whitespace, see :func:`manifest_digest`). It is written by ``backup`` and checked first by ``restore``, so a
+manifest edited by hand or damaged on disk is refused before any of its entries is believed. It proves that
+the manifest is intact, not who wrote it: someone who rewrites a manifest can recompute it too, which is why
+``restore`` also reads every row back and compares it with the manifest's summaries. Manifests written before
+this field existed (same format version 1) have none: they are read, and :attr:`Manifest.checksum` is empty so
+that ``restore`` can say so in one WARNING line (every file's sha256 and every series' rows are still checked).
 
 Summaries are ``smartmarket.store.checksum.Summary`` (order-independent checksum; the candle checksum covers
 ``ts`` and the exact bits of every OHLCV value, the event checksum each event's seq and serialised form).
@@ -34,6 +43,7 @@ from smartmarket.store.checksum import Summary
 FORMAT_NAME = "smartmarket-backup"
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
+CHECKSUM_FIELD = "manifest_sha256"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +91,7 @@ class Manifest:
     registry: list[FileEntry] = field(default_factory=list)
     smartmarket_version: str = ""
     format_version: int = FORMAT_VERSION
+    checksum: str = ""  # the manifest_sha256 verified when read ("" for a manifest written without one)
 
     def files(self) -> list[FileEntry]:
         """Every file the snapshot must contain, data files first."""
@@ -152,9 +163,37 @@ class Manifest:
                 registry=[_file_from_dict(f) for f in data.get("registry", [])],
                 smartmarket_version=str(data.get("smartmarket_version", "")),
                 format_version=version,
+                checksum=str(data.get(CHECKSUM_FIELD, "")),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise DataFormatError(f"backup manifest is incomplete or malformed: {exc!r}", where=where) from None
+
+
+def manifest_digest(data: dict[str, Any]) -> str:
+    """sha256 (hex) of a manifest's canonical JSON: every field but ``manifest_sha256``, keys sorted, compact.
+
+    JSON numbers read back print the same (``json`` writes floats by their shortest repr), so the digest of a
+    manifest read from disk equals the digest of the one that was written."""
+    body = {k: v for k, v in data.items() if k != CHECKSUM_FIELD}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def check_manifest_digest(data: dict[str, Any], *, where: str) -> str:
+    """The manifest's ``manifest_sha256`` after checking it against its content ("" when it has none);
+    ``DataFormatError`` when it does not match (the manifest was edited or damaged)."""
+    recorded = data.get(CHECKSUM_FIELD)
+    if recorded is None:
+        return ""
+    actual = manifest_digest(data)
+    if not isinstance(recorded, str) or recorded.lower() != actual:
+        raise DataFormatError(
+            f"backup manifest was altered: its content does not match its {CHECKSUM_FIELD} "
+            f"({str(recorded)[:16]}… recorded, {actual[:16]}… computed)",
+            where=where,
+            hint="this snapshot cannot be trusted: restore another snapshot",
+        )
+    return actual
 
 
 def summary_to_dict(summary: Summary) -> dict[str, Any]:
@@ -212,8 +251,10 @@ def file_entry(root: Path, path: Path) -> FileEntry:
 def write_manifest(directory: Path, manifest: Manifest) -> Path:
     """Write ``manifest.json`` durably (fsync) into ``directory``."""
     path = directory / MANIFEST_FILE
+    data = manifest.to_dict()
+    data[CHECKSUM_FIELD] = manifest_digest(data)
     with open(path, "w", encoding="utf-8") as fh:
-        json.dump(manifest.to_dict(), fh, indent=2, sort_keys=False)
+        json.dump(data, fh, indent=2, sort_keys=False)
         fh.write("\n")
         fh.flush()
         os.fsync(fh.fileno())
@@ -221,7 +262,8 @@ def write_manifest(directory: Path, manifest: Manifest) -> Path:
 
 
 def read_manifest(directory: Path) -> Manifest:
-    """Read and parse ``directory/manifest.json``; raise ``DataFormatError`` with a hint when it is unusable."""
+    """Read ``directory/manifest.json``, check its ``manifest_sha256`` (when it has one) and parse it; raise
+    ``DataFormatError`` with a hint when it is unusable or altered."""
     path = Path(directory) / MANIFEST_FILE
     if not path.is_file():
         raise DataFormatError(
@@ -235,10 +277,12 @@ def read_manifest(directory: Path) -> Manifest:
         raise DataFormatError(f"backup manifest is not valid JSON: {exc}", where=str(path)) from None
     if not isinstance(data, dict):
         raise DataFormatError("backup manifest is not a JSON object", where=str(path))
+    check_manifest_digest(data, where=str(path))
     return Manifest.from_dict(data, where=str(path))
 
 
 __all__ = [
+    "CHECKSUM_FIELD",
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "MANIFEST_FILE",
@@ -246,7 +290,9 @@ __all__ = [
     "FileEntry",
     "Manifest",
     "SeriesEntry",
+    "check_manifest_digest",
     "file_entry",
+    "manifest_digest",
     "read_manifest",
     "redact_url",
     "sha256_file",

@@ -125,6 +125,31 @@ def iter_candle_chunks(path: Path) -> Iterator[pd.DataFrame]:
         handle.close()
 
 
+def _stored_event(path: Path, seq: object, text: object) -> StoredEvent:
+    """One event of a snapshot file; a malformed one is a ``DataFormatError`` naming its seq and the file."""
+    try:
+        if not isinstance(seq, int) or not isinstance(text, str):
+            raise DataFormatError(f"null or mistyped seq/event ({seq!r})")
+        return StoredEvent(seq=seq, message=from_json(text))
+    except (DataFormatError, ValueError, TypeError) as exc:
+        what = exc.what if isinstance(exc, DataFormatError) else str(exc)
+        first_line = (what.splitlines() or [type(exc).__name__])[0]
+        raise DataFormatError(f"malformed event at seq {seq!r}: {first_line}", where=str(path)) from None
+
+
+def candle_file_series(path: Path) -> tuple[str, str]:
+    """The ``(symbol, timeframe)`` a candle file was written for (its Parquet metadata; "" when absent)."""
+    handle = _open(path, CANDLE_SCHEMA)
+    try:
+        metadata = handle.schema_arrow.metadata or {}
+    finally:
+        handle.close()
+    return (
+        metadata.get(b"smartmarket.symbol", b"").decode("utf-8", "replace"),
+        metadata.get(b"smartmarket.timeframe", b"").decode("utf-8", "replace"),
+    )
+
+
 def iter_event_blocks(path: Path, *, until_seq: int | None = None) -> Iterator[list[StoredEvent]]:
     """The stored events of a snapshot file, one list per row group, stopping after ``until_seq``."""
     handle = _open(path, EVENT_SCHEMA)
@@ -133,7 +158,7 @@ def iter_event_blocks(path: Path, *, until_seq: int | None = None) -> Iterator[l
             table = handle.read_row_group(i, columns=["seq", "event"])
             seqs = table.column("seq").to_pylist()
             texts = table.column("event").to_pylist()
-            block = [StoredEvent(seq=int(s), message=from_json(t)) for s, t in zip(seqs, texts, strict=True)]
+            block = [_stored_event(path, s, t) for s, t in zip(seqs, texts, strict=True)]
             if until_seq is not None:
                 block = [e for e in block if e.seq <= until_seq]
             if block:
@@ -168,6 +193,7 @@ __all__ = [
     "EVENT_SCHEMA",
     "CandleFileWriter",
     "EventFileWriter",
+    "candle_file_series",
     "iter_candle_chunks",
     "iter_event_blocks",
     "summarize_candle_file",
