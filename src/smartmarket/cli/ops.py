@@ -21,6 +21,7 @@ from smartmarket.ops.parquet_io import DEFAULT_ZSTD_LEVEL
 from smartmarket.ops.restore import (
     RestoreReport,
     file_conflicts,
+    open_snapshot,
     refuse_conflicts,
     restore_backup,
     restore_point,
@@ -209,8 +210,8 @@ def register(app: typer.Typer) -> None:
         """
         app_ctx = get_context(ctx)
         settings = app_ctx.settings
+        restore_point(open_snapshot(source), until_seq)  # a bad --until-seq is refused before the copy
         with task_progress() as progress, stage_snapshot(source, staging_dir=staging, progress=progress) as staged:
-            restore_point(staged.manifest, until_seq)
             refuse_conflicts(file_conflicts(staged.manifest, settings.quarantine_dir, settings.registry_dir), None)
             # Only now, the snapshot verified, is the target opened (a DuckDB file may be created) and written.
             store = open_store(target) if target else app_ctx.store

@@ -91,7 +91,8 @@ class Manifest:
     registry: list[FileEntry] = field(default_factory=list)
     smartmarket_version: str = ""
     format_version: int = FORMAT_VERSION
-    checksum: str = ""  # the manifest_sha256 verified when read ("" for a manifest written without one)
+    # The manifest_sha256 verified when read ("" for one written without it); not part of the content.
+    checksum: str = field(default="", compare=False)
 
     def files(self) -> list[FileEntry]:
         """Every file the snapshot must contain, data files first."""
@@ -182,9 +183,9 @@ def manifest_digest(data: dict[str, Any]) -> str:
 def check_manifest_digest(data: dict[str, Any], *, where: str) -> str:
     """The manifest's ``manifest_sha256`` after checking it against its content ("" when it has none);
     ``DataFormatError`` when it does not match (the manifest was edited or damaged)."""
-    recorded = data.get(CHECKSUM_FIELD)
-    if recorded is None:
+    if CHECKSUM_FIELD not in data:
         return ""
+    recorded = data[CHECKSUM_FIELD]
     actual = manifest_digest(data)
     if not isinstance(recorded, str) or recorded.lower() != actual:
         raise DataFormatError(
