@@ -349,3 +349,25 @@ def test_a_refused_restore_into_the_default_store_creates_nothing(
     assert not home.exists()
     with pytest.raises(SmartMarketError):
         open_store(Settings(home=home).store_url, create=False)
+
+
+def test_a_backup_of_a_registry_holding_a_pickle_warns_and_its_restore_is_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = tmp_path / "home" / "models"
+    model = registry / "lightgbm-SYNA-1m-20240101000000-00000001"
+    model.mkdir(parents=True)
+    (model / "metadata.json").write_text("{}")
+    marker = tmp_path / "marker"
+    (model / "model.joblib").write_bytes(pickle.dumps(Planted(marker), protocol=4))  # an old registry's model
+    caplog.set_level(logging.WARNING, logger="smartmarket.ops.backup")
+    with open_store(f"duckdb:///{tmp_path / 's.duckdb'}") as store:
+        store.write_candles("SYNA", Timeframe.M1, generate_market(100, timeframe=Timeframe.M1, seed=1))
+        snapshot = create_backup(store, tmp_path / "bk", registry_dir=registry).path
+    warnings = [r.getMessage() for r in caplog.records if r.name == "smartmarket.ops.backup"]
+    assert len(warnings) == 1 and "model.joblib" in warnings[0] and "smartmarket models upgrade" in warnings[0]
+    with open_store(f"duckdb:///{tmp_path / 't.duckdb'}") as target:
+        with pytest.raises(UnsafeFileError, match=r"refusing to load model\.joblib"):
+            restore_backup(snapshot, target, registry_dir=tmp_path / "restored", staging_dir=tmp_path)
+        assert target.list_series() == []
+    assert not marker.exists() and not (tmp_path / "restored").exists()
