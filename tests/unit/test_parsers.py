@@ -203,7 +203,6 @@ def test_header_only_file_gives_no_rows(tmp_path: Path) -> None:
     [
         ("empty.csv", b"", "file is empty"),
         ("cols.csv", b"ts,open,high,low,close\n1,2,3,4,5\n", "missing columns \\['volume'\\]"),
-        ("ragged.csv", b"ts,open,high,low,close,volume\n1,2,3,4,5,6\n1,2,3,4,5,6,7,8\n", "cannot read CSV"),
         ("bad.csv.gz", b"this is not gzip", "cannot read"),
         ("bad.json", b"[[1, 2, 3", "cannot read freqtrade JSON"),
         ("short.json", b"[[1, 2, 3]]", "expected 6"),

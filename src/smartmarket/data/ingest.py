@@ -1,7 +1,13 @@
 """Ingestion: raw rows → validation → store, with every rejected row quarantined and counted.
 
-The accounting always balances: ``rows_read == inserted + unchanged + overwritten + quarantined``
-(conflicts with stored candles are part of ``quarantined``). Re-ingesting the same data is idempotent
+The accounting always balances, for every file:
+
+    stored + quarantined + blank_lines == data_lines      (stored = inserted + unchanged + overwritten)
+
+``data_lines`` counts every line after the header (every record of a JSON/Parquet file), ``blank_lines`` the
+empty ones among them and ``rows_read == data_lines - blank_lines``; conflicts with stored candles are part
+of ``quarantined``. Quarantine line numbers are the file's own (header = line 1). Re-ingesting the same data
+is idempotent
 (every row ``unchanged``); overlapping files merge; a different value for a stored candle is never written
 silently: it is quarantined as ``conflict_with_stored`` unless ``overwrite`` is asked for.
 """
@@ -20,9 +26,9 @@ import pandas as pd
 from smartmarket.core.types import Timeframe, normalize_symbol
 from smartmarket.data.frame import CANDLE_COLUMNS
 from smartmarket.data.naming import infer_series
-from smartmarket.data.parsers import parse_file
+from smartmarket.data.parsers import read_candle_file
 from smartmarket.data.quarantine import STORED_COLUMNS, write_quarantine
-from smartmarket.data.validation import Gap, ValidationResult, find_gaps, validate_candles
+from smartmarket.data.validation import NO_LATEST_TS, Gap, ValidationResult, find_gaps, validate_candles
 from smartmarket.store.base import CandleStore
 
 WRITE_CHUNK_ROWS = 500_000
@@ -36,7 +42,9 @@ class IngestReport:
     symbol: str
     timeframe: Timeframe
     source: str
-    rows_read: int = 0
+    rows_read: int = 0  # data_lines - blank_lines
+    data_lines: int = 0  # lines after the header (records of a JSON/Parquet file, rows of a frame)
+    blank_lines: int = 0  # empty lines among them: no data, nothing stored or quarantined
     inserted: int = 0
     unchanged: int = 0
     overwritten: int = 0
@@ -48,6 +56,19 @@ class IngestReport:
     last_ts: int | None = None
     quarantine_path: Path | None = None
     out_of_order: int = 0  # rows that came after a later timestamp (sorted, not quarantined)
+
+    @property
+    def stored(self) -> int:
+        """Rows now in the store from this ingest: inserted, already there unchanged, or overwritten."""
+        return self.inserted + self.unchanged + self.overwritten
+
+    @property
+    def balanced(self) -> bool:
+        """The accounting invariant: every data line is stored, quarantined or blank."""
+        return (
+            self.stored + self.quarantined + self.blank_lines == self.data_lines
+            and self.rows_read + self.blank_lines == self.data_lines
+        )
 
     @property
     def missing_candles(self) -> int:
@@ -78,6 +99,8 @@ class IngestReport:
             timeframe=self.timeframe,
             source=self.source if self.source == other.source or not other.source else f"{self.source};{other.source}",
             rows_read=self.rows_read + other.rows_read,
+            data_lines=self.data_lines + other.data_lines,
+            blank_lines=self.blank_lines + other.blank_lines,
             inserted=self.inserted + other.inserted,
             unchanged=self.unchanged + other.unchanged,
             overwritten=self.overwritten + other.overwritten,
@@ -108,6 +131,8 @@ def _store_and_report(
     checked: ValidationResult,
     rows_read: int,
     *,
+    data_lines: int,
+    blank_lines: int,
     source: str,
     quarantine_dir: Path,
     synthetic: bool,
@@ -115,7 +140,14 @@ def _store_and_report(
     progress: Progress | None,
 ) -> IngestReport:
     good = checked.good
-    report = IngestReport(symbol=symbol, timeframe=timeframe, source=source, rows_read=rows_read)
+    report = IngestReport(
+        symbol=symbol,
+        timeframe=timeframe,
+        source=source,
+        rows_read=rows_read,
+        data_lines=data_lines,
+        blank_lines=blank_lines,
+    )
     conflict_frames: list[pd.DataFrame] = []
     for start in range(0, len(good), WRITE_CHUNK_ROWS):
         chunk = good.iloc[start : start + WRITE_CHUNK_ROWS].reset_index(drop=True)
@@ -161,15 +193,18 @@ def ingest_frame(
     overwrite: bool = False,
 ) -> IngestReport:
     """Validate ``raw`` (candle columns, ts in epoch ms; ``line``/``raw`` optional), store the good candles,
-    quarantine the rest. ``source`` names where the rows came from (a path, ``exchange:binance``)."""
+    quarantine the rest. ``source`` names where the rows came from (a path, ``exchange:binance``).
+    Synthetic candles may lie in the future; real ones may not open later than now + 1 day."""
     symbol = normalize_symbol(symbol)
-    checked = validate_candles(raw, timeframe)
+    checked = validate_candles(raw, timeframe, latest_ts=NO_LATEST_TS if synthetic else None)
     return _store_and_report(
         store,
         symbol,
         timeframe,
         checked,
         len(raw),
+        data_lines=len(raw),
+        blank_lines=0,
         source=source,
         quarantine_dir=quarantine_dir,
         synthetic=synthetic,
@@ -209,14 +244,16 @@ def ingest_file(
         if progress is not None and total:
             progress(1000 + done * 1000 // total, 2000)
 
-    raw = parse_file(path, fmt, progress=reading)
-    checked = validate_candles(raw, timeframe)
+    parsed = read_candle_file(path, fmt, progress=reading)
+    checked = validate_candles(parsed.raw, timeframe)
     report = _store_and_report(
         store,
         symbol,
         timeframe,
         checked,
-        len(raw),
+        len(parsed.raw),
+        data_lines=parsed.data_lines,
+        blank_lines=parsed.blank_lines,
         source=str(path),
         quarantine_dir=quarantine_dir,
         synthetic=False,

@@ -3,35 +3,59 @@
 Every parser returns a *raw frame* (``RAW_COLUMNS``), not yet validated:
 
 - ``ts`` int64 UTC epoch ms (timestamps in s, ms, µs or ns are recognised per row by magnitude; ISO-8601
-  strings are accepted; naive times are UTC), ``open … volume`` float64;
-- ``line``: the 1-based line of the row in the source file (the record number for JSON/Parquet);
-- ``raw``: ``None`` for rows that parsed, otherwise the row's original fields joined by commas. Such a row
-  (``abc`` as a price, an unreadable timestamp) is kept, never dropped: validation quarantines it as
-  ``unparseable``. Its numeric columns are then meaningless (NaN, ts 0).
+  strings are accepted; naive times are UTC), ``open … volume`` float64 (an empty field is NaN);
+- ``line``: the 1-based line of the row in the source file, the header being line 1 (the record number for
+  JSON/Parquet);
+- ``raw``: ``None`` for rows that parsed, otherwise the row's original text (at most ``RAW_TEXT_LIMIT``
+  characters, control characters escaped) — only bad rows keep text, so memory does not depend on what one
+  row contains;
+- ``problem``: ``None``, or why the parser could not read the row: ``field_count`` (more or fewer fields
+  than the header) or ``unparseable`` (a field that is not a number or a time: ``abc``, a quote, a NUL).
+  Such a row is kept, never dropped: validation quarantines it. Its numeric columns are meaningless.
 
-Lines with no value at all (blank lines) carry no data and are skipped; line numbers stay exact.
-A file that cannot be read at all raises ``DataFormatError`` (what, where=file, hint).
+CSV files are read as **unquoted numeric CSV** in large byte blocks: a quote character is an ordinary
+(bad) byte, so it can never merge lines, and a row with a wrong field count never shifts the other rows.
+A block whose bytes are all plain numbers goes straight through ``pyarrow.csv`` (quoting off, explicit
+types); otherwise lines are split with numpy, fields counted per line, the plain lines parsed by pyarrow and
+only the suspicious ones by the slow path. ``read_candle_file`` also counts the file's data lines (every
+line after the header) and blank lines (nothing but an optional ``\r``): for every file
+``len(raw) + blank_lines == data_lines``. A file that cannot be read at all raises ``DataFormatError``
+(what, where=file, hint).
 """
 
 from __future__ import annotations
 
+import bz2
+import contextlib
 import json
+import lzma
+import queue
+import threading
 import zipfile
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from smartmarket.core.errors import DataFormatError
 from smartmarket.data.frame import CANDLE_COLUMNS
 
 FORMATS: tuple[str, ...] = ("csv", "parquet", "binance", "freqtrade")
-RAW_COLUMNS: tuple[str, ...] = (*CANDLE_COLUMNS, "line", "raw")
-CHUNK_ROWS = 1_000_000
+RAW_COLUMNS: tuple[str, ...] = (*CANDLE_COLUMNS, "line", "raw", "problem")
+PROBLEMS: tuple[str, ...] = ("field_count", "unparseable")
+CHUNK_ROWS = 1_000_000  # Parquet batch rows
+BLOCK_BYTES = 32 << 20  # CSV text handled at once (whole lines); memory is proportional to it
+READ_BYTES = 4 << 20  # compressed bytes read at a time
+RAW_TEXT_LIMIT = 1024  # characters of a bad row's text kept for the quarantine
+PEEK_LINES = 64  # non-blank lines looked at to recognise a CSV layout
+_PEEK_BYTES = 1 << 20
 
 # Header spellings accepted for the generic formats (lower-cased).
 COLUMN_ALIASES: dict[str, str] = {
@@ -58,11 +82,30 @@ _COMPRESSION_BY_SUFFIX: dict[str, Compression] = {
     ".zst": "zstd",
 }
 _GENERIC_HINT = "expected a header ts,open,high,low,close,volume (or pass --format)"
+_FREQTRADE_HINT = "expected a JSON list of [ts_ms, open, high, low, close, volume]"
+_BOM = b"\xef\xbb\xbf"
+# Bytes a plain numeric line may hold (besides the commas and the line end) and, for text timestamps, ISO-8601.
+_NUMERIC_BYTES = b"0123456789.-+eE,\n"
+_ISO_BYTES = b"TZ: "
+_GOOD_BYTE = np.zeros(256, dtype=bool)
+_GOOD_BYTE[np.frombuffer(_NUMERIC_BYTES + _ISO_BYTES, dtype=np.uint8)] = True
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0, 9), *range(10, 32), 127)}
 
 Progress = Callable[[int, int], None]
 
 
-# --------------------------------------------------------------------------------------------- detection
+@dataclass
+class ParsedFile:
+    """A raw frame with the file's line accounting: ``len(raw) + blank_lines == data_lines``."""
+
+    raw: pd.DataFrame
+    data_lines: int  # lines after the header (records for JSON/Parquet)
+    blank_lines: int = 0
+    fmt: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------- reading bytes
 
 
 def _suffixes(path: Path) -> tuple[str, Compression | None]:
@@ -76,15 +119,227 @@ def _suffixes(path: Path) -> tuple[str, Compression | None]:
     return (suffixes[-1] if suffixes else ""), None
 
 
-def _peek_first_row(path: Path, compression: Compression | None) -> list[str]:
-    """The fields of the first non-blank line, as text."""
+def _short(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+
+
+def _unreadable(path: Path, exc: BaseException) -> DataFormatError:
+    return DataFormatError(f"cannot read file ({_short(exc)})", where=str(path), hint=_GENERIC_HINT)
+
+
+def _gzip_pieces(path: Path, progress: Progress | None) -> Iterator[bytes]:
+    """Decompressed pieces of a (multi-member) gzip file."""
+    total = path.stat().st_size
+    with path.open("rb") as handle:
+        inflater = zlib.decompressobj(wbits=31)
+        seen = False
+        while piece := handle.read(READ_BYTES):
+            seen = True
+            while piece:
+                out = inflater.decompress(piece)
+                if out:
+                    yield out
+                if inflater.eof:  # another gzip member may follow
+                    piece = inflater.unused_data
+                    inflater = zlib.decompressobj(wbits=31)
+                    if not piece:
+                        seen = False
+                else:
+                    piece = b""
+            if progress is not None:
+                progress(min(handle.tell(), total), total)
+        tail = inflater.flush()
+        if tail:
+            yield tail
+        if seen and not inflater.eof:
+            raise EOFError("compressed file ended before the end-of-stream marker")
+
+
+class _Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def _stream_pieces(stream: _Readable) -> Iterator[bytes]:
+    while piece := stream.read(READ_BYTES):
+        yield piece
+
+
+def _zip_member(archive: zipfile.ZipFile) -> str:
+    names = [i.filename for i in archive.infolist() if not i.is_dir()]
+    if len(names) != 1:
+        raise zipfile.BadZipFile(f"the zip archive holds {len(names)} files, expected one")
+    return names[0]
+
+
+def _raw_pieces(path: Path, compression: Compression | None, progress: Progress | None) -> Iterator[bytes]:
+    """The file's decompressed bytes, piece by piece."""
+    total = path.stat().st_size
+    if compression == "gzip":
+        yield from _gzip_pieces(path, progress)
+    elif compression == "zip":
+        with zipfile.ZipFile(path) as archive, archive.open(_zip_member(archive)) as member:
+            yield from _stream_pieces(member)
+    elif compression == "bz2":
+        with bz2.open(path, "rb") as stream:
+            yield from _stream_pieces(stream)
+    elif compression == "xz":
+        with lzma.open(path, "rb") as stream:
+            yield from _stream_pieces(stream)
+    elif compression == "zstd":
+        raise DataFormatError(
+            "zstd-compressed files are not supported", where=str(path), hint="decompress it (unzstd) and ingest that"
+        )
+    else:
+        with path.open("rb") as handle:
+            while piece := handle.read(BLOCK_BYTES):
+                yield piece
+                if progress is not None:
+                    progress(min(handle.tell(), total), total)
+    if progress is not None:
+        progress(total, total)
+
+
+_READ_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile, ValueError)
+
+
+def _pieces(path: Path, compression: Compression | None, progress: Progress | None) -> Iterator[bytes]:
+    """``_raw_pieces`` with decompression in a background thread (zlib, bz2 and lzma release the GIL), so
+    inflating the next piece overlaps parsing this one; any read error is one ``DataFormatError``."""
+    if compression is None:
+        try:
+            yield from _raw_pieces(path, compression, progress)
+        except _READ_ERRORS as exc:
+            raise _unreadable(path, exc) from None
+        return
+    results: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=8)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for piece in _raw_pieces(path, compression, progress):
+                while not stop.is_set():
+                    try:
+                        results.put(("piece", piece), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            results.put(("end", None))
+        except BaseException as exc:  # handed to the reading thread
+            results.put(("error", exc))
+
+    worker = threading.Thread(target=produce, name="smartmarket-inflate", daemon=True)
+    worker.start()
     try:
-        first = pd.read_csv(path, header=None, nrows=1, dtype=str, compression=compression, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        raise DataFormatError("file is empty", where=str(path), hint="give a file with candle rows") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, zipfile.BadZipFile, EOFError, ValueError) as exc:
-        raise DataFormatError(f"cannot read file ({_short(exc)})", where=str(path), hint=_GENERIC_HINT) from None
-    return [str(v) for v in first.iloc[0].tolist()] if len(first) else []
+        while True:
+            kind, item = results.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                if isinstance(item, DataFormatError):
+                    raise item
+                if isinstance(item, _READ_ERRORS):
+                    raise _unreadable(path, item) from None
+                raise item  # type: ignore[misc]
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        while worker.is_alive():
+            with contextlib.suppress(queue.Empty):
+                results.get(timeout=0.05)
+        worker.join()
+
+
+@dataclass
+class _Block:
+    """Whole lines of text (ending with ``\\n``) starting at file line ``first_line`` (1-based); ``long_lines``:
+    block-local indices of lines longer than a block, cut to their first ``RAW_TEXT_LIMIT`` bytes."""
+
+    data: bytes
+    first_line: int
+    lines: int
+    long_lines: tuple[int, ...] = ()
+
+
+def _blocks(pieces: Iterator[bytes]) -> Iterator[_Block]:
+    """Regroup pieces into blocks of about ``BLOCK_BYTES`` made of whole lines; a line longer than a block is
+    cut (its head kept, the rest skipped as it streams past), so memory never depends on one line."""
+    parts: list[bytes] = []
+    size = 0
+    line = 1
+    long_lines: list[int] = []
+    lines_so_far = 0  # complete lines already in ``parts``
+    skipping = False  # inside a too-long line: drop bytes up to its end
+    first = True
+    for piece in pieces:
+        if first and piece:
+            first = False
+            if piece.startswith(_BOM):
+                piece = piece[len(_BOM) :]
+        if skipping:
+            cut = piece.find(b"\n")
+            if cut < 0:
+                continue
+            piece = piece[cut:]  # keeps the line end of the cut line
+            skipping = False
+        parts.append(piece)
+        size += len(piece)
+        if size < BLOCK_BYTES:
+            continue
+        data = b"".join(parts)
+        end = data.rfind(b"\n") + 1
+        if end == 0 or (end < len(data) // 2 and len(data) - end >= BLOCK_BYTES):
+            # The last line alone fills a block: keep its head, skip the rest until its end.
+            start = end
+            head = data[start : start + RAW_TEXT_LIMIT + 1]
+            done = data[:start]
+            count = done.count(b"\n")
+            long_lines.append(lines_so_far + count)
+            parts, size = [done, head], len(done) + len(head)
+            lines_so_far += count
+            skipping = True
+            continue
+        block = data[:end]
+        count = block.count(b"\n")
+        yield _Block(block, line, count, tuple(long_lines))
+        line += count
+        rest = data[end:]
+        parts, size, lines_so_far, long_lines = ([rest] if rest else []), len(rest), 0, []
+    data = b"".join(parts)
+    if data and not data.endswith(b"\n"):
+        data += b"\n"
+    if data:
+        yield _Block(data, line, data.count(b"\n"), tuple(long_lines))
+
+
+def _peek_lines(path: Path, compression: Compression | None) -> list[tuple[int, list[str]]]:
+    """(line number, fields) of the first ``PEEK_LINES`` non-blank lines."""
+    found: list[tuple[int, list[str]]] = []
+    seen = b""
+    try:
+        for piece in _raw_pieces(path, compression, None):
+            seen += piece
+            if seen.count(b"\n") > 4 * PEEK_LINES or len(seen) >= _PEEK_BYTES:
+                break
+    except DataFormatError:
+        raise
+    except _READ_ERRORS as exc:
+        raise _unreadable(path, exc) from None
+    if seen.startswith(_BOM):
+        seen = seen[len(_BOM) :]
+    lines = seen[:_PEEK_BYTES].split(b"\n")
+    if len(seen) >= _PEEK_BYTES and len(lines) > 1:
+        lines = lines[:-1]  # the last one may be cut
+    for number, line in enumerate(lines, start=1):
+        text = line.rstrip(b"\r").decode("utf-8", "replace")
+        if text.strip():
+            found.append((number, text.split(",")))
+        if len(found) >= PEEK_LINES:
+            break
+    if not found:
+        raise DataFormatError("file is empty", where=str(path), hint="give a file with candle rows")
+    return found
 
 
 def _looks_like_number(text: str) -> bool:
@@ -95,8 +350,16 @@ def _looks_like_number(text: str) -> bool:
     return True
 
 
+def _is_iso_time(text: str) -> bool:
+    return not pd.isna(pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True))
+
+
+def _header_names(fields: list[str]) -> list[str]:
+    return [f.strip().strip('"').strip() for f in fields]
+
+
 def _is_binance_header(fields: list[str]) -> bool:
-    names = [f.strip().lower() for f in fields]
+    names = [f.lower() for f in _header_names(fields)]
     return len(names) == BINANCE_COLUMN_COUNT and names[0] in ("open_time", "opentime", "open time")
 
 
@@ -107,12 +370,10 @@ def detect_format(path: Path) -> str:
         return "parquet"
     if suffix == ".json":
         return "freqtrade"
-    first = _peek_first_row(path, compression)
-    if len(first) == BINANCE_COLUMN_COUNT and (_looks_like_number(first[0]) or _is_binance_header(first)):
+    first = _peek_lines(path, compression)[0][1]
+    if len(first) == BINANCE_COLUMN_COUNT and (_looks_like_number(first[0].strip()) or _is_binance_header(first)):
         return "binance"
-    if suffix in (".csv", ".txt", "") or first:
-        return "csv"
-    raise DataFormatError("cannot recognise the file format", where=str(path), hint=f"pass --format {FORMATS}")
+    return "csv"
 
 
 # --------------------------------------------------------------------------------------------- conversion
@@ -130,7 +391,9 @@ def coerce_numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 def _numbers_to_ms(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Epoch numbers in s, ms, µs or ns (chosen per value by magnitude) → (int64 ms, mask of unusable)."""
     if values.dtype.kind in "iu":
-        v = values.astype(np.int64)
+        v = values.astype(np.int64, copy=False)
+        if len(v) and v.min() >= 10**11 and v.max() < 10**14:  # the common case: every value already in ms
+            return v, np.zeros(len(v), dtype=bool)
         mag = np.abs(v)
         ms = np.select(
             [mag < 10**11, mag < 10**14, mag < 10**17],
@@ -177,19 +440,21 @@ def timestamps_to_ms(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _raw_text(fields: pd.DataFrame) -> pd.Series:
-    """Original fields of each row joined by commas (missing shown as empty)."""
-    return fields.astype(object).where(fields.notna(), "").astype(str).agg(",".join, axis=1)
+    """Original fields of each row joined by commas (missing shown as empty), cut to ``RAW_TEXT_LIMIT``."""
+    joined = fields.astype(object).where(fields.notna(), "").astype(str).agg(",".join, axis=1)
+    return joined.map(row_text)
 
 
-def to_raw_frame(fields: pd.DataFrame, lines: np.ndarray) -> pd.DataFrame:
+def to_raw_frame(fields: pd.DataFrame, lines: np.ndarray, *, keep_blank: bool = False) -> pd.DataFrame:
     """Turn source fields (columns ``ts … volume``, any dtypes) into a raw frame (``RAW_COLUMNS``).
 
-    Rows with no value at all are dropped (blank lines); any field present but unreadable marks the row
-    unparseable and keeps its text in ``raw``.
+    Rows with no value at all are dropped unless ``keep_blank`` (records of a JSON or Parquet file are kept and
+    judged); any field present but unreadable marks the row ``unparseable`` and keeps its text in ``raw``.
     """
-    blank = fields.isna().all(axis=1).to_numpy()
-    if blank.any():
-        fields, lines = fields.loc[~blank], lines[~blank]
+    if not keep_blank:
+        blank = fields.isna().all(axis=1).to_numpy()
+        if blank.any():
+            fields, lines = fields.loc[~blank], lines[~blank]
     ts, bad = timestamps_to_ms(fields["ts"])
     out: dict[str, object] = {"ts": ts}
     for col in CANDLE_COLUMNS[1:]:
@@ -197,23 +462,26 @@ def to_raw_frame(fields: pd.DataFrame, lines: np.ndarray) -> pd.DataFrame:
         out[col] = values
         bad = bad | col_bad
     out["line"] = np.asarray(lines, dtype=np.int64)
-    raw = pd.Series(None, index=fields.index, dtype=object)
+    raw = np.full(len(fields), None, dtype=object)
+    problem = np.full(len(fields), None, dtype=object)
     if bad.any():
         raw[bad] = _raw_text(fields.loc[bad, list(CANDLE_COLUMNS)]).to_numpy()
+        problem[bad] = "unparseable"
         out["ts"] = np.where(bad, 0, ts)
-    out["raw"] = raw.to_numpy()
+    out["raw"] = raw
+    out["problem"] = problem
     return pd.DataFrame(out, columns=list(RAW_COLUMNS))
 
 
+def _empty_fields() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=np.float64) for c in CANDLE_COLUMNS})
+
+
 def empty_raw_frame() -> pd.DataFrame:
-    return to_raw_frame(pd.DataFrame({c: pd.Series(dtype=np.float64) for c in CANDLE_COLUMNS}), np.array([]))
+    return to_raw_frame(_empty_fields(), np.array([], dtype=np.int64))
 
 
-# --------------------------------------------------------------------------------------------- readers
-
-
-def _short(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+# --------------------------------------------------------------------------------------------- CSV
 
 
 def _generic_columns(names: list[str], path: Path) -> list[str]:
@@ -228,72 +496,324 @@ def _generic_columns(names: list[str], path: Path) -> list[str]:
     return mapped
 
 
-def _csv_layout(path: Path, fmt: str, compression: Compression | None) -> tuple[int | None, list[int] | None]:
-    """(header row or None, positional columns to use or None for header names) for a CSV file."""
-    first = _peek_first_row(path, compression)
-    has_header = bool(first) and not _looks_like_number(first[0]) and not _is_iso_time(first[0])
+@dataclass(frozen=True)
+class _Layout:
+    """How to read a CSV: ``header_line`` (0: none), ``fields`` per line, the ``positions`` of ts…volume."""
+
+    header_line: int
+    fields: int
+    positions: tuple[int, ...]
+
+
+def _usual_count(peeked: list[tuple[int, list[str]]], start: int) -> int:
+    """The most common field count among the peeked lines from ``start`` (the first line's on a tie)."""
+    counts = [len(f) for _, f in peeked[start:]] or [len(peeked[0][1])]
+    values, freq = np.unique(np.array(counts), return_counts=True)
+    best = values[freq == freq.max()]
+    return counts[0] if counts[0] in best else int(best[0])
+
+
+def _csv_layout(path: Path, fmt: str, compression: Compression | None) -> _Layout:
+    """Where the header is (if any), how many fields a row has and which ones are the candle columns."""
+    peeked = _peek_lines(path, compression)
+    line, first = peeked[0]
+    lead = first[0].strip()
+    has_header = not _looks_like_number(lead) and not _is_iso_time(lead)
     if fmt == "binance":
-        if len(first) < len(CANDLE_COLUMNS):
+        count = len(first) if has_header else _usual_count(peeked, 0)
+        if count < len(CANDLE_COLUMNS):
             raise DataFormatError(
-                f"a Binance kline row has {BINANCE_COLUMN_COUNT} columns, found {len(first)}",
+                f"a Binance kline row has {BINANCE_COLUMN_COUNT} columns, found {count}",
                 where=str(path),
                 hint="pass --format csv for a ts,open,high,low,close,volume file",
             )
-        return (0 if has_header else None), list(range(len(CANDLE_COLUMNS)))
+        return _Layout(line if has_header else 0, count, tuple(range(len(CANDLE_COLUMNS))))
     if has_header:
-        _generic_columns(first, path)
-        return 0, None
-    if len(first) != len(CANDLE_COLUMNS):
+        names = _header_names(first)
+        mapped = _generic_columns(names, path)
+        return _Layout(line, len(names), tuple(mapped.index(c) for c in CANDLE_COLUMNS))
+    count = _usual_count(peeked, 0)
+    if count != len(CANDLE_COLUMNS):
         raise DataFormatError(
-            f"headerless CSV with {len(first)} columns", where=str(path), hint=_GENERIC_HINT + " or --format binance"
+            f"headerless CSV with {count} columns", where=str(path), hint=_GENERIC_HINT + " or --format binance"
         )
-    return None, list(range(len(CANDLE_COLUMNS)))
+    return _Layout(0, count, tuple(range(len(CANDLE_COLUMNS))))
 
 
-def _is_iso_time(text: str) -> bool:
-    return not pd.isna(pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True))
+@dataclass
+class _Columns:
+    """Parsed candle columns of some rows: ts in ms and which ts could not be used."""
+
+    ts: np.ndarray
+    ts_bad: np.ndarray
+    values: list[np.ndarray]
 
 
-def _read_csv(path: Path, fmt: str, progress: Progress | None) -> pd.DataFrame:
-    _, compression = _suffixes(path)
-    header, positions = _csv_layout(path, fmt, compression)
-    first_data_line = 2 if header == 0 else 1
-    total = path.stat().st_size
-    chunks: list[pd.DataFrame] = []
-    with path.open("rb") as handle:
+_PARSE = pacsv.ParseOptions(quote_char=False, escape_char=False, double_quote=False, newlines_in_values=False)
+_TS_TYPES = (pa.int64(), pa.float64(), pa.string())
+
+
+def _arrow_columns(data: bytes, layout: _Layout) -> _Columns | None:
+    """Parse plain numeric lines with pyarrow (ts as int64, else float64, else text); None if impossible."""
+    names = [f"f{i}" for i in range(layout.fields)]
+    wanted = [names[p] for p in layout.positions]
+    for ts_type in _TS_TYPES:
+        types = {wanted[0]: ts_type, **{n: pa.float64() for n in wanted[1:]}}
         try:
-            reader = pd.read_csv(
-                handle,
-                header=header,
-                usecols=positions,
-                compression=compression,
-                skip_blank_lines=False,
-                chunksize=CHUNK_ROWS,
-                low_memory=False,
+            table = pacsv.read_csv(
+                pa.py_buffer(data),
+                read_options=pacsv.ReadOptions(column_names=names, block_size=8 << 20),
+                parse_options=_PARSE,
+                convert_options=pacsv.ConvertOptions(
+                    column_types=types, include_columns=wanted, null_values=[""], check_utf8=False
+                ),
             )
-            for chunk in reader:
-                if positions is not None:
-                    chunk.columns = list(CANDLE_COLUMNS)
-                else:
-                    chunk.columns = _generic_columns([str(c) for c in chunk.columns], path)
-                lines = chunk.index.to_numpy(dtype=np.int64) + first_data_line
-                chunks.append(to_raw_frame(chunk[list(CANDLE_COLUMNS)], lines))
-                if progress is not None:
-                    progress(min(handle.tell(), total), total)  # compressed bytes consumed so far
-        except pd.errors.EmptyDataError:
-            return empty_raw_frame()
-        except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError, zipfile.BadZipFile) as exc:
-            raise DataFormatError(
-                f"cannot read CSV ({_short(exc)})",
-                where=str(path),
-                hint="every row needs the same number of comma-separated fields",
-            ) from None
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            continue
+        return _table_columns(table, wanted)
+    return None
+
+
+def _table_columns(table: pa.Table, wanted: list[str]) -> _Columns:
+    ts_col = table.column(wanted[0])
+    if pa.types.is_string(ts_col.type) or pa.types.is_large_string(ts_col.type):
+        ts, ts_bad = timestamps_to_ms(pd.Series(ts_col.to_numpy(zero_copy_only=False), dtype=object))
+    else:
+        nulls = ts_col.null_count
+        numbers = ts_col.fill_null(0).to_numpy() if nulls else ts_col.to_numpy()
+        ts, ts_bad = _numbers_to_ms(numbers)
+        if nulls:
+            ts_bad = ts_bad | ts_col.is_null().to_numpy(zero_copy_only=False)
+    values = [table.column(n).to_numpy(zero_copy_only=False).astype(np.float64, copy=False) for n in wanted[1:]]
+    return _Columns(ts, ts_bad, values)
+
+
+def row_text(data: bytes | str) -> str:
+    """A bad row's text for the quarantine: decoded, control characters escaped, cut to ``RAW_TEXT_LIMIT``."""
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    if len(text) > RAW_TEXT_LIMIT:
+        text = text[:RAW_TEXT_LIMIT] + "…"
+    return text.translate(_CONTROL)
+
+
+class _Rows:
+    """Rows collected from one block: parsed pieces and slow-path rows, each with its block-local line."""
+
+    def __init__(self) -> None:
+        self.index: list[np.ndarray] = []
+        self.columns: list[_Columns] = []
+        self.raw: dict[int, str] = {}  # block-local line -> text of a bad row
+        self.problem: dict[int, str] = {}
+
+    def add(self, index: np.ndarray, columns: _Columns) -> None:
+        self.index.append(index)
+        self.columns.append(columns)
+
+    def columns_out(self, first_line: int, text_of: Callable[[int], bytes]) -> dict[str, np.ndarray]:
+        """The rows as raw-frame columns, in line order."""
+        if not self.index:
+            return {c: empty_raw_frame()[c].to_numpy() for c in RAW_COLUMNS}
+        index = np.concatenate(self.index) if len(self.index) > 1 else self.index[0]
+        ts = np.concatenate([c.ts for c in self.columns])
+        ts_bad = np.concatenate([c.ts_bad for c in self.columns])
+        values = [np.concatenate([c.values[k] for c in self.columns]) for k in range(len(CANDLE_COLUMNS) - 1)]
+        raw = np.full(len(index), None, dtype=object)
+        problem = np.full(len(index), None, dtype=object)
+        bad = ts_bad.copy()
+        if self.problem:
+            keys = np.fromiter(self.problem, dtype=np.int64, count=len(self.problem))
+            order = np.argsort(index, kind="stable")
+            where = order[np.searchsorted(index, keys, sorter=order)]
+            problem[where] = list(self.problem.values())
+            raw[where] = [self.raw[int(k)] for k in keys]
+            bad[where] = False
+        for pos in np.flatnonzero(bad):  # readable fields, unusable timestamp: keep the text
+            problem[pos] = "unparseable"
+            raw[pos] = row_text(text_of(int(index[pos])))
+        if self.problem or bad.any():
+            ts = np.where(pd.isna(problem), ts, 0)
+        out = {
+            "ts": ts.astype(np.int64, copy=False),
+            **{c: v for c, v in zip(CANDLE_COLUMNS[1:], values, strict=True)},
+            "line": index.astype(np.int64) + first_line,
+            "raw": raw,
+            "problem": problem,
+        }
+        if len(self.index) > 1:
+            order = np.argsort(index, kind="stable")
+            out = {c: v[order] for c, v in out.items()}
+        return out
+
+
+def _slow_rows(lines: list[tuple[int, bytes, bool]], layout: _Layout, rows: _Rows) -> None:
+    """Lines that are not plain numeric CSV: split by hand, each one judged on its own."""
+    keep: list[int] = []
+    fields: list[list[str | None]] = []
+    texts: list[bytes] = []
+    nan = np.full(1, np.nan)
+    for index, data, cut in lines:
+        text = data.decode("utf-8", "replace")
+        parts = text.split(",")
+        if cut or len(parts) != layout.fields:
+            rows.problem[index] = "unparseable" if cut else "field_count"
+            rows.raw[index] = row_text(data) if not cut else row_text(data[:RAW_TEXT_LIMIT]) + "…"
+            rows.add(np.array([index]), _Columns(np.zeros(1, np.int64), np.zeros(1, bool), [nan] * 5))
+            continue
+        picked = [parts[p].strip() for p in layout.positions]
+        keep.append(index)
+        fields.append([p if p else None for p in picked])
+        texts.append(data)
+    if not keep:
+        return
+    frame = pd.DataFrame(fields, columns=list(CANDLE_COLUMNS), dtype=object)
+    ts, ts_bad = timestamps_to_ms(frame["ts"])
+    values: list[np.ndarray] = []
+    bad = ts_bad
+    for col in CANDLE_COLUMNS[1:]:
+        numbers, col_bad = coerce_numbers(frame[col])
+        values.append(numbers)
+        bad = bad | col_bad
+    for pos in np.flatnonzero(bad):
+        rows.problem[keep[pos]] = "unparseable"
+        rows.raw[keep[pos]] = row_text(texts[pos])
+    rows.add(np.array(keep, dtype=np.int64), _Columns(ts, np.zeros(len(keep), bool), values))
+
+
+def _line_bounds(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(starts, ends without ``\\r``, ends at ``\\n``) of every line of a block."""
+    nl = np.flatnonzero(buf == 10)
+    starts = np.empty_like(nl)
+    if len(nl):
+        starts[0] = 0
+        starts[1:] = nl[:-1] + 1
+    has_cr = np.zeros(len(nl), dtype=bool)
+    nonempty = nl > starts
+    has_cr[nonempty] = buf[nl[nonempty] - 1] == 13
+    return starts, nl - has_cr, nl
+
+
+def _join_lines(view: memoryview, starts: np.ndarray, nl: np.ndarray, index: np.ndarray) -> bytes:
+    """The bytes of the lines ``index`` (sorted), line ends included, joined run by run."""
+    breaks = np.flatnonzero(np.diff(index) != 1)
+    firsts = np.concatenate([index[:1], index[breaks + 1]])
+    lasts = np.concatenate([index[breaks], index[-1:]])
+    return b"".join(view[int(starts[a]) : int(nl[b]) + 1] for a, b in zip(firsts, lasts, strict=True))
+
+
+def _parse_block(block: _Block, layout: _Layout) -> tuple[dict[str, np.ndarray], int]:
+    """(raw frame, blank lines) of one block."""
+    data = block.data
+    if not block.long_lines:
+        rest = data.translate(None, _NUMERIC_BYTES + _ISO_BYTES + b"\r")
+        plain = not rest and (b"\r" not in data or data.count(b"\r") == data.count(b"\r\n"))
+        if plain:
+            columns = _arrow_columns(data, layout)
+            if columns is not None and len(columns.ts) == block.lines:  # one row per line: nothing blank
+                rows = _Rows()
+                rows.add(np.arange(block.lines, dtype=np.int64), columns)
+                bounds: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+                def fast_text(i: int) -> bytes:
+                    if not bounds:
+                        bounds.append(_line_bounds(np.frombuffer(data, dtype=np.uint8)))
+                    starts, ends, _ = bounds[0]
+                    return data[int(starts[i]) : int(ends[i])]
+
+                return rows.columns_out(block.first_line, fast_text), 0
+    return _parse_block_carefully(block, layout)
+
+
+def _parse_block_carefully(block: _Block, layout: _Layout) -> tuple[dict[str, np.ndarray], int]:
+    data = block.data
+    buf = np.frombuffer(data, dtype=np.uint8)
+    starts, ends, nl = _line_bounds(buf)
+    blank = ends == starts
+    commas = np.flatnonzero(buf == 44)
+    fields = np.searchsorted(commas, ends) - np.searchsorted(commas, starts) + 1
+    odd = np.flatnonzero(~_GOOD_BYTE[buf])
+    odd_count = np.searchsorted(odd, ends) - np.searchsorted(odd, starts)
+    simple = ~blank & (fields == layout.fields) & (odd_count == 0)
+    cut = np.zeros(len(starts), dtype=bool)
+    if block.long_lines:
+        cut[list(block.long_lines)] = True
+        simple &= ~cut
+    rows = _Rows()
+    failed: list[int] = []
+    view = memoryview(data)
+
+    def parse(index: np.ndarray) -> None:
+        columns = _arrow_columns(_join_lines(view, starts, nl, index), layout)
+        if columns is not None and len(columns.ts) == len(index):
+            rows.add(index, columns)
+        elif len(index) == 1:
+            failed.append(int(index[0]))
+        else:  # a number pyarrow refuses somewhere in here: halve until it is alone
+            half = len(index) // 2
+            parse(index[:half])
+            parse(index[half:])
+
+    simple_index = np.flatnonzero(simple)
+    if len(simple_index):
+        parse(simple_index)
+    slow_index = sorted([*np.flatnonzero(~blank & ~simple).tolist(), *failed])
+    if slow_index:
+        _slow_rows(
+            [(i, data[int(starts[i]) : int(ends[i])], bool(cut[i])) for i in slow_index],
+            layout,
+            rows,
+        )
+
+    def careful_text(i: int) -> bytes:
+        return data[int(starts[i]) : int(ends[i])]
+
+    return rows.columns_out(block.first_line, careful_text), int(np.count_nonzero(blank))
+
+
+def _frame_of(columns: dict[str, np.ndarray]) -> pd.DataFrame:
+    """A raw frame around these arrays without copying them (text columns stay plain object columns)."""
+    return pd.DataFrame(
+        {c: pd.Series(v, dtype=object, copy=False) if v.dtype == object else v for c, v in columns.items()},
+        columns=list(RAW_COLUMNS),
+        copy=False,
+    )
+
+
+def _read_csv(path: Path, fmt: str, progress: Progress | None) -> ParsedFile:
+    _, compression = _suffixes(path)
+    layout = _csv_layout(path, fmt, compression)
+    blocks: list[dict[str, np.ndarray]] = []
+    data_lines = blank_lines = 0
+    for block in _blocks(_pieces(path, compression, progress)):
+        if block.first_line + block.lines <= layout.header_line:
+            continue  # blank lines before the header
+        if block.first_line <= layout.header_line:  # drop the lines up to and including the header
+            skip = layout.header_line - block.first_line + 1
+            cut = 0
+            for _ in range(skip):
+                cut = block.data.index(b"\n", cut) + 1
+            long_lines = tuple(i - skip for i in block.long_lines if i >= skip)
+            block = _Block(block.data[cut:], layout.header_line + 1, block.lines - skip, long_lines)
+            if not block.lines:
+                continue
+        frame, blank = _parse_block(block, layout)
+        blocks.append(frame)
+        data_lines += block.lines
+        blank_lines += blank
     if progress is not None:
+        total = path.stat().st_size
         progress(total, total)
-    return pd.concat(chunks, ignore_index=True) if chunks else empty_raw_frame()
+    if not blocks:
+        return ParsedFile(empty_raw_frame(), data_lines=data_lines, blank_lines=blank_lines, fmt=fmt)
+    raw = _frame_of(
+        {c: np.concatenate([b[c] for b in blocks]) if len(blocks) > 1 else blocks[0][c] for c in RAW_COLUMNS}
+    )
+    return ParsedFile(raw, data_lines=data_lines, blank_lines=blank_lines, fmt=fmt)
 
 
-def _read_parquet(path: Path, progress: Progress | None) -> pd.DataFrame:
+# --------------------------------------------------------------------------------------------- other formats
+
+
+def _read_parquet(path: Path, progress: Progress | None) -> ParsedFile:
     try:
         pfile = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as exc:
@@ -303,48 +823,95 @@ def _read_parquet(path: Path, progress: Progress | None) -> pd.DataFrame:
     total = pfile.metadata.num_rows
     chunks: list[pd.DataFrame] = []
     done = 0
-    for batch in pfile.iter_batches(batch_size=CHUNK_ROWS, columns=wanted):
-        fields = batch.to_pandas()
-        fields.columns = list(CANDLE_COLUMNS)
-        lines = np.arange(done + 1, done + len(fields) + 1, dtype=np.int64)
-        fields.index = pd.RangeIndex(done, done + len(fields))
-        chunks.append(to_raw_frame(fields, lines))
-        done += len(fields)
-        if progress is not None:
-            progress(done, total)
-    return pd.concat(chunks, ignore_index=True) if chunks else empty_raw_frame()
+    try:
+        for batch in pfile.iter_batches(batch_size=CHUNK_ROWS, columns=wanted):
+            fields = batch.to_pandas()
+            fields.columns = list(CANDLE_COLUMNS)
+            lines = np.arange(done + 1, done + len(fields) + 1, dtype=np.int64)
+            fields.index = pd.RangeIndex(done, done + len(fields))
+            chunks.append(to_raw_frame(fields, lines, keep_blank=True))
+            done += len(fields)
+            if progress is not None:
+                progress(done, total)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataFormatError(f"cannot read Parquet ({_short(exc)})", where=str(path), hint=_GENERIC_HINT) from None
+    raw = pd.concat(chunks, ignore_index=True) if chunks else empty_raw_frame()
+    return ParsedFile(raw, data_lines=len(raw), fmt="parquet")
 
 
-def _read_freqtrade(path: Path, progress: Progress | None) -> pd.DataFrame:
+def _json_value(value: object) -> object:
+    """A record's value as something ``to_raw_frame`` can judge; containers and booleans are not values."""
+    if isinstance(value, (bool, list, dict)):
+        return _NOT_A_VALUE
+    return value
+
+
+_NOT_A_VALUE = object()
+
+
+def _read_freqtrade(path: Path, progress: Progress | None) -> ParsedFile:
     _, compression = _suffixes(path)
     try:
-        # precise_float: exact decimal → float conversion; dtype=False: no guessing (timestamps stay numbers).
-        fields = pd.read_json(path, orient="values", precise_float=True, dtype=False, compression=compression)
-    except (ValueError, OSError, EOFError, json.JSONDecodeError) as exc:
+        text = b"".join(_raw_pieces(path, compression, None))
+        records = json.loads(text)
+    except DataFormatError:
+        raise
+    except (*_READ_ERRORS, json.JSONDecodeError, RecursionError) as exc:
         raise DataFormatError(
-            f"cannot read freqtrade JSON ({_short(exc)})",
-            where=str(path),
-            hint="expected a JSON list of [ts_ms, open, high, low, close, volume]",
+            f"cannot read freqtrade JSON ({_short(exc)})", where=str(path), hint=_FREQTRADE_HINT
         ) from None
-    if fields.empty:
-        return empty_raw_frame()
-    if fields.shape[1] < len(CANDLE_COLUMNS):
+    if not isinstance(records, list):
         raise DataFormatError(
-            f"freqtrade records have {fields.shape[1]} values, expected 6",
+            f"freqtrade JSON holds a {type(records).__name__}, not a list of records",
             where=str(path),
-            hint="expected a JSON list of [ts_ms, open, high, low, close, volume]",
+            hint=_FREQTRADE_HINT,
         )
-    fields = fields.iloc[:, : len(CANDLE_COLUMNS)]
-    fields.columns = list(CANDLE_COLUMNS)
-    raw = to_raw_frame(fields, np.arange(1, len(fields) + 1, dtype=np.int64))
+    lengths = [len(r) for r in records if isinstance(r, list)]
+    if records and lengths and max(lengths) < len(CANDLE_COLUMNS):
+        raise DataFormatError(
+            f"freqtrade records have {max(lengths)} values, expected 6", where=str(path), hint=_FREQTRADE_HINT
+        )
+    good_lines: list[int] = []
+    good: list[list[object]] = []
+    bad_rows: list[dict[str, object]] = []
+    for number, record in enumerate(records, start=1):
+        values = [_json_value(v) for v in record[: len(CANDLE_COLUMNS)]] if isinstance(record, list) else []
+        if not isinstance(record, list) or len(record) < len(CANDLE_COLUMNS) or _NOT_A_VALUE in values:
+            reason = "field_count" if isinstance(record, list) and len(record) < len(CANDLE_COLUMNS) else "unparseable"
+            bad_rows.append(
+                {
+                    "line": number,
+                    "raw": row_text(json.dumps(record, default=str)[: RAW_TEXT_LIMIT + 1]),
+                    "problem": reason,
+                }
+            )
+            continue
+        good_lines.append(number)
+        good.append(values)
+    fields = pd.DataFrame(good, columns=list(CANDLE_COLUMNS)) if good else _empty_fields()
+    raw = to_raw_frame(fields, np.array(good_lines, dtype=np.int64), keep_blank=True)
+    if bad_rows:
+        refused = pd.DataFrame(
+            {
+                "ts": np.zeros(len(bad_rows), dtype=np.int64),
+                **{c: np.full(len(bad_rows), np.nan) for c in CANDLE_COLUMNS[1:]},
+                "line": np.array([b["line"] for b in bad_rows], dtype=np.int64),
+                "raw": np.array([b["raw"] for b in bad_rows], dtype=object),
+                "problem": np.array([b["problem"] for b in bad_rows], dtype=object),
+            }
+        )
+        raw = pd.concat([raw, refused], ignore_index=True).sort_values("line", kind="stable").reset_index(drop=True)
     if progress is not None:
         size = path.stat().st_size
         progress(size, size)
-    return raw
+    return ParsedFile(raw, data_lines=len(records), fmt="freqtrade")
 
 
-def parse_file(path: Path, fmt: str | None = None, *, progress: Progress | None = None) -> pd.DataFrame:
-    """Read a candle file into a raw frame (``RAW_COLUMNS``). ``fmt`` None or ``"auto"`` detects it.
+# --------------------------------------------------------------------------------------------- entry points
+
+
+def read_candle_file(path: Path, fmt: str | None = None, *, progress: Progress | None = None) -> ParsedFile:
+    """Read a candle file into a raw frame with its line accounting. ``fmt`` None or ``"auto"`` detects it.
 
     ``progress(done, total)`` is called while reading (bytes for CSV, rows for Parquet).
     """
@@ -362,14 +929,25 @@ def parse_file(path: Path, fmt: str | None = None, *, progress: Progress | None 
     return _read_csv(path, fmt, progress)
 
 
+def parse_file(path: Path, fmt: str | None = None, *, progress: Progress | None = None) -> pd.DataFrame:
+    """The raw frame (``RAW_COLUMNS``) of a candle file (see ``read_candle_file``)."""
+    return read_candle_file(path, fmt, progress=progress).raw
+
+
 __all__ = [
+    "BLOCK_BYTES",
     "COLUMN_ALIASES",
     "FORMATS",
+    "PROBLEMS",
     "RAW_COLUMNS",
+    "RAW_TEXT_LIMIT",
+    "ParsedFile",
     "coerce_numbers",
     "detect_format",
     "empty_raw_frame",
     "parse_file",
+    "read_candle_file",
+    "row_text",
     "timestamps_to_ms",
     "to_raw_frame",
 ]

@@ -3,8 +3,10 @@
 Rules, checked in this order (a row gets the first reason that applies):
 
 ==========================  ===============================================================
+``field_count``             the line has more or fewer fields than the header (``raw`` keeps the text)
 ``unparseable``             a field could not be read as a number or time (``raw`` keeps the text)
 ``bad_timestamp``           ts missing or not a whole number of ms (frames built in code)
+``ts_out_of_range``         ts before 2009-01-03 00:00 UTC (the first Bitcoin block) or after now + 1 day
 ``not_finite``              a missing, NaN or infinite price or volume
 ``non_positive_price``      open, high, low or close <= 0
 ``negative_volume``         volume < 0
@@ -24,18 +26,21 @@ Everything is vectorised; 5M rows validate in about a second.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from smartmarket.core.types import Timeframe
+from smartmarket.core.types import DAY_MS, Timeframe
 from smartmarket.data.frame import CANDLE_COLUMNS, PRICE_COLUMNS, empty_candles
 from smartmarket.data.parsers import RAW_COLUMNS, coerce_numbers
 
 REASONS: dict[str, str] = {
+    "field_count": "more or fewer fields than the header",
     "unparseable": "a field is not a number or a time",
     "bad_timestamp": "timestamp missing or not whole milliseconds",
+    "ts_out_of_range": "timestamp before 2009-01-03 or after now + 1 day",
     "not_finite": "missing, NaN or infinite value",
     "non_positive_price": "price <= 0",
     "negative_volume": "volume < 0",
@@ -48,6 +53,14 @@ REASONS: dict[str, str] = {
     "conflict_with_stored": "differs from the candle already stored",
 }
 BAD_COLUMNS: tuple[str, ...] = (*RAW_COLUMNS, "reason")
+EARLIEST_TS = 1_230_940_800_000  # 2009-01-03T00:00:00Z, the first Bitcoin block: no market traded before
+FUTURE_SLACK_MS = DAY_MS  # candles may open up to a day ahead of this machine's clock, no more
+NO_LATEST_TS = np.iinfo(np.int64).max  # ``latest_ts`` for synthetic data, which may lie in the future
+
+
+def latest_plausible_ts() -> int:
+    """The latest candle open time accepted now: this machine's clock plus one day."""
+    return int(time.time() * 1000) + FUTURE_SLACK_MS
 
 
 @dataclass(frozen=True)
@@ -97,15 +110,21 @@ def _as_frame(raw: pd.DataFrame) -> pd.DataFrame:
         extra["line"] = np.arange(1, len(frame) + 1, dtype=np.int64)
     if "raw" not in frame.columns:
         extra["raw"] = np.full(len(frame), None, dtype=object)
+    if "problem" not in frame.columns:
+        extra["problem"] = np.full(len(frame), None, dtype=object)
     if extra:
         frame = frame.assign(**extra)  # type: ignore[arg-type]
     return frame
 
 
-def _rule_reasons(frame: pd.DataFrame, ts: np.ndarray, ts_bad: np.ndarray, timeframe: Timeframe) -> np.ndarray:
+def _rule_reasons(
+    frame: pd.DataFrame, ts: np.ndarray, ts_bad: np.ndarray, timeframe: Timeframe, latest_ts: int
+) -> np.ndarray:
     """Per row: the first failing row-level rule, or None."""
     values = {}
-    unparseable = frame["raw"].notna().to_numpy().copy()
+    problem = frame["problem"].to_numpy()
+    field_count = problem == "field_count"
+    unparseable = frame["raw"].notna().to_numpy() & ~field_count
     for col in CANDLE_COLUMNS[1:]:
         numbers, bad_text = coerce_numbers(frame[col])
         values[col] = numbers
@@ -114,8 +133,10 @@ def _rule_reasons(frame: pd.DataFrame, ts: np.ndarray, ts_bad: np.ndarray, timef
     finite = np.isfinite(o) & np.isfinite(h) & np.isfinite(low) & np.isfinite(c) & np.isfinite(v)
     with np.errstate(invalid="ignore"):
         rules: list[tuple[str, np.ndarray]] = [
+            ("field_count", field_count),
             ("unparseable", unparseable),
             ("bad_timestamp", ts_bad),
+            ("ts_out_of_range", (ts < EARLIEST_TS) | (ts > latest_ts)),
             ("not_finite", ~finite),
             ("non_positive_price", np.min(np.vstack([values[p] for p in PRICE_COLUMNS]), axis=0) <= 0),
             ("negative_volume", v < 0),
@@ -135,6 +156,8 @@ def _duplicate_reasons(frame: pd.DataFrame, ts: np.ndarray, reasons: np.ndarray)
     """Mark duplicate timestamps among rows still valid (in place)."""
     valid = np.flatnonzero(pd.isna(reasons))
     if len(valid) < 2:
+        return
+    if np.all(np.diff(ts[valid]) > 0):  # the usual file: strictly increasing, no repeat possible
         return
     valid_ts = pd.Series(ts[valid])
     repeated = valid_ts.duplicated(keep=False).to_numpy()
@@ -160,11 +183,12 @@ def find_gaps(ts: np.ndarray, timeframe: Timeframe) -> list[Gap]:
     return [Gap(int(a), int(m)) for a, m in zip(ts[at], missing, strict=True)]
 
 
-def validate_candles(raw: pd.DataFrame, timeframe: Timeframe) -> ValidationResult:
-    """Apply every rule to ``raw`` (a raw frame; ``line`` and ``raw`` columns optional, ts in epoch ms)."""
+def validate_candles(raw: pd.DataFrame, timeframe: Timeframe, *, latest_ts: int | None = None) -> ValidationResult:
+    """Apply every rule to ``raw`` (a raw frame; ``line``, ``raw`` and ``problem`` columns optional, ts in epoch
+    ms). ``latest_ts``: the latest acceptable candle open (default: now + 1 day; ``NO_LATEST_TS`` for none)."""
     frame = _as_frame(raw)
     ts, ts_bad = _timestamps(frame)
-    reasons = _rule_reasons(frame, ts, ts_bad, timeframe)
+    reasons = _rule_reasons(frame, ts, ts_bad, timeframe, latest_plausible_ts() if latest_ts is None else latest_ts)
     _duplicate_reasons(frame, ts, reasons)
 
     is_bad = pd.notna(reasons)
@@ -173,8 +197,8 @@ def validate_candles(raw: pd.DataFrame, timeframe: Timeframe) -> ValidationResul
     good_idx = np.flatnonzero(~is_bad)
     good_ts = ts[good_idx]
     out_of_order = int(np.count_nonzero(good_ts[1:] < np.maximum.accumulate(good_ts)[:-1])) if len(good_ts) else 0
-    order = np.argsort(good_ts, kind="stable")
-    good_idx = good_idx[order]
+    if out_of_order:
+        good_idx = good_idx[np.argsort(good_ts, kind="stable")]
     if len(good_idx):
         good = pd.DataFrame({"ts": ts[good_idx]})
         for col in CANDLE_COLUMNS[1:]:
@@ -191,4 +215,14 @@ def validate_candles(raw: pd.DataFrame, timeframe: Timeframe) -> ValidationResul
     )
 
 
-__all__ = ["BAD_COLUMNS", "REASONS", "Gap", "ValidationResult", "find_gaps", "validate_candles"]
+__all__ = [
+    "BAD_COLUMNS",
+    "EARLIEST_TS",
+    "NO_LATEST_TS",
+    "REASONS",
+    "Gap",
+    "ValidationResult",
+    "find_gaps",
+    "latest_plausible_ts",
+    "validate_candles",
+]
