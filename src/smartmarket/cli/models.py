@@ -1,4 +1,5 @@
-"""Model commands: ``train``, ``evaluate``, ``models list|show|compare``, ``compare-models``, ``bench inference``.
+"""Model commands: ``train``, ``evaluate``, ``models list|show|compare|upgrade``, ``compare-models``,
+``bench inference``.
 
 Candles come from the store (``--store`` / ``--home``), features from the declared feature pipeline computed over
 the stored history up to ``--end`` (so a model sees the same feature values in training, evaluation and live),
@@ -27,6 +28,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np
 import pandas as pd
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from smartmarket.cli.context import console, err_console, get_context
@@ -387,8 +389,14 @@ def _records_table(records: Sequence[Any], title: str) -> Table:
         test = r.test_metrics
         period = r.metadata.get("split", {}).get("test_ts") or [None, None]
         dates = [_date(p)[:10] for p in period]
+        stage = escape(r.stage)
+        unsafe = getattr(r, "unsafe_files", ())
+        if unsafe:  # never loaded: flagged by file name
+            stage += f" [red]refused: {escape(unsafe[0].split(':')[0])}[/]" + (
+                f" (+{len(unsafe) - 1})" if len(unsafe) > 1 else ""
+            )
         table.add_row(
-            r.model_id, r.stage, f"{dates[0]} → {dates[1]}",
+            escape(r.model_id), stage, f"{dates[0]} → {dates[1]}",
             _f(test.get("balanced_accuracy")), _f(test.get("log_loss")), _f(test.get("n")),
         )  # fmt: skip
     return table
@@ -407,6 +415,7 @@ def _record_summary(record: Any) -> dict[str, Any]:
         "context": meta.get("context"),
         "split": {k: meta.get("split", {}).get(k) for k in ("train_ts", "validation_ts", "test_ts")},
         "metrics": meta.get("metrics", {}),
+        "unsafe_files": list(getattr(record, "unsafe_files", ())),
     }
 
 
@@ -415,7 +424,8 @@ def _record_summary(record: Any) -> dict[str, Any]:
 
 def register(app: typer.Typer) -> None:
     models_app = typer.Typer(
-        help="The model registry: list, show, compare, evaluate-candidate, promote and retire.", no_args_is_help=True
+        help="The model registry: list, show, compare, evaluate-candidate, promote, retire and upgrade.",
+        no_args_is_help=True,
     )
     app.add_typer(models_app, name="models")
     _register_train(app)
@@ -558,8 +568,8 @@ def _register_registry(models_app: typer.Typer) -> None:
         model_id: Annotated[str, typer.Argument(help="A registry id (or a unique prefix).")],
         as_json: Annotated[bool, typer.Option("--json", help="The full metadata as JSON.")] = False,
     ) -> None:
-        """One model: its setup, periods and metrics."""
-        record = _registry(ctx).show(model_id)
+        """One model: its setup, periods and metrics (refused, naming the file, when the entry holds a pickle)."""
+        record = _registry(ctx).check(model_id)
         if as_json:
             typer.echo(_json(record.metadata))
             return
@@ -579,6 +589,57 @@ def _register_registry(models_app: typer.Typer) -> None:
         stages = [s for s in ("validation", "test", "train") if s in metrics]
         console.print(metrics_table("metrics", metrics, stages))
         console.print(f"code {meta.get('code_version', {})}, data checksum {meta.get('data', {}).get('checksum')}")
+
+    @models_app.command("upgrade")
+    def upgrade_command(
+        ctx: typer.Context,
+        trust_pickle: Annotated[
+            bool,
+            typer.Option(
+                "--trust-pickle",
+                help="Load the registry's old pickle files (this runs their code): only for a registry you wrote.",
+            ),
+        ] = False,
+        as_json: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Rewrite the registry's entries of earlier versions (model.joblib / system.joblib pickles) once, in the
+        pickle-free formats. Without --trust-pickle it only names the first pickle and changes nothing."""
+        from smartmarket.core.safe_files import UnsafeFileError, find_unsafe_files
+        from smartmarket.signals.fit import upgrade_artifact
+
+        registry = _registry(ctx)
+        directory = Path(registry.directory)
+        unsafe = find_unsafe_files(directory) if directory.is_dir() else []
+        if unsafe and not trust_pickle:
+            path, reason = unsafe[0]
+            more = f" (and {len(unsafe) - 1} more)" if len(unsafe) > 1 else ""
+            raise UnsafeFileError(
+                f"not upgrading: {path.name} in {path.parent.name} is unsafe to load ({reason}){more}",
+                where=str(path),
+                hint="for a registry you wrote yourself, run `smartmarket models upgrade --trust-pickle` "
+                "(it loads the pickles, which runs their code); otherwise delete the entry",
+            )
+        done: list[dict[str, str]] = []
+        for folder in sorted({p.parent for p, _ in unsafe if p.parent.parent == directory}):
+            if folder.name.startswith(".") or not (folder / "metadata.json").is_file():
+                continue
+            for what in (registry.upgrade_entry(folder), upgrade_artifact(folder)):
+                if what is not None:
+                    done.append({"id": folder.name, "upgraded": what})
+                    if not as_json:
+                        console.print(f"upgraded {escape(folder.name)}: {escape(what)}", highlight=False)
+        left = find_unsafe_files(directory) if directory.is_dir() else []
+        if as_json:
+            typer.echo(_json({"upgraded": done, "refused": [f"{p}: {r}" for p, r in left]}))
+        elif not done and not left:
+            console.print(f"nothing to upgrade in {escape(str(directory))}", highlight=False)
+        if left:
+            path, reason = left[0]
+            more = f" (and {len(left) - 1} more)" if len(left) > 1 else ""
+            raise UnsafeFileError(
+                f"{path.name} cannot be upgraded ({reason}){more}", where=str(path),
+                hint="only model.joblib and system.joblib of earlier versions are upgraded: delete the file or entry",
+            )  # fmt: skip
 
     @models_app.command("compare")
     def compare_command(

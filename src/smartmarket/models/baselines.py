@@ -19,6 +19,7 @@ from sklearn.preprocessing import StandardScaler
 
 from smartmarket.models.datasets import WindowDataset
 from smartmarket.models.labels import N_CLASSES
+from smartmarket.models.persist import LIGHTGBM_TEXT_TYPE, LightGBMText, as_lightgbm_text
 
 
 def lagged_rows(windows: np.ndarray, lags: tuple[int, ...]) -> np.ndarray:
@@ -138,7 +139,8 @@ class LightGBMBaseline(_WindowBaseline):
             "verbose": -1,
         }
         self.early_stopping_rounds = early_stopping_rounds
-        self.booster: lgb.LGBMClassifier | None = None
+        # a fresh fit holds the LGBMClassifier; a saved and loaded model its text form (same predictions)
+        self.booster: lgb.LGBMClassifier | LightGBMText | None = None
 
     def fit(self, train: WindowDataset, validation: WindowDataset | None = None) -> LightGBMBaseline:
         x = self._check(train.with_context(self.context).windows())
@@ -165,8 +167,28 @@ class LightGBMBaseline(_WindowBaseline):
         best = getattr(self.booster, "best_iteration_", None) if self.booster is not None else None
         return {"lags": list(self.lags), **self.params, "best_iteration": best}
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Saved state: the booster in LightGBM's text model format, never a pickled ``LGBMClassifier``."""
+        return {**self.__dict__, "booster": as_lightgbm_text(self.booster)}
+
 
 BASELINE_KINDS: tuple[str, ...] = ("majority", "logreg", "lightgbm")
 
+# The SmartMarket types a saved baseline may hold (``models.persist.load``); scikit-learn's estimators, NumPy and
+# builtins are trusted by skops itself. A fixed list: never whatever a file asks for.
+BASELINE_TRUSTED_TYPES: tuple[str, ...] = (
+    "smartmarket.models.baselines.MajorityBaseline",
+    "smartmarket.models.baselines.LogisticBaseline",
+    "smartmarket.models.baselines.LightGBMBaseline",
+    LIGHTGBM_TEXT_TYPE,
+)
 
-__all__ = ["BASELINE_KINDS", "LightGBMBaseline", "LogisticBaseline", "MajorityBaseline", "lagged_rows"]
+
+__all__ = [
+    "BASELINE_KINDS",
+    "BASELINE_TRUSTED_TYPES",
+    "LightGBMBaseline",
+    "LogisticBaseline",
+    "MajorityBaseline",
+    "lagged_rows",
+]

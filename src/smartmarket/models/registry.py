@@ -1,8 +1,12 @@
 """The model registry: every trained model under a versioned id, with weights and a metadata JSON.
 
 Layout: ``<registry_dir>/<id>/metadata.json`` plus ``weights.pt`` (a network's ``state_dict``, loaded with
-``weights_only=True``) or ``model.joblib`` (a scikit-learn / LightGBM / majority baseline; joblib is pickle, so
-load only registries you wrote). Ids read ``<kind>-<symbol>-<tf>-<YYYYmmddHHMMSS>-<hash8>``, the hash taken over
+``weights_only=True``) or ``model.skops`` (a scikit-learn / LightGBM / majority baseline, written with skops and
+read with a fixed list of trusted types; LightGBM boosters inside it in LightGBM's text model format: see
+``models.persist``). No file of the registry is a pickle: before an entry is read, every file in its folder is
+checked (``core.safe_files``) and a pickle (``model.joblib`` of earlier versions) or a file of an unknown kind is
+refused with one line naming it; ``upgrade_entry`` (``smartmarket models upgrade --trust-pickle``) rewrites an
+entry of an earlier version once. Ids read ``<kind>-<symbol>-<tf>-<YYYYmmddHHMMSS>-<hash8>``, the hash taken over
 the weights and metadata. A model is written to a temporary folder and renamed into place, so a crash never
 leaves half a model. Ensemble artifacts (``signals.fit``, kind ``ensemble``) live in the same folder and are listed
 with the models.
@@ -27,11 +31,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import joblib
 import torch
 
-from smartmarket.core.errors import ConfigError, NotFoundError, ValidationError
+from smartmarket.core.errors import ConfigError, DataFormatError, NotFoundError, ValidationError
+from smartmarket.core.safe_files import find_unsafe_files, refuse_unsafe_files
 from smartmarket.core.types import Timeframe, normalize_symbol
+from smartmarket.models import persist
+from smartmarket.models.baselines import (
+    BASELINE_TRUSTED_TYPES,
+    LightGBMBaseline,
+    LogisticBaseline,
+    MajorityBaseline,
+)
 from smartmarket.models.labels import LabelConfig
 from smartmarket.models.networks import NETWORK_KINDS, build_network
 from smartmarket.models.pipeline import STAGES, TrainedModel
@@ -39,8 +50,10 @@ from smartmarket.models.training import NetworkClassifier, TrainConfig
 
 METADATA_FILE = "metadata.json"
 WEIGHTS_FILE = "weights.pt"
-JOBLIB_FILE = "model.joblib"
+MODEL_FILE = "model.skops"
+JOBLIB_FILE = "model.joblib"  # earlier versions (a pickle): refused on load, rewritten by ``upgrade_entry``
 EVALUATION_FILE = "evaluation.json"
+BASELINE_CLASSES = (MajorityBaseline, LogisticBaseline, LightGBMBaseline)
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,8 @@ class ModelRecord:
     created: str
     path: Path
     metadata: dict[str, Any]
+    # files of the entry SmartMarket refuses to load (a pickle, an unknown kind): "name: reason"
+    unsafe_files: tuple[str, ...] = ()
 
     @property
     def test_metrics(self) -> dict[str, float]:
@@ -100,8 +115,8 @@ class Registry:
                 torch.save(module.state_dict(), staging / WEIGHTS_FILE)
                 weights = staging / WEIGHTS_FILE
             else:
-                joblib.dump(model.classifier, staging / JOBLIB_FILE)
-                weights = staging / JOBLIB_FILE
+                persist.dump(model.classifier, staging / MODEL_FILE, trusted=BASELINE_TRUSTED_TYPES)
+                weights = staging / MODEL_FILE
             meta = model.metadata()
             meta["id"] = None
             digest = hashlib.sha256(weights.read_bytes())
@@ -240,18 +255,24 @@ class Registry:
         hint = "ambiguous prefix: give more of the id" if matches else "see `smartmarket models` for the ids"
         raise NotFoundError(f"no model {model_id!r}", where=str(self.directory), hint=hint)
 
-    def latest(
-        self, symbol: str, timeframe: str, kind: str | None = None, *, stage: str | None = None
-    ) -> ModelRecord:
+    def latest(self, symbol: str, timeframe: str, kind: str | None = None, *, stage: str | None = None) -> ModelRecord:
         records = self.list(symbol=symbol, timeframe=timeframe, kind=kind, stage=stage)
         if not records:
             what = f"{kind or 'any'} model for {symbol} {timeframe}" + (f" in stage {stage}" if stage else "")
             raise NotFoundError(f"no {what}", where=str(self.directory), hint="train one with `smartmarket train`")
         return records[-1]
 
-    def load(self, model_id: str) -> TrainedModel:
-        """Rebuild the trained model: same weights, same predictions."""
+    def check(self, model_id: str) -> ModelRecord:
+        """The entry, after refusing (``UnsafeFileError``, one line naming the file) one holding a pickle or a file
+        of an unknown kind. Reads no model file."""
         record = self.show(model_id)
+        refuse_unsafe_files(record.path, hint=persist.UPGRADE_HINT)
+        return record
+
+    def load(self, model_id: str) -> TrainedModel:
+        """Rebuild the trained model: same weights, same predictions. Nothing in the entry can run code: its
+        folder is checked first (``check``) and the baseline file is read with a fixed list of trusted types."""
+        record = self.check(model_id)
         meta = record.metadata
         groups = {g: tuple(idx) for g, idx in meta["feature_groups"].items()}
         columns = tuple(meta["feature_columns"])
@@ -263,7 +284,12 @@ class Registry:
             module.eval()
             classifier: Any = NetworkClassifier(record.kind, module, TrainConfig(**hyper["training"]))
         else:
-            classifier = joblib.load(record.path / JOBLIB_FILE)
+            classifier = persist.load(record.path / MODEL_FILE, trusted=BASELINE_TRUSTED_TYPES, expect=BASELINE_CLASSES)
+            if classifier.kind != record.kind:
+                raise DataFormatError(
+                    f"{MODEL_FILE} holds a {classifier.kind} model, the metadata says {record.kind}",
+                    where=str(record.path), hint="the entry was altered: delete it or restore it from a backup",
+                )  # fmt: skip
         return TrainedModel(
             kind=record.kind,
             classifier=classifier,
@@ -284,8 +310,30 @@ class Registry:
             code_version=meta.get("code_version", {}),
         )
 
+    def upgrade_entry(self, path: Path) -> str | None:
+        """Rewrite one entry of an earlier version (``model.joblib``, a pickle) as ``model.skops``, atomically, and
+        delete the pickle; returns what was done, or None when the entry holds no ``model.joblib``.
+
+        Unpickling runs the file's code: call this only on the user's explicit trust (``--trust-pickle``)."""
+        old = Path(path) / JOBLIB_FILE
+        if not old.is_file():
+            return None
+        meta = json.loads((Path(path) / METADATA_FILE).read_text())
+        classifier = persist.load_trusted_pickle(old)
+        if not isinstance(classifier, BASELINE_CLASSES) or classifier.kind != meta.get("kind"):
+            raise DataFormatError(
+                f"{JOBLIB_FILE} holds a {type(classifier).__name__}, not the {meta.get('kind')} baseline its metadata "
+                "names", where=str(path), hint="delete the entry",
+            )  # fmt: skip
+        persist.dump(classifier, Path(path) / MODEL_FILE, trusted=BASELINE_TRUSTED_TYPES)
+        change = {"from": JOBLIB_FILE, "to": MODEL_FILE, "at": datetime.now(UTC).isoformat(timespec="seconds")}
+        _write_json(Path(path) / METADATA_FILE, dict(meta, format_history=[*meta.get("format_history", []), change]))
+        old.unlink()
+        return f"{JOBLIB_FILE} → {MODEL_FILE}"
+
     def _record(self, path: Path) -> ModelRecord:
         meta = json.loads((path / METADATA_FILE).read_text())
+        unsafe = tuple(f"{p.relative_to(path)}: {reason}" for p, reason in find_unsafe_files(path))
         return ModelRecord(
             model_id=path.name,
             kind=meta.get("kind", ""),
@@ -295,14 +343,23 @@ class Registry:
             created=meta.get("created", ""),
             path=path,
             metadata=meta,
+            unsafe_files=unsafe,
         )
 
 
 def _write_json(path: Path, document: dict[str, Any]) -> None:
     """Replace ``path`` atomically (a crash leaves the old or the new file, never half of one)."""
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")  # a .json name: a leftover is never "unknown"
     tmp.write_text(json.dumps(document, indent=2, default=str))
     os.replace(tmp, path)
 
 
-__all__ = ["EVALUATION_FILE", "JOBLIB_FILE", "METADATA_FILE", "WEIGHTS_FILE", "ModelRecord", "Registry"]
+__all__ = [
+    "EVALUATION_FILE",
+    "JOBLIB_FILE",
+    "METADATA_FILE",
+    "MODEL_FILE",
+    "WEIGHTS_FILE",
+    "ModelRecord",
+    "Registry",
+]

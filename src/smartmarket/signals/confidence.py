@@ -34,6 +34,7 @@ import numpy.typing as npt
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
+from smartmarket.models.persist import LightGBMText, as_lightgbm_text
 from smartmarket.signals.calibration import brier_score, expected_calibration_error
 from smartmarket.signals.outcomes import DOWN, FLAT, N_CLASSES, UP, BoolArray, FloatArray, IntArray
 
@@ -174,10 +175,15 @@ class ConfidenceModel:
         self.regime_levels: tuple[str, ...] = ()
         self.history = SignalHistory(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, dtype=str))
         self.scaler: StandardScaler | None = None
-        self.classifier: LogisticRegression | lgb.LGBMClassifier | None = None
+        # a fresh fit holds an LGBMClassifier; a saved and loaded model its text form (same predictions)
+        self.classifier: LogisticRegression | lgb.LGBMClassifier | LightGBMText | None = None
         self.holdout_confidence = np.zeros(0)
         self.holdout_hit = np.zeros(0)
         self.holdout_regimes = np.zeros(0, dtype=str)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Saved state: a LightGBM meta classifier in LightGBM's text model format, never a pickled estimator."""
+        return {**self.__dict__, "classifier": as_lightgbm_text(self.classifier)}
 
     # -- features
 

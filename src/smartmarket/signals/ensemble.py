@@ -267,6 +267,18 @@ class _SkillGroup:
             return zeros, np.full_like(zeros, np.inf), n
         return d.mean(axis=0), d.std(axis=0, ddof=1) / math.sqrt(n), n
 
+    def __getstate__(self) -> dict[str, object]:
+        """Saved state: the rolling window as one ``(n, M)`` array and its length limit (no ``deque`` object)."""
+        rows = np.asarray(self.window, dtype=np.float64).reshape(len(self.window), self.weights.size - 1)
+        return {**self.__dict__, "window": rows, "window_maxlen": self.window.maxlen}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        state = dict(state)
+        rows = np.asarray(state.pop("window"), dtype=np.float64)
+        maxlen = state.pop("window_maxlen")
+        self.__dict__.update(state)
+        self.window = deque(rows, maxlen=None if maxlen is None else int(maxlen))  # type: ignore[call-overload]
+
 
 class SkillWeightedEnsemble(EnsembleModel):
     """Log-linear pool with weights from measured log-score improvement over the base rate (module docstring)."""

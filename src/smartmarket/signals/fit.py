@@ -17,8 +17,12 @@ members of no skill it gives them exact zero weight, where stacking still spread
 the two out of sample).
 
 Artifacts live in the model registry directory, ``<registry_dir>/<id>/metadata.json`` (kind ``ensemble``,
-symbol, timeframe, member specs with model ids, the data range, the fit report) plus ``system.joblib`` (the
-fitted ``SignalSystem``; joblib is pickle: load only registries you wrote). Ids read
+symbol, timeframe, member specs with model ids, the data range, the fit report) plus ``system.skops`` (the
+fitted ``SignalSystem`` written with skops and read with the fixed list ``SIGNAL_TRUSTED_TYPES``; a LightGBM
+meta-labelling model inside it in LightGBM's text model format; see ``models.persist``). Nothing in an artifact
+folder can run code: it is checked (``core.safe_files``) before anything is read, and a pickle (``system.joblib``
+of earlier versions) or a file of an unknown kind is refused with one line naming it; ``upgrade_artifact``
+(``smartmarket models upgrade --trust-pickle``) rewrites an artifact of an earlier version once. Ids read
 ``ensemble-<symbol>-<tf>-<YYYYmmddHHMMSS>-<hash8>``; written to a temporary folder and renamed into place.
 """
 
@@ -35,12 +39,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 
-from smartmarket.core.errors import NotFoundError, ValidationError
+from smartmarket.core.errors import DataFormatError, NotFoundError, ValidationError
+from smartmarket.core.safe_files import refuse_unsafe_files
 from smartmarket.core.types import Timeframe, normalize_symbol
+from smartmarket.models import persist
 from smartmarket.models.labels import LabelConfig
 from smartmarket.signals.members import Member, ModelMember
 from smartmarket.signals.pipeline import ResearchData, research_data
@@ -49,7 +54,28 @@ from smartmarket.signals.strength import SignalSystem, SignalSystemConfig
 ARTIFACT_KIND = "ensemble"
 ARTIFACT_VERSION = 1
 METADATA_FILE = "metadata.json"
-SYSTEM_FILE = "system.joblib"
+SYSTEM_FILE = "system.skops"
+LEGACY_SYSTEM_FILE = "system.joblib"  # earlier versions (a pickle): refused on load, rewritten by upgrade_artifact
+
+# The types a saved SignalSystem may hold besides those skops trusts itself (builtins, NumPy, scikit-learn
+# estimators). A fixed list: never whatever a file asks for.
+SIGNAL_TRUSTED_TYPES: tuple[str, ...] = (
+    "smartmarket.signals.strength.SignalSystem",
+    "smartmarket.signals.strength.SignalSystemConfig",
+    "smartmarket.signals.strength.StrengthThresholds",
+    "smartmarket.signals.strength.RegimeFilter",
+    "smartmarket.signals.calibration.TemperatureCalibrator",
+    "smartmarket.signals.calibration.PlattCalibrator",
+    "smartmarket.signals.calibration.IsotonicCalibrator",
+    "smartmarket.signals.ensemble.StackingEnsemble",
+    "smartmarket.signals.ensemble._StackFit",
+    "smartmarket.signals.ensemble.SkillWeightedEnsemble",
+    "smartmarket.signals.ensemble._SkillGroup",
+    "smartmarket.signals.confidence.ConfidenceModel",
+    "smartmarket.signals.confidence.ConfidenceChoice",
+    "smartmarket.signals.confidence.SignalHistory",
+    persist.LIGHTGBM_TEXT_TYPE,
+)
 
 
 def default_system_config(**overrides: Any) -> SignalSystemConfig:
@@ -182,7 +208,7 @@ def save_artifact(artifact: EnsembleArtifact, registry_dir: str | Path) -> str:
     directory.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".saving-", dir=directory))
     try:
-        joblib.dump(artifact.system, staging / SYSTEM_FILE)
+        persist.dump(artifact.system, staging / SYSTEM_FILE, trusted=SIGNAL_TRUSTED_TYPES)
         meta = artifact.metadata()
         meta["id"] = None
         digest = hashlib.sha256((staging / SYSTEM_FILE).read_bytes())
@@ -220,8 +246,9 @@ def list_artifacts(
     found: list[tuple[str, str, Path]] = []
     for path in directory.iterdir():
         meta_file = path / METADATA_FILE
-        if path.name.startswith(".") or not meta_file.is_file() or not (path / SYSTEM_FILE).is_file():
-            continue
+        has_system = (path / SYSTEM_FILE).is_file() or (path / LEGACY_SYSTEM_FILE).is_file()
+        if path.name.startswith(".") or not meta_file.is_file() or not has_system:
+            continue  # (an artifact of an earlier version is listed: loading it refuses, naming the pickle)
         meta = json.loads(meta_file.read_text())
         if meta.get("kind") != ARTIFACT_KIND:
             continue
@@ -273,8 +300,9 @@ def load_artifact(
         if len(matches) != 1:
             raise NotFoundError(f"no ensemble artifact {str(ref)!r} for {what}", where=str(registry_dir), hint=hint)
         path = matches[0]
+    refuse_unsafe_files(path, hint=persist.UPGRADE_HINT)
     meta = json.loads((path / METADATA_FILE).read_text())
-    system = joblib.load(path / SYSTEM_FILE)
+    system = persist.load(path / SYSTEM_FILE, trusted=SIGNAL_TRUSTED_TYPES, expect=SignalSystem)
     return EnsembleArtifact(
         system=system,
         member_specs=list(meta["members"]),
@@ -289,9 +317,39 @@ def load_artifact(
     )
 
 
+def upgrade_artifact(path: str | Path) -> str | None:
+    """Rewrite one artifact of an earlier version (``system.joblib``, a pickle) as ``system.skops``, atomically,
+    and delete the pickle; returns what was done, or None when the folder holds no ``system.joblib``.
+
+    Unpickling runs the file's code: call this only on the user's explicit trust (``--trust-pickle``)."""
+    folder = Path(path)
+    old = folder / LEGACY_SYSTEM_FILE
+    if not old.is_file():
+        return None
+    system = persist.load_trusted_pickle(old)
+    if not isinstance(system, SignalSystem):
+        raise DataFormatError(
+            f"{LEGACY_SYSTEM_FILE} holds a {type(system).__name__}, not a fitted signal system", where=str(folder),
+            hint="delete the artifact",
+        )  # fmt: skip
+    persist.dump(system, folder / SYSTEM_FILE, trusted=SIGNAL_TRUSTED_TYPES)
+    meta_file = folder / METADATA_FILE
+    meta = json.loads(meta_file.read_text())
+    change = {"from": LEGACY_SYSTEM_FILE, "to": SYSTEM_FILE, "at": datetime.now(UTC).isoformat(timespec="seconds")}
+    meta["format_history"] = [*meta.get("format_history", []), change]
+    tmp = folder / f".{meta_file.stem}.partial.json"
+    tmp.write_text(json.dumps(meta, indent=2, default=_json_default))
+    os.replace(tmp, meta_file)
+    old.unlink()
+    return f"{LEGACY_SYSTEM_FILE} → {SYSTEM_FILE}"
+
+
 __all__ = [
     "ARTIFACT_KIND",
     "ARTIFACT_VERSION",
+    "LEGACY_SYSTEM_FILE",
+    "SIGNAL_TRUSTED_TYPES",
+    "SYSTEM_FILE",
     "EnsembleArtifact",
     "default_system_config",
     "first_sample_bar",
@@ -299,4 +357,5 @@ __all__ = [
     "list_artifacts",
     "load_artifact",
     "save_artifact",
+    "upgrade_artifact",
 ]
