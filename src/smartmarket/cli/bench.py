@@ -85,6 +85,16 @@ def _print_store(result: dict[str, Any]) -> None:
             f"{ratios['bytes_per_candle_postgres_over_duckdb']}× smaller",
             f"parquet backup: {result.get('parquet_backup_bytes_per_candle')}",
         )
+    cli = result.get("cli_ingest")
+    if cli:
+        rates = cli["rows_per_s"]
+        table.add_row(
+            "`smartmarket ingest` end to end (.csv / .csv.gz)",
+            f"{rates['csv']:,} / {rates['csv.gz']:,} rows/s",
+            "",
+            f"store write alone: {cli['store_write_rows_per_s']:,} rows/s",
+            f"≥ 2 M rows/s {ok(t.get('cli_ingest_rows_per_s>=2M', False))}",
+        )
     real = result.get("footprint_real_1h")
     if real:
         table.add_row(

@@ -24,6 +24,8 @@ HELP = """Load candles into the store: validate every row, quarantine bad ones, 
 
 Files: generic CSV/CSV.gz/Parquet (ts,open,high,low,close,volume), Binance kline CSV, freqtrade JSON.
 Symbol and timeframe come from the file name (BTCUSDT-1h.csv.gz) unless given.
+CSV is read as plain numbers: a quote, a wrong field count, an impossible time (before 2009-01-03 or after
+now + 1 day) quarantines that row alone, with its file line. Every data line is stored, quarantined or blank.
 Exits with code 3 when rows were quarantined, unless --allow-quarantine.
 
 Examples:
@@ -61,6 +63,10 @@ def _summary(report: IngestReport) -> Table:
     )
     table.add_column("what", style="bold")
     table.add_column("value", overflow="fold")
+    lines = f"{report.data_lines:,}"
+    if report.blank_lines:
+        lines += f" ({report.blank_lines:,} blank)"
+    table.add_row("data lines", lines)
     table.add_row("rows read", f"{report.rows_read:,}")
     table.add_row("inserted", f"{report.inserted:,}")
     table.add_row("unchanged", f"{report.unchanged:,}")
