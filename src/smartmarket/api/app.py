@@ -33,6 +33,7 @@ from smartmarket.core.errors import (
     SmartMarketError,
     StoreError,
 )
+from smartmarket.core.redaction import install_log_redaction
 from smartmarket.store.base import Store
 from smartmarket.store.url import open_store
 
@@ -102,6 +103,7 @@ def create_app(
     security: SecurityConfig | None = None,
 ) -> FastAPI:
     """One API app over ``store`` (or the configured store) and, optionally, a ``smartmarket.bus.Bus``."""
+    install_log_redaction()  # the one redaction rule for every record the API logs, with or without the CLI
     settings = settings or Settings()
     security = security or SecurityConfig.from_env()
     owns_store = store is None

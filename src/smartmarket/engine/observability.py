@@ -26,6 +26,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from smartmarket.core.redaction import redact_text
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -102,8 +104,10 @@ class JsonLogFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }  # fmt: skip
         data.update({k: v for k, v in vars(record).items() if k not in self._PLAIN})
-        if record.exc_info:
-            data["exc"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:  # tracebacks quote URLs and arguments: the one redaction rule applies to them too
+            data["exc"] = redact_text(record.exc_text)
         return json.dumps(data, default=str)
 
 

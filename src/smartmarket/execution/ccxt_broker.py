@@ -36,6 +36,7 @@ import ccxt
 
 from smartmarket.core.errors import ConfigError, FatalError, RetryableError
 from smartmarket.core.events import OrderFilled, OrderRejected, OrderSubmitted, SubmitOrder, deterministic_event_id
+from smartmarket.core.redaction import install_log_redaction, redact_text, register_secret
 from smartmarket.core.types import normalize_symbol
 from smartmarket.data.exchange import RETRYABLE_EXCHANGE_ERRORS, RetryPolicy, make_exchange
 from smartmarket.execution.broker import rejected_event, submitted_event
@@ -52,32 +53,6 @@ API_PASSWORD_ENV = "SMARTMARKET_EXCHANGE_API_PASSWORD"
 DEFAULT_RETRY = RetryPolicy(attempts=4, base_delay_s=0.5, max_delay_s=8.0)
 _TERMINAL = frozenset({"closed", "canceled", "expired", "rejected"})
 _MAX_REASON = 240  # characters of an exchange message kept in a reason
-_MASK = "***"
-
-
-class _SecretMask(logging.Filter):
-    """Replaces every registered secret in a log record's message by ``***`` (one shared instance)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.secrets: set[str] = set()
-
-    def mask(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, _MASK)
-        return text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            masked = self.mask(message)
-            if masked != message:
-                record.msg, record.args = masked, None
-        return True
-
-
-_SECRET_MASK = _SecretMask()
-log.addFilter(_SECRET_MASK)
 
 
 @dataclass(slots=True)
@@ -147,10 +122,9 @@ class CcxtBroker:
         if password is not None:
             exchange.password = password
         exchange.verbose = False  # verbose mode prints raw requests (API key header included) to stdout
-        _SECRET_MASK.secrets.update(s for s in (key, secret, password) if s)
-        exchange_logger = getattr(exchange, "logger", None)
-        if isinstance(exchange_logger, logging.Logger) and _SECRET_MASK not in exchange_logger.filters:
-            exchange_logger.addFilter(_SECRET_MASK)
+        for value in (key, secret, password):  # the one redaction rule masks them in every log record
+            register_secret(value)
+        install_log_redaction()
 
         self.exchange = exchange
         self.sandbox = sandbox
@@ -460,7 +434,7 @@ class CcxtBroker:
 
     def _exchange_message(self, exc: BaseException) -> str:
         """The exchange's words from a ccxt error: one line, secrets masked, JSON ``msg`` preferred, short."""
-        text = _SECRET_MASK.mask(" ".join(str(exc).split()))
+        text = redact_text(" ".join(str(exc).split()))
         text = re.sub(r"(https?://[^\s?]+)\?\S+", r"\1", text)  # signed query strings are noise
         match = re.search(r'"msg"\s*:\s*"([^"]*)"', text)
         if match:
