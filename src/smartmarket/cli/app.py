@@ -46,13 +46,14 @@ COMMAND_MODULES = (
 # Commands that write to the store: they may create a DuckDB file that does not exist yet (and say so once).
 # Every other command only reads: a store that does not exist is an error and nothing is created.
 # (``migrate`` opens its own two stores: --from must exist, --to may be created.)
-WRITING_COMMANDS = frozenset({"demo", "ingest", "generate", "run", "worker", "restore"})
+# serve too: a long-running API over an empty in-memory stand-in would never show what is ingested later.
+WRITING_COMMANDS = frozenset({"demo", "ingest", "generate", "run", "worker", "restore", "serve"})
 
 STORE_HELP = (
     "Store URL: duckdb:///relative/file.duckdb (relative to the working directory), "
     "duckdb:////absolute/file.duckdb (four slashes), postgresql://user@host:5432/db or questdb://host:9000. "
     "Default: smartmarket.duckdb under SMARTMARKET_HOME. Only commands that write (ingest, generate, run, "
-    "restore, migrate --to) create a DuckDB file, and print its absolute path; the others refuse a missing one. "
+    "restore, serve, migrate --to) create a DuckDB file, and print its absolute path; the others refuse a missing one. "
     "Put a password in the environment (SMARTMARKET_STORE) rather than on the command line; it is never printed."
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 import typer
@@ -36,6 +37,7 @@ def serve(
     import uvicorn
 
     from smartmarket.api.app import create_app
+    from smartmarket.api.security import SecurityConfig
 
     app_ctx = get_context(ctx)
     bus: Any = None
@@ -43,9 +45,13 @@ def serve(
         from smartmarket.bus import open_bus
 
         bus = open_bus(bus_url)
-    app = create_app(app_ctx.settings, store=app_ctx.store, bus=bus)
+    security = SecurityConfig.from_env()
+    app = create_app(app_ctx.settings, store=app_ctx.store, bus=bus, security=security)
+    # SmartMarket's own loggers (WebSocket refusals, jobs) print with their level, like uvicorn's.
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
     console.print(f"SmartMarket dashboard: http://{host}:{port}/  (API docs: /docs)", highlight=False)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    # uvicorn would buffer WebSocket frames up to 16 MiB before the app sees them: cap at the app's own limit.
+    uvicorn.run(app, host=host, port=port, log_level=log_level, ws_max_size=security.ws_max_message_bytes)
 
 
 def register(app: typer.Typer) -> None:
