@@ -199,7 +199,9 @@ def validate_candles(raw: pd.DataFrame, timeframe: Timeframe, *, latest_ts: int 
     out_of_order = int(np.count_nonzero(good_ts[1:] < np.maximum.accumulate(good_ts)[:-1])) if len(good_ts) else 0
     if out_of_order:
         good_idx = good_idx[np.argsort(good_ts, kind="stable")]
-    if len(good_idx):
+    if len(good_idx) == len(frame) and not out_of_order:  # every row good, in order: no copy needed
+        good = pd.DataFrame({"ts": ts, **{c: coerce_numbers(frame[c])[0] for c in CANDLE_COLUMNS[1:]}}, copy=False)
+    elif len(good_idx):
         good = pd.DataFrame({"ts": ts[good_idx]})
         for col in CANDLE_COLUMNS[1:]:
             good[col] = coerce_numbers(frame[col])[0][good_idx]
