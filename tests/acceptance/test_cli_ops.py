@@ -186,3 +186,19 @@ def test_doctor_reports_bus_registry_and_disk_problems(home: Path, monkeypatch: 
     checks = doctor_lines(out)
     assert checks == {"store": "ok", "bus": "fail", "registry": "fail", "disk": "warn", "quarantine": "ok"}
     assert "broken-model" in out and "1 warn, 2 fail" in out
+
+
+def test_paths_with_markup_print_as_text_in_doctor_and_backup(tmp_path: Path) -> None:
+    """A home or backup folder whose name looks like rich markup (``[/x]``) is printed as it is, never parsed."""
+    home = tmp_path / "home[/x]"
+    store = open_store(f"duckdb:///{home}/smartmarket.duckdb", create=True)
+    store.write_candles("BTCUSDT", Timeframe.parse("1m"), minutes(50))
+    store.close()
+    doctor = runner.invoke(app, ["--home", str(home), "doctor"])
+    assert doctor.exit_code in (0, 1), doctor.output  # a crash (rich's MarkupError) would be neither
+    assert doctor.exception is None or isinstance(doctor.exception, SystemExit), doctor.exception
+    assert "home[/x]" in doctor.output.replace("\n", "")
+    backups = tmp_path / "backups[/b]"
+    backup = runner.invoke(app, ["--home", str(home), "backup", "--to", str(backups)])
+    assert backup.exit_code == 0, backup.output
+    assert "backups[/b]" in backup.output.replace("\n", "")

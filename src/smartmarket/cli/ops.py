@@ -113,7 +113,7 @@ def print_retention(report: RetentionReport) -> None:
     for path in report.removed:
         note = "would remove" if report.dry_run else "removed"
         console.print(
-            f"{note} leftover of an interrupted run: {path} (its events are still stored)",
+            f"{note} leftover of an interrupted run: {escape(str(path))} (its events are still stored)",
             highlight=False,
             soft_wrap=True,
         )
@@ -128,9 +128,15 @@ def print_retention(report: RetentionReport) -> None:
             soft_wrap=True,
         )
         for path in ev.written:
-            console.print(f"  archived to {path} (read back and verified)", highlight=False, soft_wrap=True)
+            console.print(
+                f"  archived to {escape(str(path))} (read back and verified)", highlight=False, soft_wrap=True
+            )
         for path in ev.reused:
-            console.print(f"  already archived in {path} (verified against the store)", highlight=False, soft_wrap=True)
+            console.print(
+                f"  already archived in {escape(str(path))} (verified against the store)",
+                highlight=False,
+                soft_wrap=True,
+            )
         if not report.dry_run:
             console.print(f"  deleted {ev.deleted:,} events from the store", highlight=False, soft_wrap=True)
     if report.dead_letter_cutoff_ms is not None:
@@ -143,7 +149,9 @@ def print_retention(report: RetentionReport) -> None:
                 line += f"; archived {dl.archived:,} (+{dl.already_archived:,} already), deleted {dl.deleted:,}"
             console.print(line, highlight=False, soft_wrap=True)
             for path in dl.written:
-                console.print(f"  archived to {path} (read back and verified)", highlight=False, soft_wrap=True)
+                console.print(
+                    f"  archived to {escape(str(path))} (read back and verified)", highlight=False, soft_wrap=True
+                )
 
 
 def register(app: typer.Typer) -> None:
@@ -176,7 +184,7 @@ def register(app: typer.Typer) -> None:
                 progress=progress,
             )
         print_manifest(result.manifest, result.path)
-        console.print(f"[green]backup complete[/]: {result.path}", highlight=False)
+        console.print(f"[green]backup complete[/]: {escape(str(result.path))}", highlight=False)
 
     @app.command("restore")
     def restore_command(
@@ -296,7 +304,9 @@ def register(app: typer.Typer) -> None:
         if dry_run:
             console.print("[yellow]dry run[/]: nothing was written or deleted")
         else:
-            console.print(f"[green]retention complete[/]: archive in {archive}", highlight=False, soft_wrap=True)
+            console.print(
+                f"[green]retention complete[/]: archive in {escape(str(archive))}", highlight=False, soft_wrap=True
+            )
 
     @app.command("doctor")
     def doctor_command(
@@ -315,9 +325,9 @@ def register(app: typer.Typer) -> None:
         checks = run_doctor(settings, min_free_bytes=int(min_free_gb * (1 << 30)))
         for check in checks:
             style = _STATUS_STYLE[check.status]
-            console.print(f"[{style}]{check.status:<4}[/] {check.name:<10} {check.detail}", highlight=False)
+            console.print(f"[{style}]{check.status:<4}[/] {check.name:<10} {escape(check.detail)}", highlight=False)
             if check.fix:
-                console.print(f"{'':<4} {'':<10} fix: {check.fix}", highlight=False)
+                console.print(f"{'':<4} {'':<10} fix: {escape(check.fix)}", highlight=False)
         failed = sum(c.status == "fail" for c in checks)
         warned = sum(c.status == "warn" for c in checks)
         console.print(f"doctor: {len(checks) - failed - warned} ok, {warned} warn, {failed} fail")
