@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import bz2
 import contextlib
+import dataclasses
 import json
 import lzma
 import queue
@@ -503,6 +504,7 @@ class _Layout:
     header_line: int
     fields: int
     positions: tuple[int, ...]
+    threads: bool = True  # pyarrow's own threads (off while another thread inflates the file)
 
 
 def _usual_count(peeked: list[tuple[int, list[str]]], start: int) -> int:
@@ -553,8 +555,8 @@ _PARSE = pacsv.ParseOptions(quote_char=False, escape_char=False, double_quote=Fa
 _TS_TYPES = (pa.int64(), pa.float64(), pa.string())
 
 
-def _arrow_columns(data: bytes, layout: _Layout) -> _Columns | None:
-    """Parse plain numeric lines with pyarrow (ts as int64, else float64, else text); None if impossible."""
+def _arrow_table(data: bytes, layout: _Layout) -> tuple[pa.Table, list[str]] | None:
+    """Plain numeric lines parsed by pyarrow (ts as int64, else float64, else text); None if impossible."""
     names = [f"f{i}" for i in range(layout.fields)]
     wanted = [names[p] for p in layout.positions]
     for ts_type in _TS_TYPES:
@@ -562,7 +564,7 @@ def _arrow_columns(data: bytes, layout: _Layout) -> _Columns | None:
         try:
             table = pacsv.read_csv(
                 pa.py_buffer(data),
-                read_options=pacsv.ReadOptions(column_names=names, block_size=8 << 20),
+                read_options=pacsv.ReadOptions(column_names=names, block_size=4 << 20, use_threads=layout.threads),
                 parse_options=_PARSE,
                 convert_options=pacsv.ConvertOptions(
                     column_types=types, include_columns=wanted, null_values=[""], check_utf8=False
@@ -570,8 +572,31 @@ def _arrow_columns(data: bytes, layout: _Layout) -> _Columns | None:
             )
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             continue
-        return _table_columns(table, wanted)
+        return table, wanted
     return None
+
+
+def _arrow_columns(data: bytes, layout: _Layout) -> _Columns | None:
+    parsed = _arrow_table(data, layout)
+    return None if parsed is None else _table_columns(*parsed)
+
+
+def _plain_chunks(table: pa.Table, wanted: list[str]) -> dict[str, list[np.ndarray]] | None:
+    """The columns chunk by chunk (views of pyarrow's memory, nothing concatenated) when every row is fine:
+    integer timestamps, none missing, all in a recognised unit; otherwise None."""
+    ts_col = table.column(wanted[0])
+    if not pa.types.is_int64(ts_col.type) or ts_col.null_count:
+        return None
+    ts_chunks = []
+    for chunk in ts_col.chunks:
+        ms, bad = _numbers_to_ms(chunk.to_numpy())
+        if bad.any():
+            return None
+        ts_chunks.append(ms)
+    out = {"ts": ts_chunks}
+    for name, column in zip(wanted[1:], CANDLE_COLUMNS[1:], strict=True):
+        out[column] = [chunk.to_numpy(zero_copy_only=False) for chunk in table.column(name).chunks]
+    return out
 
 
 def _table_columns(table: pa.Table, wanted: list[str]) -> _Columns:
@@ -700,15 +725,30 @@ def _join_lines(view: memoryview, starts: np.ndarray, nl: np.ndarray, index: np.
     return b"".join(view[int(starts[a]) : int(nl[b]) + 1] for a, b in zip(firsts, lasts, strict=True))
 
 
-def _parse_block(block: _Block, layout: _Layout) -> tuple[dict[str, np.ndarray], int]:
-    """(raw frame, blank lines) of one block."""
+@dataclass
+class _Parsed:
+    """Rows of one block as column chunks; ``first_line`` set: plain rows, one per line from that line, no
+    text (``line``/``raw``/``problem`` are filled by the sink); otherwise every column is given."""
+
+    columns: dict[str, list[np.ndarray]]
+    rows: int
+    first_line: int | None = None
+
+
+def _parse_block(block: _Block, layout: _Layout) -> tuple[_Parsed, int]:
+    """(rows, blank lines) of one block."""
     data = block.data
     if not block.long_lines:
         rest = data.translate(None, _NUMERIC_BYTES + _ISO_BYTES + b"\r")
         plain = not rest and (b"\r" not in data or data.count(b"\r") == data.count(b"\r\n"))
         if plain:
-            columns = _arrow_columns(data, layout)
-            if columns is not None and len(columns.ts) == block.lines:  # one row per line: nothing blank
+            parsed = _arrow_table(data, layout)
+            if parsed is not None and parsed[0].num_rows == block.lines:  # one row per line: nothing blank
+                chunks = _plain_chunks(*parsed)
+                if chunks is not None:
+                    return _Parsed(chunks, block.lines, block.first_line), 0
+            columns = None if parsed is None else _table_columns(*parsed)
+            if columns is not None and len(columns.ts) == block.lines:
                 rows = _Rows()
                 rows.add(np.arange(block.lines, dtype=np.int64), columns)
                 bounds: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
@@ -719,11 +759,15 @@ def _parse_block(block: _Block, layout: _Layout) -> tuple[dict[str, np.ndarray],
                     starts, ends, _ = bounds[0]
                     return data[int(starts[i]) : int(ends[i])]
 
-                return rows.columns_out(block.first_line, fast_text), 0
+                return _whole(rows.columns_out(block.first_line, fast_text)), 0
     return _parse_block_carefully(block, layout)
 
 
-def _parse_block_carefully(block: _Block, layout: _Layout) -> tuple[dict[str, np.ndarray], int]:
+def _whole(columns: dict[str, np.ndarray]) -> _Parsed:
+    return _Parsed({c: [v] for c, v in columns.items()}, len(columns["ts"]))
+
+
+def _parse_block_carefully(block: _Block, layout: _Layout) -> tuple[_Parsed, int]:
     data = block.data
     buf = np.frombuffer(data, dtype=np.uint8)
     starts, ends, nl = _line_bounds(buf)
@@ -766,7 +810,7 @@ def _parse_block_carefully(block: _Block, layout: _Layout) -> tuple[dict[str, np
     def careful_text(i: int) -> bytes:
         return data[int(starts[i]) : int(ends[i])]
 
-    return rows.columns_out(block.first_line, careful_text), int(np.count_nonzero(blank))
+    return _whole(rows.columns_out(block.first_line, careful_text)), int(np.count_nonzero(blank))
 
 
 def _frame_of(columns: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -790,6 +834,9 @@ def _text_size(path: Path, compression: Compression | None) -> int | None:
     return None
 
 
+_RAW_DTYPES: dict[str, type] = {"ts": np.int64, "line": np.int64, "raw": object, "problem": object}
+
+
 class _Sink:
     """Raw-frame columns filled block by block into arrays sized once from an estimate of the row count, so
     the rows are copied into place once instead of kept per block and concatenated (on a 2-core VM, touching
@@ -799,18 +846,25 @@ class _Sink:
         self.columns: dict[str, np.ndarray] = {}
         self.size = 0
 
-    def reserve(self, rows: int, like: dict[str, np.ndarray]) -> None:
-        grown = {c: np.empty(rows, dtype=v.dtype) for c, v in like.items()}
+    def reserve(self, rows: int) -> None:
+        grown: dict[str, np.ndarray] = {c: np.empty(rows, dtype=_RAW_DTYPES.get(c, np.float64)) for c in RAW_COLUMNS}
         for c, v in self.columns.items():
             grown[c][: self.size] = v[: self.size]
         self.columns = grown
 
-    def add(self, block: dict[str, np.ndarray], estimate: int) -> None:
-        rows = len(block["ts"])
-        if self.size + rows > len(self.columns.get("ts", ())):
-            self.reserve(max(estimate, self.size + rows, int(1.5 * (self.size + rows))), block)
-        for c, v in block.items():
-            self.columns[c][self.size : self.size + rows] = v
+    def add(self, block: _Parsed, estimate: int) -> None:
+        rows, at = block.rows, self.size
+        if at + rows > len(self.columns.get("ts", ())):
+            self.reserve(max(estimate, at + rows, int(1.5 * (at + rows))))
+        for c, chunks in block.columns.items():
+            pos = at
+            for chunk in chunks:
+                self.columns[c][pos : pos + len(chunk)] = chunk
+                pos += len(chunk)
+        if block.first_line is not None:
+            self.columns["line"][at : at + rows] = np.arange(block.first_line, block.first_line + rows)
+            self.columns["raw"][at : at + rows] = None
+            self.columns["problem"][at : at + rows] = None
         self.size += rows
 
     def frame(self) -> pd.DataFrame:
@@ -821,7 +875,7 @@ class _Sink:
 
 def _read_csv(path: Path, fmt: str, progress: Progress | None) -> ParsedFile:
     _, compression = _suffixes(path)
-    layout = _csv_layout(path, fmt, compression)
+    layout = dataclasses.replace(_csv_layout(path, fmt, compression), threads=compression is None)
     text_size = _text_size(path, compression)
     sink = _Sink()
     seen_bytes = 0

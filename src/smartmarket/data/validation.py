@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from smartmarket.core.types import DAY_MS, Timeframe
-from smartmarket.data.frame import CANDLE_COLUMNS, PRICE_COLUMNS, empty_candles
+from smartmarket.data.frame import CANDLE_COLUMNS, empty_candles
 from smartmarket.data.parsers import RAW_COLUMNS, coerce_numbers
 
 REASONS: dict[str, str] = {
@@ -138,7 +138,7 @@ def _rule_reasons(
             ("bad_timestamp", ts_bad),
             ("ts_out_of_range", (ts < EARLIEST_TS) | (ts > latest_ts)),
             ("not_finite", ~finite),
-            ("non_positive_price", np.min(np.vstack([values[p] for p in PRICE_COLUMNS]), axis=0) <= 0),
+            ("non_positive_price", (o <= 0) | (h <= 0) | (low <= 0) | (c <= 0)),
             ("negative_volume", v < 0),
             ("low_above_high", low > h),
             ("high_below_open_close", h < np.maximum(o, c)),
