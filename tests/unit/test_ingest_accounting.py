@@ -234,3 +234,23 @@ def test_binance_rows_with_wrong_field_counts(store: Store, tmp_path: Path) -> N
     report, quarantine = _ingest(store, path, tmp_path)
     assert (report.data_lines, report.inserted, report.quarantined) == (10, 8, 2)
     assert quarantine[["line", "reason"]].values.tolist() == [[4, "field_count"], [7, "field_count"]]
+
+
+def test_quarantine_cuts_and_escapes_text_of_rows_built_in_code(store: Store, tmp_path: Path) -> None:
+    from smartmarket.data.ingest import ingest_frame
+
+    raw = pd.DataFrame(
+        {
+            "ts": [T0, T0 + H],
+            "open": [1.0, 1.0],
+            "high": [2.0, 2.0],
+            "low": [0.5, 0.5],
+            "close": [1.5, 1.5],
+            "volume": [1.0, 1.0],
+            "raw": [None, "a\x00b" + "z" * 5000],
+        }
+    )
+    report = ingest_frame(store, "BTCUSDT", Timeframe.H1, raw, source="code", quarantine_dir=tmp_path / "q")
+    assert report.balanced and (report.inserted, report.quarantined) == (1, 1)
+    text = read_quarantine(tmp_path / "q")["raw"].iloc[0]
+    assert text.startswith("a\\x00b") and len(text) == RAW_TEXT_LIMIT + 1

@@ -616,9 +616,14 @@ def _table_columns(table: pa.Table, wanted: list[str]) -> _Columns:
 def row_text(data: bytes | str) -> str:
     """A bad row's text for the quarantine: decoded, control characters escaped, cut to ``RAW_TEXT_LIMIT``."""
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-    if len(text) > RAW_TEXT_LIMIT:
-        text = text[:RAW_TEXT_LIMIT] + "…"
-    return text.translate(_CONTROL)
+    text = text[: RAW_TEXT_LIMIT + 1].translate(_CONTROL)
+    return text[:RAW_TEXT_LIMIT] + "…" if len(text) > RAW_TEXT_LIMIT else text
+
+
+def _cut_text(head: bytes) -> str:
+    """The text of a line cut while streaming: its head, always marked as cut."""
+    text = row_text(head)
+    return text if text.endswith("…") else text + "…"
 
 
 class _Rows:
@@ -681,7 +686,7 @@ def _slow_rows(lines: list[tuple[int, bytes, bool]], layout: _Layout, rows: _Row
         parts = text.split(",")
         if cut or len(parts) != layout.fields:
             rows.problem[index] = "unparseable" if cut else "field_count"
-            rows.raw[index] = row_text(data) if not cut else row_text(data[:RAW_TEXT_LIMIT]) + "…"
+            rows.raw[index] = row_text(data) if not cut else _cut_text(data)
             rows.add(np.array([index]), _Columns(np.zeros(1, np.int64), np.zeros(1, bool), [nan] * 5))
             continue
         picked = [parts[p].strip() for p in layout.positions]

@@ -4,7 +4,8 @@ File: ``<quarantine_dir>/<SYMBOL>-<timeframe>.quarantine.csv`` with the columns 
 when (``ingested_at``, ISO-8601 UTC), what series, from which ``source`` (a file path or ``exchange:binance``)
 and ``line``, the ``reason`` (see ``smartmarket.data.validation.REASONS``), the row's values as parsed
 (``ts … volume``; empty when unreadable), the stored values for ``conflict_with_stored`` rows
-(``stored_open … stored_volume``) and ``raw``, the original text of an unparseable row.
+(``stored_open … stored_volume``) and ``raw``, the original text of an unparseable row (at most
+``RAW_TEXT_LIMIT`` characters, control characters such as NUL written as ``\x00``).
 Floats are written in their shortest exact form, so reading back gives the same numbers bit for bit.
 """
 
@@ -19,6 +20,7 @@ import pandas as pd
 from smartmarket.core.errors import DataFormatError
 from smartmarket.core.types import Timeframe
 from smartmarket.data.frame import CANDLE_COLUMNS
+from smartmarket.data.parsers import row_text
 
 STORED_COLUMNS: tuple[str, ...] = tuple(f"stored_{c}" for c in CANDLE_COLUMNS[1:])
 QUARANTINE_COLUMNS: tuple[str, ...] = (
@@ -70,10 +72,12 @@ def write_quarantine(
             out[col] = rows[col].to_numpy()
         else:
             out[col] = None
-    # Unparseable rows carry meaningless numbers: leave them empty, the raw text says what was there.
+    # Unparseable rows carry meaningless numbers: leave them empty, the raw text says what was there (cut to
+    # RAW_TEXT_LIMIT characters, control characters escaped, whoever built the rows).
     unreadable = out["raw"].notna().to_numpy()
     if unreadable.any():
         out.loc[unreadable, list(CANDLE_COLUMNS)] = None
+        out.loc[unreadable, "raw"] = [row_text(str(t)) for t in out.loc[unreadable, "raw"]]
     out["ts"] = _whole_numbers_as_int(out["ts"])
     path = quarantine_file(quarantine_dir, symbol, timeframe)
     path.parent.mkdir(parents=True, exist_ok=True)
