@@ -302,6 +302,7 @@ def load_artifact(
         path = matches[0]
     refuse_unsafe_files(path, hint=persist.UPGRADE_HINT)
     meta = json.loads((path / METADATA_FILE).read_text())
+    _refuse_unsafe_members(path.parent, meta.get("members", []))
     system = persist.load(path / SYSTEM_FILE, trusted=SIGNAL_TRUSTED_TYPES, expect=SignalSystem)
     return EnsembleArtifact(
         system=system,
@@ -315,6 +316,16 @@ def load_artifact(
         created=meta.get("created", ""),
         stage=meta.get("stage", "candidate"),
     )
+
+
+def _refuse_unsafe_members(registry_dir: Path, specs: Sequence[dict[str, Any]]) -> None:
+    """Refuse now, naming the file, an artifact whose model member's registry entry holds a pickle or a file of an
+    unknown kind (rather than when a pipeline stage first builds the member)."""
+    for spec in specs:
+        model_id = str(spec.get("model_id") or "") if spec.get("kind") == "model" else ""
+        entry = registry_dir / model_id
+        if model_id and Path(model_id).name == model_id and entry.is_dir():
+            refuse_unsafe_files(entry, hint=persist.UPGRADE_HINT)
 
 
 def upgrade_artifact(path: str | Path) -> str | None:
