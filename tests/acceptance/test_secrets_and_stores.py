@@ -308,3 +308,16 @@ def test_a_failed_write_leaves_no_empty_store_behind(cli: Cli, tmp_path: Path, m
     code, _, err = cli("--home", tmp_path / "home", "--store", "duckdb:///new/deeper/x.duckdb", "ingest", bad)
     assert code == 2 and err.strip().startswith("error:") and "created store" not in err, err
     assert _listing(tmp_path) == ["in", "in/BTCUSDT-1h.csv"]
+
+
+@pytest.mark.slow
+def test_bench_store_json_names_the_postgres_baseline_without_its_password(
+    cli: Cli, tmp_path: Path, pg_server: str
+) -> None:
+    code, out, _ = cli("--home", tmp_path / "home", "bench", "store", "--rows", "10000", "--json",
+                       "--pg", _with_password(pg_server))  # fmt: skip
+    assert code == 0, out
+    backends = json.loads(out)["backends"]
+    assert backends["postgres"]["url"].startswith("postgresql://postgres@")
+    assert not [text for text in cli.texts if PW in text]
+    assert _files_holding(tmp_path, PW.encode()) == []

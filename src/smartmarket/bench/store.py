@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from smartmarket.bench.timing import Latency, best_of, measure_latency
+from smartmarket.core.redaction import redact_url
 from smartmarket.core.types import DAY_MS, Timeframe
 from smartmarket.data.ingest import ingest_file
 from smartmarket.data.synthetic import generate_market
@@ -246,7 +247,7 @@ def summarize(results: dict[str, BackendFigures], *, rows: int, data_note: str) 
         "machine": {"cpus": os.cpu_count()},
         "backends": {
             name: {
-                "url": f.url.split("?")[0],
+                "url": redact_url(f.url.split("?")[0]),
                 "ingest_rows_per_s": round(f.ingest_rows_per_s),
                 "ingest_seconds": round(f.ingest_seconds, 3),
                 "latest500_cached_us": _lat(f.latest500_cached),
