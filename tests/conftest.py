@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -48,8 +49,8 @@ def pg_server() -> str:
     return PG_BASE_URL
 
 
-@pytest.fixture
-def pg_url(pg_server: str) -> Iterator[str]:
+@contextmanager
+def _fresh_schema(pg_server: str) -> Iterator[str]:
     """A URL to the real PostgreSQL ``test`` database, isolated in a fresh schema dropped afterwards."""
     import psycopg
 
@@ -61,6 +62,20 @@ def pg_url(pg_server: str) -> Iterator[str]:
     finally:
         with psycopg.connect(pg_server, autocommit=True) as conn:
             conn.execute(f"drop schema if exists {schema} cascade")
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """A URL to the real PostgreSQL ``test`` database, isolated in a fresh schema dropped afterwards."""
+    with _fresh_schema(pg_server) as url:
+        yield url
+
+
+@pytest.fixture
+def pg_url2(pg_server: str) -> Iterator[str]:
+    """A second fresh schema beside ``pg_url`` (the other side of a migration)."""
+    with _fresh_schema(pg_server) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

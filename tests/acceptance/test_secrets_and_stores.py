@@ -14,7 +14,6 @@ import socket
 import stat
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -66,21 +65,6 @@ def _with_password(url: str, *, in_query: bool = False) -> str:
         return urlunsplit(parts._replace(query=f"{parts.query}&password={PW}" if parts.query else f"password={PW}"))
     user, _, host = parts.netloc.rpartition("@")
     return urlunsplit(parts._replace(netloc=f"{user or 'postgres'}:{PW}@{host}"))
-
-
-@pytest.fixture
-def pg_url2(pg_server: str) -> Iterator[str]:
-    """A second fresh schema (the other side of a migration)."""
-    import psycopg
-
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f"create schema {schema}")
-    try:
-        yield f"{pg_server}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(pg_server, autocommit=True) as conn:
-            conn.execute(f"drop schema if exists {schema} cascade")
 
 
 @pytest.fixture
