@@ -129,10 +129,10 @@ def test_huge_field_is_cut_in_the_quarantine(store: Store, tmp_path: Path) -> No
 def test_line_longer_than_a_block_is_cut_while_streaming(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from smartmarket.data import parsers
+    from smartmarket.data import text_blocks
 
-    monkeypatch.setattr(parsers, "BLOCK_BYTES", 4096)
-    monkeypatch.setattr(parsers, "READ_BYTES", 1024)
+    monkeypatch.setattr(text_blocks, "BLOCK_BYTES", 4096)
+    monkeypatch.setattr(text_blocks, "READ_BYTES", 1024)
     lines = _lines(400)
     lines[200] = "9" * 50_000  # one line many blocks long
     for name in ("x.csv", "x.csv.gz"):
@@ -149,10 +149,10 @@ def test_line_longer_than_a_block_is_cut_while_streaming(
 
 
 def test_small_blocks_keep_line_numbers_and_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from smartmarket.data import parsers
+    from smartmarket.data import text_blocks
 
-    monkeypatch.setattr(parsers, "BLOCK_BYTES", 1000)
-    monkeypatch.setattr(parsers, "READ_BYTES", 333)
+    monkeypatch.setattr(text_blocks, "BLOCK_BYTES", 1000)
+    monkeypatch.setattr(text_blocks, "READ_BYTES", 333)
     lines = _lines(500)
     lines[100] = lines[100].replace("42100.5", "4e2.1.1")
     lines[250] = ""

@@ -25,19 +25,14 @@ line after the header) and blank lines (nothing but an optional ``\r``): for eve
 
 from __future__ import annotations
 
-import bz2
 import contextlib
 import dataclasses
 import json
-import lzma
 import queue
 import threading
-import zipfile
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
 
 import numpy as np
 import pandas as pd
@@ -47,14 +42,22 @@ import pyarrow.parquet as pq
 
 from smartmarket.core.errors import DataFormatError
 from smartmarket.data.frame import CANDLE_COLUMNS
+from smartmarket.data.text_blocks import (
+    BOM,
+    RAW_TEXT_LIMIT,
+    READ_ERRORS,
+    Block,
+    Compression,
+    Progress,
+    blocks,
+    file_suffixes,
+    raw_pieces,
+)
 
 FORMATS: tuple[str, ...] = ("csv", "parquet", "binance", "freqtrade")
 RAW_COLUMNS: tuple[str, ...] = (*CANDLE_COLUMNS, "line", "raw", "problem")
 PROBLEMS: tuple[str, ...] = ("field_count", "unparseable")
 CHUNK_ROWS = 1_000_000  # Parquet batch rows
-BLOCK_BYTES = 32 << 20  # CSV text handled at once (whole lines); memory is proportional to it
-READ_BYTES = 4 << 20  # compressed bytes read at a time
-RAW_TEXT_LIMIT = 1024  # characters of a bad row's text kept for the quarantine
 PEEK_LINES = 64  # non-blank lines looked at to recognise a CSV layout
 _PEEK_BYTES = 1 << 20
 
@@ -74,17 +77,8 @@ COLUMN_ALIASES: dict[str, str] = {
     "vol": "volume",
 }
 BINANCE_COLUMN_COUNT = 12
-Compression = Literal["gzip", "zip", "bz2", "xz", "zstd"]
-_COMPRESSION_BY_SUFFIX: dict[str, Compression] = {
-    ".gz": "gzip",
-    ".zip": "zip",
-    ".bz2": "bz2",
-    ".xz": "xz",
-    ".zst": "zstd",
-}
 _GENERIC_HINT = "expected a header ts,open,high,low,close,volume (or pass --format)"
 _FREQTRADE_HINT = "expected a JSON list of [ts_ms, open, high, low, close, volume]"
-_BOM = b"\xef\xbb\xbf"
 # Bytes a plain numeric line may hold (besides the commas and the line end) and, for text timestamps, ISO-8601.
 _NUMERIC_BYTES = b"0123456789.-+eE,\n"
 _ISO_BYTES = b"TZ: "
@@ -92,7 +86,6 @@ _GOOD_BYTE = np.zeros(256, dtype=bool)
 _GOOD_BYTE[np.frombuffer(_NUMERIC_BYTES + _ISO_BYTES, dtype=np.uint8)] = True
 _CONTROL = {c: f"\\x{c:02x}" for c in (*range(0, 9), *range(10, 32), 127)}
 
-Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -109,17 +102,6 @@ class ParsedFile:
 # --------------------------------------------------------------------------------------------- reading bytes
 
 
-def _suffixes(path: Path) -> tuple[str, Compression | None]:
-    """(data suffix, compression) of ``path``: ``x.csv.gz`` → (".csv", "gzip")."""
-    suffixes = [s.lower() for s in path.suffixes]
-    compression = _COMPRESSION_BY_SUFFIX.get(suffixes[-1]) if suffixes else None
-    if compression and len(suffixes) >= 2:
-        return suffixes[-2], compression
-    if compression:
-        return "", compression
-    return (suffixes[-1] if suffixes else ""), None
-
-
 def _short(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
 
@@ -128,88 +110,13 @@ def _unreadable(path: Path, exc: BaseException) -> DataFormatError:
     return DataFormatError(f"cannot read file ({_short(exc)})", where=str(path), hint=_GENERIC_HINT)
 
 
-def _gzip_pieces(path: Path, progress: Progress | None) -> Iterator[bytes]:
-    """Decompressed pieces of a (multi-member) gzip file."""
-    total = path.stat().st_size
-    with path.open("rb") as handle:
-        inflater = zlib.decompressobj(wbits=31)
-        seen = False
-        while piece := handle.read(READ_BYTES):
-            seen = True
-            while piece:
-                out = inflater.decompress(piece)
-                if out:
-                    yield out
-                if inflater.eof:  # another gzip member may follow
-                    piece = inflater.unused_data
-                    inflater = zlib.decompressobj(wbits=31)
-                    if not piece:
-                        seen = False
-                else:
-                    piece = b""
-            if progress is not None:
-                progress(min(handle.tell(), total), total)
-        tail = inflater.flush()
-        if tail:
-            yield tail
-        if seen and not inflater.eof:
-            raise EOFError("compressed file ended before the end-of-stream marker")
-
-
-class _Readable(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
-
-
-def _stream_pieces(stream: _Readable) -> Iterator[bytes]:
-    while piece := stream.read(READ_BYTES):
-        yield piece
-
-
-def _zip_member(archive: zipfile.ZipFile) -> str:
-    names = [i.filename for i in archive.infolist() if not i.is_dir()]
-    if len(names) != 1:
-        raise zipfile.BadZipFile(f"the zip archive holds {len(names)} files, expected one")
-    return names[0]
-
-
-def _raw_pieces(path: Path, compression: Compression | None, progress: Progress | None) -> Iterator[bytes]:
-    """The file's decompressed bytes, piece by piece."""
-    total = path.stat().st_size
-    if compression == "gzip":
-        yield from _gzip_pieces(path, progress)
-    elif compression == "zip":
-        with zipfile.ZipFile(path) as archive, archive.open(_zip_member(archive)) as member:
-            yield from _stream_pieces(member)
-    elif compression == "bz2":
-        with bz2.open(path, "rb") as stream:
-            yield from _stream_pieces(stream)
-    elif compression == "xz":
-        with lzma.open(path, "rb") as stream:
-            yield from _stream_pieces(stream)
-    elif compression == "zstd":
-        raise DataFormatError(
-            "zstd-compressed files are not supported", where=str(path), hint="decompress it (unzstd) and ingest that"
-        )
-    else:
-        with path.open("rb") as handle:
-            while piece := handle.read(BLOCK_BYTES):
-                yield piece
-                if progress is not None:
-                    progress(min(handle.tell(), total), total)
-    if progress is not None:
-        progress(total, total)
-
-
-_READ_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile, ValueError)
-
-
 def _pieces(path: Path, compression: Compression | None, progress: Progress | None) -> Iterator[bytes]:
     """``_raw_pieces`` with decompression in a background thread (zlib, bz2 and lzma release the GIL), so
     inflating the next piece overlaps parsing this one; any read error is one ``DataFormatError``."""
     if compression is None:
         try:
-            yield from _raw_pieces(path, compression, progress)
-        except _READ_ERRORS as exc:
+            yield from raw_pieces(path, compression, progress)
+        except READ_ERRORS as exc:
             raise _unreadable(path, exc) from None
         return
     results: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=8)
@@ -217,7 +124,7 @@ def _pieces(path: Path, compression: Compression | None, progress: Progress | No
 
     def produce() -> None:
         try:
-            for piece in _raw_pieces(path, compression, progress):
+            for piece in raw_pieces(path, compression, progress):
                 while not stop.is_set():
                     try:
                         results.put(("piece", piece), timeout=0.1)
@@ -240,7 +147,7 @@ def _pieces(path: Path, compression: Compression | None, progress: Progress | No
             if kind == "error":
                 if isinstance(item, DataFormatError):
                     raise item
-                if isinstance(item, _READ_ERRORS):
+                if isinstance(item, READ_ERRORS):
                     raise _unreadable(path, item) from None
                 raise item  # type: ignore[misc]
             yield item  # type: ignore[misc]
@@ -252,83 +159,21 @@ def _pieces(path: Path, compression: Compression | None, progress: Progress | No
         worker.join()
 
 
-@dataclass
-class _Block:
-    """Whole lines of text (ending with ``\\n``) starting at file line ``first_line`` (1-based); ``long_lines``:
-    block-local indices of lines longer than a block, cut to their first ``RAW_TEXT_LIMIT`` bytes."""
-
-    data: bytes
-    first_line: int
-    lines: int
-    long_lines: tuple[int, ...] = ()
-
-
-def _blocks(pieces: Iterator[bytes]) -> Iterator[_Block]:
-    """Regroup pieces into blocks of about ``BLOCK_BYTES`` made of whole lines; a line longer than a block is
-    cut (its head kept, the rest skipped as it streams past), so memory never depends on one line."""
-    parts: list[bytes] = []
-    size = 0
-    line = 1
-    long_lines: list[int] = []
-    lines_so_far = 0  # complete lines already in ``parts``
-    skipping = False  # inside a too-long line: drop bytes up to its end
-    first = True
-    for piece in pieces:
-        if first and piece:
-            first = False
-            if piece.startswith(_BOM):
-                piece = piece[len(_BOM) :]
-        if skipping:
-            cut = piece.find(b"\n")
-            if cut < 0:
-                continue
-            piece = piece[cut:]  # keeps the line end of the cut line
-            skipping = False
-        parts.append(piece)
-        size += len(piece)
-        if size < BLOCK_BYTES:
-            continue
-        data = b"".join(parts)
-        end = data.rfind(b"\n") + 1
-        if end == 0 or (end < len(data) // 2 and len(data) - end >= BLOCK_BYTES):
-            # The last line alone fills a block: keep its head, skip the rest until its end.
-            start = end
-            head = data[start : start + RAW_TEXT_LIMIT + 1]
-            done = data[:start]
-            count = done.count(b"\n")
-            long_lines.append(lines_so_far + count)
-            parts, size = [done, head], len(done) + len(head)
-            lines_so_far += count
-            skipping = True
-            continue
-        block = data[:end]
-        count = block.count(b"\n")
-        yield _Block(block, line, count, tuple(long_lines))
-        line += count
-        rest = data[end:]
-        parts, size, lines_so_far, long_lines = ([rest] if rest else []), len(rest), 0, []
-    data = b"".join(parts)
-    if data and not data.endswith(b"\n"):
-        data += b"\n"
-    if data:
-        yield _Block(data, line, data.count(b"\n"), tuple(long_lines))
-
-
 def _peek_lines(path: Path, compression: Compression | None) -> list[tuple[int, list[str]]]:
     """(line number, fields) of the first ``PEEK_LINES`` non-blank lines."""
     found: list[tuple[int, list[str]]] = []
     seen = b""
     try:
-        for piece in _raw_pieces(path, compression, None):
+        for piece in raw_pieces(path, compression, None):
             seen += piece
             if seen.count(b"\n") > 4 * PEEK_LINES or len(seen) >= _PEEK_BYTES:
                 break
     except DataFormatError:
         raise
-    except _READ_ERRORS as exc:
+    except READ_ERRORS as exc:
         raise _unreadable(path, exc) from None
-    if seen.startswith(_BOM):
-        seen = seen[len(_BOM) :]
+    if seen.startswith(BOM):
+        seen = seen[len(BOM) :]
     lines = seen[:_PEEK_BYTES].split(b"\n")
     if len(seen) >= _PEEK_BYTES and len(lines) > 1:
         lines = lines[:-1]  # the last one may be cut
@@ -366,7 +211,7 @@ def _is_binance_header(fields: list[str]) -> bool:
 
 def detect_format(path: Path) -> str:
     """One of ``FORMATS``, from the extension and, for CSV, the first line."""
-    suffix, compression = _suffixes(path)
+    suffix, compression = file_suffixes(path)
     if suffix in (".parquet", ".pq"):
         return "parquet"
     if suffix == ".json":
@@ -740,7 +585,7 @@ class _Parsed:
     first_line: int | None = None
 
 
-def _parse_block(block: _Block, layout: _Layout) -> tuple[_Parsed, int]:
+def _parse_block(block: Block, layout: _Layout) -> tuple[_Parsed, int]:
     """(rows, blank lines) of one block."""
     data = block.data
     if not block.long_lines:
@@ -772,7 +617,7 @@ def _whole(columns: dict[str, np.ndarray]) -> _Parsed:
     return _Parsed({c: [v] for c, v in columns.items()}, len(columns["ts"]))
 
 
-def _parse_block_carefully(block: _Block, layout: _Layout) -> tuple[_Parsed, int]:
+def _parse_block_carefully(block: Block, layout: _Layout) -> tuple[_Parsed, int]:
     data = block.data
     buf = np.frombuffer(data, dtype=np.uint8)
     starts, ends, nl = _line_bounds(buf)
@@ -879,13 +724,13 @@ class _Sink:
 
 
 def _read_csv(path: Path, fmt: str, progress: Progress | None) -> ParsedFile:
-    _, compression = _suffixes(path)
+    _, compression = file_suffixes(path)
     layout = dataclasses.replace(_csv_layout(path, fmt, compression), threads=compression is None)
     text_size = _text_size(path, compression)
     sink = _Sink()
     seen_bytes = 0
     data_lines = blank_lines = 0
-    for block in _blocks(_pieces(path, compression, progress)):
+    for block in blocks(_pieces(path, compression, progress)):
         if block.first_line + block.lines <= layout.header_line:
             continue  # blank lines before the header
         if block.first_line <= layout.header_line:  # drop the lines up to and including the header
@@ -894,7 +739,7 @@ def _read_csv(path: Path, fmt: str, progress: Progress | None) -> ParsedFile:
             for _ in range(skip):
                 cut = block.data.index(b"\n", cut) + 1
             long_lines = tuple(i - skip for i in block.long_lines if i >= skip)
-            block = _Block(block.data[cut:], layout.header_line + 1, block.lines - skip, long_lines)
+            block = Block(block.data[cut:], layout.header_line + 1, block.lines - skip, long_lines)
             if not block.lines:
                 continue
         columns, blank = _parse_block(block, layout)
@@ -951,13 +796,13 @@ _NOT_A_VALUE = object()
 
 
 def _read_freqtrade(path: Path, progress: Progress | None) -> ParsedFile:
-    _, compression = _suffixes(path)
+    _, compression = file_suffixes(path)
     try:
-        text = b"".join(_raw_pieces(path, compression, None))
+        text = b"".join(raw_pieces(path, compression, None))
         records = json.loads(text)
     except DataFormatError:
         raise
-    except (*_READ_ERRORS, json.JSONDecodeError, RecursionError) as exc:
+    except (*READ_ERRORS, json.JSONDecodeError, RecursionError) as exc:
         raise DataFormatError(
             f"cannot read freqtrade JSON ({_short(exc)})", where=str(path), hint=_FREQTRADE_HINT
         ) from None
@@ -1036,7 +881,6 @@ def parse_file(path: Path, fmt: str | None = None, *, progress: Progress | None 
 
 
 __all__ = [
-    "BLOCK_BYTES",
     "COLUMN_ALIASES",
     "FORMATS",
     "PROBLEMS",
