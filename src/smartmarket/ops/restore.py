@@ -318,23 +318,6 @@ def _compare_rows(name: str, actual: Summary, expected: Summary, where: Path) ->
         )
 
 
-def verify_snapshot_files(snapshot_dir: Path, manifest: Manifest) -> int:
-    """Check that every file in the manifest exists with its recorded size and sha256, in place (without
-    staging); returns how many. ``stage_snapshot`` does this and more before a restore."""
-    check_layout(snapshot_dir, manifest)
-    for entry in manifest.files():
-        path = Path(snapshot_dir) / entry.path
-        actual = sha256_file(path)
-        if path.stat().st_size != entry.bytes or actual != entry.sha256:
-            raise DataFormatError(
-                f"backup file {entry.path} is damaged: sha256 {actual[:16]}… differs from the manifest's "
-                f"{entry.sha256[:16]}…",
-                where=str(snapshot_dir),
-                hint=UNTRUSTED_HINT,
-            )
-    return len(manifest.files())
-
-
 def file_conflicts(manifest: Manifest, quarantine_dir: Path | None, registry_dir: Path | None) -> list[str]:
     """Why quarantine or model files of the snapshot cannot be restored into these folders (empty: they can)."""
     return [
@@ -600,5 +583,4 @@ __all__ = [
     "restore_point",
     "stage_snapshot",
     "verify_rows",
-    "verify_snapshot_files",
 ]

@@ -110,7 +110,7 @@ def missing_store_error(url: str) -> NotFoundError:
         f"no DuckDB store at {shown}{relative}",
         where=url,
         hint="check the path: duckdb:///name.duckdb is relative to the working directory, duckdb:////abs/name.duckdb "
-        "is absolute; commands that write (ingest, generate, run, migrate --to, restore) create a store",
+        "is absolute; commands that write (ingest, generate, run, serve, migrate --to, restore) create a store",
     )
 
 

@@ -114,11 +114,6 @@ def decode_copy_binary(data: bytes) -> pd.DataFrame:
     return pd.DataFrame({c: rows[c].astype(np.int64 if c == "ts" else np.float64) for c in CANDLE_COLUMNS})
 
 
-def redact(url: str) -> str:
-    """The URL without its password or secret parameters, for messages (the one rule: ``core.redaction``)."""
-    return redact_url(url)
-
-
 class PostgresStore(Store):
     """Candles and events in a PostgreSQL database (the schema first in the connection's search path)."""
 
@@ -126,7 +121,7 @@ class PostgresStore(Store):
         self, url: str, *, tail_cache: bool = False, cache_capacity: int = DEFAULT_CAPACITY, connect_timeout: int = 5
     ) -> None:
         self.url = url
-        self._where = redact(url)
+        self._where = redact_url(url)
         self._secrets = url_secrets(url)  # masked in driver messages, which may quote them outside URL form
         self._connect_timeout = connect_timeout
         self._lock = threading.RLock()
@@ -538,4 +533,4 @@ def _conflict_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
     )
 
 
-__all__ = ["PostgresStore", "decode_copy_binary", "encode_copy_binary", "redact"]
+__all__ = ["PostgresStore", "decode_copy_binary", "encode_copy_binary"]
