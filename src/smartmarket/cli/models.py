@@ -604,42 +604,21 @@ def _register_registry(models_app: typer.Typer) -> None:
     ) -> None:
         """Rewrite the registry's entries of earlier versions (model.joblib / system.joblib pickles) once, in the
         pickle-free formats. Without --trust-pickle it only names the first pickle and changes nothing."""
-        from smartmarket.core.safe_files import UnsafeFileError, find_unsafe_files
-        from smartmarket.signals.fit import upgrade_artifact
+        from smartmarket.core.safe_files import unsafe_files_error
+        from smartmarket.ops.upgrade import LEFT_HINT, upgrade_registry
 
         registry = _registry(ctx)
-        directory = Path(registry.directory)
-        unsafe = find_unsafe_files(directory) if directory.is_dir() else []
-        if unsafe and not trust_pickle:
-            path, reason = unsafe[0]
-            more = f" (and {len(unsafe) - 1} more)" if len(unsafe) > 1 else ""
-            raise UnsafeFileError(
-                f"not upgrading: {path.name} in {path.parent.name} is unsafe to load ({reason}){more}",
-                where=str(path),
-                hint="for a registry you wrote yourself, run `smartmarket models upgrade --trust-pickle` "
-                "(it loads the pickles, which runs their code); otherwise delete the entry",
-            )
-        done: list[dict[str, str]] = []
-        for folder in sorted({p.parent for p, _ in unsafe if p.parent.parent == directory}):
-            if folder.name.startswith(".") or not (folder / "metadata.json").is_file():
-                continue
-            for what in (registry.upgrade_entry(folder), upgrade_artifact(folder)):
-                if what is not None:
-                    done.append({"id": folder.name, "upgraded": what})
-                    if not as_json:
-                        console.print(f"upgraded {escape(folder.name)}: {escape(what)}", highlight=False)
-        left = find_unsafe_files(directory) if directory.is_dir() else []
+        report = upgrade_registry(registry, trust_pickle=trust_pickle)
         if as_json:
-            typer.echo(_json({"upgraded": done, "refused": [f"{p}: {r}" for p, r in left]}))
-        elif not done and not left:
-            console.print(f"nothing to upgrade in {escape(str(directory))}", highlight=False)
-        if left:
-            path, reason = left[0]
-            more = f" (and {len(left) - 1} more)" if len(left) > 1 else ""
-            raise UnsafeFileError(
-                f"{path.name} cannot be upgraded ({reason}){more}", where=str(path),
-                hint="only model.joblib and system.joblib of earlier versions are upgraded: delete the file or entry",
-            )  # fmt: skip
+            upgraded = [{"id": entry, "upgraded": what} for entry, what in report.upgraded]
+            typer.echo(_json({"upgraded": upgraded, "refused": [f"{p}: {r}" for p, r in report.left]}))
+        else:
+            for entry, what in report.upgraded:
+                console.print(f"upgraded {escape(entry)}: {escape(what)}", highlight=False)
+            if not report.upgraded and not report.left:
+                console.print(f"nothing to upgrade in {escape(str(registry.directory))}", highlight=False)
+        if report.left:
+            raise unsafe_files_error(report.left, what="cannot upgrade", hint=LEFT_HINT)
 
     @models_app.command("compare")
     def compare_command(

@@ -53,14 +53,18 @@ def find_unsafe_files(folder: Path) -> list[tuple[Path, str]]:
     return found
 
 
+def unsafe_files_error(found: list[tuple[Path, str]], *, what: str, hint: str) -> UnsafeFileError:
+    """One line naming the first of ``found`` (and how many more there are), e.g. ``what="refusing to load"``."""
+    path, reason = found[0]
+    more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+    return UnsafeFileError(f"{what} {path.name}: {reason}{more}", where=str(path), hint=hint)
+
+
 def refuse_unsafe_files(folder: Path, *, hint: str) -> None:
     """Raise :class:`UnsafeFileError` naming the first unsafe file under ``folder`` (and how many there are)."""
     found = find_unsafe_files(folder)
-    if not found:
-        return
-    path, reason = found[0]
-    more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
-    raise UnsafeFileError(f"refusing to load {path.name}: {reason}{more}", where=str(path), hint=hint)
+    if found:
+        raise unsafe_files_error(found, what="refusing to load", hint=hint)
 
 
 __all__ = [
@@ -69,5 +73,6 @@ __all__ = [
     "UnsafeFileError",
     "find_unsafe_files",
     "refuse_unsafe_files",
+    "unsafe_files_error",
     "unsafe_reason",
 ]
