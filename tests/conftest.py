@@ -97,3 +97,14 @@ def sm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("SMARTMARKET_HOME", str(home))
     monkeypatch.delenv("SMARTMARKET_STORE", raising=False)
     return home
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op thread: on a busy 2-core machine OpenMP spin-waiting makes tiny models 100× slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

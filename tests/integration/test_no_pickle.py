@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from typer.testing import CliRunner, Result
 
 from smartmarket.cli.app import app
@@ -48,12 +46,7 @@ class Planted:
         return os.makedirs, (str(self.marker),)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _system() -> SignalSystem:

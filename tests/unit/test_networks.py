@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -21,13 +19,7 @@ GROUPS = {"price": (0, 1, 2, 3), "volume": (4, 5), "volatility": (6, 7)}
 N_FEATURES = 8
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """One intra-op thread: on a busy 2-core machine OpenMP spin-waiting makes tiny models 100× slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_seed_transformer_two_stage_attention_over_64_patch_tokens() -> None:

@@ -6,14 +6,12 @@ from __future__ import annotations
 import math
 import os
 import pickle
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from smartmarket.core.errors import DataFormatError
 from smartmarket.core.safe_files import UnsafeFileError, find_unsafe_files
@@ -49,12 +47,7 @@ class Foreign:
 FOREIGN = f"{Foreign.__module__}.{Foreign.__qualname__}"
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ------------------------------------------------------------------------------------------- signal system

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from smartmarket.core.errors import NotFoundError
 from smartmarket.models.labels import LabelConfig
@@ -21,13 +19,7 @@ from smartmarket.models.training import TrainConfig
 ID_PATTERN = re.compile(r"^(transformer|cnn_lstm|lightgbm|logreg|majority)-BTCUSDT-1h-\d{14}-[0-9a-f]{8}$")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """One intra-op thread: on a busy 2-core machine OpenMP spin-waiting makes tiny models 100× slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -27,13 +26,7 @@ from smartmarket.models.training import (
 GROUPS = {"price": (0, 1), "volume": (2,), "volatility": (3,)}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """One intra-op thread: on a busy 2-core machine OpenMP spin-waiting makes tiny models 100× slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def noise_dataset(n: int, context: int, seed: int, n_features: int = 4) -> WindowDataset:
