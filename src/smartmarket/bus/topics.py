@@ -22,6 +22,7 @@ from smartmarket.core.events import (
     CandleClosed,
     FeaturesComputed,
     Message,
+    OrderCancelled,
     OrderFilled,
     OrderRejected,
     OrderSubmitted,
@@ -32,6 +33,7 @@ from smartmarket.core.events import (
     ShadowSignalGenerated,
     SignalGenerated,
     SubmitOrder,
+    TradingHalted,
 )
 from smartmarket.core.types import normalize_symbol
 
@@ -59,6 +61,8 @@ TOPIC_OF_TYPE: dict[type[Message], str] = {
     OrderSubmitted: EXECUTIONS,
     OrderRejected: EXECUTIONS,
     OrderFilled: EXECUTIONS,
+    OrderCancelled: EXECUTIONS,
+    TradingHalted: RISK,
     PositionChanged: POSITIONS,
     ShadowPredictionMade: SHADOW,
     ShadowSignalGenerated: SHADOW,

@@ -189,6 +189,22 @@ class OrderFilled(Message):
     fee_currency: str = ""  # "" = the quote currency; else the asset the exchange charged the fee in
 
 
+class OrderCancelled(Message):
+    """An order's unfilled remainder was cancelled (by us or by the broker)."""
+
+    symbol: str
+    client_order_id: str
+    reason: str = ""
+
+
+class TradingHalted(Message):
+    """New orders stopped: the book and the broker disagree (reconciliation) or an operator said so."""
+
+    symbol: str = ""  # "" = every symbol
+    reason: str
+    details: dict[str, float] = Field(default_factory=dict)
+
+
 class PositionChanged(Message):
     """The portfolio's position in a symbol changed."""
 
@@ -213,6 +229,8 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         OrderSubmitted,
         OrderRejected,
         OrderFilled,
+        OrderCancelled,
+        TradingHalted,
         PositionChanged,
     )
 }
@@ -266,6 +284,7 @@ __all__ = [
     "Direction",
     "FeaturesComputed",
     "Message",
+    "OrderCancelled",
     "OrderFilled",
     "OrderRejected",
     "OrderSubmitted",
@@ -279,6 +298,7 @@ __all__ = [
     "SignalFields",
     "SignalGenerated",
     "SubmitOrder",
+    "TradingHalted",
     "deterministic_event_id",
     "from_dict",
     "from_json",
