@@ -92,6 +92,22 @@ def test_new_decision_replaces_a_pending_order() -> None:
     assert [(f.bar, f.side) for f in res.fills] == [(4, "sell")]  # decided at bar 1, latency 2
 
 
+def test_cancel_pending_drops_the_order_before_it_fills() -> None:
+    kernel = Kernel(lambda symbol: Scripted({0: LONG}), KernelConfig(initial_cash=CASH, fees=NO_FEES))
+    assert kernel.cancel_pending("BTC") is False  # no state yet
+    bars = flat_bars([100, 101, 102])
+    rows = list(bars.itertuples(index=False, name=None))
+    kernel.on_candle("BTC", rows[0])
+    (order,) = kernel.orders
+    assert kernel.pending_order("BTC") is order
+    assert kernel.cancel_pending("BTC") is True
+    assert order.status == "cancelled" and kernel.pending_order("BTC") is None
+    assert kernel.cancel_pending("BTC") is False  # nothing left to cancel
+    for row in rows[1:]:
+        kernel.on_candle("BTC", row)
+    assert kernel.broker.fills == [] and kernel.portfolio.quantity("BTC") == 0.0
+
+
 def test_repeating_the_direction_does_not_trade() -> None:
     bars = flat_bars([100, 101, 102, 103, 104])
     res = run(bars, dict.fromkeys(range(5), LONG))

@@ -135,6 +135,15 @@ class Kernel:
         state = self._states.get(symbol)
         return state.stops if state is not None else None
 
+    def cancel_pending(self, symbol: str) -> bool:
+        """Drop the pending order of ``symbol`` (status ``cancelled``); False when it has none."""
+        state = self._states.get(symbol)
+        if state is None or state.pending is None:
+            return False
+        state.pending.status = "cancelled"
+        state.pending = None
+        return True
+
     # ------------------------------------------------------------------------------------- the clock
     def on_event(self, event: CandleClosed) -> None:
         """Live/replay edge: a ``CandleClosed`` event is one closed candle."""
