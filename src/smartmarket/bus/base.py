@@ -135,10 +135,15 @@ class Subscription(ABC):
 
 
 class Bus(ABC):
-    """Streams of events per (topic, symbol), read by consumer groups."""
+    """Streams of events per (topic, symbol), read by consumer groups.
+
+    ``scope`` keys the groups' processed-id sets: ``bind_scope`` ties it to the event store a deployment records
+    into, so marks left by a run on another store never make this one skip an event.
+    """
 
     url: str
     names: StreamNames
+    scope: str = ""
 
     @abstractmethod
     async def publish_raw(self, topic: str, symbol: str, payloads: Sequence[bytes]) -> list[str]:
@@ -187,6 +192,19 @@ class Bus(ABC):
     @abstractmethod
     async def delete_namespace(self) -> int:
         """Delete every stream and key of this bus's namespace (tests, resets); returns how many."""
+
+    async def bind_scope(self, holds: Callable[[str, int], Awaitable[bool]] | None = None) -> str:
+        """Choose the processed-id scope for this deployment (a bus that dies with its process needs none).
+
+        ``holds(event_id, ts_event)``: whether the deployment's event store holds that event."""
+        return self.scope
+
+    async def set_probe(self, event_id: str, ts_event: int) -> None:  # noqa: B027 - optional hook
+        """Remember one event recorded under the current scope (what ``bind_scope`` checks a store against)."""
+
+    async def unacknowledged(self) -> int:
+        """Entries this process published that some declared group has not acknowledged yet (0: all taken)."""
+        return 0
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

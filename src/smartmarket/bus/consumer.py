@@ -16,6 +16,10 @@ For each symbol's stream, one asyncio task repeats:
    connection drops, the commit is kept and retried first after reconnecting, so no handler runs twice
    for that.
 
+``max_failed_in_row``: that many handler failures dead-lettered in a row, with no success in between, mean the
+stage is broken rather than the events: the consumer raises ``PipelineError`` instead of dead-lettering everything.
+A stream or group that vanished (a Redis server restarted empty) is recovered by the subscription itself.
+
 ``stop()`` is graceful: the current batch finishes and commits, then the loop returns (within ``block_ms``).
 The remaining window for a second handler run is a process killed between its handler and its commit:
 handlers keep their effects keyed by event id (deterministic ids, unique keys) to stay exactly-once.
@@ -48,7 +52,7 @@ from smartmarket.bus.base import (
     Subscription,
 )
 from smartmarket.bus.topics import check_name
-from smartmarket.core.errors import ConfigError, DataFormatError
+from smartmarket.core.errors import ConfigError, DataFormatError, PipelineError
 from smartmarket.core.events import Message, from_msgpack
 
 log = logging.getLogger(__name__)
@@ -75,11 +79,14 @@ class ConsumerConfig:
     remembered_ids: int = 100_000
     reconnect_delay_ms: int = 50
     max_reconnect_delay_ms: int = 2_000
+    max_failed_in_row: int | None = None
 
     def __post_init__(self) -> None:
         check_name("group", self.group)
         if self.batch_size < 1 or self.max_attempts < 1 or self.block_ms < 0:
             raise ConfigError("batch_size and max_attempts must be >= 1, block_ms >= 0")
+        if self.max_failed_in_row is not None and self.max_failed_in_row < 1:
+            raise ConfigError(f"max_failed_in_row must be >= 1, got {self.max_failed_in_row}")
 
     def retry_delay_s(self, attempt: int) -> float:
         return min(self.retry_delay_ms * 2 ** max(0, attempt - 1), self.max_retry_delay_ms) / 1000
@@ -143,6 +150,7 @@ class Consumer:
         self._stopping = asyncio.Event()
         self._ready = asyncio.Event()
         self._ready_count = 0
+        self._failed_in_row = 0
 
     def stop(self) -> None:
         """Ask every stream loop to finish its current batch, commit it and return."""
@@ -280,6 +288,14 @@ class Consumer:
                     if delivery.attempt >= cfg.max_attempts:
                         error = "".join(traceback.format_exception(exc))
                         await self._dead_letter(sub, delivery, REASON_HANDLER_ERROR, error)
+                        self._failed_in_row += 1
+                        if cfg.max_failed_in_row is not None and self._failed_in_row >= cfg.max_failed_in_row:
+                            await sub.commit(done, ack_only)
+                            raise PipelineError(
+                                f"stage {cfg.group} failed on {self._failed_in_row} {self.topic} events in a row "
+                                f"(dead-lettered), last: {type(exc).__name__}: {exc}",
+                                hint="see the dead-letter stream and the log; fix the stage, then run again",
+                            ) from exc
                     else:
                         log.info("%s %s attempt %d failed: %r", sub.stream, delivery.entry_id, delivery.attempt, exc)
                         failed_attempt = max(failed_attempt, delivery.attempt)
@@ -287,6 +303,7 @@ class Consumer:
                 self.recent.add(message.event_id)
                 done.append(Processed(delivery, message.event_id))
                 self.stats.handled += 1
+                self._failed_in_row = 0
             await sub.commit(done, ack_only)
         except BusUnavailableError as exc:
             if done or ack_only:

@@ -18,12 +18,23 @@
   with backoff for up to ``reconnect_timeout_s``; ``consumer.Consumer`` reconnects and re-reads its pending
   entries first. A publish retried after a lost reply may append an entry twice: consumers skip the second
   copy by its event id.
+- Losing the streams (a server restarted *empty*, ``FLUSHALL``, a deleted stream): every publisher keeps an
+  *outbox* of the entries it appended that some declared group has not acknowledged yet. Each symbol has an
+  *epoch* key; the append script refuses to write when the epoch changed or vanished, or when a stream holding
+  outbox entries vanished, so nothing new lands before what was lost. ``recover`` (run on that refusal and on
+  ``NOGROUP``/``UNBLOCKED`` in any read, claim or pending call) recreates every declared group from the
+  stream's first entry, re-publishes the outbox of the lost streams in order and logs a WARNING with counts.
+- Processed-id sets are keyed by ``scope``, a token bound to the event store the deployment records into
+  (``bind_scope``), so a new store on an old Redis database never inherits "already processed" marks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -45,20 +56,49 @@ from smartmarket.bus.base import (
     next_entry_id,
     parse_entry_id,
 )
-from smartmarket.bus.topics import DEFAULT_NAMESPACE, StreamNames
+from smartmarket.bus.topics import DEFAULT_NAMESPACE, StreamNames, check_name
 from smartmarket.core.errors import ConfigError
 from smartmarket.core.redaction import redact_text, redact_url, url_secrets
 from smartmarket.core.timeutil import now_ms
+from smartmarket.core.types import normalize_symbol
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
-# KEYS[1] stream; ARGV payloads. Appends every payload, returns the new ids joined by spaces.
+# KEYS[1] stream, KEYS[2] the symbol's epoch key; ARGV[1] the epoch this writer knows, ARGV[2] '1' when the stream
+# must exist (it holds this writer's unacknowledged entries), ARGV[3..] payloads. Refuses (SMLOST) when the epoch
+# changed or the stream vanished: what was lost must be re-published before anything new. Returns the ids.
 APPEND_SCRIPT = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then
+  return redis.error_reply('SMLOST epoch')
+end
+if ARGV[2] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then
+  return redis.error_reply('SMLOST stream')
+end
 local ids = {}
-for i, payload in ipairs(ARGV) do
-  ids[i] = redis.call('XADD', KEYS[1], '*', 'p', payload)
+for i = 3, #ARGV do
+  ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'p', ARGV[i])
 end
 return table.concat(ids, ' ')
+"""
+
+# KEYS[1] the run marker; ARGV[1] the scope token, ARGV[2] the probe ("event_id ts"). Sets the probe once, and only
+# while the marker still names this scope.
+PROBE_SCRIPT = """
+if redis.call('HGET', KEYS[1], 'token') == ARGV[1] then
+  return redis.call('HSETNX', KEYS[1], 'probe', ARGV[2])
+end
+return 0
+"""
+
+# KEYS[1] the run marker; ARGV[1] the token found stale, ARGV[2] the new one. Replaces the scope only if no other
+# process replaced it first; returns the token now in force.
+RESCOPE_SCRIPT = """
+if redis.call('HGET', KEYS[1], 'token') == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+end
+redis.call('HSETNX', KEYS[1], 'token', ARGV[2])
+return redis.call('HGET', KEYS[1], 'token')
 """
 
 # KEYS[1] stream; ARGV group, consumer, count. XREADGROUP '>' without blocking; returns a msgpack array
@@ -85,6 +125,7 @@ return table.concat(flags)
 """
 
 DEFAULT_MAX_BACKLOG = 10_000
+DEFAULT_OUTBOX_LIMIT = 100_000  # entries kept per stream for re-publication (beyond: the oldest are forgotten)
 PAYLOAD_FIELD = b"p"  # the entry field holding the payload (the scripts use 'p' too)
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
@@ -105,6 +146,10 @@ def _group_lost(exc: ResponseError) -> bool:
     """The stream or its group is gone (deleted, or a server restarted without persistence)."""
     text = str(exc)
     return "NOGROUP" in text or "UNBLOCKED" in text
+
+
+def _token() -> str:
+    return uuid.uuid4().hex[:12]
 
 
 def _dead_letter(entry_id: bytes | str, fields: dict[Any, Any]) -> DeadLetter:
@@ -134,16 +179,26 @@ class RedisSubscription(Subscription):
         self.stream = bus.names.stream(topic, symbol)
         self.group = group
         self.consumer = consumer
+        self.topic = topic
+        self.symbol = normalize_symbol(symbol)
         self._dlq = bus.names.dead_letters(symbol)
-        self._done_key = bus.names.processed(topic, symbol, group)
         self._last_prune = 0.0
 
+    @property
+    def _done_key(self) -> str:
+        return self._bus.names.processed(self.topic, self.symbol, self.group, self._bus.scope)
+
     async def ensure_group(self) -> None:
-        try:
-            await self._bus.guarded(self._bus.client.xgroup_create(self.stream, self.group, id="0", mkstream=True))
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        self._bus.declared.add((self.topic, self.symbol, self.group))
+        await self._bus.create_group(self.stream, self.group)
+        await self._bus.epoch(self.symbol)
+
+    async def _lost(self, exc: ResponseError) -> None:
+        """``NOGROUP``/``UNBLOCKED``: the stream or the group vanished. Recover, then read from the stream's start."""
+        if not _group_lost(exc):
+            raise exc
+        await self._bus.recover(self.symbol, f"{self.stream} lost group {self.group!r}")
+        await self.ensure_group()
 
     def _delivery(self, entry_id: str, fields: dict[bytes, bytes] | None, attempt: int) -> Delivery:
         payload = None if fields is None else fields.get(PAYLOAD_FIELD)
@@ -164,9 +219,7 @@ class RedisSubscription(Subscription):
                 self._bus.reader.xreadgroup(self.group, self.consumer, {self.stream: ">"}, count=count, block=block)
             )
         except ResponseError as exc:
-            if not _group_lost(exc):
-                raise
-            await self.ensure_group()  # the server lost the group (restarted without persistence)
+            await self._lost(exc)  # the server lost the group (restarted without persistence, flushed)
             return []
         return [self._delivery(eid, fields, 1) for eid, fields in _stream_entries(reply)]
 
@@ -178,19 +231,21 @@ class RedisSubscription(Subscription):
         try:
             reply, pending = await self._bus.guarded(pipe.execute())
         except ResponseError as exc:
-            if not _group_lost(exc):
-                raise
-            await self.ensure_group()
+            await self._lost(exc)
             return []
         counts = {_text(p["message_id"]): int(p["times_delivered"]) for p in pending}
         return [self._delivery(eid, fields, counts.get(eid, 1)) for eid, fields in _stream_entries(reply)]
 
     async def claim_stale(self, min_idle_ms: int, count: int) -> int:
-        claimed = await self._bus.guarded(
-            self._bus.client.xautoclaim(
-                self.stream, self.group, self.consumer, min_idle_ms, start_id="0-0", count=count, justid=True
+        try:
+            claimed = await self._bus.guarded(
+                self._bus.client.xautoclaim(
+                    self.stream, self.group, self.consumer, min_idle_ms, start_id="0-0", count=count, justid=True
+                )
             )
-        )
+        except ResponseError as exc:
+            await self._lost(exc)
+            return 0
         return len(claimed)
 
     async def processed(self, event_ids: Sequence[str]) -> list[bool]:
@@ -250,6 +305,8 @@ class RedisStreamsBus(Bus):
         reconnect_timeout_s: float = 30.0,
         processed_ttl_s: float = 24 * 3600,
         pipeline_chunk: int = 1_000,
+        outbox_limit: int = DEFAULT_OUTBOX_LIMIT,
+        outbox_prune_s: float = 1.0,
     ) -> None:
         if max_backlog is not None and max_backlog < 1:
             raise ConfigError(f"max_backlog must be >= 1, got {max_backlog}")
@@ -263,7 +320,17 @@ class RedisStreamsBus(Bus):
         self.processed_ttl_s = processed_ttl_s
         self.pipeline_chunk = pipeline_chunk
         self.backpressure_waits = 0
+        self.outbox_limit = outbox_limit
+        self.outbox_prune_s = outbox_prune_s
+        self.declared: set[tuple[str, str, str]] = set()  # (topic, symbol, group) this process declared or reads
+        self.recoveries = 0
+        self.republished = 0
         self._unchecked: dict[str, int] = {}
+        self._epochs: dict[str, str] = {}  # symbol -> the epoch this process's outbox belongs to
+        self._outbox: dict[str, deque[tuple[str, bytes]]] = {}  # stream -> (entry id, payload) not acked by all
+        self._outbox_symbol: dict[str, str] = {}
+        self._outbox_pruned: dict[str, float] = {}
+        self._recovering = asyncio.Lock()
         no_retry = Retry(NoBackoff(), 0)
         self.client: aioredis.Redis = aioredis.Redis.from_url(
             url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s, retry=no_retry
@@ -275,6 +342,8 @@ class RedisStreamsBus(Bus):
             retry=no_retry,
         )
         self.append_script = self.client.register_script(APPEND_SCRIPT)
+        self.probe_script = self.client.register_script(PROBE_SCRIPT)
+        self.rescope_script = self.client.register_script(RESCOPE_SCRIPT)
         self.read_new_script = self.client.register_script(READ_NEW_SCRIPT)
         self.processed_script = self.client.register_script(PROCESSED_SCRIPT)
 
@@ -302,16 +371,200 @@ class RedisStreamsBus(Bus):
 
     async def publish_raw(self, topic: str, symbol: str, payloads: Sequence[bytes]) -> list[str]:
         stream = self.names.stream(topic, symbol)
+        symbol = normalize_symbol(symbol)
         ids: list[str] = []
         for start in range(0, len(payloads), self.pipeline_chunk):
-            chunk = payloads[start : start + self.pipeline_chunk]
+            chunk = list(payloads[start : start + self.pipeline_chunk])
             await self._wait_for_room(stream, len(chunk))
 
-            async def append(chunk: Sequence[bytes] = chunk) -> Any:
-                return await self.guarded(self.append_script(keys=[stream], args=list(chunk)))
+            async def append(chunk: Sequence[bytes] = chunk) -> list[str]:
+                return await self._append(stream, symbol, chunk)
 
-            ids.extend(_text(await self.with_reconnect(append)).split(" "))
+            for _ in range(10):  # each refusal runs a recovery first; more than a few in a row is a flapping server
+                try:
+                    appended = await self.with_reconnect(append)
+                    break
+                except ResponseError as exc:
+                    if "SMLOST" not in str(exc):
+                        raise
+                    await self.recover(symbol, f"{stream}: {str(exc).split(' ', 1)[-1]} lost")
+            else:
+                raise BusUnavailableError(f"{stream} keeps losing its entries", where=redact_url(self.url))
+            ids.extend(appended)
+            self._remember(stream, symbol, appended, chunk)
+        await self._maybe_prune(stream)
         return ids
+
+    async def _append(self, stream: str, symbol: str, chunk: Sequence[bytes]) -> list[str]:
+        epoch = await self.epoch(symbol)
+        must_exist = "1" if self._outbox.get(stream) else "0"
+        reply = await self.guarded(
+            self.append_script(keys=[stream, self.names.epoch(symbol)], args=[epoch, must_exist, *chunk])
+        )
+        return _text(reply).split(" ")
+
+    def _remember(self, stream: str, symbol: str, ids: Sequence[str], payloads: Sequence[bytes]) -> None:
+        """Keep appended entries until every declared group has acknowledged them (re-published if lost)."""
+        box = self._outbox.setdefault(stream, deque())
+        self._outbox_symbol[stream] = symbol
+        box.extend(zip(ids, payloads, strict=True))
+        overflow = len(box) - self.outbox_limit
+        if overflow > 0:
+            for _ in range(overflow):
+                box.popleft()
+            log.warning("%s: outbox over %d entries, the oldest %d cannot be re-published", stream,
+                        self.outbox_limit, overflow)  # fmt: skip
+
+    async def _maybe_prune(self, stream: str) -> None:
+        now = time.monotonic()
+        if now - self._outbox_pruned.get(stream, 0.0) >= self.outbox_prune_s:
+            self._outbox_pruned[stream] = now
+            await self.prune_outbox(stream)
+
+    async def prune_outbox(self, stream: str | None = None) -> int:
+        """Forget outbox entries every declared group has acknowledged; returns how many entries remain."""
+        for name in [stream] if stream is not None else list(self._outbox):
+            box = self._outbox.get(name)
+            if not box:
+                continue
+            keep_from = await self._acknowledged_below(name)
+            if keep_from is None:
+                continue
+            bound = parse_entry_id(keep_from)
+            while box and parse_entry_id(box[0][0]) < bound:
+                box.popleft()
+        return sum(len(b) for b in self._outbox.values())
+
+    async def _acknowledged_below(self, stream: str) -> str | None:
+        """The smallest entry id some group of ``stream`` still needs; None when a declared group is missing
+        (lost, or not created yet): then nothing can be called acknowledged."""
+        try:
+            groups = await self.guarded(self.client.xinfo_groups(stream))
+        except ResponseError:
+            return None
+        present = {_text(g["name"]) for g in groups}
+        wanted = {g for t, s, g in self.declared if self.names.stream(t, s) == stream}
+        if not groups or not wanted <= present:
+            return None
+        keep_from: str | None = None
+        for group in groups:
+            candidate = next_entry_id(_text(group["last-delivered-id"]))
+            summary = await self.guarded(self.client.xpending(stream, group["name"]))
+            if summary.get("min"):
+                candidate = _min_id(candidate, _text(summary["min"]))
+            keep_from = candidate if keep_from is None else _min_id(keep_from, candidate)
+        return keep_from
+
+    async def unacknowledged(self) -> int:
+        box = await self.with_reconnect(lambda: self.prune_outbox())
+        return box
+
+    # ------------------------------------------------------------------------------------ losing the streams
+    async def create_group(self, stream: str, group: str) -> None:
+        """``XGROUP CREATE stream group 0 MKSTREAM`` (an existing group is left as it is)."""
+        try:
+            await self.guarded(self.client.xgroup_create(stream, group, id="0", mkstream=True))
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def ensure_group(self, topic: str, symbol: str, group: str) -> None:
+        self.declared.add((topic, normalize_symbol(symbol), group))
+        await self.create_group(self.names.stream(topic, symbol), group)
+        await self.epoch(symbol)
+
+    async def epoch(self, symbol: str) -> str:
+        """The symbol's epoch as this process knows it (read, or created, on first use)."""
+        known = self._epochs.get(symbol)
+        if known is None:
+            known = self._epochs[symbol] = await self._current_epoch(symbol)
+        return known
+
+    async def _current_epoch(self, symbol: str) -> str:
+        key, token = self.names.epoch(symbol), _token()
+        await self.guarded(self.client.set(key, token, nx=True))
+        found: Any = await self.guarded(self.client.get(key))
+        return token if found is None else _text(found)
+
+    async def recover(self, symbol: str, why: str) -> None:
+        """After a loss on ``symbol``'s streams: recreate every declared group, re-publish the lost outboxes.
+
+        Idempotent and cheap when nothing was lost (another consumer of this process recovered already)."""
+        symbol = normalize_symbol(symbol)
+        async with self._recovering:
+            await self.with_reconnect(lambda: self._recover(symbol, why))
+
+    async def _recover(self, symbol: str, why: str) -> None:
+        previous = self._epochs.get(symbol)
+        current = await self._current_epoch(symbol)
+        epoch_lost = previous is not None and previous != current
+        groups = 0
+        for topic, sym, group in sorted(self.declared):
+            if sym == symbol:
+                await self.create_group(self.names.stream(topic, sym), group)
+                groups += 1
+        republished = streams = 0
+        for stream, box in self._outbox.items():
+            if self._outbox_symbol.get(stream) != symbol or not box:
+                continue
+            if not epoch_lost:
+                first = box[0][0]
+                if await self.guarded(self.client.xrange(stream, min=first, max=first, count=1)):
+                    continue  # still there: this stream lost nothing
+            entries = list(box)
+            box.clear()
+            for start in range(0, len(entries), self.pipeline_chunk):
+                part = entries[start : start + self.pipeline_chunk]
+                payloads = [p for _, p in part]
+                reply = await self.guarded(
+                    self.append_script(keys=[stream, self.names.epoch(symbol)], args=[current, "0", *payloads])
+                )
+                box.extend(zip(_text(reply).split(" "), payloads, strict=True))
+            republished += len(entries)
+            streams += 1
+        self._epochs[symbol] = current
+        if self.scope:
+            await self.guarded(self.client.hsetnx(self.names.run_marker(), "token", self.scope))
+        if epoch_lost or republished:
+            self.recoveries += 1
+            self.republished += republished
+            log.warning(
+                "bus lost %s's streams (%s; Redis restarted empty, flushed, or streams deleted): recreated %d "
+                "groups, re-published %d entries on %d streams", symbol, why, groups, republished, streams,
+            )  # fmt: skip
+
+    # -------------------------------------------------------------------------------------- scope
+    async def bind_scope(self, holds: Callable[[str, int], Awaitable[bool]] | None = None) -> str:
+        """The processed-id scope of this deployment (``sm:run``), bound to its event store.
+
+        ``holds(event_id, ts_event)`` tells whether the store holds an event: when the marker's probe event is
+        not in this store, the processed sets belong to another store and a new scope starts."""
+        key = self.names.run_marker()
+
+        async def bind() -> str:
+            data = {_text(k): _text(v) for k, v in (await self.guarded(self.client.hgetall(key))).items()}
+            token = data.get("token")
+            probe = data.get("probe")
+            if token and probe and holds is not None:
+                event_id, _, ts = probe.partition(" ")
+                if not await holds(event_id, int(ts)):
+                    fresh = _text(await self.guarded(self.rescope_script(keys=[key], args=[token, _token()])))
+                    log.warning("the bus's processed-event marks belong to another event store: new scope %s", fresh)
+                    return fresh
+            if not token:
+                token = _token()
+                await self.guarded(self.client.hsetnx(key, "token", token))
+                found: Any = await self.guarded(self.client.hget(key, "token"))
+                token = token if found is None else _text(found)
+            return token
+
+        self.scope = check_name("scope", await self.with_reconnect(bind))
+        return self.scope
+
+    async def set_probe(self, event_id: str, ts_event: int) -> None:
+        if self.scope:
+            marker = self.names.run_marker()
+            await self.guarded(self.probe_script(keys=[marker], args=[self.scope, f"{event_id} {int(ts_event)}"]))
 
     async def _wait_for_room(self, stream: str, adding: int) -> None:
         """Backpressure: wait while some group's backlog is at the bound (checked every N entries)."""
@@ -353,15 +606,10 @@ class RedisStreamsBus(Bus):
     async def trim_acknowledged(self, topic: str, symbol: str, durable_upto: str) -> int:
         stream = self.names.stream(topic, symbol)
         keep_from = next_entry_id(durable_upto)  # XTRIM MINID drops ids below this
-        try:
-            groups = await self.guarded(self.client.xinfo_groups(stream))
-        except ResponseError:
+        needed = await self._acknowledged_below(stream)
+        if needed is None:  # no group, or a declared group missing (lost): it would need everything
             return 0
-        for group in groups:
-            keep_from = _min_id(keep_from, next_entry_id(_text(group["last-delivered-id"])))
-            summary = await self.guarded(self.client.xpending(stream, group["name"]))
-            if summary.get("min"):
-                keep_from = _min_id(keep_from, _text(summary["min"]))
+        keep_from = _min_id(keep_from, needed)
         trimmed: Any = await self.guarded(self.client.xtrim(stream, minid=keep_from, approximate=False))
         return int(trimmed)
 
@@ -422,4 +670,4 @@ class RedisStreamsBus(Bus):
         await self.reader.aclose()
 
 
-__all__ = ["DEFAULT_MAX_BACKLOG", "PAYLOAD_FIELD", "RedisStreamsBus", "RedisSubscription"]
+__all__ = ["DEFAULT_MAX_BACKLOG", "DEFAULT_OUTBOX_LIMIT", "PAYLOAD_FIELD", "RedisStreamsBus", "RedisSubscription"]

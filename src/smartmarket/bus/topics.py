@@ -8,6 +8,9 @@ symbols shard across the cluster's nodes.
     sm:{BTCUSDT}:candles                 the stream of topic ``candles`` for BTCUSDT
     sm:{BTCUSDT}:dlq                     dead letters of every topic of BTCUSDT
     sm:{BTCUSDT}:candles:done:features   event ids group ``features`` already processed (sorted set)
+    sm:{BTCUSDT}:candles:done:features:S the same within scope S (bound to the event store a deployment records into)
+    sm:{BTCUSDT}:epoch                   the symbol's bus epoch: gone or changed = its streams were lost
+    sm:run                               the deployment's scope token and the probe event that binds it to a store
 
 ``namespace`` (default ``sm``) prefixes every name, so tests and parallel deployments never collide.
 """
@@ -104,9 +107,18 @@ class StreamNames:
         """``sm:{BTCUSDT}:dlq``: one dead-letter stream per symbol (same slot as the symbol's streams)."""
         return f"{self.namespace}:{{{normalize_symbol(symbol)}}}:dlq"
 
-    def processed(self, topic: str, symbol: str, group: str) -> str:
-        """``sm:{BTCUSDT}:candles:done:features``: ids the group has processed (sorted set, score = ms)."""
-        return f"{self.stream(topic, symbol)}:done:{check_name('group', group)}"
+    def processed(self, topic: str, symbol: str, group: str, scope: str = "") -> str:
+        """``sm:{BTCUSDT}:candles:done:features[:scope]``: ids the group has processed (sorted set, score = ms)."""
+        key = f"{self.stream(topic, symbol)}:done:{check_name('group', group)}"
+        return f"{key}:{check_name('scope', scope)}" if scope else key
+
+    def epoch(self, symbol: str) -> str:
+        """``sm:{BTCUSDT}:epoch``: a token naming the current life of the symbol's streams (same slot)."""
+        return f"{self.namespace}:{{{normalize_symbol(symbol)}}}:epoch"
+
+    def run_marker(self) -> str:
+        """``sm:run``: the deployment's scope token and its probe event (a hash)."""
+        return f"{self.namespace}:run"
 
     def pattern(self) -> str:
         """A ``SCAN MATCH`` pattern covering every key of this namespace."""

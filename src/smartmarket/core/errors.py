@@ -62,11 +62,17 @@ class NotFoundError(FatalError):
     """The requested series, model or record does not exist."""
 
 
+class PipelineError(FatalError):
+    """The live pipeline cannot go on: a stage, the recorder or the source died, or a run did not record
+    every event its stages must produce."""
+
+
 __all__ = [
     "ConfigError",
     "DataFormatError",
     "FatalError",
     "NotFoundError",
+    "PipelineError",
     "RetryableError",
     "SmartMarketError",
     "StoreError",

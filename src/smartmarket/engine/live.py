@@ -11,6 +11,17 @@ next run or another worker. Nothing is lost either way: entries leave the bus on
 Stages can run in separate processes instead (``smartmarket worker STAGE --bus redis://…``): each process
 runs a subset; every process declares the groups of the whole pipeline, so backpressure and draining count
 the stages running elsewhere.
+
+Failing loudly: the source, every stage and the recorder run as tasks watched together; the first one that dies
+(or returns while nobody asked it to stop) stops everything and ``run`` raises ``PipelineError`` naming it and
+the cause. A finite run that drained must also have *recorded* what its stages produce for every candle it
+published (a ``FeaturesComputed`` and a ``SignalGenerated``, and as many ``PredictionMade`` as the fullest
+candle): fewer is a ``PipelineError``, never "drained". Every shutdown wait is bounded (``stop_timeout_s``, then
+the tasks are cancelled); a second SIGINT/SIGTERM cancels at once.
+
+A process that only publishes candles returns once every candle it published was acknowledged by every group
+(until then it keeps them, and re-publishes them if the bus loses its streams). The processed-id marks on the bus
+are scoped to the event store this deployment records into (``Bus.bind_scope``).
 """
 
 from __future__ import annotations
@@ -28,16 +39,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from smartmarket.bus.base import Bus, Delivery
+from smartmarket.bus.base import Bus, BusUnavailableError, Delivery
 from smartmarket.bus.consumer import Consumer, ConsumerConfig, default_consumer_name
 from smartmarket.bus.inprocess import InProcessBus
 from smartmarket.bus.topics import CANDLES, EXECUTIONS, FEATURES, ORDERS, PREDICTIONS, SIGNALS, TOPICS, topic_for
+from smartmarket.core.errors import ConfigError, PipelineError, SmartMarketError
 from smartmarket.core.events import Message, SignalGenerated, SubmitOrder
 from smartmarket.core.types import Timeframe, normalize_symbol
 from smartmarket.engine.observability import PipelineMetrics, event_fields
 from smartmarket.engine.sources import CandleSource, FileSource
 from smartmarket.engine.stages import CONSUMER_STAGES, SHADOW_STAGE, STAGE_NAMES, build_stages
-from smartmarket.engine.stages.base import EventLog, Stage
+from smartmarket.engine.stages.base import EventLog, Stage, by_symbol, derived_id
 from smartmarket.engine.stages.candles import CandleCache, candle_closed
 from smartmarket.engine.stages.execution import ExecutionStage
 from smartmarket.engine.stages.recorder import GROUP as RECORDER_GROUP
@@ -77,6 +89,8 @@ class RunOptions:
     claim_every_ms: int = 5_000
     drain_timeout_s: float = 120.0
     sample_every_s: float = 1.0
+    stop_timeout_s: float = 5.0
+    max_failed_in_row: int = 10
 
 
 @dataclass
@@ -144,17 +158,23 @@ class LivePipeline:
         self.recorder: Recorder | None = None
         if RECORDER_GROUP in self.options.stages:
             if self.log is None:
-                raise ValueError("the recorder needs an event store")
+                raise ConfigError("the recorder needs an event store", hint="give --store (or run it in a worker)")
             self.recorder = Recorder(
                 bus, self.log, TOPICS, spec.symbols, self.consumer_name, metrics=self.metrics,
                 claim_min_idle_ms=self.options.claim_min_idle_ms,
             )  # fmt: skip
         self._stopping = asyncio.Event()
+        self._force = asyncio.Event()
+        self._played: dict[str, list[int]] = {}
         self.summary = RunSummary()
 
     # ----------------------------------------------------------------------------------------- control
     def stop(self) -> None:
-        """Graceful stop: no more candles; consumers finish and commit their batch; the run returns."""
+        """Graceful stop: no more candles; consumers finish and commit their batch; the run returns.
+
+        A second call cancels whatever has not stopped yet, without waiting ``stop_timeout_s``."""
+        if self._stopping.is_set():
+            self._force.set()
         self._stopping.set()
 
     def install_signal_handlers(self, signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM)) -> None:
@@ -170,50 +190,157 @@ class LivePipeline:
                 for symbol in self.spec.symbols:
                     await self.bus.ensure_group(topic, symbol, name)
 
+    async def _holds(self, event_id: str, ts_event: int) -> bool:
+        assert self.log is not None
+        return any(e.message.event_id == event_id for e in await self.log.read(start=ts_event, end=ts_event + 1))
+
     async def run(self, source: CandleSource | None = None) -> RunSummary:
-        """Run until the source is consumed and everything drained (finite source) or until ``stop()``."""
+        """Run until the source is consumed and everything drained (finite source) or until ``stop()``.
+
+        Raises ``PipelineError`` when a stage, the recorder or the source dies, or when a drained run did not
+        record every event its stages must produce."""
         started = time.perf_counter()
-        await self.declare_groups()
-        tasks = [asyncio.create_task(self._consume(stage), name=stage.name) for stage in self.stages]
-        if self.recorder is not None:
-            tasks.append(asyncio.create_task(self.recorder.run(), name="recorder"))
-        sampler = asyncio.create_task(self._sample_pending(), name="pending sampler")
+        tasks: dict[asyncio.Task[Any], str] = {}
+        driver: asyncio.Task[None] | None = None
+        sampler: asyncio.Task[None] | None = None
+        failure: BaseException | None = None
         try:
-            for consumer in self.consumers:
-                await consumer.wait_ready()
-            if source is not None:
-                await self._play(source)
-            if source is not None and source.finite and not self._stopping.is_set():
-                # a source-only process has published everything: the other processes drain the rest
-                self.summary.drained = await self._wait_drained() if self.stages or self.recorder else True
-            else:
-                await self._stopping.wait()
+            await self._until_stopped(self._prepare())
+            for stage in self.stages:
+                consumers = self._consumers(stage)
+                tasks[asyncio.create_task(self._consume(consumers), name=stage.name)] = stage.name
+            if self.recorder is not None:
+                tasks[asyncio.create_task(self.recorder.run(), name=RECORDER_GROUP)] = RECORDER_GROUP
+            sampler = asyncio.create_task(self._sample_pending(), name="pending sampler")
+            driver = asyncio.create_task(self._drive(source), name="source")
+            failure = await self._supervise(driver, tasks)
         finally:
             self.summary.stopped = self._stopping.is_set()
-            for consumer in self.consumers:
-                consumer.stop()
-            if self.recorder is not None:
-                self.recorder.stop()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sampler
+            await self._shutdown(driver, tasks, sampler)
             if self.log is not None:
                 self.log.close()
         self._summarise(time.perf_counter() - started)
+        if failure is not None:
+            raise failure
         return self.summary
 
-    async def _consume(self, stage: Stage) -> None:
+    async def _prepare(self) -> None:
+        """Declare the deployment's groups and bind the processed-id scope to this process's event store."""
+        while True:
+            try:
+                await self.declare_groups()
+                await self.bus.bind_scope(self._holds if self.log is not None else None)
+                return
+            except BusUnavailableError as exc:
+                log.warning("bus unavailable at start (%s); retrying", exc.what)
+                await asyncio.sleep(0.5)
+
+    async def _until_stopped(self, work: Any) -> None:
+        """Await ``work`` unless ``stop()`` comes first (then it is cancelled)."""
+        task = asyncio.ensure_future(work)
+        stopper = asyncio.create_task(self._stopping.wait())
+        try:
+            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        error = task.exception() if task.done() and not task.cancelled() else None
+        if error is not None:
+            raise error
+
+    async def _supervise(self, driver: asyncio.Task[None], tasks: dict[asyncio.Task[Any], str]) -> BaseException | None:
+        """Until the driver ends or something dies: the error to raise, None for a clean end."""
+        watched: set[asyncio.Task[Any]] = {driver, *tasks}
+        while True:
+            done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+            if driver in done:
+                if driver.cancelled():
+                    return None
+                exc = driver.exception()
+                if exc is None or isinstance(exc, PipelineError):
+                    return exc
+                return _failed("the candle source", exc)
+            for task in done:
+                watched.discard(task)
+                if task.cancelled() or task.exception() is None:
+                    if self._stopping.is_set():
+                        continue  # stopped as asked
+                    return PipelineError(f"stage {tasks[task]} quit without being asked to stop",
+                                         hint="see the log above for why")  # fmt: skip
+                return _failed(f"stage {tasks[task]}", task.exception() or RuntimeError("unknown"))
+
+    async def _shutdown(
+        self, driver: asyncio.Task[None] | None, tasks: dict[asyncio.Task[Any], str], sampler: asyncio.Task[None] | None
+    ) -> None:
+        """Stop every task; wait at most ``stop_timeout_s`` (none after a second stop), then cancel the rest."""
+        self._stopping.set()
+        for consumer in self.consumers:
+            consumer.stop()
+        if self.recorder is not None:
+            self.recorder.stop()
+        running: set[asyncio.Task[Any]] = {t for t in (driver, *tasks) if t is not None and not t.done()}
+        deadline = time.monotonic() + self.options.stop_timeout_s
+        force = asyncio.create_task(self._force.wait())
+        while running and not self._force.is_set() and time.monotonic() < deadline:
+            await asyncio.wait({*running, force}, timeout=deadline - time.monotonic(),
+                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+            running = {t for t in running if not t.done()}
+        force.cancel()
+        if running:
+            names = sorted(tasks.get(t, "source") for t in running)
+            log.warning("not stopped within %.1fs, cancelling: %s", self.options.stop_timeout_s, ", ".join(names))
+            for task in running:
+                task.cancel()
+            await asyncio.wait(running, timeout=self.options.stop_timeout_s)
+        for task in [t for t in (driver, *tasks) if t is not None]:
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: reported by _supervise, not by asyncio at exit
+        if sampler is not None:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
+
+    async def _drive(self, source: CandleSource | None) -> None:
+        """Play the source; then wait until drained (finite source) or until stopped."""
+        await self._until_stopped(self._all_ready())
+        if source is not None and not self._stopping.is_set():
+            await self._play(source)
+        if source is not None and source.finite and not self._stopping.is_set():
+            if self.stages or self.recorder:
+                self.summary.drained = await self._wait_drained()
+            else:  # a source-only process: the other processes drain the rest once they hold every candle
+                self.summary.drained = await self._wait_taken()
+            if self.summary.drained:
+                await self._verify_recorded()
+        else:
+            await self._stopping.wait()
+
+    async def _all_ready(self) -> None:
+        for consumer in self.consumers:
+            await consumer.wait_ready()
+
+    def _consumers(self, stage: Stage) -> list[Consumer]:
         opts = self.options
         config = ConsumerConfig(
             group=stage.name, consumer=self.consumer_name, batch_size=opts.batch_size, block_ms=opts.block_ms,
             max_attempts=opts.max_attempts, claim_min_idle_ms=opts.claim_min_idle_ms,
-            claim_every_ms=opts.claim_every_ms,
+            claim_every_ms=opts.claim_every_ms, max_failed_in_row=opts.max_failed_in_row,
         )  # fmt: skip
         handler = self._handler(stage)
         consumers = [Consumer(self.bus, topic, self.spec.symbols, handler, config) for topic in stage.inputs]
         self.consumers.extend(consumers)
-        await asyncio.gather(*(c.run() for c in consumers))
+        return consumers
+
+    async def _consume(self, consumers: Sequence[Consumer]) -> None:
+        tasks = [asyncio.create_task(c.run(), name=f"{c.config.group} {c.topic}") for c in consumers]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def _handler(self, stage: Stage):  # type: ignore[no-untyped-def]
         metrics = self.metrics
@@ -267,6 +394,7 @@ class LivePipeline:
             self.metrics.published_at(event.event_id)
             await self.bus.publish(CANDLES, symbol, event)
             self.metrics.published.labels("candles", "CandleClosed").inc()
+            self._played.setdefault(symbol, []).append(event.ts)
             self.summary.candles += 1
 
     async def _backlog(self) -> int:
@@ -286,7 +414,14 @@ class LivePipeline:
         smallest = None
         while not self._stopping.is_set():
             busy = [s.name for s in self.stages if not s.idle()]
-            backlog = await self._backlog()
+            try:
+                backlog = await self._backlog()
+            except BusUnavailableError:
+                backlog = -1  # away for a moment: neither calm nor progress
+            if backlog < 0:
+                calm = 0
+                await asyncio.sleep(0.1)
+                continue
             if smallest is None or backlog < smallest:
                 smallest = backlog
                 deadline = time.monotonic() + self.options.drain_timeout_s
@@ -302,6 +437,56 @@ class LivePipeline:
                 return False
             await asyncio.sleep(0.02)
         return False
+
+    async def _wait_taken(self) -> bool:
+        """A source-only process: True once every group acknowledged every candle it published."""
+        deadline = time.monotonic() + self.options.drain_timeout_s
+        smallest: int | None = None
+        while not self._stopping.is_set():
+            try:
+                left = await self.bus.unacknowledged()
+            except BusUnavailableError:
+                left = smallest if smallest is not None else 1
+            if left == 0:
+                return True
+            if smallest is None or left < smallest:
+                smallest, deadline = left, time.monotonic() + self.options.drain_timeout_s
+            if time.monotonic() > deadline:
+                self.summary.not_idle = ["bus backlog"]
+                return False
+            await asyncio.sleep(0.05)
+        return False
+
+    async def _verify_recorded(self) -> None:
+        """A drained run recorded, for every candle it published, what the deployment's stages produce."""
+        if self.log is None or self.recorder is None:
+            return
+        wanted = [t for stage, t in (("features", "FeaturesComputed"), ("predictions", "PredictionMade"),
+                                     ("signals", "SignalGenerated")) if stage in self.options.pipeline]  # fmt: skip
+        tf = self.spec.timeframe
+        problems: list[str] = []
+        for symbol, played in self._played.items():
+            version = self.spec.signal_version(symbol)
+            start, end = min(played) + tf.ms, max(played) + tf.ms + 1
+            for type_name in wanted:
+                found = by_symbol(await self.log.read(types=[type_name], start=start, end=end), symbol, tf)
+                per_ts: dict[int, int] = {}
+                for m in found:
+                    ts = int(getattr(m, "ts", -1))
+                    extra = (m.member,) if type_name == "PredictionMade" else ()  # type: ignore[attr-defined]
+                    if m.event_id == derived_id(type_name, symbol, tf, ts, version, *extra):
+                        per_ts[ts] = per_ts.get(ts, 0) + 1
+                full = max(per_ts.values(), default=1)
+                short = sorted(ts for ts in set(played) if per_ts.get(ts, 0) < full)
+                if short:
+                    problems.append(f"{symbol} {type_name}: {len(set(played)) - len(short)} of {len(set(played))} "
+                                    f"candles (first missing ts {short[0]})")  # fmt: skip
+        if problems:
+            raise PipelineError(
+                f"the run published {self.summary.candles} candles but did not record every derived event: "
+                + "; ".join(problems),
+                hint="events were lost (see the warnings above); run the same source again to complete the log",
+            )
 
     async def _sample_pending(self) -> None:
         while True:
@@ -368,6 +553,17 @@ def demo_paper_trading(
         last = positions[-1].to_dict()
         out["position"] = {k: last[k] for k in ("quantity", "avg_price", "realized_pnl", "cash")}
     return out
+
+
+def _failed(what: str, exc: BaseException) -> PipelineError:
+    """``PipelineError`` naming what died and why, in one line."""
+    if isinstance(exc, PipelineError) and what.startswith("stage") and "stage" in exc.what:
+        return exc
+    cause = exc.one_line() if isinstance(exc, SmartMarketError) else f"{type(exc).__name__}: {exc}"
+    cause = cause.splitlines()[0] if cause else type(exc).__name__
+    error = PipelineError(f"{what} failed: {cause}", hint="see the log for the traceback; fix it, then run again")
+    error.__cause__ = exc
+    return error
 
 
 __all__ = [

@@ -5,6 +5,11 @@ what all streams delivered within ``flush_ms``), acknowledging entries only afte
 acknowledged before it is durable. Events already stored (same id: a redelivery, a second publication, a re-run
 of the same candles) are skipped. Undecodable entries go to the dead-letter stream. Every ``trim_every`` batches
 it lets the bus drop entries every group has acknowledged up to what is durable (``Bus.trim_acknowledged``).
+After its first append it leaves one recorded event as the bus scope's probe (``Bus.set_probe``), which binds the
+groups' processed-id marks to this event store.
+
+Shutdown: ``stop()`` ends the stream loops after their current batch; the flusher keeps flushing until every
+stream loop has returned (a loop waiting on a batch is never left without a flusher).
 """
 
 from __future__ import annotations
@@ -50,16 +55,25 @@ class Recorder:
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._queued: list[_Batch] = []
+        self._streams_done = False
+        self._probed = False
 
     def stop(self) -> None:
         self._stopping.set()
 
     async def run(self) -> None:
-        flusher = asyncio.create_task(self._flush_loop())
+        """Record until ``stop()``; raises when a stream loop dies (the others are cancelled first)."""
+        flusher = asyncio.create_task(self._flush_loop(), name="recorder flush")
+        streams = [asyncio.create_task(self._stream(t, s), name=f"record {t} {s}") for t, s in self.streams]
         try:
-            await asyncio.gather(*(self._stream(topic, symbol) for topic, symbol in self.streams))
+            await asyncio.gather(*streams)
         finally:
             self._stopping.set()
+            for task in streams:
+                task.cancel()
+            await asyncio.gather(*streams, return_exceptions=True)
+            self._streams_done = True
+            self._wake.set()
             await flusher
 
     async def _stream(self, topic: str, symbol: str) -> None:
@@ -68,10 +82,13 @@ class Recorder:
         batches = 0
         last_durable: str | None = None
         next_claim = 0.0
+        ready = False
         try:
-            await sub.ensure_group()
             while not self._stopping.is_set():
                 try:
+                    if not ready:
+                        await sub.ensure_group()
+                        ready = True
                     if time.monotonic() >= next_claim:
                         next_claim = time.monotonic() + 5.0
                         if await sub.claim_stale(self.claim_min_idle_ms, self.batch):
@@ -123,7 +140,7 @@ class Recorder:
     async def _flush_loop(self) -> None:
         """Append what every stream queued in one go (at most every ``flush_ms``, sooner when ``batch`` is reached),
         then acknowledge each stream's entries. Fewer, larger appends keep the database off the stages' cores."""
-        while not (self._stopping.is_set() and not self._queued):
+        while not (self._streams_done and not self._queued):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 0.2)
             self._wake.clear()
@@ -137,17 +154,41 @@ class Recorder:
                 added = await self.log.append([m for b in batches for _, m in b.messages])
             except Exception as exc:
                 for b in batches:
-                    b.done.set_exception(exc)
+                    _settle(b.done, exc)
                 continue
             self.recorded += added
             if self.metrics is not None:
                 self.metrics.recorded.inc(added)
+            await self._probe(batches)
             for b in batches:
                 try:
                     await b.sub.commit([Processed(d, m.event_id) for d, m in b.messages], b.ack_only)
-                    b.done.set_result(None)
+                    _settle(b.done, None)
                 except Exception as exc:
-                    b.done.set_exception(exc)
+                    _settle(b.done, exc)
+
+    async def _probe(self, batches: Sequence[_Batch]) -> None:
+        """Once: name a recorded event as the bus scope's probe (binds the processed-id marks to this store)."""
+        if self._probed:
+            return
+        first = next((m for b in batches for _, m in b.messages), None)
+        if first is None:
+            return
+        try:
+            await self.bus.set_probe(first.event_id, first.ts_event)
+            self._probed = True
+        except BusUnavailableError:
+            pass  # next flush
+
+
+def _settle(done: asyncio.Future[None], exc: BaseException | None) -> None:
+    """Resolve a batch's future unless its stream loop was cancelled meanwhile."""
+    if done.done():
+        return
+    if exc is None:
+        done.set_result(None)
+    else:
+        done.set_exception(exc)
 
 
 @dataclass
