@@ -24,7 +24,7 @@ import ccxt
 import pytest
 
 from smartmarket.core.errors import ConfigError, FatalError, RetryableError
-from smartmarket.core.events import OrderFilled, OrderRejected, OrderSubmitted, SubmitOrder
+from smartmarket.core.events import OrderCancelled, OrderFilled, OrderRejected, OrderSubmitted, SubmitOrder
 from smartmarket.data.exchange import RetryPolicy, make_exchange
 from smartmarket.execution.broker import Broker, PaperBrokerAdapter
 from smartmarket.execution.ccxt_broker import API_KEY_ENV, API_SECRET_ENV, CcxtBroker
@@ -405,7 +405,10 @@ def test_limit_order_price_precision_open_orders_and_cancel(fake: FakeBinanceTra
     assert broker.cancel("sm-limit", NOW + 20) is False  # nothing left to cancel: no request
     assert broker.cancel("never-placed", NOW + 20) is False
     assert len(fake.calls("DELETE", "/api/v3/order")) == 1
-    assert broker.poll_fills(NOW + 30) == []
+    [cancelled] = broker.poll_fills(NOW + 30)  # the unfilled remainder ends, once
+    assert isinstance(cancelled, OrderCancelled) and cancelled.client_order_id == "sm-limit"
+    assert "0.01 of 0.01 unfilled" in cancelled.reason
+    assert broker.poll_fills(NOW + 40) == []
     assert broker.order_status("sm-limit") == "canceled"
 
 

@@ -12,10 +12,18 @@ Adapters: :class:`PaperBrokerAdapter` (simulated fills into a :class:`Portfolio`
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from smartmarket.core.errors import ValidationError
-from smartmarket.core.events import OrderFilled, OrderRejected, OrderSubmitted, SubmitOrder, deterministic_event_id
+from smartmarket.core.events import (
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    OrderSubmitted,
+    SubmitOrder,
+    deterministic_event_id,
+)
 from smartmarket.execution.paper_broker import PaperBroker
 from smartmarket.execution.risk_checks import OpenOrder
 
@@ -30,8 +38,9 @@ class Broker(Protocol):
     def submit(self, order: SubmitOrder, now_ms: int) -> OrderSubmitted | OrderRejected:
         """Place ``order``; idempotent per ``client_order_id``."""
 
-    def poll_fills(self, now_ms: int) -> list[OrderFilled]:
-        """Fills not reported before, oldest first."""
+    def poll_fills(self, now_ms: int) -> Sequence[OrderFilled | OrderCancelled]:
+        """Fills not reported before, oldest first; an ``OrderCancelled`` when an order ends with a remainder
+        that will never fill (cancelled, expired)."""
 
     def cancel(self, client_order_id: str, now_ms: int) -> bool:
         """Cancel an open order; False when there is nothing open to cancel."""

@@ -18,7 +18,8 @@ Submitting (:meth:`CcxtBroker.submit`):
 
 Fills (:meth:`CcxtBroker.poll_fills`) come from ``fetch_order`` (status, filled amount) and
 ``fetch_my_trades`` (one ``OrderFilled`` per exchange trade, reported once, fee in the quote currency when it
-was charged in the base or quote asset).
+was charged in the base or quote asset); an order that ends (cancelled, expired, rejected) with a remainder
+unfilled is reported once as ``OrderCancelled``, so a book stops counting the remainder as working.
 """
 
 from __future__ import annotations
@@ -35,7 +36,14 @@ from typing import Any, TypeVar
 import ccxt
 
 from smartmarket.core.errors import ConfigError, FatalError, RetryableError
-from smartmarket.core.events import OrderFilled, OrderRejected, OrderSubmitted, SubmitOrder, deterministic_event_id
+from smartmarket.core.events import (
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    OrderSubmitted,
+    SubmitOrder,
+    deterministic_event_id,
+)
 from smartmarket.core.redaction import install_log_redaction, redact_text, register_secret
 from smartmarket.core.types import normalize_symbol
 from smartmarket.data.exchange import RETRYABLE_EXCHANGE_ERRORS, RetryPolicy, make_exchange
@@ -158,8 +166,8 @@ class CcxtBroker:
             log.info("order %s %s %s rejected: %s", cid, order.side, order.symbol, answer.reason)
         return answer
 
-    def poll_fills(self, now_ms: int) -> list[OrderFilled]:
-        fills: list[OrderFilled] = []
+    def poll_fills(self, now_ms: int) -> list[OrderFilled | OrderCancelled]:
+        fills: list[OrderFilled | OrderCancelled] = []
         for tracked in self._tracked.values():
             if not tracked.done:
                 fills.extend(self._poll(tracked, now_ms))
@@ -334,12 +342,12 @@ class CcxtBroker:
         return float(last)
 
     # ------------------------------------------------------------------------------ fills
-    def _poll(self, tracked: _Tracked, now_ms: int) -> list[OrderFilled]:
+    def _poll(self, tracked: _Tracked, now_ms: int) -> list[OrderFilled | OrderCancelled]:
         what = f"order {tracked.order.client_order_id}"
         order = self._call(lambda: self.exchange.fetch_order(tracked.exchange_order_id, tracked.market), what)
         status = str(order.get("status") or tracked.status)
         filled = float(order.get("filled") or 0.0)
-        fills: list[OrderFilled] = []
+        fills: list[OrderFilled | OrderCancelled] = []
         if filled > tracked.filled + 1e-12 or status in _TERMINAL:
             trades = self._call(
                 lambda: self.exchange.fetch_my_trades(tracked.market, params={"orderId": tracked.exchange_order_id}),
@@ -352,7 +360,19 @@ class CcxtBroker:
         tracked.status = status
         if status in _TERMINAL and tracked.filled >= filled - 1e-12:
             tracked.done = True
+            if tracked.filled < tracked.amount * (1 - 1e-9):  # the rest will never fill: say so
+                fills.append(self._cancelled(tracked, status, now_ms))
         return fills
+
+    def _cancelled(self, tracked: _Tracked, status: str, now_ms: int) -> OrderCancelled:
+        order = tracked.order
+        unfilled = tracked.amount - tracked.filled
+        return OrderCancelled(
+            event_id=deterministic_event_id("OrderCancelled", self.exchange.id, tracked.exchange_order_id),
+            ts_event=now_ms, ts_init=now_ms, correlation_id=order.correlation_id,
+            causation_id=tracked.submitted.event_id, symbol=order.symbol, client_order_id=order.client_order_id,
+            reason=f"{status} with {unfilled:g} of {tracked.amount:g} unfilled",
+        )  # fmt: skip
 
     def _new_fill(self, tracked: _Tracked, trade: dict[str, Any], now_ms: int) -> OrderFilled | None:
         trade_id = str(trade.get("id"))
