@@ -173,7 +173,7 @@ def test_risk_stage_orders_are_the_ensemble_strategys_orders_in_the_kernel(
     store = open_store(f"duckdb:///{tmp_path / 'events.duckdb'}")
     pipeline = run(spec, store, InProcessBus(), {symbol: frames[symbol]})
     risk = next(s for s in pipeline.stages if isinstance(s, RiskStage))
-    live_orders = risk.books[symbol].kernel.orders
+    live_orders = risk.accounts[symbol].kernel.orders
 
     strategy_kernel = Kernel(
         lambda _s: EnsembleStrategy(artifact="latest", timeframe="1m", registry=str(registry)),

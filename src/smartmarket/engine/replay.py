@@ -18,9 +18,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from smartmarket.core.events import CandleClosed, Message, PredictionMade
+from smartmarket.core.events import CandleClosed, Message, PredictionMade, SignalGenerated
 from smartmarket.engine.stages import ChainCache
 from smartmarket.engine.stages.base import differing_fields, same_payload
+from smartmarket.engine.stages.execution import ExecutionStage
 from smartmarket.engine.stages.features import FeaturesStage
 from smartmarket.engine.stages.predictions import PredictionsStage
 from smartmarket.engine.stages.risk import RiskStage
@@ -78,26 +79,42 @@ class ReplayReport:
 
 
 class StageCores:
-    """The stages' deterministic steps, called directly (no bus, no event log): replay and parity checks."""
+    """The stages' deterministic steps, called directly (no bus, no event log): replay and parity checks.
+
+    Paper trading: the execution stage fills each order at the next candle's open and its answers go back to the
+    risk stage's book, as on the bus."""
 
     def __init__(self, spec: PipelineSpec) -> None:
-        chains = ChainCache(spec)
         self.spec = spec
-        self.features = FeaturesStage(spec, chains, None)
-        self.predictions = PredictionsStage(spec, chains, None)
-        self.signals = SignalsStage(spec, chains, None)
         self.risk = RiskStage(spec, None)
-        self.chains = chains
+        self.execution = ExecutionStage(spec, None)
+        self.chains: ChainCache | None = None
+        if spec.trades_signals:
+            chains = self.chains = ChainCache(spec)
+            self.features = FeaturesStage(spec, chains, None)
+            self.predictions = PredictionsStage(spec, chains, None)
+            self.signals = SignalsStage(spec, chains, None)
 
     def on_candle(self, candle: CandleClosed) -> list[Message]:
-        """Everything the pipeline derives from one candle up to the risk stage's verdict, in order."""
+        """Everything the pipeline derives from one candle, in order: fills due at its open, then features,
+        predictions, the signal and the risk stage's verdict."""
         symbol = candle.symbol
-        features = self.features.step(symbol, candle)
-        predictions = self.predictions.step(symbol, features[0])  # type: ignore[arg-type]
-        members = {p.member: p for p in predictions if isinstance(p, PredictionMade)}
-        signals = self.signals.step(symbol, SignalInputs(features[0], members))  # type: ignore[arg-type]
-        orders = self.risk.step(symbol, (candle, signals[0]))  # type: ignore[arg-type]
-        return [*features, *predictions, *signals, *orders]
+        answers = self.execution.step(candle)
+        for answer in answers:
+            self.risk.learn(answer)
+        derived: list[Message] = []
+        signal: SignalGenerated | None = None
+        if self.chains is not None:
+            features = self.features.step(symbol, candle)
+            predictions = self.predictions.step(symbol, features[0])  # type: ignore[arg-type]
+            members = {p.member: p for p in predictions if isinstance(p, PredictionMade)}
+            signals = self.signals.step(symbol, SignalInputs(features[0], members))  # type: ignore[arg-type]
+            signal = signals[0]  # type: ignore[assignment]
+            derived = [*features, *predictions, *signals]
+        orders = self.risk.step(symbol, (candle, signal))
+        for order in orders:
+            answers.extend(self.execution.step(order))
+        return [*answers, *derived, *orders]
 
 
 def _in_window(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from smartmarket.bus.topics import CANDLES, EXECUTIONS, FEATURES, PREDICTIONS, SIGNALS, TOPICS
 from smartmarket.core.errors import ConfigError
 from smartmarket.engine.stages.base import EventLog, OrderedFold, Stage, candle_event_id, derived_id, same_payload
 from smartmarket.engine.stages.candles import CandleCache, candle_closed
@@ -21,10 +22,18 @@ from smartmarket.engine.stages.execution import ExecutionStage
 from smartmarket.engine.stages.features import FeaturesStage
 from smartmarket.engine.stages.portfolio import PortfolioStage
 from smartmarket.engine.stages.predictions import PredictionsStage
+from smartmarket.engine.stages.recorder import GROUP as RECORDER_GROUP
 from smartmarket.engine.stages.risk import RiskStage
 from smartmarket.engine.stages.shadow import SHADOW_STAGE, ShadowStage
 from smartmarket.engine.stages.signals import SignalsStage
-from smartmarket.engine.stages.spec import ArtifactEngines, EngineProvider, FactoryEngines, PipelineSpec, TradingConfig
+from smartmarket.engine.stages.spec import (
+    ArtifactEngines,
+    EngineProvider,
+    FactoryEngines,
+    PipelineSpec,
+    StrategyChoice,
+    TradingConfig,
+)
 from smartmarket.execution.broker import Broker
 
 CONSUMER_STAGES: tuple[str, ...] = ("features", "predictions", "signals", "risk", "execution", "portfolio")
@@ -42,7 +51,7 @@ class ChainCache:
     def __call__(self, symbol: str) -> SignalChain:
         chain = self._chains.get(symbol)
         if chain is None:
-            chain = self._chains[symbol] = SignalChain(self.spec.engines.engine(symbol))
+            chain = self._chains[symbol] = SignalChain(self.spec.signal_engines().engine(symbol))
         return chain
 
 
@@ -50,16 +59,21 @@ def build_stages(
     names: Sequence[str], spec: PipelineSpec, log: EventLog | None, *, candles: CandleCache | None = None,
     broker: Broker | None = None,
 ) -> list[Stage]:  # fmt: skip
-    """The consumer stages among ``names`` (``candles`` and ``recorder`` are run by ``engine.live``)."""
+    """The consumer stages among ``names`` (``candles`` and ``recorder`` are run by ``engine.live``).
+
+    A pipeline trading a named strategy has no signal stages (``PipelineSpec.stage_names``); ``broker`` None is
+    paper trading (fills at the next open), else a live broker (the risk stage waits for its answers only so long).
+    """
     unknown = [n for n in names if n not in STAGE_NAMES + OPTIONAL_STAGES]
     if unknown:
         raise ConfigError(f"unknown stage(s) {unknown}", hint=f"use {', '.join(STAGE_NAMES + OPTIONAL_STAGES)}")
+    names = spec.stage_names(names)
     chains = ChainCache(spec)
     makers = {
         "features": lambda: FeaturesStage(spec, chains, log),
         "predictions": lambda: PredictionsStage(spec, chains, log),
         "signals": lambda: SignalsStage(spec, chains, log),
-        "risk": lambda: RiskStage(spec, log, candles),
+        "risk": lambda: RiskStage(spec, log, candles, live_broker=broker is not None),
         "execution": lambda: ExecutionStage(spec, log, broker=broker),
         "portfolio": lambda: PortfolioStage(spec, log),
     }
@@ -69,6 +83,21 @@ def build_stages(
             raise ConfigError("the shadow stage needs a candidate", hint="give --shadow MODEL_ID")
         stages.append(ShadowStage(spec, spec.shadow, log))
     return stages
+
+
+def stage_inputs(spec: PipelineSpec) -> dict[str, tuple[str, ...]]:
+    """The topics each stage of ``spec``'s pipeline reads (its consumer groups), the recorder's included."""
+    table: dict[str, tuple[str, ...]] = {
+        "features": (CANDLES,),
+        "predictions": (FEATURES,),
+        "signals": (FEATURES, PREDICTIONS),
+        "risk": ((SIGNALS,) if spec.trades_signals else (CANDLES,)) + (EXECUTIONS,),
+        "execution": ExecutionStage.inputs,
+        "portfolio": PortfolioStage.inputs,
+        SHADOW_STAGE: ShadowStage.inputs,
+        RECORDER_GROUP: TOPICS,
+    }
+    return {name: topics for name, topics in table.items() if name in spec.stage_names(tuple(table))}
 
 
 __all__ = [
@@ -93,10 +122,12 @@ __all__ = [
     "SignalChain",
     "SignalsStage",
     "Stage",
+    "StrategyChoice",
     "TradingConfig",
     "build_stages",
     "candle_closed",
     "candle_event_id",
     "derived_id",
     "same_payload",
+    "stage_inputs",
 ]

@@ -5,6 +5,13 @@ the broker port's paper adapter with the backtester's fee model and slippage mod
 candles up to the decision, as in the kernel). Both answers are stamped with the fill candle's open time.
 With an exchange broker (``--broker ccxt``) orders are sent on arrival and fills are polled at every candle.
 
+With an exchange broker the stage also **reconciles** (``execution.reconcile``): before the first order and every
+``reconcile_every_ms`` it compares a book of its own answers (position and working orders per symbol, learnt from
+the same ``OrderFilled``/``OrderRejected``/``OrderCancelled`` every other stage sees) with the broker's positions
+and open orders. A difference beyond the tolerance publishes ``TradingHalted``, logs one ERROR line and refuses
+every later order (``OrderRejected`` "trading halted: …") — or, with ``reconcile="adopt"``, books the difference
+as an adoption ``OrderFilled`` so every book takes the broker's positions as truth.
+
 The stage reads ``orders`` and ``candles``. An order waits (in memory) until its fill candle is known; a worker
 that starts, or restarts after a crash or a graceful stop, first rebuilds the slippage state and the orders
 still waiting from the event log. Scale this stage out by symbol (one worker per set of symbols).
@@ -12,6 +19,7 @@ still waiting from the event log. Scale this stage out by symbol (one worker per
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,10 +29,14 @@ from smartmarket.core.events import CandleClosed, Message, OrderFilled, OrderRej
 from smartmarket.core.timeutil import now_ms
 from smartmarket.engine.stages.base import EventLog, Stage, by_symbol
 from smartmarket.engine.stages.spec import PipelineSpec
-from smartmarket.execution.broker import Broker, PaperBrokerAdapter
+from smartmarket.execution.book import Book
+from smartmarket.execution.broker import Broker, PaperBrokerAdapter, rejected_event
 from smartmarket.execution.paper_broker import PaperBroker
 from smartmarket.execution.portfolio import Portfolio
+from smartmarket.execution.reconcile import ReconcileMode, Tolerance, adoption_fills, halted_event, reconcile
 from smartmarket.execution.slippage import SlippageTracker
+
+log = logging.getLogger(__name__)
 
 ANSWERS = ("OrderSubmitted", "OrderRejected")
 
@@ -44,12 +56,19 @@ class ExecutionStage(Stage):
     inputs = (ORDERS, CANDLES)
 
     def __init__(
-        self, spec: PipelineSpec, log: EventLog | None, *, broker: Broker | None = None, remembered: int = 10_000
-    ) -> None:
+        self, spec: PipelineSpec, log: EventLog | None, *, broker: Broker | None = None, remembered: int = 10_000,
+        reconcile: ReconcileMode = "check", reconcile_every_ms: int = 300_000, tolerance: Tolerance | None = None,
+    ) -> None:  # fmt: skip
         self.spec = spec
         self.log = log
         self.live_broker = broker  # None: paper trading, one paper account per symbol
         self.remembered = remembered
+        self.reconcile_mode: ReconcileMode = reconcile
+        self.reconcile_every_ms = reconcile_every_ms
+        self.tolerance = tolerance or Tolerance()
+        self.book = Book(spec.trading.initial_cash * max(1, len(spec.symbols)))  # what the broker told us
+        self.halted: str | None = None  # why new orders are refused
+        self._reconciled_at: int | None = None
         self._symbols: dict[str, _Symbol] = {}
 
     @property
@@ -76,30 +95,74 @@ class ExecutionStage(Stage):
         return state
 
     async def handle(self, message: Message) -> list[Message]:
+        symbol = getattr(message, "symbol", None)
+        if isinstance(message, CandleClosed | SubmitOrder) and symbol in self.spec.symbols:
+            await self._state(message.symbol, message)  # a fresh worker recovers from the log first
+        return self.step(message)
+
+    def step(self, message: Message) -> list[Message]:
+        """One candle or order, with the state in memory: what ``handle`` runs after recovery, and what a replay
+        calls directly (paper trading without an event log)."""
         if isinstance(message, CandleClosed):
             if message.symbol not in self.spec.symbols or message.timeframe != self.spec.timeframe:
                 return []
-            state = await self._state(message.symbol, message)
+            state = self._symbols.get(message.symbol) or self._symbols.setdefault(message.symbol, self._new_symbol())
             return self._on_candle(state, message)
         if isinstance(message, SubmitOrder) and message.symbol in self.spec.symbols:
-            state = await self._state(message.symbol, message)
+            state = self._symbols.get(message.symbol) or self._symbols.setdefault(message.symbol, self._new_symbol())
             if message.client_order_id in state.answered or any(
                 o.client_order_id == message.client_order_id for o in state.waiting
             ):
                 return []
             if not self.paper:
-                return self._send(state, message, now_ms())
+                now = now_ms()
+                checked = self._reconcile_if_due(now, force=self._reconciled_at is None)
+                if self.halted is not None:
+                    refused = rejected_event(message, f"trading halted: {self.halted}", now)
+                    state.answered.add(message.client_order_id)
+                    return self._learnt([*checked, refused])
+                return [*checked, *self._send(state, message, now)]
             state.waiting.append(message)
             return self._fill_due(state)
         return []
+
+    def _learnt(self, messages: list[Message]) -> list[Message]:
+        for m in messages:
+            self.book.apply(m)
+        return messages
+
+    def _reconcile_if_due(self, now: int, *, force: bool = False) -> list[Message]:
+        """Compare the book with the broker (live brokers only); see the module docstring."""
+        if self.paper or self.reconcile_mode == "off" or self.halted is not None:
+            return []
+        if not force and self._reconciled_at is not None and now - self._reconciled_at < self.reconcile_every_ms:
+            return []
+        assert self.live_broker is not None
+        self._reconciled_at = now
+        mismatches = reconcile(self.book, self.live_broker, self.spec.symbols, self.tolerance)
+        if not mismatches:
+            return []
+        if self.reconcile_mode == "adopt":
+            fills = adoption_fills(mismatches, self.book, now)
+            log.warning("reconciliation: adopting the broker's positions (%s)",
+                        "; ".join(m.describe() for m in mismatches))  # fmt: skip
+            return self._learnt(list(fills))
+        alarm = halted_event(mismatches, now)
+        self.halted = alarm.reason
+        log.error("trading halted: %s — check the account, then restart (or run with --reconcile adopt)",
+                  alarm.reason)  # fmt: skip
+        return [alarm]
 
     def _on_candle(self, state: _Symbol, candle: CandleClosed) -> list[Message]:
         if state.last_candle_ts is not None and candle.ts <= state.last_candle_ts:
             return []
         self._take_candle(state, candle)
+        self.book.mark(candle.symbol, candle.close, candle.ts_event)
         if not self.paper:
             state.broker.mark(candle.symbol, candle.close)
-            return list(state.broker.poll_fills(now_ms()))
+            now = now_ms()
+            fills = self._learnt(list(state.broker.poll_fills(now)))
+            return [*fills, *self._reconcile_if_due(now)]
         return self._fill_due(state)
 
     def _take_candle(self, state: _Symbol, candle: CandleClosed) -> None:
@@ -128,9 +191,10 @@ class ExecutionStage(Stage):
         return out
 
     def _send(self, state: _Symbol, order: SubmitOrder, when: int) -> list[Message]:
+        self.book.sent(order)
         answer = state.broker.submit(order, when)
         state.answered.add(order.client_order_id)
-        return [answer, *state.broker.poll_fills(when)]
+        return self._learnt([answer, *state.broker.poll_fills(when)])
 
     async def _recover(self, symbol: str, state: _Symbol, trigger: Message) -> None:
         """A fresh worker: slippage state and orders still waiting, from the event log."""

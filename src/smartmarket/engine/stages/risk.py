@@ -1,58 +1,74 @@
-"""The risk stage: ``SignalGenerated`` → ``SubmitOrder`` (or ``RiskRejected``), through the backtest kernel.
+"""The risk stage: decisions → ``SubmitOrder`` (or ``RiskRejected``), sized against a book that learns from fills.
 
-Per symbol the stage runs the backtester's own ``Kernel`` as its book of record, fed one (candle, signal) at a
-time: the kernel's strategy trades the bus's signal exactly as the ``ensemble`` strategy trades the engine's
-(``SignalTrader``: barrier stops and targets, strength-sized targets, the time barrier), with the kernel's
-sizing, exposure limits, fills at the next open and protective exits. So the live decisions *are* the
-backtest's decisions. When the kernel creates an order (or a protective exit closes its position), the stage
-sends the difference between the wanted position and the position already ordered:
+Per symbol the stage holds two things:
 
-    quantity = target_fraction x equity / (close x (1 + taker fee)) - ordered position
+- the **decision model**: the backtester's own ``Kernel`` running the strategy — the bus's signals traded by
+  ``SignalTrader`` (exactly as the ``ensemble`` strategy trades the engine's signals), or a named strategy
+  (``sma_cross``, …) on the candles themselves. It says *what position is wanted* (target fraction, protective
+  stop and target, the time barrier); its own simulated account is never used for money;
+- the **book** (``execution.book.Book``): position, cash and working orders learnt only from the broker's
+  answers (``OrderSubmitted``, ``OrderFilled`` incl. partial fills, ``OrderRejected``, ``OrderCancelled``) on
+  the ``executions`` topic. Orders are sized against it::
 
-sized at the signal's close (the best price known when the order leaves), so ``quantity`` is never 0. Each
-order passes the pre-trade ``RiskChecks`` (position and exposure limits, daily loss, circuit breaker, price
-band) first; a refused order becomes ``RiskRejected`` and the kernel's pending order is cancelled.
+      quantity = target_fraction x book equity / (close x (1 + taker fee)) - (filled position + working orders)
 
-Each symbol is its own sub-account (``TradingConfig.initial_cash``): a symbol's orders depend on its own
-events only, so they are the same whatever the interleaving of streams, in a replay and across workers.
-State is a fold over the symbol's (candle, signal) pairs, rebuilt from the event log when a worker lacks it, so
-several workers can share the group: every signal yields the same order whichever worker handles it.
+  at the decision's close (the best price known when the order leaves), and the pre-trade ``RiskChecks``
+  (position and exposure limits, daily loss, circuit breaker, price band) judge the book's state. A refused
+  order becomes ``RiskRejected`` and the decision model's pending order is cancelled.
+
+Before deciding at a candle, the stage waits until every order it sent earlier has its answer (the paper
+broker fills at this candle's open, so the answers exist; the wait is short), so a decision depends only on the
+events before it: the same orders in a replay and across workers. With a live broker (``live_broker``) it waits
+at most ``answer_timeout_s`` and then counts what is still unfilled as working.
+
+Each symbol is its own sub-account (``TradingConfig.initial_cash``). State is a fold over the symbol's units in
+candle order, rebuilt from the event log (candles, signals, answers) when a worker lacks it, so several workers
+can share the group: every unit yields the same order whichever worker handles it. While catching up, an order
+whose answer is not in the log yet counts as working.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from smartmarket.bus.topics import SIGNALS
-from smartmarket.core.events import CandleClosed, Message, Side, SignalGenerated, SubmitOrder
-from smartmarket.engine.kernel import Kernel
-from smartmarket.engine.stages.base import (
-    EventLog,
-    NotRecordedError,
-    OrderedFold,
-    Stage,
-    by_symbol,
-    derived_id,
-    read_history,
+from smartmarket.bus.topics import CANDLES, EXECUTIONS, SIGNALS
+from smartmarket.core.events import (
+    CandleClosed,
+    Message,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    OrderSubmitted,
+    Side,
+    SignalGenerated,
+    SubmitOrder,
 )
+from smartmarket.engine.kernel import Kernel
+from smartmarket.engine.stages.base import EventLog, NotRecordedError, Stage, by_symbol, derived_id, read_history
 from smartmarket.engine.stages.candles import CandleCache
 from smartmarket.engine.stages.spec import PipelineSpec
 from smartmarket.engine.strategy import Bar, BarContext, Strategy
+from smartmarket.execution.book import ANSWER_TYPES, Book
 from smartmarket.execution.orders import Decision
-from smartmarket.execution.risk_checks import AccountState, EquityWatermarks, OrderIntent, Rejected, RiskChecks
+from smartmarket.execution.risk_checks import OrderIntent, Rejected, RiskChecks
 from smartmarket.models.labels import LabelConfig
 from smartmarket.signals.members import Candle
 from smartmarket.signals.pipeline import BarrierTracker
 from smartmarket.strategies.ensemble import SignalTrader
 
 DUST = 1e-9  # relative order size below which nothing is sent
+Answer = OrderSubmitted | OrderFilled | OrderRejected | OrderCancelled
+Unit = tuple[CandleClosed, SignalGenerated | None]
+_ANSWER_RANK = {"OrderSubmitted": 0, "OrderFilled": 1, "OrderRejected": 2, "OrderCancelled": 3}
 
 
 class SignalFeed(Strategy):
-    """The kernel strategy of the risk stage: this bar's signal from the bus, traded by ``SignalTrader``.
+    """The kernel strategy of a signal-trading risk stage: this bar's signal from the bus, traded by ``SignalTrader``.
 
     The same decisions as ``strategies.ensemble.EnsembleStrategy``: its ATR scale comes from a
     ``BarrierTracker`` fed the same candles as the signal engine's own.
@@ -84,14 +100,16 @@ class SignalFeed(Strategy):
 
 
 @dataclass
-class Book:
-    """One symbol's sub-account in the risk stage."""
+class Account:
+    """One symbol's sub-account in the risk stage: the decision model and the book of record."""
 
     kernel: Kernel
-    feed: SignalFeed
+    feed: SignalFeed | None  # None: a named strategy decides on candles
+    book: Book
     checks: RiskChecks | None
-    watermarks: EquityWatermarks | None = None
-    ordered: float = 0.0  # Σ signed quantities sent: the position once they fill
+    last_ts: int | None = None
+    outputs: OrderedDict[int, list[Message]] = field(default_factory=OrderedDict)
+    answers: dict[str, Answer] = field(default_factory=dict)  # received, not yet applied to the book
     orders_seen: int = 0
     fills_seen: int = 0
     submitted: list[SubmitOrder] = field(default_factory=list)
@@ -104,52 +122,94 @@ def client_order_id(event_id: str) -> str:
 
 class RiskStage(Stage):
     name = "risk"
-    inputs = (SIGNALS,)
 
     def __init__(
         self, spec: PipelineSpec, log: EventLog | None, candles: CandleCache | None = None,
-        *, candle_timeout_s: float = 30.0,
+        *, candle_timeout_s: float = 30.0, live_broker: bool = False, answer_timeout_s: float | None = None,
+        remembered: int = 10_000,
     ) -> None:  # fmt: skip
         self.spec = spec
         self.log = log
         self.candles = candles
         self.candle_timeout_s = candle_timeout_s
-        self.books: dict[str, Book] = {}
-        self.fold: OrderedFold[tuple[CandleClosed, SignalGenerated]] = OrderedFold(
-            spec.timeframe, self.step, self._history if log else None
-        )
+        self.live_broker = live_broker
+        self.answer_timeout_s = answer_timeout_s if answer_timeout_s is not None else (5.0 if live_broker else 30.0)
+        self.remembered = remembered
+        self.inputs = (SIGNALS, EXECUTIONS) if spec.trades_signals else (CANDLES, EXECUTIONS)
+        self.accounts: dict[str, Account] = {}
+        self.caught_up = 0  # units folded from the event log
+        self._arrived: asyncio.Event | None = None  # set when an answer arrives (one per event loop)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def book(self, symbol: str) -> Book:
-        book = self.books.get(symbol)
-        if book is None:
-            labels = self.spec.label_config(symbol)
-            trader = SignalTrader(
-                horizon=labels.horizon, take_profit=labels.take_profit, stop_loss=labels.stop_loss,
-                max_size=self.spec.trading.max_size,
-            )  # fmt: skip
-            feed = SignalFeed(trader, labels)
-            limits = self.spec.trading.limits
-            book = Book(
-                Kernel(lambda _symbol: feed, self.spec.trading.kernel_config()), feed,
-                RiskChecks(limits) if limits is not None else None,
-            )  # fmt: skip
-            self.books[symbol] = book
-        return book
+    # ------------------------------------------------------------------------------------------ state
+    def account(self, symbol: str) -> Account:
+        account = self.accounts.get(symbol)
+        if account is None:
+            trading = self.spec.trading
+            feed: SignalFeed | None = None
+            if self.spec.strategy is None:
+                labels = self.spec.label_config(symbol)
+                trader = SignalTrader(
+                    horizon=labels.horizon, take_profit=labels.take_profit, stop_loss=labels.stop_loss,
+                    max_size=trading.max_size,
+                )  # fmt: skip
+                signal_feed = feed = SignalFeed(trader, labels)
+                kernel = Kernel(lambda _symbol: signal_feed, trading.kernel_config())
+            else:
+                kernel = Kernel(self.spec.strategy.factory(), trading.kernel_config())
+            checks = RiskChecks(trading.limits) if trading.limits is not None else None
+            account = self.accounts[symbol] = Account(kernel, feed, Book(trading.initial_cash), checks)
+        return account
+
+    def learn(self, answer: Message) -> bool:
+        """Take one broker answer for the book (applied at the next decision); False if not ours to learn."""
+        symbol = getattr(answer, "symbol", None)
+        if answer.type_name not in ANSWER_TYPES or symbol not in self.spec.symbols:
+            return False
+        assert isinstance(answer, OrderSubmitted | OrderFilled | OrderRejected | OrderCancelled)
+        self.account(symbol).answers.setdefault(answer.event_id, answer)
+        if self._arrived is not None:
+            self._arrived.set()
+        return True
+
+    # ------------------------------------------------------------------------------------------ bus side
+    async def handle(self, message: Message) -> list[Message]:
+        if self.learn(message):
+            return []
+        unit = await self._unit(message)
+        if unit is None:
+            return []
+        candle = unit[0]
+        symbol = candle.symbol
+        account = self.account(symbol)
+        if account.last_ts is not None and candle.ts <= account.last_ts:
+            return list(account.outputs.get(candle.ts, []))  # redelivered, or folded from the log already
+        missed: list[Message] = []
+        gap = account.last_ts is not None and candle.ts != account.last_ts + self.spec.timeframe.ms
+        if self.log is not None and (account.last_ts is None or gap):
+            for past in await self._history(symbol, account.last_ts, [m for m in unit if m is not None]):
+                missed.extend(self._fold(account, past))
+                self.caught_up += 1
+        await self._await_answers(account, symbol)
+        return [*missed, *self._fold(account, unit)]
+
+    async def _unit(self, message: Message) -> Unit | None:
+        """The (candle, signal) a decision needs, or None when ``message`` is not for this stage."""
+        if self.spec.strategy is not None:
+            if not isinstance(message, CandleClosed):
+                return None
+            if message.symbol not in self.spec.symbols or message.timeframe != self.spec.timeframe:
+                return None
+            return (message, None)
+        if not isinstance(message, SignalGenerated) or message.symbol not in self.spec.symbols:
+            return None
+        if message.timeframe != self.spec.timeframe or not self._ours(message):
+            return None
+        return (await self._candle(message), message)
 
     def _ours(self, signal: SignalGenerated) -> bool:
         version = self.spec.signal_version(signal.symbol)
         return signal.event_id == derived_id("SignalGenerated", signal.symbol, signal.timeframe, signal.ts, version)
-
-    async def handle(self, message: Message) -> list[Message]:
-        if not isinstance(message, SignalGenerated) or message.symbol not in self.spec.symbols:
-            return []
-        if message.timeframe != self.spec.timeframe or not self._ours(message):
-            return []
-        done = self.fold.folded(message.symbol, message.ts)
-        if done is not None:
-            return done
-        candle = await self._candle(message)
-        return await self.fold.advance(message.symbol, message.ts, (candle, message), [candle, message])
 
     async def _candle(self, signal: SignalGenerated) -> CandleClosed:
         """The candle the signal was made at: from this process's cache, else from the event log."""
@@ -171,87 +231,158 @@ class RiskStage(Stage):
                 raise NotRecordedError(f"no candle {signal.symbol} {signal.ts} in the event log")
             await asyncio.sleep(0.01)
 
-    def step(self, symbol: str, unit: tuple[CandleClosed, SignalGenerated]) -> list[Message]:
-        candle, signal = unit
-        book = self.book(symbol)
-        kernel = book.kernel
-        book.feed.signal = signal
-        kernel.on_candle(symbol, Bar(candle.ts, candle.open, candle.high, candle.low, candle.close, candle.volume))
-        book.feed.signal = None
-        portfolio = kernel.portfolio
-        now = signal.ts_event
-        if book.watermarks is None:
-            book.watermarks = EquityWatermarks(portfolio.equity, now)
-        else:
-            book.watermarks.update(portfolio.equity, now)
+    def _unsettled(self, account: Account) -> list[str]:
+        """Client ids of orders sent earlier whose final answer has not arrived."""
+        filled: dict[str, float] = {}
+        asked: dict[str, float] = {}
+        ended: set[str] = set()
+        for answer in account.answers.values():
+            cid = answer.client_order_id
+            if isinstance(answer, OrderFilled):
+                filled[cid] = filled.get(cid, 0.0) + answer.quantity
+            elif isinstance(answer, OrderSubmitted):
+                asked[cid] = answer.quantity
+            else:
+                ended.add(cid)
+        out = []
+        for order in account.book.working.values():
+            cid = order.client_order_id
+            if cid in ended:
+                continue
+            wanted = asked.get(cid, order.quantity) - order.filled
+            if filled.get(cid, 0.0) < wanted * (1 - 1e-9):
+                out.append(cid)
+        return out
 
-        new_orders = kernel.orders[book.orders_seen :]
-        new_fills = kernel.broker.fills[book.fills_seen :]
-        book.orders_seen, book.fills_seen = len(kernel.orders), len(kernel.broker.fills)
+    async def _await_answers(self, account: Account, symbol: str) -> None:
+        """Until every order sent earlier is answered (filled, rejected or cancelled); see the module docstring."""
+        deadline = time.monotonic() + self.answer_timeout_s
+        delay = 0.005
+        while unsettled := self._unsettled(account):
+            if time.monotonic() > deadline:
+                if self.live_broker:
+                    return  # the broker is slow: what is unfilled stays working
+                raise NotRecordedError(f"no answer from the broker to {len(unsettled)} {symbol} order(s) "
+                                       f"({unsettled[0]}) after {self.answer_timeout_s:g}s")  # fmt: skip
+            if self.log is not None:
+                await self._read_answers(account, symbol)
+                if not self._unsettled(account):
+                    return
+            arrived = self._arrival_event()
+            arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(arrived.wait(), timeout=delay)
+            delay = min(delay * 2, 0.1)
+
+    def _arrival_event(self) -> asyncio.Event:
+        loop = asyncio.get_running_loop()
+        if self._arrived is None or self._loop is not loop:
+            self._arrived, self._loop = asyncio.Event(), loop
+        return self._arrived
+
+    async def _read_answers(self, account: Account, symbol: str) -> None:
+        assert self.log is not None
+        since = min((o.ts_sent for o in account.book.working.values()), default=None)
+        for m in by_symbol(await self.log.read(types=list(ANSWER_TYPES), start=since), symbol):
+            self.learn(m)
+
+    # ------------------------------------------------------------------------------------------ the fold
+    def _fold(self, account: Account, unit: Unit) -> list[Message]:
+        candle = unit[0]
+        outputs = self.step(candle.symbol, unit)
+        account.last_ts = candle.ts
+        account.outputs[candle.ts] = outputs
+        if len(account.outputs) > self.remembered:
+            account.outputs.popitem(last=False)
+        return outputs
+
+    def step(self, symbol: str, unit: Unit) -> list[Message]:
+        """One decision: apply the answers received, run the decision model on the candle, size and check."""
+        candle, signal = unit
+        account = self.account(symbol)
+        book = account.book
+        now = candle.ts_event if signal is None else signal.ts_event
+        self._apply_answers(account, now)
+        book.mark(symbol, candle.close, now)
+
+        kernel = account.kernel
+        if account.feed is not None:
+            account.feed.signal = signal
+        kernel.on_candle(symbol, Bar(candle.ts, candle.open, candle.high, candle.low, candle.close, candle.volume))
+        if account.feed is not None:
+            account.feed.signal = None
+        new_orders = kernel.orders[account.orders_seen :]
+        new_fills = kernel.broker.fills[account.fills_seen :]
+        account.orders_seen, account.fills_seen = len(kernel.orders), len(kernel.broker.fills)
         if new_orders:
-            wanted = self._target_quantity(kernel, new_orders[-1].target_fraction, candle.close)
+            wanted = self._target_quantity(book, new_orders[-1].target_fraction, candle.close)
         elif any(f.order_id == -1 for f in new_fills):  # a protective exit inside this bar
-            wanted = portfolio.quantity(symbol)
+            wanted = kernel.portfolio.quantity(symbol)
         else:
             return []
-        quantity = wanted - book.ordered
-        if abs(quantity) <= DUST * max(abs(wanted), abs(book.ordered), 1e-300):
+        projected = book.projected(symbol)
+        quantity = wanted - projected
+        if abs(quantity) <= DUST * max(abs(wanted), abs(projected), 1e-300):
             return []
         side: Side = "buy" if quantity > 0 else "sell"
         intent = OrderIntent(symbol, side, abs(quantity), candle.close)
-        if book.checks is not None:
-            state = AccountState(
-                equity=portfolio.equity, cash=portfolio.cash, day_start_equity=book.watermarks.day_start_equity,
-                peak_equity=book.watermarks.peak_equity, positions={symbol: book.ordered},
-                last_prices={symbol: candle.close},
-            )  # fmt: skip
-            verdict = book.checks.check(intent, state, now)
+        cause = signal if signal is not None else candle
+        if account.checks is not None:
+            verdict = account.checks.check(intent, book.account_state(), now)
             if isinstance(verdict, Rejected):
                 if new_orders:
-                    _cancel_pending(kernel, symbol)
-                rejected = verdict.to_event(
-                    intent, now, correlation_id=signal.correlation_id, causation_id=signal.event_id
-                )
-                return [rejected]
-        book.ordered += quantity
+                    kernel.cancel_pending(symbol)
+                return [verdict.to_event(intent, now, correlation_id=cause.correlation_id, causation_id=cause.event_id)]
         event_id = derived_id("SubmitOrder", symbol, self.spec.timeframe, candle.ts, self.spec.order_version(symbol))
         order = SubmitOrder(
-            event_id=event_id, ts_event=now, correlation_id=signal.correlation_id, causation_id=signal.event_id,
+            event_id=event_id, ts_event=now, correlation_id=cause.correlation_id, causation_id=cause.event_id,
             symbol=symbol, side=side, quantity=abs(quantity), client_order_id=client_order_id(event_id),
         )  # fmt: skip
-        book.submitted.append(order)
+        book.sent(order)
+        account.submitted.append(order)
         return [order]
 
-    def _target_quantity(self, kernel: Kernel, fraction: float, close: float) -> float:
-        """The paper broker's target sizing (``PaperBroker._target_quantity``) at the close instead of the open."""
+    def _apply_answers(self, account: Account, now: int) -> None:
+        """Book the answers that came before this decision, in time order.
+
+        Paper answers are stamped with the fill candle's open, which is the close of the candle whose order they
+        answer: an answer counts from the next decision on (``ts_event < now``), so catching up from the log
+        applies each answer exactly where the uninterrupted run did. A live broker's answers carry the wall
+        clock: every answer received counts."""
+        due = [a for a in account.answers.values() if self.live_broker or a.ts_event < now]
+        for answer in sorted(due, key=lambda a: (a.ts_event, _ANSWER_RANK[a.type_name], a.event_id)):
+            account.book.apply(answer)
+            del account.answers[answer.event_id]
+
+    def _target_quantity(self, book: Book, fraction: float, close: float) -> float:
+        """``fraction`` of the book's equity in units at ``close``, the taker fee included (the paper broker's
+        target sizing at the close instead of the fill's open), capped at the gross exposure limit."""
         if fraction == 0.0:
             return 0.0
-        equity = kernel.portfolio.equity
+        equity = book.equity
         if not equity > 0 or not close > 0:
             return 0.0
-        cfg = kernel.config
-        notional = min(abs(fraction) * equity, cfg.risk.max_gross_exposure * equity)
+        trading = self.spec.trading
+        notional = min(abs(fraction) * equity, trading.risk.max_gross_exposure * equity)
         sign = 1.0 if fraction > 0 else -1.0
-        return sign * notional / (close * (1.0 + cfg.fees.taker))
+        return sign * notional / (close * (1.0 + trading.fees.taker))
 
-    async def _history(
-        self, symbol: str, after: int | None, inputs: Sequence[Message]
-    ) -> list[tuple[int, tuple[CandleClosed, SignalGenerated]]]:
+    async def _history(self, symbol: str, after: int | None, inputs: Sequence[Message]) -> list[Unit]:
+        """Units after ``after`` and before the current one, with the broker answers up to the current one."""
         assert self.log is not None
-        found = await read_history(
-            self.log, ["CandleClosed", "SignalGenerated"], symbol, self.spec.timeframe, after, inputs
-        )
+        wanted = ["CandleClosed"] if self.spec.strategy is not None else ["CandleClosed", "SignalGenerated"]
+        found = await read_history(self.log, wanted, symbol, self.spec.timeframe, after, inputs)
+        end = min(m.ts_event for m in inputs)
+        for answer in by_symbol(await self.log.read(types=list(ANSWER_TYPES), end=end + 1), symbol):
+            self.learn(answer)
         candles = {m.ts: m for m in found if isinstance(m, CandleClosed)}
+        if self.spec.strategy is not None:
+            return [(candles[ts], None) for ts in sorted(candles)]
         signals = {m.ts: m for m in found if isinstance(m, SignalGenerated) and self._ours(m)}
-        return [(ts, (candles[ts], signals[ts])) for ts in sorted(signals) if ts in candles]
+        return [(candles[ts], signals[ts]) for ts in sorted(signals) if ts in candles]
+
+    def idle(self) -> bool:
+        return True
 
 
-def _cancel_pending(kernel: Kernel, symbol: str) -> None:
-    """Drop the kernel's pending order of ``symbol`` (refused by the risk checks)."""
-    state = kernel._states.get(symbol)
-    if state is not None and state.pending is not None:
-        state.pending.status = "cancelled"
-        state.pending = None
-
-
-__all__ = ["DUST", "Book", "RiskStage", "SignalFeed", "client_order_id"]
+__all__ = ["DUST", "Account", "RiskStage", "SignalFeed", "client_order_id"]

@@ -1,7 +1,11 @@
-"""What a pipeline runs: symbols, timeframe, the signal engines (and their version), the trading set-up.
+"""What a pipeline runs: symbols, timeframe, the signal engines or a named strategy, the trading set-up.
+
+A pipeline trades either the signal engines' signals (``engines``: the production ensemble by default; the
+features, predictions and signals stages run) or a registered strategy on the candles themselves
+(``strategy``: ``sma_cross``, ``rsi_reversion``, … with its parameters; only the order path runs).
 
 ``version`` strings go into every derived event id: two runs with the same version on the same candles
-produce the same events (replay compares them), a new artifact produces new ids.
+produce the same events (replay compares them), a new artifact or new parameters produce new ids.
 """
 
 from __future__ import annotations
@@ -11,10 +15,12 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from smartmarket.core.errors import ConfigError
 from smartmarket.core.types import Timeframe, normalize_symbol
 from smartmarket.engine.kernel import KernelConfig
+from smartmarket.engine.strategy import StrategyFactory
 from smartmarket.execution.fees import FeeModel
 from smartmarket.execution.risk import RiskConfig
 from smartmarket.execution.risk_checks import RiskLimits
@@ -78,6 +84,36 @@ class FactoryEngines:
         return self._version
 
 
+SIGNAL_CHAIN_STAGES: tuple[str, ...] = ("features", "predictions", "signals")
+"""The stages that turn candles into ensemble signals; a pipeline trading a named strategy does not run them."""
+
+
+@dataclass(frozen=True)
+class StrategyChoice:
+    """A registered strategy (``strategies.registry``) traded on the candles, with its parameters."""
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.name == "ensemble":
+            raise ConfigError(
+                "the ensemble trades through the signal stages, not as a candle strategy",
+                hint="leave --strategy out (or give --strategy ensemble --artifact ID) to trade the ensemble",
+            )
+        self.factory()  # unknown name or bad parameters: fail now, with the fix
+
+    def factory(self) -> StrategyFactory:
+        from smartmarket.strategies.registry import strategy_factory  # strategies import engine: resolve late
+
+        return strategy_factory(self.name, **dict(self.params))
+
+    def version(self) -> str:
+        """``name:hash(params)``: part of every order id, so new parameters make new ids."""
+        text = json.dumps(dict(self.params), sort_keys=True, default=str)
+        return f"{self.name}:{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+
+
 @dataclass(frozen=True)
 class TradingConfig:
     """How signals trade. Each symbol is its own sub-account of ``initial_cash`` (see ``stages.risk``).
@@ -119,28 +155,60 @@ class PipelineSpec:
 
     symbols: tuple[str, ...]
     timeframe: Timeframe
-    engines: EngineProvider
+    engines: EngineProvider | None
     trading: TradingConfig = field(default_factory=TradingConfig)
     shadow: EngineProvider | None = None  # a candidate run beside production by the shadow stage, never traded
+    strategy: StrategyChoice | None = None  # trade this strategy on candles instead of the engines' signals
+
+    def __post_init__(self) -> None:
+        if (self.engines is None) == (self.strategy is None):
+            raise ConfigError("a pipeline trades either signal engines or a named strategy, exactly one of them")
 
     @classmethod
     def build(
-        cls, symbols: Sequence[str], timeframe: Timeframe | str, engines: EngineProvider,
+        cls, symbols: Sequence[str], timeframe: Timeframe | str, engines: EngineProvider | None,
         trading: TradingConfig | None = None, shadow: EngineProvider | None = None,
+        strategy: StrategyChoice | None = None,
     ) -> PipelineSpec:  # fmt: skip
         return cls(
             tuple(normalize_symbol(s) for s in symbols), Timeframe.parse(str(timeframe)), engines,
-            trading or TradingConfig(), shadow,
+            trading or TradingConfig(), shadow, strategy,
         )  # fmt: skip
 
+    @property
+    def trades_signals(self) -> bool:
+        """True when orders follow the signal engines' signals (the signal stages run)."""
+        return self.strategy is None
+
+    def signal_engines(self) -> EngineProvider:
+        if self.engines is None:
+            raise ConfigError("this pipeline trades a named strategy: it has no signal engines",
+                              hint="run it without the features/predictions/signals stages")  # fmt: skip
+        return self.engines
+
     def signal_version(self, symbol: str) -> str:
-        return self.engines.version(symbol)
+        return self.signal_engines().version(symbol)
 
     def order_version(self, symbol: str) -> str:
-        return f"{self.engines.version(symbol)}/{self.trading.fingerprint()}"
+        decider = self.signal_version(symbol) if self.strategy is None else f"strategy:{self.strategy.version()}"
+        return f"{decider}/{self.trading.fingerprint()}"
 
     def label_config(self, symbol: str) -> LabelConfig:
-        return self.engines.engine(symbol).label_config
+        return self.signal_engines().engine(symbol).label_config
+
+    def stage_names(self, names: Sequence[str]) -> tuple[str, ...]:
+        """``names`` without the signal stages when this pipeline trades a named strategy."""
+        if self.trades_signals:
+            return tuple(names)
+        return tuple(n for n in names if n not in SIGNAL_CHAIN_STAGES)
 
 
-__all__ = ["ArtifactEngines", "EngineProvider", "FactoryEngines", "PipelineSpec", "TradingConfig"]
+__all__ = [
+    "SIGNAL_CHAIN_STAGES",
+    "ArtifactEngines",
+    "EngineProvider",
+    "FactoryEngines",
+    "PipelineSpec",
+    "StrategyChoice",
+    "TradingConfig",
+]
