@@ -48,6 +48,19 @@ MaxSizeOpt = Annotated[float, typer.Option("--max-size", help="Fraction of the s
 FeeOpt = Annotated[float, typer.Option("--fee-bps", help="Taker and maker fee in basis points.")]
 SlippageOpt = Annotated[float, typer.Option("--slippage-bps", help="Fixed slippage in basis points per fill.")]
 NoChecksOpt = Annotated[bool, typer.Option("--no-risk-checks", help="Run without the pre-trade risk checks.")]
+StrategyOpt = Annotated[
+    str,
+    typer.Option("--strategy", help="What trades: 'ensemble' (the signal stages, default) or any strategy that "
+                 "backtest accepts (sma_cross, rsi_reversion, ...; see `smartmarket backtest --help`)."),
+]  # fmt: skip
+ParamsOpt = Annotated[
+    str | None, typer.Option("--params", "-p", help="Strategy parameters: name=value,name=value.")
+]
+ReconcileOpt = Annotated[
+    str,
+    typer.Option("--reconcile", help="--broker ccxt: compare the book with the exchange at start and every 5 min; "
+                 "'check' halts new orders on a difference, 'adopt' takes the exchange's positions, 'off'."),
+]  # fmt: skip
 
 
 def _symbols(text: str) -> list[str]:
@@ -57,26 +70,40 @@ def _symbols(text: str) -> list[str]:
     return symbols
 
 
-def _trading(cash: float, max_size: float, fee_bps: float, slippage_bps: float, no_checks: bool) -> Any:
+def _trading(
+    cash: float, max_size: float, fee_bps: float, slippage_bps: float, no_checks: bool, reconcile: str = "check"
+) -> Any:
     from smartmarket.engine.stages.spec import TradingConfig
     from smartmarket.execution.fees import FeeModel
+    from smartmarket.execution.reconcile import RECONCILE_MODES
     from smartmarket.execution.risk_checks import RiskLimits
     from smartmarket.execution.slippage import FixedBps
 
+    if reconcile not in RECONCILE_MODES:
+        raise ConfigError(f"unknown --reconcile {reconcile!r}", hint=f"use {', '.join(RECONCILE_MODES)}")
     rate = fee_bps / 10_000
     return TradingConfig(
         initial_cash=cash, fees=FeeModel(maker=rate, taker=rate), slippage=FixedBps(slippage_bps),
-        max_size=max_size, limits=None if no_checks else RiskLimits(),
+        max_size=max_size, limits=None if no_checks else RiskLimits(), reconcile=reconcile,  # type: ignore[arg-type]
     )  # fmt: skip
 
 
 def _spec(
     ctx: typer.Context, symbols: Sequence[str], timeframe: str, artifact: str | dict[str, str], registry: Path | None,
-    trading: Any, shadow: str | None = None,
+    trading: Any, shadow: str | None = None, strategy: str = "ensemble", params: str | None = None,
 ) -> Any:  # fmt: skip
-    from smartmarket.engine.stages.spec import ArtifactEngines, PipelineSpec
+    from smartmarket.cli.backtest import parse_params
+    from smartmarket.engine.stages.spec import ArtifactEngines, PipelineSpec, StrategyChoice
 
     tf = Timeframe.parse(timeframe)
+    if strategy != "ensemble":
+        if shadow:
+            raise ConfigError("--shadow runs a candidate ensemble beside the production one",
+                              hint="leave --strategy out to trade the ensemble with a shadow")  # fmt: skip
+        choice = StrategyChoice(strategy, parse_params(params))
+        return PipelineSpec.build(symbols, tf, None, trading, strategy=choice)
+    if params:
+        raise ConfigError("--params is for --strategy NAME", hint="the ensemble takes --artifact and --max-size")
     registry_dir = registry or get_context(ctx).settings.registry_dir
     engines = ArtifactEngines(registry_dir, tf, artifact)
     candidate = ArtifactEngines(registry_dir, tf, shadow) if shadow else None
@@ -172,15 +199,20 @@ def register(app: typer.Typer) -> None:
         fee_bps: FeeOpt = 10.0,
         slippage_bps: SlippageOpt = 0.0,
         no_risk_checks: NoChecksOpt = False,
+        strategy: StrategyOpt = "ensemble",
+        params: ParamsOpt = None,
+        reconcile: ReconcileOpt = "check",
         metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Serve Prometheus metrics.")] = None,
         json_logs: Annotated[bool, typer.Option("--json-logs", help="Structured JSON logs on stderr.")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     ) -> None:
         """Run the whole pipeline in this process: candles → features → predictions → signals → risk →
         execution → portfolio, every event recorded in the store. A file source ends when consumed and drained.
-        Uses each symbol's production ensemble by default; --shadow runs a candidate beside it (see ab-report).
+        Uses each symbol's production ensemble by default; --shadow runs a candidate beside it (see ab-report);
+        --strategy NAME paper-trades any strategy that backtest accepts instead (only the order path runs).
 
         Example: smartmarket run --symbols BTCUSDT --timeframe 1h --source file:BTCUSDT-1h.csv.gz
+        Example: smartmarket run --symbols BTCUSDT --source file:BTC-1h.csv --strategy sma_cross -p fast=10,slow=30
         """
         from smartmarket.engine.live import RunOptions
         from smartmarket.engine.sources import open_source
@@ -190,8 +222,8 @@ def register(app: typer.Typer) -> None:
 
             use_json_logs()
         names = _symbols(symbols)
-        spec = _spec(ctx, names, timeframe, artifact, registry,
-                     _trading(cash, max_size, fee_bps, slippage_bps, no_risk_checks), shadow)  # fmt: skip
+        trading = _trading(cash, max_size, fee_bps, slippage_bps, no_risk_checks, reconcile)
+        spec = _spec(ctx, names, timeframe, artifact, registry, trading, shadow, strategy, params)
         candle_source = open_source(source, names, spec.timeframe, speed=speed)
         summary = _run_pipeline(ctx, spec, bus, RunOptions(), _broker(broker, exchange, names), candle_source,
                                 metrics_port)  # fmt: skip
@@ -228,6 +260,9 @@ def register(app: typer.Typer) -> None:
         fee_bps: FeeOpt = 10.0,
         slippage_bps: SlippageOpt = 0.0,
         no_risk_checks: NoChecksOpt = False,
+        strategy: StrategyOpt = "ensemble",
+        params: ParamsOpt = None,
+        reconcile: ReconcileOpt = "check",
         metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Serve Prometheus metrics.")] = None,
         json_logs: Annotated[bool, typer.Option("--json-logs", help="Structured JSON logs on stderr.")] = False,
     ) -> None:
@@ -250,8 +285,11 @@ def register(app: typer.Typer) -> None:
 
             use_json_logs()
         names = _symbols(symbols)
-        spec = _spec(ctx, names, timeframe, artifact, registry,
-                     _trading(cash, max_size, fee_bps, slippage_bps, no_risk_checks), shadow)  # fmt: skip
+        trading = _trading(cash, max_size, fee_bps, slippage_bps, no_risk_checks, reconcile)
+        spec = _spec(ctx, names, timeframe, artifact, registry, trading, shadow, strategy, params)
+        if stage not in spec.stage_names((stage,)):
+            raise ConfigError(f"a pipeline trading --strategy {strategy} has no {stage} stage",
+                              hint="run the candles, risk, execution, portfolio and recorder workers")  # fmt: skip
         candle_source = None
         if stage == "candles":
             if not source:

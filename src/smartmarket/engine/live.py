@@ -42,13 +42,13 @@ import pandas as pd
 from smartmarket.bus.base import Bus, BusUnavailableError, Delivery
 from smartmarket.bus.consumer import Consumer, ConsumerConfig, default_consumer_name
 from smartmarket.bus.inprocess import InProcessBus
-from smartmarket.bus.topics import CANDLES, EXECUTIONS, FEATURES, ORDERS, PREDICTIONS, SIGNALS, TOPICS, topic_for
+from smartmarket.bus.topics import CANDLES, TOPICS, topic_for
 from smartmarket.core.errors import ConfigError, PipelineError, SmartMarketError
 from smartmarket.core.events import Message, SignalGenerated, SubmitOrder
 from smartmarket.core.types import Timeframe, normalize_symbol
 from smartmarket.engine.observability import PipelineMetrics, event_fields
 from smartmarket.engine.sources import CandleSource, FileSource
-from smartmarket.engine.stages import CONSUMER_STAGES, SHADOW_STAGE, STAGE_NAMES, build_stages
+from smartmarket.engine.stages import CONSUMER_STAGES, SHADOW_STAGE, STAGE_NAMES, build_stages, stage_inputs
 from smartmarket.engine.stages.base import EventLog, Stage, by_symbol, derived_id
 from smartmarket.engine.stages.candles import CandleCache, candle_closed
 from smartmarket.engine.stages.execution import ExecutionStage
@@ -63,16 +63,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STAGE_INPUTS: dict[str, tuple[str, ...]] = {
-    "features": (CANDLES,),
-    "predictions": (FEATURES,),
-    "signals": (FEATURES, PREDICTIONS),
-    "risk": (SIGNALS,),
-    "execution": (ORDERS, CANDLES),
-    "portfolio": (EXECUTIONS,),
-    SHADOW_STAGE: (CANDLES,),
-    RECORDER_GROUP: TOPICS,
-}
 
 
 @dataclass(frozen=True)
@@ -147,7 +137,10 @@ class LivePipeline:
     ) -> None:  # fmt: skip
         self.spec = spec
         self.bus = bus
-        self.options = with_shadow(options or RunOptions(), spec)
+        options = options or RunOptions()  # a pipeline trading a named strategy has no signal stages:
+        options = replace(options, stages=spec.stage_names(options.stages), pipeline=spec.stage_names(options.pipeline))
+        self.options = with_shadow(options, spec)
+        self.inputs = stage_inputs(spec)
         self.metrics = metrics or PipelineMetrics()
         self.log = EventLog(store) if store is not None else None
         self.candles = CandleCache()
@@ -186,7 +179,7 @@ class LivePipeline:
     async def declare_groups(self) -> None:
         """Every group of the deployment on every stream it reads (before anything is published)."""
         for name in self.options.pipeline:
-            for topic in STAGE_INPUTS.get(name, ()):
+            for topic in self.inputs.get(name, ()):
                 for symbol in self.spec.symbols:
                     await self.bus.ensure_group(topic, symbol, name)
 
@@ -463,6 +456,8 @@ class LivePipeline:
             return
         wanted = [t for stage, t in (("features", "FeaturesComputed"), ("predictions", "PredictionMade"),
                                      ("signals", "SignalGenerated")) if stage in self.options.pipeline]  # fmt: skip
+        if not wanted:  # a named strategy: only orders, which are not made at every candle
+            return
         tf = self.spec.timeframe
         problems: list[str] = []
         for symbol, played in self._played.items():
@@ -567,7 +562,6 @@ def _failed(what: str, exc: BaseException) -> PipelineError:
 
 
 __all__ = [
-    "STAGE_INPUTS",
     "LivePipeline",
     "RunOptions",
     "RunSummary",

@@ -57,13 +57,13 @@ class ExecutionStage(Stage):
 
     def __init__(
         self, spec: PipelineSpec, log: EventLog | None, *, broker: Broker | None = None, remembered: int = 10_000,
-        reconcile: ReconcileMode = "check", reconcile_every_ms: int = 300_000, tolerance: Tolerance | None = None,
+        reconcile: ReconcileMode | None = None, reconcile_every_ms: int = 300_000, tolerance: Tolerance | None = None,
     ) -> None:  # fmt: skip
         self.spec = spec
         self.log = log
         self.live_broker = broker  # None: paper trading, one paper account per symbol
         self.remembered = remembered
-        self.reconcile_mode: ReconcileMode = reconcile
+        self.reconcile_mode: ReconcileMode = reconcile if reconcile is not None else spec.trading.reconcile
         self.reconcile_every_ms = reconcile_every_ms
         self.tolerance = tolerance or Tolerance()
         self.book = Book(spec.trading.initial_cash * max(1, len(spec.symbols)))  # what the broker told us

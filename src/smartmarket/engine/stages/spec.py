@@ -22,6 +22,7 @@ from smartmarket.core.types import Timeframe, normalize_symbol
 from smartmarket.engine.kernel import KernelConfig
 from smartmarket.engine.strategy import StrategyFactory
 from smartmarket.execution.fees import FeeModel
+from smartmarket.execution.reconcile import ReconcileMode
 from smartmarket.execution.risk import RiskConfig
 from smartmarket.execution.risk_checks import RiskLimits
 from smartmarket.execution.sizing import FixedFraction, Sizer
@@ -119,7 +120,9 @@ class TradingConfig:
     """How signals trade. Each symbol is its own sub-account of ``initial_cash`` (see ``stages.risk``).
 
     ``max_size``: fraction of the sub-account at strength strong (the ``ensemble`` strategy's parameter);
-    ``limits``: the pre-trade risk checks (``execution.risk_checks``), ``None`` to run without them.
+    ``limits``: the pre-trade risk checks (``execution.risk_checks``), ``None`` to run without them;
+    ``reconcile``: what the execution stage does when a live broker's positions differ from the book
+    (``execution.reconcile``): ``check`` halts new orders, ``adopt`` takes the broker's, ``off`` skips it.
     """
 
     initial_cash: float = 10_000.0
@@ -129,6 +132,7 @@ class TradingConfig:
     risk: RiskConfig = field(default_factory=RiskConfig)
     max_size: float = 1.0
     limits: RiskLimits | None = field(default_factory=RiskLimits)
+    reconcile: ReconcileMode = "check"  # with a live broker: compare book and broker, halt ("check") or "adopt"
 
     def kernel_config(self) -> KernelConfig:
         """The backtest kernel's configuration for one sub-account (fills at the next open, no latency)."""
