@@ -108,3 +108,56 @@ def test_replay_of_an_empty_log_says_what_to_do(sm_home: Path) -> None:
     result = runner.invoke(app, ["replay"])
     assert result.exit_code != 0
     assert "no candles" in str(result.exception)
+
+
+def test_run_paper_trades_a_named_strategy_with_the_backtests_decisions(sm_home: Path, tmp_path: Path) -> None:
+    from smartmarket.engine.backtest import run_kernel
+    from smartmarket.engine.kernel import Kernel
+    from smartmarket.engine.stages import TradingConfig
+    from smartmarket.strategies.registry import strategy_factory
+
+    candles = generate_market(1_200, seed=8, start_price=2_000.0)
+    path = tmp_path / "SOLUSDT-1m.csv"
+    candles.to_csv(path, index=False)
+    code, out = invoke(
+        "run", "--symbols", "SOLUSDT", "--timeframe", "1m", "--source", f"file:{path}", "--strategy", "sma_cross",
+        "--params", "fast=5,slow=20", "--no-risk-checks", "--json",
+    )  # fmt: skip
+    assert code == 0, out
+    summary = json.loads(out)
+    assert summary["drained"] and summary["candles"] == len(candles)
+    assert "SignalGenerated" not in summary["published"]  # only the order path runs
+    orders = summary["published"]["SubmitOrder"]
+    assert orders > 10 and summary["published"]["OrderFilled"] == orders - summary["orders_waiting"]
+
+    # the live decisions are sma_cross's decisions in the backtest kernel (same candles, same parameters)
+    reference = Kernel(strategy_factory("sma_cross", fast=5, slow=20), TradingConfig(limits=None).kernel_config())
+    run_kernel(reference, {"SOLUSDT": candles})
+    store = open_store(Settings().store_url)
+    sent = sorted(e.message.ts_event - 60_000 for e in store.read_events(types=["SubmitOrder"]))
+    assert sent == sorted(o.created_ts for o in reference.orders)
+    # the portfolio is built from the fills: its last position is what was filled
+    fills = [e.message for e in store.read_events(types=["OrderFilled"])]
+    held = sum(f.quantity if f.side == "buy" else -f.quantity for f in fills)
+    last = store.read_events(types=["PositionChanged"])[-1].message
+    assert last.quantity == pytest.approx(held)
+    store.close()
+
+
+def test_run_refuses_an_unknown_strategy_or_stray_params_in_one_line(
+    sm_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from smartmarket.cli.app import main
+
+    path = tmp_path / "SOLUSDT-1m.csv"
+    generate_market(50, seed=1).to_csv(path, index=False)
+    base = ["--home", str(sm_home), "run", "--symbols", "SOLUSDT", "--source", f"file:{path}"]
+    for extra, expected in (
+        (["--strategy", "nope"], "unknown strategy 'nope'"),
+        (["--strategy", "sma_cross", "--params", "speed=3"], "bad parameters for strategy 'sma_cross'"),
+        (["--params", "fast=5"], "--params is for --strategy NAME"),
+        (["--strategy", "sma_cross", "--shadow", "abc"], "--shadow runs a candidate ensemble"),
+    ):
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err
+        assert expected in err and len(err.strip().splitlines()) == 1, err
