@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from smartmarket.cli.app import app
 from smartmarket.core.config import Settings
+from smartmarket.core.types import Timeframe
 from smartmarket.data.synthetic import generate_market
 from smartmarket.models.labels import LabelConfig
 from smartmarket.signals.fit import default_system_config, fit_artifact, save_artifact
@@ -141,7 +143,12 @@ def test_run_paper_trades_a_named_strategy_with_the_backtests_decisions(sm_home:
     held = sum(f.quantity if f.side == "buy" else -f.quantity for f in fills)
     last = store.read_events(types=["PositionChanged"])[-1].message
     assert last.quantity == pytest.approx(held)
+    # live candles are stored candles: the candle store holds exactly what the run received
+    stored = store.read_candles("SOLUSDT", Timeframe.parse("1m"))
+    pd.testing.assert_frame_equal(stored.reset_index(drop=True), candles.reset_index(drop=True), check_dtype=False)
     store.close()
+    code, out = invoke("candles", "SOLUSDT", "1m", "--format", "csv")
+    assert code == 0 and len(out.strip().splitlines()) == len(candles) + 1
 
 
 def test_run_refuses_an_unknown_strategy_or_stray_params_in_one_line(

@@ -29,10 +29,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+import pandas as pd
+
 from smartmarket.core.errors import RetryableError, StoreError
-from smartmarket.core.events import Message, deterministic_event_id
+from smartmarket.core.events import CandleClosed, Message, deterministic_event_id
 from smartmarket.core.types import Timeframe
-from smartmarket.store.base import EventStore, StoredEvent
+from smartmarket.store.base import CandleStore, EventStore, StoredEvent
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +123,37 @@ class EventLog:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.1)
 
+    async def store_candles(self, messages: Sequence[Message]) -> int:
+        """Write the ``CandleClosed`` among ``messages`` to the candle store, when the event store is one too."""
+        candles = [m for m in messages if isinstance(m, CandleClosed)]
+        store = self.store
+        if not candles or not isinstance(store, CandleStore):
+            return 0
+        return await self._call(lambda: store_candles(store, candles))
+
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+def store_candles(store: CandleStore, candles: Iterable[CandleClosed]) -> int:
+    """Write ``candles`` to the candle store (idempotent); returns how many were new. Conflicts are logged."""
+    series: dict[tuple[str, Timeframe], dict[int, CandleClosed]] = {}
+    for c in candles:
+        series.setdefault((c.symbol, c.timeframe), {})[c.ts] = c
+    inserted = 0
+    for (symbol, timeframe), by_ts in series.items():
+        rows = [by_ts[ts] for ts in sorted(by_ts)]
+        frame = pd.DataFrame(
+            {"ts": [c.ts for c in rows], "open": [c.open for c in rows], "high": [c.high for c in rows],
+             "low": [c.low for c in rows], "close": [c.close for c in rows], "volume": [c.volume for c in rows]},
+        )  # fmt: skip
+        frame["ts"] = frame["ts"].astype("int64")
+        result = store.write_candles(symbol, timeframe, frame, on_conflict="report")
+        inserted += result.inserted
+        if result.conflict_count:
+            log.warning("%d live %s %s candle(s) differ from the stored ones (kept the stored; first ts %d)",
+                        result.conflict_count, symbol, timeframe, int(result.conflicts["ts"].iloc[0]))  # fmt: skip
+    return inserted
 
 
 def append_new(store: EventStore, messages: Sequence[Message]) -> int:
@@ -283,4 +314,5 @@ __all__ = [
     "differing_fields",
     "read_history",
     "same_payload",
+    "store_candles",
 ]

@@ -4,6 +4,10 @@ A candle's event id depends only on (symbol, timeframe, open time), so the same 
 exchange or the log again is the same event; its ``correlation_id`` is its own id and every event derived
 from it (features, predictions, signal, order, fill, position) carries that id. ``ts_event`` is the close.
 The stage keeps the latest candles in a ``CandleCache`` for stages in the same process (risk, execution).
+
+Live candles are stored candles: the recorder also writes every ``CandleClosed`` it records to the candle store
+(``stages.base.store_candles``), idempotently, so ``candles``, ``signals``, ``backtest`` and the dashboard see what
+a live run received. A stored candle with other values (an exchange revising a candle) is reported, never overwritten.
 """
 
 from __future__ import annotations

@@ -152,6 +152,7 @@ class Recorder:
             batches, self._queued = self._queued, []
             try:
                 added = await self.log.append([m for b in batches for _, m in b.messages])
+                await self.log.store_candles([m for b in batches for _, m in b.messages])  # live candles are stored
             except Exception as exc:
                 for b in batches:
                     _settle(b.done, exc)
