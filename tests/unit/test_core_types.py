@@ -1,4 +1,4 @@
-"""Timeframes, symbols and time parsing."""
+"""Timeframes, symbols, time parsing, the one candle type and the one direction type."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from smartmarket.core.errors import ConfigError
 from smartmarket.core.timeutil import format_ms, parse_time
-from smartmarket.core.types import DAY_MS, HOUR_MS, WEEK_MS, Timeframe, normalize_symbol
+from smartmarket.core.types import DAY_MS, HOUR_MS, WEEK_MS, Candle, Direction, Timeframe, normalize_symbol
 
 
 def test_every_timeframe_listed_in_the_spec_exists_with_its_length() -> None:
@@ -57,3 +57,28 @@ def test_time_parsing_formats() -> None:
     assert format_ms(1_704_067_200_000) == "2024-01-01T00:00:00Z"
     with pytest.raises(ConfigError):
         parse_time("yesterday")
+
+
+def test_candle_is_one_named_tuple_the_hot_paths_unpack() -> None:
+    candle = Candle(HOUR_MS, 1.0, 2.0, 0.5, 1.5, 10.0)
+    ts, o, h, lo, c, v = candle
+    assert (ts, o, h, lo, c, v) == (HOUR_MS, 1.0, 2.0, 0.5, 1.5, 10.0)
+    assert candle.close_ts(Timeframe.H4) == 5 * HOUR_MS and candle.close_ts(Timeframe.M1) == HOUR_MS + 60_000
+    assert Candle._fields == ("ts", "open", "high", "low", "close", "volume")
+    with pytest.raises(AttributeError):
+        candle.close = 3.0  # type: ignore[misc]
+
+
+def test_direction_equals_its_string_and_its_sign() -> None:
+    assert [Direction.from_sign(s) for s in (5, 0, -2)] == ["long", "flat", "short"]
+    assert [d.sign for d in Direction] == [1, 0, -1]
+    assert Direction("short") is Direction.SHORT and str(Direction.LONG) == "long"
+    with pytest.raises(ValueError):
+        Direction("up")
+
+
+def test_the_other_candle_and_direction_names_are_the_core_types() -> None:
+    from smartmarket.engine.strategy import Bar
+    from smartmarket.signals import members, strength
+
+    assert Bar is Candle and members.Candle is Candle and strength.Direction is Direction

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from smartmarket.core.errors import ValidationError
+from smartmarket.core.types import Candle
 from smartmarket.engine import BarContext, Decision, Kernel, KernelConfig, Strategy, run_backtest
 from smartmarket.engine.backtest import BacktestResult
 from smartmarket.execution import (
@@ -96,7 +97,7 @@ def test_cancel_pending_drops_the_order_before_it_fills() -> None:
     kernel = Kernel(lambda symbol: Scripted({0: LONG}), KernelConfig(initial_cash=CASH, fees=NO_FEES))
     assert kernel.cancel_pending("BTC") is False  # no state yet
     bars = flat_bars([100, 101, 102])
-    rows = list(bars.itertuples(index=False, name=None))
+    rows = [Candle(*r) for r in bars.itertuples(index=False, name=None)]
     kernel.on_candle("BTC", rows[0])
     (order,) = kernel.orders
     assert kernel.pending_order("BTC") is order
@@ -329,11 +330,9 @@ def test_exposure_limit_caps_a_second_symbol() -> None:
 def test_candles_must_move_forward() -> None:
     kernel = Kernel(lambda s: Scripted({}))
     bars = list(flat_bars([100, 101]).itertuples(index=False, name=None))
-    from smartmarket.engine import Bar
-
-    kernel.on_candle("X", Bar(*bars[1]))
+    kernel.on_candle("X", Candle(*bars[1]))
     with pytest.raises(ValidationError):
-        kernel.on_candle("X", Bar(*bars[0]))
+        kernel.on_candle("X", Candle(*bars[0]))
 
 
 # ------------------------------------------------------------------------------------------ strategies

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from smartmarket.core.errors import ConfigError
+from smartmarket.core.types import Candle
 from smartmarket.features import FeaturePipeline
 from smartmarket.models.labels import LabelConfig, make_labels
 from smartmarket.signals.members import (
-    Candle,
     ModelMember,
     SMCMember,
     TechnicalMember,

@@ -1,4 +1,4 @@
-"""Domain types: timeframes, symbols, candles.
+"""Domain types: timeframes, symbols, the one candle value and the one trading direction.
 
 Time convention, everywhere in SmartMarket: integers of **UTC epoch milliseconds**. A candle's ``ts`` is
 its *open* time; the candle closes at ``ts + timeframe.ms``.
@@ -7,8 +7,8 @@ its *open* time; the candle closes at ``ts + timeframe.ms``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from smartmarket.core.errors import ConfigError
 
@@ -105,12 +105,13 @@ def normalize_symbol(text: str) -> str:
     return sym
 
 
-@dataclass(frozen=True, slots=True)
-class Candle:
-    """One closed OHLCV candle. ``ts`` is the open time in UTC epoch ms."""
+class Candle(NamedTuple):
+    """One closed OHLCV candle; ``ts`` is its open time (UTC epoch ms). Symbol and timeframe travel beside it.
 
-    symbol: str
-    timeframe: Timeframe
+    A named tuple because the per-candle hot paths unpack it (``ts, o, h, lo, c, v = candle``) and build it
+    from row tuples without a Python-level call.
+    """
+
     ts: int
     open: float
     high: float
@@ -118,9 +119,27 @@ class Candle:
     close: float
     volume: float
 
+    def close_ts(self, timeframe: Timeframe) -> int:
+        """When this candle closes: its open time plus one ``timeframe``."""
+        return self.ts + timeframe.ms
+
+
+class Direction(StrEnum):
+    """Which way a signal or a decision points. Equal to its string (``Direction.LONG == "long"``)."""
+
+    LONG = "long"
+    FLAT = "flat"
+    SHORT = "short"
+
+    @classmethod
+    def from_sign(cls, sign: int) -> Direction:
+        """+1 → long, -1 → short, 0 → flat (any positive or negative number counts by its sign)."""
+        return cls.LONG if sign > 0 else cls.SHORT if sign < 0 else cls.FLAT
+
     @property
-    def close_ts(self) -> int:
-        return self.ts + self.timeframe.ms
+    def sign(self) -> int:
+        """+1 long, 0 flat, -1 short."""
+        return 1 if self is Direction.LONG else -1 if self is Direction.SHORT else 0
 
 
 __all__ = [
@@ -130,6 +149,7 @@ __all__ = [
     "WEEK_MS",
     "WEEK_OFFSET_MS",
     "Candle",
+    "Direction",
     "Timeframe",
     "normalize_symbol",
 ]

@@ -20,10 +20,10 @@ import pandas as pd
 
 from smartmarket.core.errors import ValidationError
 from smartmarket.core.trading import Trade
-from smartmarket.core.types import Timeframe
+from smartmarket.core.types import Candle, Timeframe
 from smartmarket.data.frame import as_candle_frame
 from smartmarket.engine.kernel import Kernel, KernelConfig
-from smartmarket.engine.strategy import Bar, StrategyFactory
+from smartmarket.engine.strategy import StrategyFactory
 from smartmarket.execution.orders import Fill, Order
 from smartmarket.execution.portfolio import Position
 from smartmarket.store.base import CandleStore
@@ -90,11 +90,11 @@ def _frames(candles: Candles, symbol: str) -> dict[str, pd.DataFrame]:
     return dict(candles)
 
 
-_new_bar = partial(tuple.__new__, Bar)  # Bar from a row tuple without a Python-level call (hot path)
+_new_bar = partial(tuple.__new__, Candle)  # Candle from a row tuple without a Python-level call (hot path)
 _COLUMNS = ("ts", "open", "high", "low", "close", "volume")
 
 
-def _merged(frames: Mapping[str, pd.DataFrame]) -> tuple[list[str], Iterator[Bar]]:
+def _merged(frames: Mapping[str, pd.DataFrame]) -> tuple[list[str], Iterator[Candle]]:
     """The symbol of every candle, and the candles, in ``(ts, symbol order)`` order."""
     names = list(frames)
     parts = [as_candle_frame(frames[s]) for s in names]
@@ -106,8 +106,8 @@ def _merged(frames: Mapping[str, pd.DataFrame]) -> tuple[list[str], Iterator[Bar
     return symbols, map(_new_bar, zip(*columns, strict=True))
 
 
-def iter_bars(frames: Mapping[str, pd.DataFrame]) -> Iterator[tuple[str, Bar]]:
-    """All candles of all symbols as ``(symbol, Bar)`` in ``(ts, symbol order)`` order."""
+def iter_bars(frames: Mapping[str, pd.DataFrame]) -> Iterator[tuple[str, Candle]]:
+    """All candles of all symbols as ``(symbol, Candle)`` in ``(ts, symbol order)`` order."""
     symbols, bars = _merged(frames)
     return zip(symbols, bars, strict=True)
 

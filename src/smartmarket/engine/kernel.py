@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 
 from smartmarket.core.errors import ValidationError
 from smartmarket.core.events import CandleClosed
-from smartmarket.engine.strategy import Bar, BarContext, BarHistory, Strategy, StrategyFactory
+from smartmarket.core.types import Candle
+from smartmarket.engine.strategy import BarContext, BarHistory, Strategy, StrategyFactory
 from smartmarket.execution.fees import FeeModel
 from smartmarket.execution.orders import DIRECTION_SIGN, Decision, Order
 from smartmarket.execution.paper_broker import PaperBroker
@@ -86,7 +87,7 @@ class _SymbolState:
                     raise ValidationError(f"strategy {strategy.name!r} declares feature column {column!r} twice")
                 index[column] = len(index)
         self.feature_index = index
-        self.bars: deque[Bar] = deque(maxlen=max(1, history_size))
+        self.bars: deque[Candle] = deque(maxlen=max(1, history_size))
         self.history = BarHistory(self.bars)
         self.slippage = slippage
         self.slippage_updates = slippage.needs_updates
@@ -147,9 +148,9 @@ class Kernel:
     # ------------------------------------------------------------------------------------- the clock
     def on_event(self, event: CandleClosed) -> None:
         """Live/replay edge: a ``CandleClosed`` event is one closed candle."""
-        self.on_candle(event.symbol, Bar(event.ts, event.open, event.high, event.low, event.close, event.volume))
+        self.on_candle(event.symbol, Candle(event.ts, event.open, event.high, event.low, event.close, event.volume))
 
-    def on_candle(self, symbol: str, bar: Bar) -> None:
+    def on_candle(self, symbol: str, bar: Candle) -> None:
         """Advance ``symbol`` by one closed candle (steps 1-6 of the module docstring)."""
         st = self._states.get(symbol)
         if st is None:
@@ -217,7 +218,7 @@ class Kernel:
         if decision is not None:
             self._decide(st, decision, ts, i, c)
 
-    def warm_up(self, symbol: str, bar: Bar) -> None:
+    def warm_up(self, symbol: str, bar: Candle) -> None:
         """Feed a bar to features, history and strategy (steps 4-6) without fills, exits or equity records.
 
         Primes a strategy on bars before an evaluation window. Its decisions still become pending orders

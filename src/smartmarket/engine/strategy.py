@@ -18,19 +18,12 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple, overload
 
+from smartmarket.core.types import Candle, Direction
 from smartmarket.execution.orders import Decision
 from smartmarket.features.base import Feature
 
-
-class Bar(NamedTuple):
-    """One closed OHLCV candle; ``ts`` is its open time (UTC epoch ms)."""
-
-    ts: int
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
+Bar = Candle
+"""The kernel's bar is the one candle type (``core.types.Candle``); this name stays for older imports."""
 
 
 class BarHistory:
@@ -41,20 +34,20 @@ class BarHistory:
 
     __slots__ = ("_bars",)
 
-    def __init__(self, bars: deque[Bar]) -> None:
+    def __init__(self, bars: deque[Candle]) -> None:
         self._bars = bars
 
     def __len__(self) -> int:
         return len(self._bars)
 
-    def __iter__(self) -> Iterator[Bar]:
+    def __iter__(self) -> Iterator[Candle]:
         return iter(tuple(self._bars))
 
     @overload
-    def __getitem__(self, index: int) -> Bar: ...
+    def __getitem__(self, index: int) -> Candle: ...
     @overload
-    def __getitem__(self, index: slice) -> list[Bar]: ...
-    def __getitem__(self, index: int | slice) -> Bar | list[Bar]:
+    def __getitem__(self, index: slice) -> list[Candle]: ...
+    def __getitem__(self, index: int | slice) -> Candle | list[Candle]:
         if isinstance(index, slice):
             return list(self._bars)[index]
         return self._bars[index]
@@ -71,7 +64,7 @@ class BarHistory:
 
     def column(self, name: str, n: int | None = None) -> list[float]:
         """The last ``n`` values of one OHLCV field (``"open"``, ``"high"``, …), oldest first."""
-        field = Bar._fields.index(name)
+        field = Candle._fields.index(name)
         bars = self._bars
         count = len(bars) if n is None else min(n, len(bars))
         return [bars[i][field] for i in range(len(bars) - count, len(bars))]
@@ -82,7 +75,7 @@ class BarContext(NamedTuple):
 
     symbol: str
     bar_index: int  # this symbol's bar counter, 0 for its first bar
-    bar: Bar
+    bar: Candle
     position: float  # signed quantity held (negative = short)
     entry_price: float  # average entry price, NaN when flat
     history: BarHistory
@@ -114,9 +107,9 @@ class BarContext(NamedTuple):
         return self.bar.volume
 
     @property
-    def direction(self) -> str:
-        """``"long"``, ``"short"`` or ``"flat"``."""
-        return "long" if self.position > 0 else "short" if self.position < 0 else "flat"
+    def direction(self) -> Direction:
+        """The side of the position held: long, short or flat."""
+        return Direction.LONG if self.position > 0 else Direction.SHORT if self.position < 0 else Direction.FLAT
 
     def feature(self, column: str) -> float:
         """Value of one feature column at this bar (NaN while it warms up)."""

@@ -29,12 +29,13 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from smartmarket.core.errors import ConfigError
+from smartmarket.core.types import Candle
 from smartmarket.features.smc import SMC_COLUMNS, SMCConfig, SMCFeatures
 from smartmarket.signals.outcomes import FloatArray
 
@@ -52,17 +53,6 @@ MODEL_ALIASES: dict[str, str] = {
     "cnn_lstm": "cnn_lstm",
     "cnnlstm": "cnn_lstm",
 }
-
-
-class Candle(NamedTuple):
-    """One closed OHLCV candle (``ts``: open time, UTC epoch ms)."""
-
-    ts: int
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
 
 
 FeatureRow = Mapping[str, float]
@@ -394,7 +384,7 @@ __all__ = [
     "MODEL_ALIASES",
     "RULE_MEMBERS",
     "SCORE_SHARPNESS",
-    "Candle",
+    "Candle",  # core.types.Candle, still imported from here by engine.stages.risk
     "FeatureRow",
     "Member",
     "ModelMember",

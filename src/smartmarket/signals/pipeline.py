@@ -27,6 +27,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from smartmarket.core.types import Candle
 from smartmarket.features.pipeline import FeaturePipeline
 from smartmarket.features.regimes import regime_names
 from smartmarket.models.labels import (
@@ -40,7 +41,7 @@ from smartmarket.models.labels import (
     LabelConfig,
     make_labels,
 )
-from smartmarket.signals.members import Candle, Member
+from smartmarket.signals.members import Member
 from smartmarket.signals.outcomes import FloatArray, IntArray, SignalSamples
 
 ExitKind = Literal["up", "down", "tie", "time"]

@@ -34,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.isotonic import IsotonicRegression
 
+from smartmarket.core.types import Direction
 from smartmarket.signals.calibration import CalibrationMethod, Calibrator, fit_calibrator
 from smartmarket.signals.confidence import (
     ConfidenceModel,
@@ -50,16 +51,6 @@ from smartmarket.signals.outcomes import (
     fit_blocks,
     known_mask,
 )
-
-
-class Direction(StrEnum):
-    LONG = "long"
-    FLAT = "flat"
-    SHORT = "short"
-
-    @classmethod
-    def from_sign(cls, sign: int) -> Direction:
-        return cls.LONG if sign > 0 else cls.SHORT if sign < 0 else cls.FLAT
 
 
 class Strength(StrEnum):
