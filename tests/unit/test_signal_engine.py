@@ -3,6 +3,7 @@ outcomes used only once known, and the ensemble artifact round trip."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
@@ -13,10 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from smartmarket.core.errors import ConfigError, ValidationError
+from smartmarket.core.types import Candle
 from smartmarket.models.labels import LabelConfig, make_labels
 from smartmarket.signals.engine import EngineConfig, SignalEngine
 from smartmarket.signals.fit import EnsembleArtifact, fit_artifact, load_artifact, save_artifact
-from smartmarket.signals.members import Candle, FeatureRow, Member, TechnicalMember
+from smartmarket.signals.members import FeatureRow, Member, TechnicalMember
 from smartmarket.signals.strength import STRENGTH_ORDER, RegimeFilter, Signal
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -127,6 +130,66 @@ def test_run_equals_repeated_on_candle(
     ]
     assert len(by_run) == len(by_candle) == len(part)
     assert all(_same(a, b) for a, b in zip(by_run, by_candle, strict=True))
+
+
+def _rows(frame: pd.DataFrame) -> list[Candle]:
+    cols = frame[["ts", "open", "high", "low", "close", "volume"]].itertuples(index=False, name=None)
+    return [Candle(int(ts), float(o), float(h), float(lo), float(c), float(v)) for ts, o, h, lo, c, v in cols]
+
+
+def test_on_candle_is_its_three_public_steps_even_on_three_engines(
+    candles: pd.DataFrame, members: list[Member], artifact: EnsembleArtifact, run_all: tuple[SignalEngine, list[Signal]]
+) -> None:
+    """As the features, predictions and signals stages run it: each step in its own engine, bit for bit."""
+    whole_engine, whole = run_all
+
+    def fresh() -> SignalEngine:
+        return SignalEngine(copy.deepcopy(members), artifact.system, timeframe="1h", config=EngineConfig(adapt=True))
+
+    features, predictions, decider = fresh(), fresh(), fresh()
+    stepped = []
+    for candle in _rows(candles.iloc[START:]):
+        row = features.features(candle)
+        assert tuple(row) == features.feature_columns
+        probs = predictions.predictions(candle, row)
+        assert tuple(probs) == predictions.member_names
+        stepped.append(decider.decide(candle, row, probs))
+    assert len(stepped) == len(whole) and all(_same(a, b) for a, b in zip(stepped, whole, strict=True))
+    # outcomes were released and learnt from in the deciding engine, exactly as in on_candle
+    assert len(decider.applied) > 400 and decider.applied == whole_engine.applied
+    assert decider.state_summary() == whole_engine.state_summary()
+    assert repr(decider.monitor.summary()) == repr(whole_engine.monitor.summary())
+
+
+def test_decide_refuses_a_candle_it_already_took(candles: pd.DataFrame, artifact: EnsembleArtifact) -> None:
+    members = [NoiseMember(), PlantedMember({}), TechnicalMember()]
+    engine = SignalEngine(members, artifact.system)
+    first, second = _rows(candles.iloc[START : START + 2])
+    for candle in (first, second):
+        row = engine.features(candle)
+        engine.decide(candle, row, engine.predictions(candle, row))
+    with pytest.raises(ValidationError, match="not after the last decided one") as info:
+        engine.decide(first, {}, {})
+    assert info.value.hint and engine.bar == 1  # refused before anything moved
+
+
+def test_decide_counts_a_member_without_probabilities_as_warming_up(
+    candles: pd.DataFrame, artifact: EnsembleArtifact
+) -> None:
+    engine = SignalEngine([NoiseMember(), PlantedMember({}), TechnicalMember()], artifact.system)
+    (candle,) = _rows(candles.iloc[START : START + 1])
+    probs = {"noise": np.full(3, 1 / 3), "technical": np.full(3, 1 / 3)}  # "planted" gave nothing
+    signal = engine.decide(candle, {}, probs)
+    assert (signal.direction, signal.bar, signal.ts) == ("flat", 0, candle.ts)
+    assert signal.reason == "flat: warming up (planted not ready)"
+
+
+def test_members_must_match_the_fitted_system(artifact: EnsembleArtifact) -> None:
+    with pytest.raises(ConfigError, match="do not match the fitted system") as info:
+        SignalEngine([TechnicalMember()], artifact.system)
+    assert info.value.hint and "from_artifact" in info.value.hint
+    with pytest.raises(ConfigError, match="must be unique"):
+        SignalEngine([TechnicalMember(), TechnicalMember()], artifact.system)
 
 
 def test_strength_is_monotone_in_confidence(run_all: tuple[SignalEngine, list[Signal]]) -> None:

@@ -2,16 +2,22 @@
 
 ``SignalEngine(members, system)`` wires a ``FeaturePipeline`` (the set the members need), the members, and a
 fitted ``SignalSystem`` (calibrators → ensemble → confidence → strength and regime filter; usually loaded from an
-ensemble artifact, see ``fit``). Per candle, ``on_candle(ts, o, h, l, c, v)``:
+ensemble artifact, see ``fit``). Per candle, ``on_candle(ts, o, h, l, c, v)`` is exactly three public steps:
 
-1. the feature pipeline takes the candle; pending decisions are checked against it (``BarrierTracker``);
-2. outcomes that became known at *earlier* candles are released (``OutcomeQueue``: ``t1 < this bar``) and
+1. ``features(candle)``: the feature pipeline takes the candle; its row by column;
+2. ``predictions(candle, row)``: every member's raw probabilities (``None`` while it warms up);
+3. ``decide(candle, row, probs)``: pending decisions are checked against the candle (``BarrierTracker``);
+   outcomes that became known at *earlier* candles are released (``OutcomeQueue``: ``t1 < this bar``) and
    update the quality monitor and, with ``EngineConfig.adapt``, the skill-weighted ensemble's capped online
-   re-weighting and the confidence model's hit-rate history (flushed every ``history_flush`` outcomes);
-3. every member gives raw probabilities; until all of them are ready the signal is flat, "warming up";
-4. the fitted system turns them into a ``Signal`` (the same ``SignalSystem.signals`` code the batch path runs,
-   on one row), whose ``bar`` is the engine's candle counter and ``ts`` the candle's open time;
-5. the decision is opened for outcome tracking.
+   re-weighting and the confidence model's hit-rate history (flushed every ``history_flush`` outcomes); until
+   every member is ready the signal is flat, "warming up"; otherwise the fitted system turns the probabilities
+   into a ``Signal`` (the same ``SignalSystem.signals`` code the batch path runs, on one row), whose ``bar`` is
+   the engine's candle counter and ``ts`` the candle's open time, and the decision is opened for tracking.
+
+The steps touch disjoint state (the feature pipeline; the members; the tracker, queue, monitor and system), so
+the pipeline's features, predictions and signals stages may each run one of them, in separate processes, on
+engines built from the same artifact, and still compute exactly what ``on_candle`` computes. Each step must see
+every candle once, in increasing ``ts``.
 
 Deterministic by construction: no wall clock, no randomness, the system deep-copied at construction (online
 adaptation never leaks between engines). ``run(candles)`` is exactly repeated ``on_candle``, so a backtest and a
@@ -23,23 +29,26 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
+from smartmarket.core.errors import ConfigError, ValidationError
+from smartmarket.core.types import Candle, Direction
 from smartmarket.features.pipeline import FeaturePipeline
 from smartmarket.models.labels import LabelConfig
 from smartmarket.signals.confidence import direction_class, signal_direction
 from smartmarket.signals.ensemble import SkillWeightedEnsemble
-from smartmarket.signals.members import Candle, Member
+from smartmarket.signals.members import FeatureRow, Member, make_member
 from smartmarket.signals.monitor import MonitorConfig, SignalMonitor
-from smartmarket.signals.outcomes import OutcomeQueue, SignalSamples
+from smartmarket.signals.outcomes import FloatArray, OutcomeQueue, SignalSamples
 from smartmarket.signals.pipeline import BarrierTracker, Outcome, check_columns, choose_feature_set, regime_name
-from smartmarket.signals.strength import Direction, Signal, SignalSystem, Strength
+from smartmarket.signals.strength import Signal, SignalSystem, Strength
 
 if TYPE_CHECKING:
     from smartmarket.signals.fit import EnsembleArtifact
@@ -80,11 +89,14 @@ class SignalEngine:
     ) -> None:
         names = [m.name for m in members]
         if len(set(names)) != len(names):
-            raise ValueError(f"member names must be unique: {names}")
+            raise ConfigError(f"member names must be unique: {names}", hint="give each member once")
         if system.ensemble is None:
-            raise ValueError("the signal system is not fitted")
+            raise ConfigError("the signal system is not fitted", hint="fit it (signals.fit) or load an artifact")
         if list(system.calibrators) != names:
-            raise ValueError(f"members {names} do not match the fitted system's {list(system.calibrators)}")
+            raise ConfigError(
+                f"members {names} do not match the fitted system's {list(system.calibrators)}",
+                hint="build the engine from the artifact's own member specs (SignalEngine.from_artifact)",
+            )
         self.members = list(members)
         self.system = copy.deepcopy(system)
         self.config = config or EngineConfig()
@@ -97,6 +109,7 @@ class SignalEngine:
         self.outcomes: list[Outcome] = []  # every resolved decision, in resolution order
         self.applied: list[AppliedOutcome] = []
         self.bar = -1
+        self._last_ts: int | None = None  # the last candle ``decide`` took
         self._history: list[tuple[int, float, str]] = []  # confidence-history outcomes waiting to be flushed
         for member in self.members:
             member.reset()
@@ -106,8 +119,6 @@ class SignalEngine:
         cls, artifact: EnsembleArtifact, *, registry_dir: str | Path | None = None, config: EngineConfig | None = None
     ) -> SignalEngine:
         """Members rebuilt from the artifact's specs (model members loaded by id from ``registry_dir``)."""
-        from smartmarket.signals.members import make_member
-
         members = [make_member(spec, registry_dir=registry_dir) for spec in artifact.member_specs]
         return cls(
             members, artifact.system, timeframe=artifact.timeframe, feature_set=artifact.feature_set,
@@ -116,30 +127,59 @@ class SignalEngine:
 
     @property
     def member_names(self) -> tuple[str, ...]:
+        """The members' names, in member order (the keys of ``predictions``)."""
         return tuple(m.name for m in self.members)
+
+    @property
+    def feature_columns(self) -> tuple[str, ...]:
+        """The columns of a ``features`` row, in order."""
+        return tuple(self.pipeline.columns)
 
     # ------------------------------------------------------------------------------------------- per candle
 
     def on_candle(self, ts: int, open: float, high: float, low: float, close: float, volume: float) -> Signal:
-        """Consume one closed candle (strictly increasing ``ts``) and return its signal."""
+        """Consume one closed candle (strictly increasing ``ts``) and return its signal: the three steps."""
         candle = Candle(int(ts), float(open), float(high), float(low), float(close), float(volume))
+        row = self.features(candle)
+        return self.decide(candle, row, self.predictions(candle, row))
+
+    def features(self, candle: Candle) -> dict[str, float]:
+        """Step 1: the feature pipeline takes ``candle``; its row, by column (``feature_columns``)."""
+        pipeline = self.pipeline
+        return dict(zip(pipeline.columns, pipeline.update(*candle), strict=True))
+
+    def predictions(self, candle: Candle, row: FeatureRow) -> dict[str, FloatArray | None]:
+        """Step 2: every member's raw ``(down, flat, up)`` for ``candle`` and its feature ``row``; None while it
+        warms up. Keyed by member name, in member order."""
+        return {m.name: m.update(candle, row) for m in self.members}
+
+    def decide(self, candle: Candle, row: FeatureRow, probs: Mapping[str, npt.ArrayLike | None]) -> Signal:
+        """Step 3: outcomes tracked and released, learning, and the fitted system's signal for ``candle``.
+
+        ``row`` and ``probs`` are what steps 1 and 2 gave for this candle (here, or in another engine built from
+        the same artifact); a member absent from ``probs`` counts as warming up.
+        """
+        if self._last_ts is not None and candle.ts <= self._last_ts:
+            raise ValidationError(
+                f"candle ts {candle.ts} is not after the last decided one ({self._last_ts})",
+                where="SignalEngine.decide", hint="give each candle once, in increasing ts",
+            )  # fmt: skip
+        self._last_ts = candle.ts
         self.bar += 1
         bar = self.bar
-        values = self.pipeline.update(*candle)
-        row = dict(zip(self.pipeline.columns, values, strict=True))
-        for outcome, signal in self.tracker.update(candle, bar):
+        for outcome, past in self.tracker.update(candle, bar):
             self.outcomes.append(outcome)
-            self.queue.push(outcome.t1, (outcome, signal))
-        for outcome, signal in self.queue.release(bar):
-            self._learn(outcome, signal, bar)
+            self.queue.push(outcome.t1, (outcome, past))
+        for outcome, past in self.queue.release(bar):
+            self._learn(outcome, past, bar)
 
         regime = regime_name(row.get("regime", math.nan))
-        probs = {m.name: m.update(candle, row) for m in self.members}
-        missing = [name for name, p in probs.items() if p is None]
+        names = self.member_names
+        missing = [name for name in names if probs.get(name) is None]
         if missing:
             return self._warming(candle, regime, missing)
         samples = SignalSamples.build(
-            [candle.ts], [-1], [math.nan], {n: np.asarray(p)[None, :] for n, p in probs.items()}, [regime],
+            [candle.ts], [-1], [math.nan], {n: np.asarray(probs[n])[None, :] for n in names}, [regime],
             ts=[candle.ts],
         )  # fmt: skip
         signal = replace(self.system.signals(samples)[0], bar=bar)

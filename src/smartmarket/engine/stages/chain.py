@@ -1,71 +1,79 @@
-"""``SignalEngine.on_candle`` cut at its two seams, so three stages can run it: features, members, ensemble.
+"""The signal stages' view of a ``SignalEngine``: its public per-candle steps, and the signal event helpers.
 
-``on_candle`` is, in order: feature pipeline update → outcome tracking and learning → member updates → the
-fitted system's signal. The three parts touch disjoint state (the feature pipeline; the members; the tracker,
-queue, monitor and system), so running them as three steps, possibly in three processes each holding its own
-engine built from the same artifact, computes exactly what ``on_candle`` computes. The parity tests check it
-bit for bit against ``SignalEngine.run``. (The ``SignalEngine`` API may grow these steps itself; this adapter
-then shrinks to calls.)
+``SignalEngine.on_candle`` is exactly ``features`` → ``predictions`` → ``decide`` (see ``signals.engine``). The
+features, predictions and signals stages each run one step, possibly in three processes each holding its own
+engine built from the same artifact; the shadow stage runs all three. They see an engine only through
+``SignalSteps`` (public methods only, no engine state written). The parity tests check the result bit for bit
+against ``SignalEngine.run``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import replace
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from smartmarket.core.events import SignalFields, SignalGenerated
-from smartmarket.core.types import Timeframe
+from smartmarket.core.types import Candle, Timeframe
 from smartmarket.signals.engine import SignalEngine
-from smartmarket.signals.members import Candle
-from smartmarket.signals.outcomes import FloatArray, SignalSamples
-from smartmarket.signals.pipeline import regime_name
+from smartmarket.signals.members import FeatureRow, Member
+from smartmarket.signals.outcomes import FloatArray
 from smartmarket.signals.strength import Signal
 
 PROBABILITY_KEYS: tuple[str, str, str] = ("down", "flat", "up")
 
 
+class SignalSteps(Protocol):
+    """The public per-candle steps of a ``SignalEngine``: all the signal stages use of one."""
+
+    @property
+    def members(self) -> Sequence[Member]: ...
+
+    @property
+    def member_names(self) -> tuple[str, ...]: ...
+
+    @property
+    def feature_columns(self) -> tuple[str, ...]: ...
+
+    def features(self, candle: Candle) -> dict[str, float]: ...
+
+    def predictions(self, candle: Candle, row: FeatureRow) -> dict[str, FloatArray | None]: ...
+
+    def decide(self, candle: Candle, row: FeatureRow, probs: Mapping[str, npt.ArrayLike | None]) -> Signal: ...
+
+
 class SignalChain:
-    """One engine, three steps (see the module docstring)."""
+    """One symbol's engine as ``stages.ChainCache`` hands it out: its public steps, delegated, nothing else.
+
+    A ``SignalEngine`` is itself a ``SignalSteps``; this wrapper only remains while ``ChainCache`` builds it.
+    """
 
     def __init__(self, engine: SignalEngine) -> None:
         self.engine = engine
-        self.members = tuple(m.name for m in engine.members)
+
+    @property
+    def members(self) -> Sequence[Member]:
+        return self.engine.members
+
+    @property
+    def member_names(self) -> tuple[str, ...]:
+        return self.engine.member_names
+
+    @property
+    def feature_columns(self) -> tuple[str, ...]:
+        return self.engine.feature_columns
 
     def features(self, candle: Candle) -> dict[str, float]:
-        """Step 1: the feature pipeline takes the candle; its row by column."""
-        pipeline = self.engine.pipeline
-        return dict(zip(pipeline.columns, pipeline.update(*candle), strict=True))
+        return self.engine.features(candle)
 
-    def predictions(self, candle: Candle, row: Mapping[str, float]) -> dict[str, FloatArray | None]:
-        """Step 2: every member's raw probabilities (None while it warms up)."""
-        return {m.name: m.update(candle, row) for m in self.engine.members}
+    def predictions(self, candle: Candle, row: FeatureRow) -> dict[str, FloatArray | None]:
+        return self.engine.predictions(candle, row)
 
-    def signal(self, candle: Candle, row: Mapping[str, float], probs: Mapping[str, FloatArray | None]) -> Signal:
-        """Step 3: outcomes released, learning, and the fitted system's signal (``on_candle``'s remainder)."""
-        engine = self.engine
-        engine.bar += 1
-        bar = engine.bar
-        for outcome, past in engine.tracker.update(candle, bar):
-            engine.outcomes.append(outcome)
-            engine.queue.push(outcome.t1, (outcome, past))
-        for outcome, past in engine.queue.release(bar):
-            engine._learn(outcome, past, bar)
-        regime = regime_name(row.get("regime", math.nan))
-        missing = [name for name in self.members if probs.get(name) is None]
-        if missing:
-            return engine._warming(candle, regime, missing)
-        samples = SignalSamples.build(
-            [candle.ts], [-1], [math.nan], {n: np.asarray(probs[n])[None, :] for n in self.members}, [regime],
-            ts=[candle.ts],
-        )  # fmt: skip
-        signal = replace(engine.system.signals(samples)[0], bar=bar)
-        engine.monitor.record_decision(regime, signal.direction)
-        engine.tracker.add(bar, candle, signal)
-        return signal
+    def decide(self, candle: Candle, row: FeatureRow, probs: Mapping[str, npt.ArrayLike | None]) -> Signal:
+        return self.engine.decide(candle, row, probs)
 
 
 def probabilities_dict(p: FloatArray | None) -> dict[str, float]:
@@ -140,6 +148,7 @@ def signal_matches(event: SignalFields, signal: Signal) -> bool:
 __all__ = [
     "PROBABILITY_KEYS",
     "SignalChain",
+    "SignalSteps",
     "probabilities_array",
     "probabilities_dict",
     "signal_event",

@@ -11,14 +11,14 @@ from collections.abc import Callable, Sequence
 
 from smartmarket.bus.topics import CANDLES
 from smartmarket.core.events import CandleClosed, FeaturesComputed, Message
-from smartmarket.core.types import Timeframe
+from smartmarket.core.types import Candle, Timeframe
 from smartmarket.engine.stages.base import CANDLE_KEYS, EventLog, OrderedFold, Stage, derived_id, read_history
-from smartmarket.engine.stages.chain import SignalChain
+from smartmarket.engine.stages.chain import SignalSteps
 from smartmarket.engine.stages.spec import PipelineSpec
-from smartmarket.signals.members import Candle
 
 
 def candle_of(event: CandleClosed) -> Candle:
+    """The one candle value a ``CandleClosed`` carries."""
     return Candle(event.ts, event.open, event.high, event.low, event.close, event.volume)
 
 
@@ -26,7 +26,7 @@ class FeaturesStage(Stage):
     name = "features"
     inputs = (CANDLES,)
 
-    def __init__(self, spec: PipelineSpec, chains: Callable[[str], SignalChain], log: EventLog | None) -> None:
+    def __init__(self, spec: PipelineSpec, chains: Callable[[str], SignalSteps], log: EventLog | None) -> None:
         self.spec = spec
         self.chains = chains
         self.log = log

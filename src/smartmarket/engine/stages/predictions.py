@@ -13,10 +13,11 @@ from collections.abc import Callable, Sequence
 
 from smartmarket.bus.topics import FEATURES
 from smartmarket.core.events import FeaturesComputed, Message, PredictionMade
+from smartmarket.core.types import Candle
 from smartmarket.engine.stages.base import CANDLE_KEYS, EventLog, OrderedFold, Stage, derived_id, read_history
-from smartmarket.engine.stages.chain import SignalChain, probabilities_dict
+from smartmarket.engine.stages.chain import SignalSteps, probabilities_dict
 from smartmarket.engine.stages.spec import PipelineSpec
-from smartmarket.signals.members import Candle, ModelMember
+from smartmarket.signals.members import ModelMember
 
 
 def split_features(event: FeaturesComputed, columns: Sequence[str]) -> tuple[Candle, dict[str, float]]:
@@ -30,7 +31,7 @@ class PredictionsStage(Stage):
     name = "predictions"
     inputs = (FEATURES,)
 
-    def __init__(self, spec: PipelineSpec, chains: Callable[[str], SignalChain], log: EventLog | None) -> None:
+    def __init__(self, spec: PipelineSpec, chains: Callable[[str], SignalSteps], log: EventLog | None) -> None:
         self.spec = spec
         self.chains = chains
         self.log = log
@@ -49,13 +50,13 @@ class PredictionsStage(Stage):
         return await self.fold.advance(message.symbol, message.ts, message, [message])
 
     def step(self, symbol: str, event: FeaturesComputed) -> list[Message]:
-        chain = self.chains(symbol)
-        candle, row = split_features(event, chain.engine.pipeline.columns)
-        probs = chain.predictions(candle, row)
+        engine = self.chains(symbol)
+        candle, row = split_features(event, engine.feature_columns)
+        probs = engine.predictions(candle, row)
         version = self.spec.signal_version(symbol)
         tf = self.spec.timeframe
         out: list[Message] = []
-        for member in chain.engine.members:
+        for member in engine.members:
             out.append(
                 PredictionMade(
                     event_id=derived_id("PredictionMade", symbol, tf, event.ts, version, member.name),

@@ -2,7 +2,7 @@
 
 ``CandleClosed`` → the candidate's ``ShadowPredictionMade`` per member and its ``ShadowSignalGenerated``. The
 candidate runs its own engine (its own feature pipeline, members and fitted system, built from its artifact by
-``spec.shadow``), the three ``SignalChain`` steps in one go, exactly as ``SignalEngine.on_candle``. Its events go
+``spec.shadow``), its three public steps in one go, exactly as ``SignalEngine.on_candle`` composes them. Its events go
 to the ``shadow`` topic, which only the recorder reads: no risk, order or fill can come from them. ``ab-report``
 later pairs them with production's ``SignalGenerated`` by candle (``ops.abtest``).
 """
@@ -15,9 +15,10 @@ from typing import Any
 from smartmarket.bus.topics import CANDLES
 from smartmarket.core.events import CandleClosed, Message, ShadowPredictionMade, ShadowSignalGenerated
 from smartmarket.engine.stages.base import EventLog, OrderedFold, Stage, derived_id
-from smartmarket.engine.stages.chain import SignalChain, probabilities_dict, signal_fields
+from smartmarket.engine.stages.chain import probabilities_dict, signal_fields
 from smartmarket.engine.stages.features import candle_history, candle_of
 from smartmarket.engine.stages.spec import EngineProvider, PipelineSpec
+from smartmarket.signals.engine import SignalEngine
 from smartmarket.signals.members import ModelMember
 
 SHADOW_STAGE = "shadow"
@@ -31,13 +32,14 @@ class ShadowStage(Stage):
         self.spec = spec
         self.candidate = candidate
         self.log = log
-        self._chains: dict[str, SignalChain] = {}
+        self._engines: dict[str, SignalEngine] = {}
         self.fold: OrderedFold[CandleClosed] = OrderedFold(spec.timeframe, self.step, self._history if log else None)
 
-    def chain(self, symbol: str) -> SignalChain:
-        if symbol not in self._chains:
-            self._chains[symbol] = SignalChain(self.candidate.engine(symbol))
-        return self._chains[symbol]
+    def engine(self, symbol: str) -> SignalEngine:
+        """The candidate's engine of ``symbol``, built on first use."""
+        if symbol not in self._engines:
+            self._engines[symbol] = self.candidate.engine(symbol)
+        return self._engines[symbol]
 
     def version(self, symbol: str) -> str:
         return f"shadow/{self.candidate.version(symbol)}"
@@ -50,11 +52,11 @@ class ShadowStage(Stage):
         return await self.fold.advance(message.symbol, message.ts, message, [message])
 
     def step(self, symbol: str, event: CandleClosed) -> list[Message]:
-        chain = self.chain(symbol)
+        engine = self.engine(symbol)
         candle = candle_of(event)
-        row = chain.features(candle)
-        probs = chain.predictions(candle, row)
-        signal = chain.signal(candle, row, probs)
+        row = engine.features(candle)
+        probs = engine.predictions(candle, row)
+        signal = engine.decide(candle, row, probs)
         tf, version, candidate = self.spec.timeframe, self.version(symbol), self.candidate.version(symbol)
         common: dict[str, Any] = {"ts_event": event.ts_event, "correlation_id": event.correlation_id or event.event_id}
         out: list[Message] = [
@@ -64,7 +66,7 @@ class ShadowStage(Stage):
                 model_id=member.model_id if isinstance(member, ModelMember) else candidate,
                 probabilities=probabilities_dict(probs[member.name]), **common,
             )
-            for member in chain.engine.members
+            for member in engine.members
         ]  # fmt: skip
         out.append(
             ShadowSignalGenerated(

@@ -3,7 +3,7 @@ prediction are in.
 
 It reads two streams (``features`` and ``predictions``) and joins them per (symbol, candle): the calibrated,
 skill-weighted ensemble, confidence, strength and regime filter then run exactly as ``SignalEngine.on_candle``
-runs them (``chain.SignalChain.signal``). One signal per candle, warming-up candles included (flat), so the
+runs them (``SignalEngine.decide``). One signal per candle, warming-up candles included (flat), so the
 live signals equal ``SignalEngine.run`` on the same candles bit for bit.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from smartmarket.bus.topics import FEATURES, PREDICTIONS
 from smartmarket.core.events import FeaturesComputed, Message, PredictionMade
 from smartmarket.engine.stages.base import EventLog, OrderedFold, Stage, derived_id, read_history
-from smartmarket.engine.stages.chain import SignalChain, probabilities_array, signal_event
+from smartmarket.engine.stages.chain import SignalSteps, probabilities_array, signal_event
 from smartmarket.engine.stages.predictions import split_features
 from smartmarket.engine.stages.spec import PipelineSpec
 
@@ -38,7 +38,7 @@ class SignalsStage(Stage):
     name = "signals"
     inputs = (FEATURES, PREDICTIONS)
 
-    def __init__(self, spec: PipelineSpec, chains: Callable[[str], SignalChain], log: EventLog | None) -> None:
+    def __init__(self, spec: PipelineSpec, chains: Callable[[str], SignalSteps], log: EventLog | None) -> None:
         self.spec = spec
         self.chains = chains
         self.log = log
@@ -69,7 +69,7 @@ class SignalsStage(Stage):
             unit.features = message
         else:
             unit.predictions[message.member] = message
-        if not unit.complete(self.chains(symbol).members):
+        if not unit.complete(self.chains(symbol).member_names):
             return []
         del self._waiting[(symbol, ts)]
         outputs = await self.fold.advance(symbol, ts, unit, unit.parts())
@@ -80,16 +80,17 @@ class SignalsStage(Stage):
         return outputs
 
     def step(self, symbol: str, unit: SignalInputs) -> list[Message]:
-        chain = self.chains(symbol)
+        engine = self.chains(symbol)
         features = unit.features
         assert features is not None
-        candle, row = split_features(features, chain.engine.pipeline.columns)
-        probs = {name: probabilities_array(unit.predictions[name].probabilities) for name in chain.members}
-        signal = chain.signal(candle, row, probs)
+        candle, row = split_features(features, engine.feature_columns)
+        members = engine.member_names
+        probs = {name: probabilities_array(unit.predictions[name].probabilities) for name in members}
+        signal = engine.decide(candle, row, probs)
         tf = self.spec.timeframe
         version = self.spec.signal_version(symbol)
         event_id = derived_id("SignalGenerated", symbol, tf, features.ts, version)
-        last_member = unit.predictions[chain.members[-1]] if chain.members else features
+        last_member = unit.predictions[members[-1]] if members else features
         return [
             signal_event(
                 signal, symbol=symbol, timeframe=tf, event_id=event_id, ts_event=features.ts_event,
@@ -112,7 +113,7 @@ class SignalsStage(Stage):
                     unit.features = m
                 else:
                     unit.predictions[m.member] = m
-        members = self.chains(symbol).members
+        members = self.chains(symbol).member_names
         return sorted(((ts, u) for ts, u in units.items() if u.complete(members)), key=lambda item: item[0])
 
 
