@@ -1,7 +1,9 @@
 """Pipeline-level faults on the real Redis bus: a risk worker killed mid-stream, a poison event, a graceful stop.
 
-(Bus-level faults — a Redis restart, a 100k burst — are tested in ``test_bus_faults.py``.) Each test has its own
-stream namespace; the worker-kill test its own PostgreSQL schema (several processes share that event store).
+(Bus-level faults — a Redis restart, a 100k burst — are tested in ``test_bus_faults.py``; losing the bus in
+``test_bus_loss.py``.) Each test has its own stream namespace; the worker-kill test its own PostgreSQL schema
+(several processes share that event store). A CPU-bound process runs beside every test here: the worker-kill test
+once hung for 20 minutes on a loaded machine (the recorder's flusher could leave before a stream loop's last batch).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -54,6 +57,17 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]
     )  # fmt: skip
     save_artifact(artifact, registry)
     return registry, candles.iloc[1_500:].reset_index(drop=True)
+
+
+@pytest.fixture(autouse=True)
+def cpu_hog() -> Iterator[None]:
+    """A CPU-bound job beside each test, as on a loaded machine."""
+    hog = subprocess.Popen([sys.executable, "-c", "while 1: pass"])
+    try:
+        yield
+    finally:
+        hog.kill()
+        hog.wait()
 
 
 def spec_for(registry: Path) -> PipelineSpec:
