@@ -245,13 +245,13 @@ def ingest_file(
             progress(1000 + done * 1000 // total, 2000)
 
     parsed = read_candle_file(path, fmt, progress=reading)
-    checked = validate_candles(parsed.raw, timeframe)
+    checked = validate_candles(parsed, timeframe)
     report = _store_and_report(
         store,
         symbol,
         timeframe,
         checked,
-        len(parsed.raw),
+        parsed.rows,
         data_lines=parsed.data_lines,
         blank_lines=parsed.blank_lines,
         source=str(path),

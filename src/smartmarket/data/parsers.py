@@ -28,10 +28,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import mmap
 import queue
+import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +53,7 @@ from smartmarket.data.text_blocks import (
     Compression,
     Progress,
     blocks,
+    file_blocks,
     file_suffixes,
     raw_pieces,
 )
@@ -58,6 +62,7 @@ FORMATS: tuple[str, ...] = ("csv", "parquet", "binance", "freqtrade")
 RAW_COLUMNS: tuple[str, ...] = (*CANDLE_COLUMNS, "line", "raw", "problem")
 PROBLEMS: tuple[str, ...] = ("field_count", "unparseable")
 CHUNK_ROWS = 1_000_000  # Parquet batch rows
+_AHEAD = 1  # blocks read ahead of the parsing
 PEEK_LINES = 64  # non-blank lines looked at to recognise a CSV layout
 _PEEK_BYTES = 1 << 20
 
@@ -87,16 +92,58 @@ _GOOD_BYTE[np.frombuffer(_NUMERIC_BYTES + _ISO_BYTES, dtype=np.uint8)] = True
 _CONTROL = {c: f"\\x{c:02x}" for c in (*range(0, 9), *range(10, 32), 127)}
 
 
+@dataclass(frozen=True)
+class Flagged:
+    """Rows the parser could not read (few, kept apart so clean rows carry no text): their positions among the
+    rows (ascending), ``problem`` (see ``PROBLEMS``; None when only text was kept) and ``raw`` text."""
+
+    rows: np.ndarray
+    problem: np.ndarray
+    raw: np.ndarray
+
+    @staticmethod
+    def none() -> Flagged:
+        return Flagged(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object), np.zeros(0, dtype=object))
+
 
 @dataclass
 class ParsedFile:
-    """A raw frame with the file's line accounting: ``len(raw) + blank_lines == data_lines``."""
+    """A file's rows as candle columns (``columns``: ts int64, the rest float64; meaningless for ``flagged``
+    rows), the source ``line`` of each row, the rows the parser could not read, and the line accounting:
+    ``rows + blank_lines == data_lines``. ``raw`` is the same rows as one raw frame (``RAW_COLUMNS``)."""
 
-    raw: pd.DataFrame
+    columns: dict[str, np.ndarray]
+    line: np.ndarray
+    flagged: Flagged
     data_lines: int  # lines after the header (records for JSON/Parquet)
     blank_lines: int = 0
     fmt: str = ""
     notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of_frame(cls, raw: pd.DataFrame, *, data_lines: int, fmt: str) -> ParsedFile:
+        """A parsed file around a raw frame (``RAW_COLUMNS``)."""
+        problem, text = raw["problem"].to_numpy(), raw["raw"].to_numpy()
+        rows = np.flatnonzero(pd.notna(problem) | pd.notna(text))
+        return cls(
+            {c: raw[c].to_numpy() for c in CANDLE_COLUMNS},
+            raw["line"].to_numpy(dtype=np.int64),
+            Flagged(rows, problem[rows], text[rows]),
+            data_lines=data_lines,
+            fmt=fmt,
+        )
+
+    @property
+    def rows(self) -> int:
+        return len(self.line)
+
+    @cached_property
+    def raw(self) -> pd.DataFrame:
+        """The rows as one raw frame (``RAW_COLUMNS``: ``raw``/``problem`` None where the row parsed)."""
+        raw = np.full(self.rows, None, dtype=object)
+        problem = np.full(self.rows, None, dtype=object)
+        raw[self.flagged.rows], problem[self.flagged.rows] = self.flagged.raw, self.flagged.problem
+        return _frame_of({**self.columns, "line": self.line, "raw": raw, "problem": problem})
 
 
 # --------------------------------------------------------------------------------------------- reading bytes
@@ -110,24 +157,25 @@ def _unreadable(path: Path, exc: BaseException) -> DataFormatError:
     return DataFormatError(f"cannot read file ({_short(exc)})", where=str(path), hint=_GENERIC_HINT)
 
 
-def _pieces(path: Path, compression: Compression | None, progress: Progress | None) -> Iterator[bytes]:
-    """``_raw_pieces`` with decompression in a background thread (zlib, bz2 and lzma release the GIL), so
-    inflating the next piece overlaps parsing this one; any read error is one ``DataFormatError``."""
+def _source_blocks(path: Path, compression: Compression | None, progress: Progress | None) -> Iterator[Block]:
     if compression is None:
-        try:
-            yield from raw_pieces(path, compression, progress)
-        except READ_ERRORS as exc:
-            raise _unreadable(path, exc) from None
-        return
-    results: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=8)
+        return file_blocks(path, progress)
+    return blocks(raw_pieces(path, compression, progress))
+
+
+def _blocks(path: Path, compression: Compression | None, progress: Progress | None) -> Iterator[Block]:
+    """The file's blocks, read (and decompressed) in a background thread one block ahead of the parsing: file
+    reads, zlib/ISA-L inflate, bz2, lzma and large joins release the GIL, so they overlap the parsing of the
+    block before. Memory: at most ``_AHEAD`` blocks wait. Any read error is one ``DataFormatError``."""
+    results: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=_AHEAD)
     stop = threading.Event()
 
     def produce() -> None:
         try:
-            for piece in raw_pieces(path, compression, progress):
+            for block in _source_blocks(path, compression, progress):
                 while not stop.is_set():
                     try:
-                        results.put(("piece", piece), timeout=0.1)
+                        results.put(("block", block), timeout=0.1)
                         break
                     except queue.Full:
                         continue
@@ -137,7 +185,7 @@ def _pieces(path: Path, compression: Compression | None, progress: Progress | No
         except BaseException as exc:  # handed to the reading thread
             results.put(("error", exc))
 
-    worker = threading.Thread(target=produce, name="smartmarket-inflate", daemon=True)
+    worker = threading.Thread(target=produce, name="smartmarket-read", daemon=True)
     worker.start()
     try:
         while True:
@@ -164,9 +212,12 @@ def _peek_lines(path: Path, compression: Compression | None) -> list[tuple[int, 
     found: list[tuple[int, list[str]]] = []
     seen = b""
     try:
-        for piece in raw_pieces(path, compression, None):
-            seen += piece
-            if seen.count(b"\n") > 4 * PEEK_LINES or len(seen) >= _PEEK_BYTES:
+        if compression is None:
+            with path.open("rb") as handle:
+                seen = handle.read(_PEEK_BYTES)
+        for piece in raw_pieces(path, compression, None) if compression else ():
+            seen += piece[: _PEEK_BYTES - len(seen)]
+            if len(seen) >= _PEEK_BYTES or seen.count(b"\n") > 4 * PEEK_LINES:
                 break
     except DataFormatError:
         raise
@@ -396,11 +447,14 @@ class _Columns:
     values: list[np.ndarray]
 
 
-_PARSE = pacsv.ParseOptions(quote_char=False, escape_char=False, double_quote=False, newlines_in_values=False)
+_PARSE = pacsv.ParseOptions(
+    quote_char=False, escape_char=False, double_quote=False, newlines_in_values=False, ignore_empty_lines=False
+)
 _TS_TYPES = (pa.int64(), pa.float64(), pa.string())
+_FAILED_COLUMN = re.compile(r"CSV column #(\d+)")
 
 
-def _arrow_table(data: bytes, layout: _Layout) -> tuple[pa.Table, list[str]] | None:
+def _arrow_table(data: bytes | memoryview, layout: _Layout) -> tuple[pa.Table, list[str]] | None:
     """Plain numeric lines parsed by pyarrow (ts as int64, else float64, else text); None if impossible."""
     names = [f"f{i}" for i in range(layout.fields)]
     wanted = [names[p] for p in layout.positions]
@@ -415,20 +469,23 @@ def _arrow_table(data: bytes, layout: _Layout) -> tuple[pa.Table, list[str]] | N
                     column_types=types, include_columns=wanted, null_values=[""], check_utf8=False
                 ),
             )
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            column = _FAILED_COLUMN.search(str(exc))
+            if "columns, got" in str(exc) or (column and int(column.group(1)) != layout.positions[0]):
+                return None  # another field count, or a value column that is not a number: no ts type will do
             continue
         return table, wanted
     return None
 
 
-def _arrow_columns(data: bytes, layout: _Layout) -> _Columns | None:
+def _arrow_columns(data: bytes | memoryview, layout: _Layout) -> _Columns | None:
     parsed = _arrow_table(data, layout)
     return None if parsed is None else _table_columns(*parsed)
 
 
 def _plain_chunks(table: pa.Table, wanted: list[str]) -> dict[str, list[np.ndarray]] | None:
     """The columns chunk by chunk (views of pyarrow's memory, nothing concatenated) when every row is fine:
-    integer timestamps, none missing, all in a recognised unit; otherwise None."""
+    integer timestamps, none missing, all in a recognised unit, every value a finite number; otherwise None."""
     ts_col = table.column(wanted[0])
     if not pa.types.is_int64(ts_col.type) or ts_col.null_count:
         return None
@@ -441,6 +498,8 @@ def _plain_chunks(table: pa.Table, wanted: list[str]) -> dict[str, list[np.ndarr
     out = {"ts": ts_chunks}
     for name, column in zip(wanted[1:], CANDLE_COLUMNS[1:], strict=True):
         out[column] = [chunk.to_numpy(zero_copy_only=False) for chunk in table.column(name).chunks]
+        if not all(np.isfinite(values).all() for values in out[column]):  # empty, nan or inf: see _parse_block
+            return None
     return out
 
 
@@ -585,22 +644,39 @@ class _Parsed:
     first_line: int | None = None
 
 
-def _parse_block(block: Block, layout: _Layout) -> tuple[_Parsed, int]:
-    """(rows, blank lines) of one block."""
-    data = block.data
-    if not block.long_lines:
-        rest = data.translate(None, _NUMERIC_BYTES + _ISO_BYTES + b"\r")
-        plain = not rest and (b"\r" not in data or data.count(b"\r") == data.count(b"\r\n"))
-        if plain:
-            parsed = _arrow_table(data, layout)
-            if parsed is not None and parsed[0].num_rows == block.lines:  # one row per line: nothing blank
-                chunks = _plain_chunks(*parsed)
-                if chunks is not None:
-                    return _Parsed(chunks, block.lines, block.first_line), 0
-            columns = None if parsed is None else _table_columns(*parsed)
-            if columns is not None and len(columns.ts) == block.lines:
+def _only_numeric_bytes(block: Block) -> bool:
+    """Only number and ISO-8601 bytes (bytes read ahead after ``end`` included: a false alarm only costs the
+    careful path)."""
+    return not block.data.translate(None, _NUMERIC_BYTES + _ISO_BYTES + b"\r")
+
+
+def _no_lone_cr(block: Block) -> bool:
+    """``\\r`` only as part of ``\\r\\n`` (pyarrow would take a lone ``\\r`` for a line end)."""
+    data, end = block.data, block.end
+    return data.find(b"\r", 0, end) < 0 or data.count(b"\r", 0, end) == data.count(b"\r\n", 0, end)
+
+
+def _parse_block(block: Block, first_line: int, layout: _Layout) -> tuple[_Parsed, int, int]:
+    """(rows, lines, blank lines) of one block whose first line is the file's line ``first_line``.
+
+    The fast path asks pyarrow for the whole block: it refuses any other field count and any field that is not
+    a number, keeps empty lines (as rows of nulls, so one row per line: no count needed) and needs no byte
+    check when every row is integer ms and finite numbers, the only values pyarrow and the careful path's
+    ``pd.to_numeric`` are known to read alike whatever the bytes (``nan``, ``inf`` or a tab around a number are
+    read by both, but go the careful way). Anything else (float or text timestamps) is taken from the table only
+    when the block holds nothing but number bytes; the rest goes to the careful path."""
+    if not block.long_lines and _no_lone_cr(block):
+        parsed = _arrow_table(memoryview(block.data)[: block.end], layout)
+        if parsed is not None and not parsed[0].column(parsed[1][0]).null_count:  # no blank line, no empty ts
+            lines = parsed[0].num_rows
+            chunks = _plain_chunks(*parsed)
+            if chunks is not None:
+                return _Parsed(chunks, lines, first_line), lines, 0
+            if _only_numeric_bytes(block):
+                columns = _table_columns(*parsed)
                 rows = _Rows()
-                rows.add(np.arange(block.lines, dtype=np.int64), columns)
+                rows.add(np.arange(lines, dtype=np.int64), columns)
+                data = block.text()
                 bounds: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
                 def fast_text(i: int) -> bytes:
@@ -609,16 +685,16 @@ def _parse_block(block: Block, layout: _Layout) -> tuple[_Parsed, int]:
                     starts, ends, _ = bounds[0]
                     return data[int(starts[i]) : int(ends[i])]
 
-                return _whole(rows.columns_out(block.first_line, fast_text)), 0
-    return _parse_block_carefully(block, layout)
+                return _whole(rows.columns_out(first_line, fast_text)), lines, 0
+    return _parse_block_carefully(block, first_line, layout)
 
 
 def _whole(columns: dict[str, np.ndarray]) -> _Parsed:
     return _Parsed({c: [v] for c, v in columns.items()}, len(columns["ts"]))
 
 
-def _parse_block_carefully(block: Block, layout: _Layout) -> tuple[_Parsed, int]:
-    data = block.data
+def _parse_block_carefully(block: Block, first_line: int, layout: _Layout) -> tuple[_Parsed, int, int]:
+    data = block.text()
     buf = np.frombuffer(data, dtype=np.uint8)
     starts, ends, nl = _line_bounds(buf)
     blank = ends == starts
@@ -660,7 +736,7 @@ def _parse_block_carefully(block: Block, layout: _Layout) -> tuple[_Parsed, int]
     def careful_text(i: int) -> bytes:
         return data[int(starts[i]) : int(ends[i])]
 
-    return _whole(rows.columns_out(block.first_line, careful_text)), int(np.count_nonzero(blank))
+    return _whole(rows.columns_out(first_line, careful_text)), len(nl), int(np.count_nonzero(blank))
 
 
 def _frame_of(columns: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -684,20 +760,36 @@ def _text_size(path: Path, compression: Compression | None) -> int | None:
     return None
 
 
-_RAW_DTYPES: dict[str, type] = {"ts": np.int64, "line": np.int64, "raw": object, "problem": object}
+_SINK_DTYPES: dict[str, type] = {"ts": np.int64, "line": np.int64}
+_MAPPED_BYTES = 4 << 20  # arrays at least this large are mapped directly (see ``_fresh_array``)
+
+
+def _fresh_array(rows: int, dtype: np.dtype) -> np.ndarray:
+    """An uninitialised array. Large ones are anonymous memory maps of ordinary pages: numpy asks the kernel for
+    huge pages on large arrays, and on a busy VM finding them (memory compaction) cost up to 0.3 s per 150 MB
+    of fresh columns against a steady 0.05 s here. The map is released with the last view of the array."""
+    size = rows * dtype.itemsize
+    if size < _MAPPED_BYTES:
+        return np.empty(rows, dtype=dtype)
+    return np.frombuffer(mmap.mmap(-1, size), dtype=dtype)
+
+
+_SINK_COLUMNS: tuple[str, ...] = (*CANDLE_COLUMNS, "line")
 
 
 class _Sink:
-    """Raw-frame columns filled block by block into arrays sized once from an estimate of the row count, so
-    the rows are copied into place once instead of kept per block and concatenated (on a 2-core VM, touching
-    fresh memory costs as much as parsing)."""
+    """Candle columns and lines filled block by block into arrays sized once from an estimate of the row count,
+    so the rows are copied into place once instead of kept per block and concatenated (on a 2-core VM, touching
+    fresh memory costs as much as parsing). Rows the parser could not read are kept apart (``Flagged``)."""
 
     def __init__(self) -> None:
         self.columns: dict[str, np.ndarray] = {}
         self.size = 0
+        self.flagged: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.counting = np.zeros(0, dtype=np.int64)  # 0, 1, 2, … reused for the line numbers of each block
 
     def reserve(self, rows: int) -> None:
-        grown: dict[str, np.ndarray] = {c: np.empty(rows, dtype=_RAW_DTYPES.get(c, np.float64)) for c in RAW_COLUMNS}
+        grown = {c: _fresh_array(rows, np.dtype(_SINK_DTYPES.get(c, np.float64))) for c in _SINK_COLUMNS}
         for c, v in self.columns.items():
             grown[c][: self.size] = v[: self.size]
         self.columns = grown
@@ -706,21 +798,35 @@ class _Sink:
         rows, at = block.rows, self.size
         if at + rows > len(self.columns.get("ts", ())):
             self.reserve(max(estimate, at + rows, int(1.5 * (at + rows))))
-        for c, chunks in block.columns.items():
+        for c in _SINK_COLUMNS:
             pos = at
-            for chunk in chunks:
+            for chunk in block.columns.get(c, ()):
                 self.columns[c][pos : pos + len(chunk)] = chunk
                 pos += len(chunk)
         if block.first_line is not None:
-            self.columns["line"][at : at + rows] = np.arange(block.first_line, block.first_line + rows)
-            self.columns["raw"][at : at + rows] = None
-            self.columns["problem"][at : at + rows] = None
+            if len(self.counting) < rows:
+                self.counting = np.arange(rows, dtype=np.int64)
+            np.add(self.counting[:rows], block.first_line, out=self.columns["line"][at : at + rows])
+        else:
+            (problem,) = block.columns["problem"]
+            (raw,) = block.columns["raw"]
+            bad = np.flatnonzero(pd.notna(problem) | pd.notna(raw))
+            if len(bad):
+                self.flagged.append((bad + at, problem[bad], raw[bad]))
         self.size += rows
 
-    def frame(self) -> pd.DataFrame:
+    def parsed(self, *, data_lines: int, blank_lines: int, fmt: str) -> ParsedFile:
         if not self.size:
-            return empty_raw_frame()
-        return _frame_of({c: v[: self.size] for c, v in self.columns.items()})
+            empty = ParsedFile.of_frame(empty_raw_frame(), data_lines=data_lines, fmt=fmt)
+            return dataclasses.replace(empty, blank_lines=blank_lines)
+        flagged = (
+            Flagged(*(np.concatenate(parts) for parts in zip(*self.flagged, strict=True)))
+            if self.flagged
+            else Flagged.none()
+        )
+        columns = {c: v[: self.size] for c, v in self.columns.items()}
+        line = columns.pop("line")
+        return ParsedFile(columns, line, flagged, data_lines=data_lines, blank_lines=blank_lines, fmt=fmt)
 
 
 def _read_csv(path: Path, fmt: str, progress: Progress | None) -> ParsedFile:
@@ -730,22 +836,24 @@ def _read_csv(path: Path, fmt: str, progress: Progress | None) -> ParsedFile:
     sink = _Sink()
     seen_bytes = 0
     data_lines = blank_lines = 0
-    for block in blocks(_pieces(path, compression, progress)):
-        if block.first_line + block.lines <= layout.header_line:
-            continue  # blank lines before the header
-        if block.first_line <= layout.header_line:  # drop the lines up to and including the header
-            skip = layout.header_line - block.first_line + 1
-            cut = 0
-            for _ in range(skip):
-                cut = block.data.index(b"\n", cut) + 1
-            long_lines = tuple(i - skip for i in block.long_lines if i >= skip)
-            block = Block(block.data[cut:], layout.header_line + 1, block.lines - skip, long_lines)
-            if not block.lines:
-                continue
-        columns, blank = _parse_block(block, layout)
-        data_lines += block.lines
+    line = 1  # the file's line number of the block's first line
+    for block in _blocks(path, compression, progress):
+        if line <= layout.header_line:  # drop the lines up to and including the header
+            skip = layout.header_line - line + 1
+            cut = skipped = 0
+            while skipped < skip and cut < block.end:
+                cut = block.data.index(b"\n", cut, block.end) + 1
+                skipped += 1
+            line += skipped
+            if cut == block.end:
+                continue  # nothing but lines before the header
+            long_lines = tuple(i - skipped for i in block.long_lines if i >= skipped)
+            block = Block(block.data[cut : block.end], block.end - cut, long_lines)
+        columns, lines, blank = _parse_block(block, line, layout)
+        line += lines
+        data_lines += lines
         blank_lines += blank
-        seen_bytes += len(block.data)
+        seen_bytes += block.end
         estimate = 0
         if text_size is not None and text_size > seen_bytes:  # rows so far × bytes left / bytes so far, +2 %
             estimate = int((data_lines - blank_lines) * (1.02 * text_size / seen_bytes)) + 1024
@@ -753,7 +861,7 @@ def _read_csv(path: Path, fmt: str, progress: Progress | None) -> ParsedFile:
     if progress is not None:
         total = path.stat().st_size
         progress(total, total)
-    return ParsedFile(sink.frame(), data_lines=data_lines, blank_lines=blank_lines, fmt=fmt)
+    return sink.parsed(data_lines=data_lines, blank_lines=blank_lines, fmt=fmt)
 
 
 # --------------------------------------------------------------------------------------------- other formats
@@ -782,7 +890,7 @@ def _read_parquet(path: Path, progress: Progress | None) -> ParsedFile:
     except (pa.ArrowException, OSError) as exc:
         raise DataFormatError(f"cannot read Parquet ({_short(exc)})", where=str(path), hint=_GENERIC_HINT) from None
     raw = pd.concat(chunks, ignore_index=True) if chunks else empty_raw_frame()
-    return ParsedFile(raw, data_lines=len(raw), fmt="parquet")
+    return ParsedFile.of_frame(raw, data_lines=len(raw), fmt="parquet")
 
 
 def _json_value(value: object) -> object:
@@ -795,6 +903,9 @@ def _json_value(value: object) -> object:
 _NOT_A_VALUE = object()
 
 
+_JSON_READ_ERRORS: tuple[type[Exception], ...] = (*READ_ERRORS, json.JSONDecodeError, RecursionError)
+
+
 def _read_freqtrade(path: Path, progress: Progress | None) -> ParsedFile:
     _, compression = file_suffixes(path)
     try:
@@ -802,7 +913,7 @@ def _read_freqtrade(path: Path, progress: Progress | None) -> ParsedFile:
         records = json.loads(text)
     except DataFormatError:
         raise
-    except (*READ_ERRORS, json.JSONDecodeError, RecursionError) as exc:
+    except _JSON_READ_ERRORS as exc:
         raise DataFormatError(
             f"cannot read freqtrade JSON ({_short(exc)})", where=str(path), hint=_FREQTRADE_HINT
         ) from None
@@ -850,7 +961,7 @@ def _read_freqtrade(path: Path, progress: Progress | None) -> ParsedFile:
     if progress is not None:
         size = path.stat().st_size
         progress(size, size)
-    return ParsedFile(raw, data_lines=len(records), fmt="freqtrade")
+    return ParsedFile.of_frame(raw, data_lines=len(records), fmt="freqtrade")
 
 
 # --------------------------------------------------------------------------------------------- entry points
@@ -886,6 +997,7 @@ __all__ = [
     "PROBLEMS",
     "RAW_COLUMNS",
     "RAW_TEXT_LIMIT",
+    "Flagged",
     "ParsedFile",
     "coerce_numbers",
     "detect_format",
