@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from smartmarket.core.errors import ValidationError
+from smartmarket.core.types import Candle
 from smartmarket.features.base import Feature
-from smartmarket.features.smc.common import Bar, EventKind, SMCEvent, Zone, nearest_zone, signed_distance
+from smartmarket.features.smc.common import EventKind, IndexedCandle, SMCEvent, Zone, nearest_zone, signed_distance
 from smartmarket.features.smc.fvg import FVGTracker
 from smartmarket.features.smc.liquidity import LiquidityPool, LiquidityTracker
 from smartmarket.features.smc.order_blocks import Mitigation, OrderBlockTracker
@@ -72,6 +74,9 @@ SMC_COLUMNS: tuple[str, ...] = (
     "smc_dist_liq_low",
 )
 _NAN_ROW: tuple[float, ...] = (NAN,) * len(SMC_COLUMNS)
+# the named tuples from plain tuples without a Python-level call (once per candle)
+_new_candle = partial(tuple.__new__, Candle)
+_new_indexed = partial(tuple.__new__, IndexedCandle)
 
 
 @dataclass(frozen=True)
@@ -143,7 +148,7 @@ class SMCFeatures(Feature):
             self._values, self.last_events = _NAN_ROW, ()
             return
         self._valid_rows += 1
-        bar = Bar(index, ts, open, high, low, close)
+        bar = _new_indexed((index, _new_candle((ts, open, high, low, close, volume))))
 
         swings = self._swings.update(bar)
         self._range.update(swings)
@@ -169,9 +174,9 @@ class SMCFeatures(Feature):
         return pd.DataFrame(out, columns=list(self.columns), index=frame.index)
 
     def _row(
-        self, bar: Bar, swings: list[Swing], brk: StructureBreak | None, events: list[SMCEvent]
+        self, bar: IndexedCandle, swings: list[Swing], brk: StructureBreak | None, events: list[SMCEvent]
     ) -> tuple[float, ...]:
-        close = bar.close
+        close = bar.candle.close
         high_swing = next((s.price for s in swings if s.side > 0), NAN)
         low_swing = next((s.price for s in swings if s.side < 0), NAN)
         bos = brk.direction if brk is not None and not brk.choch else 0
@@ -265,8 +270,8 @@ def _pool_columns(pools: list[LiquidityPool], close: float) -> tuple[float, floa
 
 __all__ = [
     "SMC_COLUMNS",
-    "Bar",
     "EventKind",
+    "IndexedCandle",
     "SMCConfig",
     "SMCEvent",
     "SMCFeatures",

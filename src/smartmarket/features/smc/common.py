@@ -1,4 +1,4 @@
-"""Small shared pieces of the SMC state machines: the bar record, zones and the event record.
+"""Small shared pieces of the SMC state machines: the indexed candle, zones and the event record.
 
 Everything here is plain data; the detectors in the sibling modules own the logic.
 """
@@ -8,28 +8,21 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
+
+from smartmarket.core.types import Candle
 
 NAN = math.nan
 
 
-@dataclass(frozen=True, slots=True)
-class Bar:
-    """One valid (finite OHLC) candle as the detectors see it; ``index`` is its row position in the input."""
+class IndexedCandle(NamedTuple):
+    """One valid (finite OHLC) candle at its ``row`` position in the input, as the detectors see it.
 
-    index: int
-    ts: int
-    open: float
-    high: float
-    low: float
-    close: float
+    The candle is the one ``core.types.Candle``; the row is what events and zones refer back to (``index``).
+    """
 
-    @property
-    def bullish(self) -> bool:
-        return self.close > self.open
-
-    @property
-    def bearish(self) -> bool:
-        return self.close < self.open
+    row: int
+    candle: Candle
 
 
 class EventKind(StrEnum):
@@ -112,10 +105,11 @@ def nearest_zone(zones: list[Zone], close: float) -> Zone | None:
     return best
 
 
-def zone_event(kind: EventKind, zone: Zone, bar: Bar) -> SMCEvent:
+def zone_event(kind: EventKind, zone: Zone, bar: IndexedCandle) -> SMCEvent:
     """An event about ``zone`` emitted at ``bar`` (price: top of a bullish zone, bottom of a bearish one)."""
     price = zone.top if zone.direction > 0 else zone.bottom
-    return SMCEvent(kind, zone.direction, bar.index, bar.ts, zone.ref_index, zone.ref_ts, price, zone.top, zone.bottom)
+    index, ts = bar.row, bar.candle.ts
+    return SMCEvent(kind, zone.direction, index, ts, zone.ref_index, zone.ref_ts, price, zone.top, zone.bottom)
 
 
-__all__ = ["NAN", "Bar", "EventKind", "SMCEvent", "Zone", "nearest_zone", "signed_distance", "zone_event"]
+__all__ = ["NAN", "EventKind", "IndexedCandle", "SMCEvent", "Zone", "nearest_zone", "signed_distance", "zone_event"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from smartmarket.features.smc.common import Bar, EventKind, SMCEvent, Zone, zone_event
+from smartmarket.features.smc.common import EventKind, IndexedCandle, SMCEvent, Zone, zone_event
 
 
 class FVGTracker:
@@ -24,7 +24,7 @@ class FVGTracker:
     def __init__(self, *, min_size: float = 0.0, max_active: int = 50) -> None:
         self.min_size = min_size
         self.max_active = max_active
-        self._previous: deque[Bar] = deque(maxlen=2)
+        self._previous: deque[IndexedCandle] = deque(maxlen=2)
         self.bullish: list[Zone] = []
         self.bearish: list[Zone] = []
 
@@ -33,17 +33,20 @@ class FVGTracker:
         self.bullish.clear()
         self.bearish.clear()
 
-    def update(self, bar: Bar) -> list[SMCEvent]:
+    def update(self, bar: IndexedCandle) -> list[SMCEvent]:
         """Track open gaps against ``bar``, then detect a gap completed by ``bar``."""
-        events = self._track(bar, self.bullish, +1) + self._track(bar, self.bearish, -1)
+        index, candle = bar
+        low, high = candle.low, candle.high
+        events = self._track(bar, low, high, self.bullish, +1)
+        events += self._track(bar, low, high, self.bearish, -1)
         if len(self._previous) == 2:
-            first, middle = self._previous
+            (_, first), (middle_index, middle) = self._previous
             zone: Zone | None = None
-            if bar.low > first.high:
-                zone = Zone(+1, bar.low, first.high, middle.index, middle.ts, bar.index)
-            elif bar.high < first.low:
-                zone = Zone(-1, first.low, bar.high, middle.index, middle.ts, bar.index)
-            if zone is not None and (zone.top - zone.bottom) >= self.min_size * abs(bar.close):
+            if candle.low > first.high:
+                zone = Zone(+1, candle.low, first.high, middle_index, middle.ts, index)
+            elif candle.high < first.low:
+                zone = Zone(-1, first.low, candle.high, middle_index, middle.ts, index)
+            if zone is not None and (zone.top - zone.bottom) >= self.min_size * abs(candle.close):
                 side = self.bullish if zone.direction > 0 else self.bearish
                 side.append(zone)
                 if len(side) > self.max_active:
@@ -52,13 +55,15 @@ class FVGTracker:
         self._previous.append(bar)
         return events
 
-    def _track(self, bar: Bar, zones: list[Zone], direction: int) -> list[SMCEvent]:
+    def _track(self, bar: IndexedCandle, low: float, high: float, zones: list[Zone], direction: int) -> list[SMCEvent]:
         events: list[SMCEvent] = []
+        if not zones:
+            return events
         for zone in list(zones):
             if direction > 0:
-                inside, filled = bar.low < zone.top, bar.low <= zone.bottom
+                inside, filled = low < zone.top, low <= zone.bottom
             else:
-                inside, filled = bar.high > zone.bottom, bar.high >= zone.top
+                inside, filled = high > zone.bottom, high >= zone.top
             if filled:
                 zones.remove(zone)
                 events.append(zone_event(EventKind.FVG_FILLED, zone, bar))

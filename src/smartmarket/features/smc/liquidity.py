@@ -21,7 +21,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-from smartmarket.features.smc.common import Bar, EventKind, SMCEvent
+from smartmarket.features.smc.common import EventKind, IndexedCandle, SMCEvent
 from smartmarket.features.smc.swings import Swing
 
 
@@ -39,11 +39,12 @@ class AverageTrueRange:
         self._previous_close = math.nan
         self._seed: list[float] = []
 
-    def update(self, bar: Bar) -> float:
-        true_range = bar.high - bar.low
+    def update(self, bar: IndexedCandle) -> float:
+        _, _, high, low, close, _ = bar.candle
+        true_range = high - low
         if not math.isnan(self._previous_close):
-            true_range = max(true_range, abs(bar.high - self._previous_close), abs(bar.low - self._previous_close))
-        self._previous_close = bar.close
+            true_range = max(true_range, abs(high - self._previous_close), abs(low - self._previous_close))
+        self._previous_close = close
         if math.isnan(self.value):
             self._seed.append(true_range)
             if len(self._seed) == self.length:
@@ -87,13 +88,14 @@ class LiquidityTracker:
     def tolerance(self) -> float:
         return 0.0 if math.isnan(self.atr.value) else self.tolerance_atr * self.atr.value
 
-    def update(self, bar: Bar, swings: list[Swing]) -> list[SMCEvent]:
+    def update(self, bar: IndexedCandle, swings: list[Swing]) -> list[SMCEvent]:
         """Resolve pools against ``bar``, drop candidates it took, then add the swings confirmed at ``bar``."""
         self.atr.update(bar)
         tolerance = self.tolerance()
         self.formed = {+1: 0, -1: 0}
         events = self._resolve(bar)
-        for side, extreme in ((+1, bar.high), (-1, bar.low)):
+        candle = bar.candle
+        for side, extreme in ((+1, candle.high), (-1, candle.low)):
             candidates = self._candidates[side]
             for swing in [s for s in candidates if side * (extreme - s.price) > tolerance]:
                 candidates.remove(swing)
@@ -103,18 +105,19 @@ class LiquidityTracker:
                 events.append(event)
         return events
 
-    def _resolve(self, bar: Bar) -> list[SMCEvent]:
+    def _resolve(self, bar: IndexedCandle) -> list[SMCEvent]:
         events: list[SMCEvent] = []
+        _, _, high, low, close, _ = bar.candle
         for side in (+1, -1):
             for pool in list(self.pools[side]):
-                if side * (bar.high if side > 0 else bar.low) > side * pool.level:
-                    swept = side * bar.close <= side * pool.level
+                if side * (high if side > 0 else low) > side * pool.level:
+                    swept = side * close <= side * pool.level
                     self.pools[side].remove(pool)
                     kind = EventKind.LIQUIDITY_SWEEP if swept else EventKind.LIQUIDITY_TAKEN
                     events.append(_pool_event(kind, pool, bar))
         return events
 
-    def _add_swing(self, swing: Swing, bar: Bar, tolerance: float) -> SMCEvent | None:
+    def _add_swing(self, swing: Swing, bar: IndexedCandle, tolerance: float) -> SMCEvent | None:
         side = swing.side
         kind = EventKind.EQUAL_HIGHS if side > 0 else EventKind.EQUAL_LOWS
         near_pools = [p for p in self.pools[side] if abs(p.level - swing.price) <= tolerance]
@@ -136,15 +139,16 @@ class LiquidityTracker:
         prices = [s.price for s in matches] + [swing.price]
         top, bottom = max(prices), min(prices)
         pool = LiquidityPool(
-            side, top if side > 0 else bottom, top, bottom, len(prices), swing.index, swing.ts, bar.index
+            side, top if side > 0 else bottom, top, bottom, len(prices), swing.index, swing.ts, bar.row
         )
         self.pools[side].append(pool)
         self.formed[side] = pool.members
         return _pool_event(kind, pool, bar)
 
 
-def _pool_event(kind: EventKind, pool: LiquidityPool, bar: Bar) -> SMCEvent:
-    return SMCEvent(kind, pool.side, bar.index, bar.ts, pool.ref_index, pool.ref_ts, pool.level, pool.top, pool.bottom)
+def _pool_event(kind: EventKind, pool: LiquidityPool, bar: IndexedCandle) -> SMCEvent:
+    index, ts = bar.row, bar.candle.ts
+    return SMCEvent(kind, pool.side, index, ts, pool.ref_index, pool.ref_ts, pool.level, pool.top, pool.bottom)
 
 
 __all__ = ["AverageTrueRange", "LiquidityPool", "LiquidityTracker"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Literal
 
-from smartmarket.features.smc.common import Bar, EventKind, SMCEvent, Zone, zone_event
+from smartmarket.features.smc.common import EventKind, IndexedCandle, SMCEvent, Zone, zone_event
 from smartmarket.features.smc.structure import StructureBreak
 
 Mitigation = Literal["wick", "close"]
@@ -33,7 +33,7 @@ class OrderBlockTracker:
             raise ValueError(f"mitigation must be 'wick' or 'close', got {mitigation!r}")
         self.mitigation = mitigation
         self.max_active = max_active
-        self._history: deque[Bar] = deque(maxlen=search_limit)
+        self._history: deque[IndexedCandle] = deque(maxlen=search_limit)
         self.bullish: list[Zone] = []
         self.bearish: list[Zone] = []
 
@@ -42,9 +42,11 @@ class OrderBlockTracker:
         self.bullish.clear()
         self.bearish.clear()
 
-    def update(self, bar: Bar, brk: StructureBreak | None) -> list[SMCEvent]:
+    def update(self, bar: IndexedCandle, brk: StructureBreak | None) -> list[SMCEvent]:
         """Track existing blocks against ``bar``, then create a block if ``brk`` happened at ``bar``."""
-        events = self._track(bar, self.bullish, +1) + self._track(bar, self.bearish, -1)
+        _, _, high, low, close, _ = bar.candle
+        events = self._track(bar, high, low, close, self.bullish, +1)
+        events += self._track(bar, high, low, close, self.bearish, -1)
         if brk is not None:
             zone = self._find_block(brk)
             if zone is not None:
@@ -57,29 +59,33 @@ class OrderBlockTracker:
         return events
 
     def _find_block(self, brk: StructureBreak) -> Zone | None:
-        leg = [b for b in self._history if b.index > brk.swing.index]
+        leg = [b for b in self._history if b.row > brk.swing.index]
         if not leg:
             return None
         bullish = brk.direction > 0
         if bullish:
-            start = min(range(len(leg)), key=lambda i: (leg[i].low, -i))
+            start = min(range(len(leg)), key=lambda i: (leg[i].candle.low, -i))
         else:
-            start = max(range(len(leg)), key=lambda i: (leg[i].high, i))
-        for candle in reversed(leg[: start + 1]):
-            if candle.bearish if bullish else candle.bullish:
-                return Zone(brk.direction, candle.high, candle.low, candle.index, candle.ts, brk.index)
+            start = max(range(len(leg)), key=lambda i: (leg[i].candle.high, i))
+        for index, candle in reversed(leg[: start + 1]):
+            if candle.close < candle.open if bullish else candle.close > candle.open:
+                return Zone(brk.direction, candle.high, candle.low, index, candle.ts, brk.index)
         return None
 
-    def _track(self, bar: Bar, zones: list[Zone], direction: int) -> list[SMCEvent]:
+    def _track(
+        self, bar: IndexedCandle, high: float, low: float, close: float, zones: list[Zone], direction: int
+    ) -> list[SMCEvent]:
         events: list[SMCEvent] = []
+        if not zones:
+            return events
         close_based = self.mitigation == "close"
         for zone in list(zones):
             if direction > 0:
-                entered = bar.low <= zone.top
-                through = (bar.close if close_based else bar.low) < zone.bottom
+                entered = low <= zone.top
+                through = (close if close_based else low) < zone.bottom
             else:
-                entered = bar.high >= zone.bottom
-                through = (bar.close if close_based else bar.high) > zone.top
+                entered = high >= zone.bottom
+                through = (close if close_based else high) > zone.top
             if entered and not zone.touched:
                 zone.touched = True
                 events.append(zone_event(EventKind.ORDER_BLOCK_TOUCHED, zone, bar))

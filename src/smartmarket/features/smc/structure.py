@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from smartmarket.features.smc.common import Bar
+from smartmarket.features.smc.common import IndexedCandle
 from smartmarket.features.smc.swings import Swing
 
 
@@ -42,31 +42,33 @@ class StructureTracker:
         self._high_broken = False
         self._low_broken = False
 
-    def update(self, bar: Bar, swings: list[Swing]) -> StructureBreak | None:
-        """Take the swings confirmed at ``bar``, then test ``bar.close`` against the unbroken levels."""
+    def update(self, bar: IndexedCandle, swings: list[Swing]) -> StructureBreak | None:
+        """Take the swings confirmed at ``bar``, then test its close against the unbroken levels."""
         for swing in swings:
             if swing.side > 0:
                 self._high, self._high_broken = swing, False
             else:
                 self._low, self._low_broken = swing, False
-        up = self._high is not None and not self._high_broken and bar.close > self._high.price
-        down = self._low is not None and not self._low_broken and bar.close < self._low.price
+        index, candle = bar
+        close = candle.close
+        up = self._high is not None and not self._high_broken and close > self._high.price
+        down = self._low is not None and not self._low_broken and close < self._low.price
         if up and down:
-            up, down = bar.close >= bar.open, bar.close < bar.open
+            up, down = close >= candle.open, close < candle.open
         if up:
             assert self._high is not None
             self._high_broken = True
-            return self._break(+1, self._high, bar)
+            return self._break(+1, self._high, index, candle.ts)
         if down:
             assert self._low is not None
             self._low_broken = True
-            return self._break(-1, self._low, bar)
+            return self._break(-1, self._low, index, candle.ts)
         return None
 
-    def _break(self, direction: int, swing: Swing, bar: Bar) -> StructureBreak:
+    def _break(self, direction: int, swing: Swing, index: int, ts: int) -> StructureBreak:
         choch = self.trend == -direction
         self.trend = direction
-        return StructureBreak(direction, choch, swing, bar.index, bar.ts)
+        return StructureBreak(direction, choch, swing, index, ts)
 
 
 __all__ = ["StructureBreak", "StructureTracker"]

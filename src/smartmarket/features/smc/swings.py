@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from smartmarket.features.smc.common import Bar
+from smartmarket.features.smc.common import IndexedCandle
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,26 +33,36 @@ class SwingDetector:
         if length < 1:
             raise ValueError(f"swing length must be >= 1, got {length}")
         self.length = length
-        self._window: deque[Bar] = deque(maxlen=2 * length + 1)
+        size = 2 * length + 1
+        # the window's candles as four columns (the detector compares highs and lows only)
+        self._highs: deque[float] = deque(maxlen=size)
+        self._lows: deque[float] = deque(maxlen=size)
+        self._rows: deque[int] = deque(maxlen=size)
+        self._ts: deque[int] = deque(maxlen=size)
 
     def reset(self) -> None:
-        self._window.clear()
+        for column in (self._highs, self._lows, self._rows, self._ts):
+            column.clear()
 
-    def update(self, bar: Bar) -> list[Swing]:
+    def update(self, bar: IndexedCandle) -> list[Swing]:
         """Add ``bar``; return the swings (at most one high and one low) confirmed by it."""
-        window = self._window
-        window.append(bar)
-        if len(window) < window.maxlen:  # type: ignore[operator]
+        row, candle = bar
+        self._highs.append(candle.high)
+        self._lows.append(candle.low)
+        self._rows.append(row)
+        self._ts.append(candle.ts)
+        if len(self._rows) < self._rows.maxlen:  # type: ignore[operator]
             return []
         n = self.length
-        bars = list(window)
-        middle = bars[n]
-        left, right = bars[:n], bars[n + 1 :]
         found: list[Swing] = []
-        if all(middle.high > b.high for b in left) and all(middle.high >= b.high for b in right):
-            found.append(Swing(+1, middle.index, middle.ts, middle.high, bar.index, bar.ts))
-        if all(middle.low < b.low for b in left) and all(middle.low <= b.low for b in right):
-            found.append(Swing(-1, middle.index, middle.ts, middle.low, bar.index, bar.ts))
+        highs = list(self._highs)
+        high = highs[n]
+        if high > max(highs[:n]) and high >= max(highs[n + 1 :]):  # finite values: max is "all of them"
+            found.append(Swing(+1, self._rows[n], self._ts[n], high, row, candle.ts))
+        lows = list(self._lows)
+        low = lows[n]
+        if low < min(lows[:n]) and low <= min(lows[n + 1 :]):
+            found.append(Swing(-1, self._rows[n], self._ts[n], low, row, candle.ts))
         return found
 
 
