@@ -132,7 +132,7 @@ class EnsembleStrategy(Strategy):
         assert trader is not None
         b = ctx.bar
         signal = engine.on_candle(b.ts, b.open, b.high, b.low, b.close, b.volume)
-        sign = 1 if signal.direction == "long" else -1 if signal.direction == "short" else 0
+        sign = signal.direction.sign
         return trader.decide(sign, str(signal.strength), signal.confidence, b.close, engine.tracker.scale, ctx.position)
 
     def warmup_bars(self) -> int:
