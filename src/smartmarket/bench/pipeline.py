@@ -36,10 +36,9 @@ from smartmarket.bench.bus import run_bus_benchmark
 from smartmarket.bus.base import Bus
 from smartmarket.bus.inprocess import InProcessBus
 from smartmarket.bus.redis_streams import RedisStreamsBus
-from smartmarket.core.types import Timeframe
+from smartmarket.core.types import Candle, Timeframe
 from smartmarket.engine.live import LivePipeline, RunOptions, percentiles
 from smartmarket.engine.stages.spec import FactoryEngines, PipelineSpec, TradingConfig
-from smartmarket.engine.strategy import Bar
 
 TARGET_P99_MS = 25.0
 PROMISE_MS = 50.0
@@ -59,10 +58,10 @@ class PacedSource:
         self.frame = frame
         self.gap_s = gap_s
 
-    async def candles(self) -> AsyncIterator[tuple[str, Bar]]:
+    async def candles(self) -> AsyncIterator[tuple[str, Candle]]:
         columns = [self.frame[c].to_numpy().tolist() for c in ("ts", "open", "high", "low", "close", "volume")]
         for ts, o, h, lo, c, v in zip(*columns, strict=True):
-            yield SYMBOL, Bar(int(ts), o, h, lo, c, v)
+            yield SYMBOL, Candle(int(ts), o, h, lo, c, v)
             await asyncio.sleep(self.gap_s)
 
 

@@ -2,12 +2,11 @@
 
 from smartmarket.engine.backtest import BacktestResult, iter_bars, run_backtest, run_backtest_from_store, run_kernel
 from smartmarket.engine.kernel import Kernel, KernelConfig
-from smartmarket.engine.strategy import Bar, BarContext, BarHistory, Strategy, StrategyFactory
+from smartmarket.engine.strategy import BarContext, BarHistory, Strategy, StrategyFactory
 from smartmarket.execution.orders import Decision
 
 __all__ = [
     "BacktestResult",
-    "Bar",
     "BarContext",
     "BarHistory",
     "Decision",

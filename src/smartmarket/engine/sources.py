@@ -21,9 +21,8 @@ import pandas as pd
 
 from smartmarket.core.errors import ConfigError
 from smartmarket.core.timeutil import now_ms
-from smartmarket.core.types import Timeframe
+from smartmarket.core.types import Candle, Timeframe
 from smartmarket.engine.backtest import iter_bars
-from smartmarket.engine.strategy import Bar
 
 
 class CandleSource(Protocol):
@@ -31,7 +30,7 @@ class CandleSource(Protocol):
 
     finite: bool
 
-    def candles(self) -> AsyncIterator[tuple[str, Bar]]: ...
+    def candles(self) -> AsyncIterator[tuple[str, Candle]]: ...
 
 
 def read_candle_file(path: Path, timeframe: Timeframe) -> tuple[pd.DataFrame, int]:
@@ -68,7 +67,7 @@ class FileSource:
         source.dropped = dropped
         return source
 
-    async def candles(self) -> AsyncIterator[tuple[str, Bar]]:
+    async def candles(self) -> AsyncIterator[tuple[str, Candle]]:
         start_wall = time.monotonic()
         first_ts: int | None = None
         for symbol, bar in iter_bars(self.frames):
@@ -110,7 +109,7 @@ class ExchangeSource:
         self.timeframe = timeframe
         self.poll_s = poll_s
 
-    async def candles(self) -> AsyncIterator[tuple[str, Bar]]:
+    async def candles(self) -> AsyncIterator[tuple[str, Candle]]:
         from smartmarket.data.exchange import fetch_ohlcv_pages, make_exchange
 
         exchange = make_exchange(self.exchange_id)
@@ -126,7 +125,7 @@ class ExchangeSource:
                 for page in await asyncio.to_thread(fetch):
                     columns = [page[c].to_numpy().tolist() for c in ("ts", "open", "high", "low", "close", "volume")]
                     for ts, o, h, lo, c, v in zip(*columns, strict=True):
-                        bar = Bar(int(ts), float(o), float(h), float(lo), float(c), float(v))
+                        bar = Candle(int(ts), float(o), float(h), float(lo), float(c), float(v))
                         if bar.ts >= next_ts[symbol]:
                             next_ts[symbol] = bar.ts + tf.ms
                             yield symbol, bar

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from smartmarket.core.events import Direction
+from smartmarket.core.types import Direction
 
 Liquidity = Literal["maker", "taker"]
 OrderStatus = Literal["pending", "filled", "cancelled", "skipped"]

@@ -30,10 +30,11 @@ from typing import Any, Literal
 import numpy as np
 from scipy.stats import norm
 
+from smartmarket.core.types import Direction
 from smartmarket.signals.calibration import brier_score, expected_calibration_error
 from smartmarket.signals.confidence import direction_class
 from smartmarket.signals.outcomes import N_CLASSES
-from smartmarket.signals.strength import Direction, Signal
+from smartmarket.signals.strength import Signal
 
 ALL = "all"
 AlarmKind = Literal["hit_rate", "calibration"]

@@ -17,7 +17,7 @@ from smartmarket.bus.topics import CANDLES, EXECUTIONS, FEATURES, PREDICTIONS, S
 from smartmarket.core.errors import ConfigError
 from smartmarket.engine.stages.base import EventLog, OrderedFold, Stage, candle_event_id, derived_id, same_payload
 from smartmarket.engine.stages.candles import CandleCache, candle_closed
-from smartmarket.engine.stages.chain import SignalChain
+from smartmarket.engine.stages.chain import SignalSteps
 from smartmarket.engine.stages.execution import ExecutionStage
 from smartmarket.engine.stages.features import FeaturesStage
 from smartmarket.engine.stages.portfolio import PortfolioStage
@@ -42,16 +42,16 @@ OPTIONAL_STAGES: tuple[str, ...] = (SHADOW_STAGE,)  # run only when named (and c
 
 
 class ChainCache:
-    """One ``SignalChain`` (one engine) per symbol, built on first use."""
+    """One signal engine per symbol (the stages see it as ``SignalSteps``), built on first use."""
 
     def __init__(self, spec: PipelineSpec) -> None:
         self.spec = spec
-        self._chains: dict[str, SignalChain] = {}
+        self._chains: dict[str, SignalSteps] = {}
 
-    def __call__(self, symbol: str) -> SignalChain:
+    def __call__(self, symbol: str) -> SignalSteps:
         chain = self._chains.get(symbol)
         if chain is None:
-            chain = self._chains[symbol] = SignalChain(self.spec.signal_engines().engine(symbol))
+            chain = self._chains[symbol] = self.spec.signal_engines().engine(symbol)
         return chain
 
 
@@ -119,7 +119,7 @@ __all__ = [
     "PredictionsStage",
     "RiskStage",
     "ShadowStage",
-    "SignalChain",
+    "SignalSteps",
     "SignalsStage",
     "Stage",
     "StrategyChoice",

@@ -18,7 +18,6 @@ import numpy.typing as npt
 
 from smartmarket.core.events import SignalFields, SignalGenerated
 from smartmarket.core.types import Candle, Timeframe
-from smartmarket.signals.engine import SignalEngine
 from smartmarket.signals.members import FeatureRow, Member
 from smartmarket.signals.outcomes import FloatArray
 from smartmarket.signals.strength import Signal
@@ -43,37 +42,6 @@ class SignalSteps(Protocol):
     def predictions(self, candle: Candle, row: FeatureRow) -> dict[str, FloatArray | None]: ...
 
     def decide(self, candle: Candle, row: FeatureRow, probs: Mapping[str, npt.ArrayLike | None]) -> Signal: ...
-
-
-class SignalChain:
-    """One symbol's engine as ``stages.ChainCache`` hands it out: its public steps, delegated, nothing else.
-
-    A ``SignalEngine`` is itself a ``SignalSteps``; this wrapper only remains while ``ChainCache`` builds it.
-    """
-
-    def __init__(self, engine: SignalEngine) -> None:
-        self.engine = engine
-
-    @property
-    def members(self) -> Sequence[Member]:
-        return self.engine.members
-
-    @property
-    def member_names(self) -> tuple[str, ...]:
-        return self.engine.member_names
-
-    @property
-    def feature_columns(self) -> tuple[str, ...]:
-        return self.engine.feature_columns
-
-    def features(self, candle: Candle) -> dict[str, float]:
-        return self.engine.features(candle)
-
-    def predictions(self, candle: Candle, row: FeatureRow) -> dict[str, FloatArray | None]:
-        return self.engine.predictions(candle, row)
-
-    def decide(self, candle: Candle, row: FeatureRow, probs: Mapping[str, npt.ArrayLike | None]) -> Signal:
-        return self.engine.decide(candle, row, probs)
 
 
 def probabilities_dict(p: FloatArray | None) -> dict[str, float]:
@@ -147,7 +115,6 @@ def signal_matches(event: SignalFields, signal: Signal) -> bool:
 
 __all__ = [
     "PROBABILITY_KEYS",
-    "SignalChain",
     "SignalSteps",
     "probabilities_array",
     "probabilities_dict",

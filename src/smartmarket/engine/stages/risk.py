@@ -48,16 +48,16 @@ from smartmarket.core.events import (
     SignalGenerated,
     SubmitOrder,
 )
+from smartmarket.core.types import Candle
 from smartmarket.engine.kernel import Kernel
 from smartmarket.engine.stages.base import EventLog, NotRecordedError, Stage, by_symbol, derived_id, read_history
 from smartmarket.engine.stages.candles import CandleCache
 from smartmarket.engine.stages.spec import PipelineSpec
-from smartmarket.engine.strategy import Bar, BarContext, Strategy
+from smartmarket.engine.strategy import BarContext, Strategy
 from smartmarket.execution.book import ANSWER_TYPES, Book
 from smartmarket.execution.orders import Decision
 from smartmarket.execution.risk_checks import OrderIntent, Rejected, RiskChecks
 from smartmarket.models.labels import LabelConfig
-from smartmarket.signals.members import Candle
 from smartmarket.signals.pipeline import BarrierTracker
 from smartmarket.strategies.ensemble import SignalTrader
 
@@ -85,7 +85,7 @@ class SignalFeed(Strategy):
 
     def on_bar(self, ctx: BarContext) -> Decision | None:
         b = ctx.bar
-        self.tracker.update(Candle(b.ts, b.open, b.high, b.low, b.close, b.volume), ctx.bar_index)
+        self.tracker.update(ctx.bar, ctx.bar_index)
         s = self.signal
         if s is None:
             return None
@@ -308,7 +308,7 @@ class RiskStage(Stage):
         kernel = account.kernel
         if account.feed is not None:
             account.feed.signal = signal
-        kernel.on_candle(symbol, Bar(candle.ts, candle.open, candle.high, candle.low, candle.close, candle.volume))
+        kernel.on_candle(symbol, Candle(candle.ts, candle.open, candle.high, candle.low, candle.close, candle.volume))
         if account.feed is not None:
             account.feed.signal = None
         new_orders = kernel.orders[account.orders_seen :]
