@@ -148,6 +148,60 @@ def test_line_longer_than_a_block_is_cut_while_streaming(
     assert (report.inserted, report.quarantined) == (399, 1)
 
 
+def test_several_lines_longer_than_a_block_in_one_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from smartmarket.data import text_blocks
+
+    monkeypatch.setattr(text_blocks, "BLOCK_BYTES", 4096)
+    monkeypatch.setattr(text_blocks, "READ_BYTES", 1024)
+    lines = _lines(300)
+    lines[100] = "9" * 20_000
+    lines[103] = "8" * 9_000  # a second cut line before the block ends: its index must not count lines twice
+    for name in ("x.csv", "x.csv.gz"):
+        parsed = read_candle_file(_write(tmp_path / name, [HEADER, *lines]))
+        assert parsed.data_lines == 300 and len(parsed.raw) == 300
+        bad = parsed.raw[parsed.raw["problem"].notna()]
+        assert bad["line"].tolist() == [102, 105] and set(bad["problem"]) == {"unparseable"}
+        assert bad["raw"].str.len().max() <= RAW_TEXT_LIMIT + 1
+        good = parsed.raw[parsed.raw["problem"].isna()]
+        assert good["line"].tolist() == [n for n in range(2, 302) if n not in (102, 105)]
+
+
+@pytest.mark.parametrize(
+    ("volume", "flagged"),
+    [("100.125\t", False), (" 100.125", False), ("1E2", False), ("-0", False), ("-Infinity", False), ("nan", True)],
+)
+def test_special_numbers_read_alike_on_the_fast_and_the_careful_path(
+    tmp_path: Path, volume: str, flagged: bool
+) -> None:
+    """pyarrow reads a whole clean block at once; a block with one odd byte goes line by line. A tab or a space
+    around a number, exponents, ``-0``, ``inf`` and ``nan`` must come out the same both ways (same values, same
+    flagged rows: text ``nan`` is not a number, ``-Infinity`` is one, for ``not_finite`` to refuse)."""
+    lines = _lines(40)
+    lines[5] = lines[5].rsplit(",", 1)[0] + "," + volume
+    fast = read_candle_file(_write(tmp_path / "a.csv", [HEADER, *lines])).raw
+    careful = read_candle_file(_write(tmp_path / "b.csv", [HEADER, *lines, 'x"'])).raw.iloc[:-1]
+    pd.testing.assert_frame_equal(fast, careful)
+    assert fast["problem"].notna().tolist() == [flagged and i == 5 for i in range(40)]
+    if not flagged:
+        assert fast.loc[5, "volume"] == float(volume)
+
+
+def test_a_row_without_timestamp_is_unparseable_not_blank(store: Store, tmp_path: Path) -> None:
+    lines = _lines(20)
+    lines[9] = "," + lines[9].split(",", 1)[1]
+    report, quarantine = _ingest(store, _write(tmp_path / "x.csv", [HEADER, *lines]), tmp_path)
+    assert (report.data_lines, report.blank_lines, report.inserted) == (20, 0, 19)
+    assert quarantine[["line", "reason"]].values.tolist() == [[11, "unparseable"]]
+
+
+def test_a_lone_carriage_return_never_splits_a_row(store: Store, tmp_path: Path) -> None:
+    lines = _lines(20)
+    lines[4] = lines[4][:3] + "\r" + lines[4][3:]  # pyarrow would see two lines here
+    report, quarantine = _ingest(store, _write(tmp_path / "x.csv", [HEADER, *lines]), tmp_path)
+    assert (report.data_lines, report.inserted, report.quarantined) == (20, 19, 1)
+    assert quarantine[["line", "reason"]].values.tolist() == [[6, "unparseable"]]
+
+
 def test_small_blocks_keep_line_numbers_and_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from smartmarket.data import text_blocks
 

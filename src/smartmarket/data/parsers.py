@@ -400,7 +400,6 @@ class _Layout:
     header_line: int
     fields: int
     positions: tuple[int, ...]
-    threads: bool = True  # pyarrow's own threads (off while another thread inflates the file)
 
 
 def _usual_count(peeked: list[tuple[int, list[str]]], start: int) -> int:
@@ -463,7 +462,7 @@ def _arrow_table(data: bytes | memoryview, layout: _Layout) -> tuple[pa.Table, l
         try:
             table = pacsv.read_csv(
                 pa.py_buffer(data),
-                read_options=pacsv.ReadOptions(column_names=names, block_size=4 << 20, use_threads=layout.threads),
+                read_options=pacsv.ReadOptions(column_names=names, block_size=4 << 20, use_threads=True),
                 parse_options=_PARSE,
                 convert_options=pacsv.ConvertOptions(
                     column_types=types, include_columns=wanted, null_values=[""], check_utf8=False
@@ -831,7 +830,7 @@ class _Sink:
 
 def _read_csv(path: Path, fmt: str, progress: Progress | None) -> ParsedFile:
     _, compression = file_suffixes(path)
-    layout = dataclasses.replace(_csv_layout(path, fmt, compression), threads=compression is None)
+    layout = _csv_layout(path, fmt, compression)
     text_size = _text_size(path, compression)
     sink = _Sink()
     seen_bytes = 0

@@ -56,31 +56,35 @@ def file_suffixes(path: Path) -> tuple[str, Compression | None]:
 
 
 def _gzip_pieces(path: Path, progress: Progress | None) -> Iterator[bytes]:
-    """Decompressed pieces of a (multi-member) gzip file, through ISA-L when installed (about twice zlib's
+    """Decompressed pieces of a (multi-member) gzip file, at most ``BLOCK_BYTES`` each whatever the data (a
+    line of a billion identical bytes compresses to a few MB), through ISA-L when installed (about twice zlib's
     speed), else zlib."""
     total = path.stat().st_size
     with path.open("rb") as handle:
         inflater = _inflate.decompressobj(wbits=31)
-        seen = False
-        while piece := handle.read(READ_BYTES):
-            seen = True
-            while piece:
-                out = inflater.decompress(piece)
+        started = False  # a member has begun and not ended
+        while compressed := handle.read(READ_BYTES):
+            started = True
+            while True:
+                out = inflater.decompress(compressed, BLOCK_BYTES)
                 if out:
                     yield out
                 if inflater.eof:  # another gzip member may follow
-                    piece = inflater.unused_data
+                    compressed = inflater.unused_data
                     inflater = _inflate.decompressobj(wbits=31)
-                    if not piece:
-                        seen = False
-                else:
-                    piece = b""
+                    started = bool(compressed)
+                    if not compressed:
+                        break
+                    continue
+                compressed = inflater.unconsumed_tail
+                if not compressed and len(out) < BLOCK_BYTES:  # input used up, no output pending
+                    break
             if progress is not None:
                 progress(min(handle.tell(), total), total)
         tail = inflater.flush()
         if tail:
             yield tail
-        if seen and not inflater.eof:
+        if started and not inflater.eof:
             raise EOFError("compressed file ended before the end-of-stream marker")
 
 
@@ -168,7 +172,6 @@ def blocks(pieces: Iterator[bytes]) -> Iterator[Block]:
     parts: list[bytes] = []
     size = 0
     long_lines: list[int] = []
-    lines_so_far = 0  # complete lines already in ``parts`` (counted only once a line is cut)
     skipping = False  # inside a too-long line: drop bytes up to its end
     first = True
     for piece in pieces:
@@ -192,15 +195,13 @@ def blocks(pieces: Iterator[bytes]) -> Iterator[Block]:
             # The last line alone fills a block: keep its head, skip the rest until its end.
             head = data[end : end + RAW_TEXT_LIMIT + 1]
             done = data[:end]
-            count = done.count(b"\n")
-            long_lines.append(lines_so_far + count)
+            long_lines.append(done.count(b"\n"))  # ``data`` is the whole block so far: its index in the block
             parts, size = [done, head], len(done) + len(head)
-            lines_so_far += count
             skipping = True
             continue
         yield Block(data, end, tuple(long_lines))
         rest = data[end:]
-        parts, size, lines_so_far, long_lines = ([rest] if rest else []), len(rest), 0, []
+        parts, size, long_lines = ([rest] if rest else []), len(rest), []
     data = b"".join(parts)
     if data:
         yield _whole(data, tuple(long_lines))
@@ -211,10 +212,9 @@ def file_blocks(path: Path, progress: Progress | None) -> Iterator[Block]:
     the partial line at the end of a read is read again as the start of the next block."""
     total = path.stat().st_size
     with path.open("rb", buffering=0) as handle:
-        at = 0
+        if handle.read(len(BOM)) != BOM:
+            handle.seek(0)
         while data := handle.read(BLOCK_BYTES):
-            if at == 0 and data.startswith(BOM):
-                data = data[len(BOM) :]
             at = handle.tell()
             end = data.rfind(b"\n") + 1 if at < total else len(data)
             if end == 0:  # one line longer than a block: keep its head, skip the rest until its end

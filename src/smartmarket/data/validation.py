@@ -267,9 +267,9 @@ def _validate_parsed(parsed: ParsedFile, timeframe: Timeframe, latest_ts: int | 
         {
             **{c: columns[c][rows] for c in CANDLE_COLUMNS},
             "line": parsed.line[rows],
-            "raw": raw,
-            "problem": problem,
-            "reason": _NAMES[codes[rows]],
+            "raw": pd.Series(raw, dtype=object),
+            "problem": pd.Series(problem, dtype=object),
+            "reason": pd.Series(_NAMES[codes[rows]], dtype=object),
         }
     )
     return result
