@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from smartmarket.core.errors import ValidationError
 from smartmarket.core.types import Direction
 
 Liquidity = Literal["maker", "taker"]
@@ -19,6 +20,8 @@ OrderStatus = Literal["pending", "filled", "cancelled", "skipped"]
 ExitReason = Literal["signal", "stop_loss", "take_profit", "trailing_stop", "end_of_data"]
 
 DIRECTION_SIGN: dict[str, int] = {"long": 1, "flat": 0, "short": -1}
+DirectionName = Literal["long", "flat", "short"]
+"""A direction as strategies may spell it: ``Decision("long")`` is ``Decision(Direction.LONG)``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,16 +31,22 @@ class Decision:
     ``size`` is a fraction of equity (``1.0`` = all of it); ``None`` lets the sizer decide. ``stop_loss`` and
     ``take_profit`` are absolute prices; ``trailing_stop`` is a fraction (``0.02`` trails 2 % behind the best
     price since entry). A decision repeating the current direction without a new ``size`` does not trade;
-    any protective levels it carries replace the current ones.
+    any protective levels it carries replace the current ones. ``direction`` is stored as a ``Direction``.
     """
 
-    direction: Direction
+    direction: Direction | DirectionName
     size: float | None = None
     confidence: float | None = None
     stop_loss: float | None = None
     take_profit: float | None = None
     trailing_stop: float | None = None
     reason: str = "signal"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.direction, Direction):
+            if self.direction not in DIRECTION_SIGN:
+                raise ValidationError(f"unknown direction {self.direction!r}", hint="use long, flat or short")
+            object.__setattr__(self, "direction", Direction(self.direction))
 
     @property
     def sign(self) -> int:
