@@ -593,3 +593,68 @@ def test_paper_adapter_refuses_what_a_spot_account_cannot_do() -> None:
     assert paper.balances()["USDT"] == pytest.approx(1_000.0 - 500.0 * 1.001)
     [fill] = paper.poll_fills(NOW + 7)
     assert (fill.ts_event, fill.ts_init, fill.quantity, fill.price) == (NOW, NOW, 5.0, 100.0)
+
+
+# ------------------------------------------------------------------------------------- ids from the cause
+def test_a_restarted_paper_broker_answers_with_the_same_ids() -> None:
+    """Ids derive from the client order id, never from a per-process counter: the second process's first order
+    does not become ``paper-1`` again."""
+
+    def session(orders: list[str]) -> list[OrderSubmitted | OrderFilled]:
+        paper = PaperBrokerAdapter(PaperBroker(Portfolio(10_000.0), FeeModel()))
+        paper.mark("BTCUSDT", 100.0)
+        out: list[OrderSubmitted | OrderFilled] = []
+        for cid in orders:
+            out.append(submitted(paper.submit(submit_order(cid, 1.0), NOW)))
+            out.extend(f for f in paper.poll_fills(NOW) if isinstance(f, OrderFilled))
+        return out
+
+    uninterrupted = session(["sm-a", "sm-b", "sm-c"])
+    restarted = session(["sm-a"]) + session(["sm-b", "sm-c"])  # killed after sm-a, a fresh process took over
+    ids = [(m.type_name, m.event_id, m.broker_order_id) for m in uninterrupted]
+    assert [(m.type_name, m.event_id, m.broker_order_id) for m in restarted] == ids
+    assert len({m.broker_order_id for m in uninterrupted}) == 3 and len({m.event_id for m in uninterrupted}) == 6
+    assert uninterrupted[1].broker_order_id == "paper-sm-a"
+
+
+def test_a_restarted_exchange_broker_reports_each_trade_with_its_first_id(
+    fake: FakeBinanceTrading, keys: None, binance: ccxt.Exchange, broker: CcxtBroker
+) -> None:
+    broker.mark("BTCUSDT", PRICE)
+    answer = submitted(broker.submit(submit_order("sm-r"), NOW))
+    order = fake.order_by_client_id("sm-r")
+    trades = fixture("my-trades.json")
+    fake.add_trades(order, trades[:1], "PARTIALLY_FILLED")
+    [first] = broker.poll_fills(NOW + 1_000)
+    # the process dies; a new one re-submits the order it has no answer for, and is given the one placed
+    again = CcxtBroker("binance", exchange=binance, retry=FAST_RETRY, sleep=lambda s: None)
+    again.mark("BTCUSDT", PRICE)
+    assert submitted(again.submit(submit_order("sm-r"), NOW + 2_000)).broker_order_id == answer.broker_order_id
+    assert len(fake.orders) == 1
+    fake.add_trades(order, trades[1:], "FILLED")
+    replayed, second = again.poll_fills(NOW + 3_000)
+    assert isinstance(replayed, OrderFilled) and isinstance(second, OrderFilled)
+    assert (replayed.event_id, replayed.broker_order_id, replayed.quantity) == (
+        first.event_id, first.broker_order_id, first.quantity,
+    )  # fmt: skip
+    assert second.event_id not in (first.event_id, answer.event_id)
+
+
+def test_trades_without_an_exchange_id_are_told_apart_by_their_place_in_the_order(
+    fake: FakeBinanceTrading, broker: CcxtBroker
+) -> None:
+    broker.mark("BTCUSDT", PRICE)
+    submitted(broker.submit(submit_order("sm-n"), NOW))
+    order = fake.order_by_client_id("sm-n")
+    trades = fixture("my-trades.json")
+    fake.add_trades(order, trades[:1], "PARTIALLY_FILLED")
+    for trade in order.trades:
+        del trade["id"]  # an exchange that numbers no trades
+    [first] = broker.poll_fills(NOW + 1_000)
+    fake.add_trades(order, trades[1:], "FILLED")
+    for trade in order.trades:
+        trade.pop("id", None)
+    [second] = broker.poll_fills(NOW + 2_000)  # not lost as "the same trade None", not reported twice
+    assert (first.quantity, second.quantity) == (0.006, 0.004)
+    assert first.event_id != second.event_id
+    assert broker.poll_fills(NOW + 3_000) == []

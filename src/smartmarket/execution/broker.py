@@ -7,6 +7,11 @@ places a second order: the second call answers like the first.
 
 Adapters: :class:`PaperBrokerAdapter` (simulated fills into a :class:`Portfolio`, the default) and
 :class:`~smartmarket.execution.ccxt_broker.CcxtBroker` (an exchange through ccxt).
+
+Ids derive from the causing command, never from a process's counter: the paper broker's order id is
+:func:`paper_order_id` of the client order id and a fill's event id is :func:`fill_event_id` (client order id,
+the fill's sequence number within its order), so a restarted execution worker answers with exactly the ids of
+an uninterrupted run, and ``replay`` can regenerate and compare them.
 """
 
 from __future__ import annotations
@@ -55,6 +60,16 @@ class Broker(Protocol):
         """Total balance per asset (non-zero only)."""
 
 
+def paper_order_id(client_order_id: str) -> str:
+    """The paper broker's order id for ``client_order_id`` (the same in every process and every replay)."""
+    return f"paper-{client_order_id}"
+
+
+def fill_event_id(client_order_id: str, sequence: int) -> str:
+    """The event id of the ``sequence``-th fill (1, 2, …) of the order ``client_order_id`` (paper broker)."""
+    return deterministic_event_id("OrderFilled", client_order_id, sequence)
+
+
 def submitted_event(
     order: SubmitOrder, quantity: float, broker_order_id: str, ts_event: int, now_ms: int
 ) -> OrderSubmitted:
@@ -95,7 +110,7 @@ class PaperBrokerAdapter:
     are rejected (this adapter only simulates market orders). ``balances`` reports the cash as ``cash_asset``.
     """
 
-    __slots__ = ("_answers", "_fills", "_next_id", "_prices", "broker", "cash_asset", "slippage")
+    __slots__ = ("_answers", "_fills", "_prices", "broker", "cash_asset", "slippage")
 
     def __init__(self, broker: PaperBroker, *, slippage: float = 0.0, cash_asset: str = "USDT") -> None:
         self.broker = broker
@@ -104,7 +119,6 @@ class PaperBrokerAdapter:
         self._prices: dict[str, float] = {}
         self._answers: dict[str, OrderSubmitted | OrderRejected] = {}
         self._fills: list[OrderFilled] = []
-        self._next_id = 1
 
     def __repr__(self) -> str:
         return f"PaperBrokerAdapter(cash={self.broker.portfolio.cash:g}, positions={len(self.positions())})"
@@ -137,18 +151,15 @@ class PaperBrokerAdapter:
                 return rejected_event(
                     order, f"insufficient cash: order costs {cost:g}, cash is {portfolio.cash:g}", now_ms
                 )
-        broker_order_id = f"paper-{self._next_id}"
+        broker_order_id = paper_order_id(order.client_order_id)
         try:
-            fill = self.broker.execute(
-                order.symbol, signed, price, now_ms, -1, slippage=self.slippage, reason="live", order_id=self._next_id
-            )
+            fill = self.broker.execute(order.symbol, signed, price, now_ms, -1, slippage=self.slippage, reason="live")
         except ValidationError as exc:
             return rejected_event(order, exc.what, now_ms)
-        self._next_id += 1
         submitted = submitted_event(order, order.quantity, broker_order_id, now_ms, now_ms)
         self._fills.append(
             OrderFilled(
-                event_id=deterministic_event_id("OrderFilled", order.client_order_id, broker_order_id),
+                event_id=fill_event_id(order.client_order_id, 1),  # a market order fills at once, in one fill
                 ts_event=now_ms,
                 ts_init=now_ms,
                 correlation_id=order.correlation_id,
@@ -181,4 +192,4 @@ class PaperBrokerAdapter:
         return {self.cash_asset: self.broker.portfolio.cash}
 
 
-__all__ = ["Broker", "PaperBrokerAdapter", "rejected_event", "submitted_event"]
+__all__ = ["Broker", "PaperBrokerAdapter", "fill_event_id", "paper_order_id", "rejected_event", "submitted_event"]

@@ -18,7 +18,9 @@ Submitting (:meth:`CcxtBroker.submit`):
 
 Fills (:meth:`CcxtBroker.poll_fills`) come from ``fetch_order`` (status, filled amount) and
 ``fetch_my_trades`` (one ``OrderFilled`` per exchange trade, reported once, fee in the quote currency when it
-was charged in the base or quote asset); an order that ends (cancelled, expired, rejected) with a remainder
+was charged in the base or quote asset; its event id derives from the exchange's trade id — or, where the
+exchange gives none, the order id and the trade's place among the order's trades — so a restarted broker
+reports a trade with the id it had before); an order that ends (cancelled, expired, rejected) with a remainder
 unfilled is reported once as ``OrderCancelled``, so a book stops counting the remainder as working.
 """
 
@@ -76,6 +78,20 @@ class _Tracked:
     status: str = "open"
     done: bool = False
     trade_ids: set[str] = field(default_factory=set)
+
+
+def trade_key(exchange_order_id: str, trade: dict[str, Any], sequence: int) -> str:
+    """What identifies one exchange trade: its id, or (an exchange that gives none) its order's id and its
+    ``sequence`` (1, 2, …) among the order's trades in time order. Never a process-local counter."""
+    trade_id = trade.get("id")
+    if trade_id is None or str(trade_id) == "":
+        return f"{exchange_order_id}#{sequence}"
+    return str(trade_id)
+
+
+def exchange_fill_id(exchange_id: str, market: str, trade_key: str) -> str:
+    """The ``OrderFilled`` event id of one exchange trade: the same whichever process (or restart) reports it."""
+    return deterministic_event_id("OrderFilled", exchange_id, market, trade_key)
 
 
 def _credentials(exchange_id: str) -> tuple[str, str, str | None]:
@@ -353,8 +369,10 @@ class CcxtBroker:
                 lambda: self.exchange.fetch_my_trades(tracked.market, params={"orderId": tracked.exchange_order_id}),
                 f"trades of {what}",
             )
-            for trade in sorted(trades, key=lambda t: (t.get("timestamp") or 0, str(t.get("id")))):
-                fill = self._new_fill(tracked, trade, now_ms)
+            mine = [t for t in trades if str(t.get("order")) == tracked.exchange_order_id]
+            mine.sort(key=lambda t: (t.get("timestamp") or 0, str(t.get("id"))))
+            for sequence, trade in enumerate(mine, 1):
+                fill = self._new_fill(tracked, trade, sequence, now_ms)
                 if fill is not None:
                     fills.append(fill)
         tracked.status = status
@@ -374,9 +392,9 @@ class CcxtBroker:
             reason=f"{status} with {unfilled:g} of {tracked.amount:g} unfilled",
         )  # fmt: skip
 
-    def _new_fill(self, tracked: _Tracked, trade: dict[str, Any], now_ms: int) -> OrderFilled | None:
-        trade_id = str(trade.get("id"))
-        if trade_id in tracked.trade_ids or str(trade.get("order")) != tracked.exchange_order_id:
+    def _new_fill(self, tracked: _Tracked, trade: dict[str, Any], sequence: int, now_ms: int) -> OrderFilled | None:
+        trade_id = trade_key(tracked.exchange_order_id, trade, sequence)
+        if trade_id in tracked.trade_ids:
             return None
         tracked.trade_ids.add(trade_id)
         quantity = float(trade["amount"])
@@ -385,7 +403,7 @@ class CcxtBroker:
         order = tracked.order
         timestamp = trade.get("timestamp")
         return OrderFilled(
-            event_id=deterministic_event_id("OrderFilled", self.exchange.id, tracked.market, trade_id),
+            event_id=exchange_fill_id(self.exchange.id, tracked.market, trade_id),
             ts_event=int(timestamp) if timestamp is not None else now_ms,
             ts_init=now_ms,
             correlation_id=order.correlation_id,
@@ -464,4 +482,12 @@ class CcxtBroker:
         return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 1] + "…"
 
 
-__all__ = ["API_KEY_ENV", "API_PASSWORD_ENV", "API_SECRET_ENV", "DEFAULT_RETRY", "CcxtBroker"]
+__all__ = [
+    "API_KEY_ENV",
+    "API_PASSWORD_ENV",
+    "API_SECRET_ENV",
+    "DEFAULT_RETRY",
+    "CcxtBroker",
+    "exchange_fill_id",
+    "trade_key",
+]
