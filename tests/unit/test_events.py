@@ -15,6 +15,7 @@ from smartmarket.core.events import (
     CandleClosed,
     Message,
     OrderFilled,
+    RunStarted,
     SignalGenerated,
     deterministic_event_id,
     from_json,
@@ -87,3 +88,35 @@ def test_bad_payloads_fail_with_a_clear_error() -> None:
 def test_deterministic_ids_depend_only_on_inputs() -> None:
     assert deterministic_event_id("candle", "BTCUSDT", 1) == deterministic_event_id("candle", "BTCUSDT", 1)
     assert deterministic_event_id("candle", "BTCUSDT", 1) != deterministic_event_id("candle", "BTCUSDT", 2)
+
+
+param_values = st.one_of(st.integers(min_value=-(2**62), max_value=2**62), finite, st.booleans(), st.none(),
+                         st.text(max_size=12))  # what `--params name=value` gives
+
+
+@given(params=st.dictionaries(st.text(min_size=1, max_size=8), param_values, max_size=4),
+       cash=st.floats(min_value=1.0, max_value=1e12), limits=st.none() | st.dictionaries(st.text(max_size=6), finite))
+def test_run_started_roundtrips_exactly(
+    params: dict[str, object], cash: float, limits: dict[str, float] | None
+) -> None:
+    run = RunStarted(
+        ts_event=1_700_000_000_000, run_id="r1", symbols=["BTCUSDT", "ETHUSDT"], timeframe="1h",
+        strategy="sma_cross", params=params, broker="ccxt:binance",
+        trading={"initial_cash": cash, "limits": limits, "fees": {"taker": 0.001}},
+        fingerprint="abc", versions={"orders": {"BTCUSDT": "strategy:x/abc"}},
+    )  # fmt: skip
+    _roundtrips(run)
+    back = from_msgpack(to_msgpack(run))
+    assert isinstance(back, RunStarted) and back.params == params and type(back.timeframe) is type(run.timeframe)
+    assert {type(v) for v in back.params.values()} == {type(v) for v in params.values()}  # 1 stays int, 1.0 float
+    assert "RunStarted" in MESSAGE_TYPES and run.to_dict()["version"] == RunStarted.SCHEMA_VERSION == 1
+
+
+def test_run_started_refuses_what_it_cannot_hold() -> None:
+    with pytest.raises(PydanticValidationError):
+        RunStarted(ts_event=1, run_id="r", symbols=["X"], timeframe="7m")  # not a timeframe
+    with pytest.raises(PydanticValidationError):
+        RunStarted(ts_event=1, run_id="r", symbols=["X"], timeframe="1m", surprise=1)  # type: ignore[call-arg]
+    with pytest.raises(DataFormatError, match="schema version"):
+        from_json('{"type": "RunStarted", "ts_event": 1, "version": 2, "run_id": "r", "symbols": [], '
+                  '"timeframe": "1m"}')

@@ -348,48 +348,73 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option("--from", help="First seq (number) or time (ISO / epoch ms).")
         ] = None,
         to: Annotated[str | None, typer.Option("--to", help="Last seq (number) or end time.")] = None,
-        symbols: Annotated[str | None, typer.Option("--symbols", help="Default: every symbol in the log.")] = None,
+        run: Annotated[
+            str | None, typer.Option("--run", help="The recorded run to replay (id or prefix; default: the latest).")
+        ] = None,
+        symbols: Annotated[str | None, typer.Option("--symbols", help="Default: every symbol of the run.")] = None,
         timeframe: Annotated[str | None, typer.Option("--timeframe", help="Default: the log's only one.")] = None,
         artifact: Annotated[
             str,
-            typer.Option("--artifact", help="'recorded' (the artifact the log's signals name), 'production', "
-                         "'latest' or an id (prefix)."),
+            typer.Option(
+                "--artifact",
+                help="'recorded' (what the run recorded at its start), 'production', "
+                "'latest' or an id (prefix): then give the run's trading options too.",
+            ),
         ] = "recorded",
         registry: RegistryOpt = None,
-        cash: CashOpt = 10_000.0,
-        max_size: MaxSizeOpt = 1.0,
-        fee_bps: FeeOpt = 10.0,
-        slippage_bps: SlippageOpt = 0.0,
-        no_risk_checks: NoChecksOpt = False,
+        cash: Annotated[float | None, typer.Option("--cash", help="With --artifact: the run's --cash.")] = None,
+        max_size: Annotated[float | None, typer.Option("--max-size", help="With --artifact: the run's.")] = None,
+        fee_bps: Annotated[float | None, typer.Option("--fee-bps", help="With --artifact: the run's.")] = None,
+        slippage_bps: Annotated[
+            float | None, typer.Option("--slippage-bps", help="With --artifact: the run's.")
+        ] = None,
+        no_risk_checks: Annotated[
+            bool | None, typer.Option("--no-risk-checks", help="With --artifact: the run's.", show_default=False)
+        ] = None,
         fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
     ) -> None:
-        """Re-run the pipeline from the log's candles and compare every SignalGenerated and SubmitOrder with the
-        recorded ones (all fields but ts_init). Exits 1 listing the differences, 0 when identical.
+        """Re-run the pipeline from the log's candles and compare what it derives with what was recorded, field by
+        field (all fields but ts_init): signals, orders, risk rejections and, for a paper-trading run, the broker's
+        answers, fills and positions. Exits 1 listing the differences, 0 when identical.
 
-        Give the same artifact and trading options as the run. Example: smartmarket replay --from 2024-01-01
+        What ran comes from the run's own record (RunStarted); --artifact and the trading options replay a log
+        written before runs were recorded. Example: smartmarket replay --from 2024-01-01
         """
-        from smartmarket.engine.replay import replay
+        from smartmarket.engine.replay import replay, replay_run
 
         store = get_context(ctx).store
-        candles = [e.message for e in store.read_events(types=["CandleClosed"])]
-        if not candles:
-            raise ConfigError("the event log holds no candles", hint="run the pipeline first (smartmarket run)")
-        names = _symbols(symbols) if symbols else sorted({str(getattr(c, "symbol", "")) for c in candles})
-        tf = timeframe or _only_timeframe(candles)
-        refs: str | dict[str, str] = _recorded_artifacts(store, names) if artifact == "recorded" else artifact
-        spec = _spec(ctx, names, tf, refs, registry,
-                     _trading(cash, max_size, fee_bps, slippage_bps, no_risk_checks))  # fmt: skip
-        bounds: dict[str, int | None] = {"from_seq": None, "to_seq": None, "start": None, "end": None}
-        for text, seq_key, time_key in ((from_, "from_seq", "start"), (to, "to_seq", "end")):
-            if text is not None:
-                value, is_seq = _seq_or_time(text)
-                bounds[seq_key if is_seq else time_key] = value
-        report = replay(store, spec, **bounds)
+        bounds = _replay_bounds(from_, to)
+        options = {"--cash": cash, "--max-size": max_size, "--fee-bps": fee_bps, "--slippage-bps": slippage_bps,
+                   "--no-risk-checks": no_risk_checks}  # fmt: skip
+        given = [name for name, value in options.items() if value is not None]
+        names = _symbols(symbols) if symbols else None
+        if artifact == "recorded" and (run is not None or _records_runs(store)):
+            if given:
+                raise ConfigError(f"{given[0]} is recorded with the run", hint="leave it out, or replay --artifact ID")
+            registry_dir = registry or get_context(ctx).settings.registry_dir
+            report = replay_run(store, registry_dir, run_id=run, symbols=names, **bounds)
+        else:
+            if run is not None:
+                raise ConfigError("--run replays a recorded run", hint="leave --artifact out (or give 'recorded')")
+            candles = [e.message for e in store.read_events(types=["CandleClosed"])]
+            if not candles:
+                raise ConfigError("the event log holds no candles", hint="run the pipeline first (smartmarket run)")
+            names = names or sorted({str(getattr(c, "symbol", "")) for c in candles})
+            tf = timeframe or _only_timeframe(candles)
+            refs: str | dict[str, str] = _recorded_artifacts(store, names) if artifact == "recorded" else artifact
+            trading = _trading(
+                10_000.0 if cash is None else cash, 1.0 if max_size is None else max_size,
+                10.0 if fee_bps is None else fee_bps, slippage_bps or 0.0, bool(no_risk_checks),
+            )  # fmt: skip
+            spec = _spec(ctx, names, tf, refs, registry, trading)
+            report = replay(store, spec, from_seq=bounds["from_seq"], to_seq=bounds["to_seq"], start=bounds["start"],
+                            end=bounds["end"])  # fmt: skip
         if fmt == "json":
             typer.echo(json.dumps(report.to_dict(), indent=2, default=str))
         else:
             compared = ", ".join(f"{n} {t}" for t, n in report.compared.items()) or "nothing"
-            console.print(f"replayed {report.candles} candles, compared {compared}")
+            which = f"run {report.run_id}: " if report.run_id else ""
+            console.print(f"{which}replayed {report.candles} candles, compared {compared}")
             for diff in report.differences[:200]:
                 console.print(f"[red]{escape(diff.describe())}[/]", highlight=False, soft_wrap=True)
             if report.identical:
@@ -433,6 +458,21 @@ def register(app: typer.Typer) -> None:
             table.add_row(bus_name, str(r["p50_ms"]), str(r["p99_ms"]), str(r.get("events_per_s", "")))
         console.print(table)
         console.print(result.get("setup", {}))
+
+
+def _replay_bounds(from_: str | None, to: str | None) -> dict[str, int | None]:
+    """``--from``/``--to`` as replay's ``from_seq``/``to_seq`` (numbers) or ``start``/``end`` (times)."""
+    bounds: dict[str, int | None] = {"from_seq": None, "to_seq": None, "start": None, "end": None}
+    for text, seq_key, time_key in ((from_, "from_seq", "start"), (to, "to_seq", "end")):
+        if text is not None:
+            value, is_seq = _seq_or_time(text)
+            bounds[seq_key if is_seq else time_key] = value
+    return bounds
+
+
+def _records_runs(store: Any) -> bool:
+    """True when the log records run starts (``RunStarted``): logs written before that name artifacts only."""
+    return bool(store.read_events(types=["RunStarted"], limit=1))
 
 
 def _seq_or_time(text: str) -> tuple[int, bool]:

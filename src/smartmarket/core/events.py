@@ -215,6 +215,29 @@ class PositionChanged(Message):
     cash: float
 
 
+class RunStarted(Message):
+    """A pipeline run started: everything ``replay`` needs to rebuild what it ran (``engine.run_record``).
+
+    ``artifacts``: the ensemble artifact per symbol (empty when a named ``strategy`` trades, with its
+    ``params``); ``broker``: ``paper`` or the exchange broker (``ccxt:binance``); ``trading``: the trading
+    configuration's fields and ``fingerprint`` its hash (part of every order id); ``versions``: the pipeline's
+    version strings (``{"signals"|"orders"|"shadow": {symbol: version}}``); ``ts_event``: when the run started.
+    The id derives from the content, so recording the same run twice (a restart, several workers) adds one event.
+    """
+
+    run_id: str
+    symbols: list[str]
+    timeframe: Timeframe
+    artifacts: dict[str, str] = Field(default_factory=dict)
+    strategy: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    shadow: dict[str, str] = Field(default_factory=dict)
+    broker: str = "paper"
+    trading: dict[str, Any] = Field(default_factory=dict)
+    fingerprint: str = ""
+    versions: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.__name__: cls
     for cls in (
@@ -232,6 +255,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         OrderCancelled,
         TradingHalted,
         PositionChanged,
+        RunStarted,
     )
 }
 
@@ -292,6 +316,7 @@ __all__ = [
     "PredictionFields",
     "PredictionMade",
     "RiskRejected",
+    "RunStarted",
     "ShadowPredictionMade",
     "ShadowSignalGenerated",
     "Side",
