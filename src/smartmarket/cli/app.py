@@ -41,6 +41,7 @@ COMMAND_MODULES = (
     "smartmarket.cli.signals",
     "smartmarket.cli.pipeline",
     "smartmarket.cli.promotion",
+    "smartmarket.cli.optimize",
 )
 
 # Commands that write to the store: they may create a DuckDB file that does not exist yet (and say so once).
