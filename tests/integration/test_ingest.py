@@ -171,3 +171,23 @@ def test_merged_page_reports_equal_one_report(store: Store, candles: pd.DataFram
         whole.last_ts,
     )
     assert list(store.read_candles("ADABTC", TF).columns) == list(CANDLE_COLUMNS)
+
+
+def test_written_in_several_chunks_with_conflicts_at_their_lines_and_phase_timings(
+    store: Store, candles: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from smartmarket.data import ingest
+
+    monkeypatch.setattr(ingest, "WRITE_CHUNK_ROWS", 1_000)  # 5,720 rows: six store writes
+    path = _write_csv(candles, tmp_path / "ADABTC-5m.csv")
+    timings: dict[str, float] = {}
+    first = ingest_file(store, path, quarantine_dir=tmp_path / "q", timings=timings)
+    assert (first.inserted, first.quarantined) == (5720, 0) and first.balanced
+    assert set(timings) == {"read", "validate", "store"} and all(t >= 0 for t in timings.values())
+    changed = candles.copy()
+    changed.loc[4_321, "volume"] += 1.0  # in the fifth write (still a valid candle)
+    report = ingest_file(store, _write_csv(changed, tmp_path / "ADABTC-5m.csv"), quarantine_dir=tmp_path / "q")
+    assert (report.unchanged, report.conflicts, report.quarantined) == (5719, 1, 1) and report.balanced
+    quarantine = read_quarantine(tmp_path / "q")
+    assert quarantine[["line", "reason"]].values.tolist() == [[4_323, "conflict_with_stored"]]
+    pd.testing.assert_frame_equal(store.read_candles("ADABTC", TF), candles, check_dtype=False)

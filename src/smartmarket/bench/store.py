@@ -7,13 +7,15 @@ depend on where the numbers came from, and the report says which was used.
 ``cli_ingest_rows_per_s``: the same candles written as a CSV file (prices to the cent, volumes to 1e-6,
 like the real files) and as CSV.gz, each ingested into a fresh DuckDB store by ``data.ingest.ingest_file``,
 the function ``smartmarket ingest`` calls: parsing, validation, quarantine and the exact line accounting
-included, measured beside the store's own ``write_candles`` rows/s in the same run.
+included, measured beside the store's own ``write_candles`` rows/s in the same run (median of 3 runs each,
+with every run's figure and the seconds of each phase).
 """
 
 from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -143,10 +145,19 @@ def write_candle_csv(frame: pd.DataFrame, path: Path, *, gzip_level: int | None 
     return len(text)
 
 
-def bench_cli_ingest(frame: pd.DataFrame, workdir: Path, *, log: Callable[[str], None]) -> dict[str, Any]:
+def bench_cli_ingest(
+    frame: pd.DataFrame, workdir: Path, *, log: Callable[[str], None], runs: int = 3
+) -> dict[str, Any]:
     """Rows/s of ``ingest_file`` (what ``smartmarket ingest`` runs) on ``frame`` as .csv and .csv.gz files,
-    each into a fresh DuckDB store."""
-    out: dict[str, Any] = {"rows_per_s": {}, "seconds": {}, "file_bytes": {}}
+    each run into a fresh DuckDB store; the median of ``runs`` runs (a shared machine's load varies from one
+    second to the next), every run's figure, and the median seconds of each phase (read, validate, store)."""
+    out: dict[str, Any] = {
+        "rows_per_s": {},
+        "runs_rows_per_s": {},
+        "seconds": {},
+        "phase_seconds": {},
+        "file_bytes": {},
+    }
     # Real candles lie in the past: shift the synthetic ones to end at 2024-01-01 (ingest refuses the future).
     frame = frame.assign(ts=frame["ts"] - (int(frame["ts"].iloc[-1]) - PAST_END_TS))
     for name, level in (("csv", None), ("csv.gz", 1)):
@@ -155,16 +166,25 @@ def bench_cli_ingest(frame: pd.DataFrame, workdir: Path, *, log: Callable[[str],
         path = folder / f"{SYMBOL}-1m.{name}"
         log(f"cli ingest: writing {len(frame):,} rows as .{name}")
         out["file_bytes"][name] = write_candle_csv(frame, path, gzip_level=level)
-        with _duckdb_store(folder) as store:
-            log(f"cli ingest: ingest_file {path.name}")
-            t0 = time.perf_counter()
-            report = ingest_file(store, path, quarantine_dir=folder / "quarantine")
-            seconds = time.perf_counter() - t0
-        if not report.balanced or report.stored != len(frame) or report.quarantined:
-            raise RuntimeError(f"cli ingest of {path.name}: accounting off ({report})")
+        seconds: list[float] = []
+        phases: list[dict[str, float]] = []
+        for run in range(runs):
+            with _duckdb_store(folder / f"run{run}") as store:
+                log(f"cli ingest: ingest_file {path.name} ({run + 1}/{runs})")
+                timings: dict[str, float] = {}
+                t0 = time.perf_counter()
+                report = ingest_file(store, path, quarantine_dir=folder / f"run{run}" / "quarantine", timings=timings)
+                seconds.append(time.perf_counter() - t0)
+                phases.append(timings)
+            if not report.balanced or report.stored != len(frame) or report.quarantined:
+                raise RuntimeError(f"cli ingest of {path.name}: accounting off ({report})")
+            shutil.rmtree(folder / f"run{run}")
         path.unlink()
-        out["seconds"][name] = round(seconds, 3)
-        out["rows_per_s"][name] = round(report.data_lines / seconds)
+        middle = float(np.median(seconds))
+        out["seconds"][name] = round(middle, 3)
+        out["rows_per_s"][name] = round(len(frame) / middle)
+        out["runs_rows_per_s"][name] = [round(len(frame) / s) for s in seconds]
+        out["phase_seconds"][name] = {k: round(float(np.median([p[k] for p in phases])), 3) for k in phases[0]}
     return out
 
 

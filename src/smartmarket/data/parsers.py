@@ -1,6 +1,6 @@
 """Candle file parsers: generic OHLCV CSV/CSV.gz/Parquet, Binance kline CSV, freqtrade JSON.
 
-Every parser returns a *raw frame* (``RAW_COLUMNS``), not yet validated:
+Every parser gives a ``ParsedFile`` whose ``raw`` view is a *raw frame* (``RAW_COLUMNS``), not yet validated:
 
 - ``ts`` int64 UTC epoch ms (timestamps in s, ms, µs or ns are recognised per row by magnitude; ISO-8601
   strings are accepted; naive times are UTC), ``open … volume`` float64 (an empty field is NaN);
@@ -15,11 +15,13 @@ Every parser returns a *raw frame* (``RAW_COLUMNS``), not yet validated:
 
 CSV files are read as **unquoted numeric CSV** in large byte blocks: a quote character is an ordinary
 (bad) byte, so it can never merge lines, and a row with a wrong field count never shifts the other rows.
-A block whose bytes are all plain numbers goes straight through ``pyarrow.csv`` (quoting off, explicit
-types); otherwise lines are split with numpy, fields counted per line, the plain lines parsed by pyarrow and
-only the suspicious ones by the slow path. ``read_candle_file`` also counts the file's data lines (every
-line after the header) and blank lines (nothing but an optional ``\r``): for every file
-``len(raw) + blank_lines == data_lines``. A file that cannot be read at all raises ``DataFormatError``
+Each block is first given whole to ``pyarrow.csv`` (quoting off, explicit types, empty lines kept); it is taken
+as it is when every ts is integer ms and every value finite (see ``_parse_block``); otherwise lines are split
+with numpy, fields counted per line, the plain lines parsed by pyarrow and only the suspicious ones by the slow
+path. ``read_candle_file`` returns a ``ParsedFile``: the candle columns, the line of each row and, apart, the
+rows it could not read (``Flagged``); its ``raw`` is the raw frame above. It also counts the file's data lines
+(every line after the header) and blank lines (nothing but an optional ``\r``): for every file
+``rows + blank_lines == data_lines``. A file that cannot be read at all raises ``DataFormatError``
 (what, where=file, hint).
 """
 

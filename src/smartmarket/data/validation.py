@@ -21,7 +21,8 @@ Rules, checked in this order (a row gets the first reason that applies):
 
 Out-of-order rows are not errors: good candles are sorted by ts and the number of rows that came after a
 later timestamp is reported (``out_of_order``). Gaps (missing candles between good ones) are reported too.
-Everything is vectorised; 5M rows validate in about a second.
+Everything is vectorised: each rule is a small integer code per row, checked in pieces of ``SCAN_ROWS`` rows;
+3 M clean rows validate in well under 0.1 s. A ``ParsedFile`` is judged without building any per-row text.
 """
 
 from __future__ import annotations
