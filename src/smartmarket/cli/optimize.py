@@ -135,6 +135,12 @@ def optimize_command(
     study: Annotated[
         str | None, typer.Option("--study", help="Study name to create or join (with --storage).")
     ] = None,
+    heartbeat_s: Annotated[
+        int, typer.Option("--heartbeat-s", min=1, help="With --storage: seconds between a worker's heartbeats.")
+    ] = 10,
+    grace_s: Annotated[
+        int, typer.Option("--grace-s", min=1, help="With --storage: a trial silent this long is failed and retried.")
+    ] = 30,
     seed: Annotated[int, typer.Option("--seed", help="Sampler seed.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
 ) -> None:
@@ -169,7 +175,7 @@ def optimize_command(
     make_strategy(strategy, **dict(request.fixed))  # unknown strategy: fail before reading data
     frame = read_frames(get_context(ctx).store, symbols, tf, start_ms, end_ms)[symbols[0]]
     with stderr_progress(err_console.is_terminal) as progress:
-        report = optimize(frame, request, progress=progress)
+        report = optimize(frame, request, progress=progress, heartbeat_s=heartbeat_s, grace_s=grace_s)
     if as_json:
         document: dict[str, Any] = report.to_dict()
         typer.echo(json.dumps(document, indent=2, default=str))

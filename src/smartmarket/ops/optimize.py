@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -271,12 +272,15 @@ def _event_driven_stats(result: BacktestResult, n_blocks: int) -> tuple[np.ndarr
 class Evaluator:
     """Runs parameter sets of one strategy over one candle frame: compiled when possible, else event-driven."""
 
-    def __init__(self, frame: pd.DataFrame, strategy: str, config: KernelConfig, n_blocks: int) -> None:
+    def __init__(
+        self, frame: pd.DataFrame, strategy: str, config: KernelConfig, n_blocks: int, *, compiled: bool | None = None
+    ) -> None:
         self.frame = as_candle_frame(frame)
         self.strategy = strategy
         self.config = config
         self.n_blocks = n_blocks
-        self.compiled = has_array_form(strategy) and unsupported_reason(config) is None
+        possible = has_array_form(strategy) and unsupported_reason(config) is None
+        self.compiled = possible if compiled is None else compiled and possible
         self._prepared = prepare(self.frame, config) if self.compiled else None
 
     @property
@@ -429,16 +433,25 @@ def _sqlalchemy_url(url: str) -> str:
     return url
 
 
-def _study_storage(url: str, heartbeat_s: int, grace_s: int) -> Any:
-    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+def retry_callback_class() -> Any:
+    """Optuna's callback that re-queues a trial whose worker stopped beating (its name since Optuna 4.9)."""
+    from optuna import storages
 
+    return getattr(storages, "RetryHeartbeatStaleTrialCallback", None) or storages.RetryFailedTrialCallback
+
+
+def _study_storage(url: str, heartbeat_s: int, grace_s: int) -> Any:
+    from optuna.storages import RDBStorage
+
+    old_name = retry_callback_class().__name__ == "RetryFailedTrialCallback"
+    key = "failed_trial_callback" if old_name else "heartbeat_stale_trial_callback"
     try:
-        return RDBStorage(
-            _sqlalchemy_url(url),
-            heartbeat_interval=heartbeat_s,
-            grace_period=grace_s,
-            failed_trial_callback=RetryFailedTrialCallback(max_retry=3),
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Optuna calls heartbeats "experimental"
+            retry = retry_callback_class()(max_retry=3)
+            return RDBStorage(
+                _sqlalchemy_url(url), heartbeat_interval=heartbeat_s, grace_period=grace_s, **{key: retry}
+            )
     except Exception as exc:  # SQLAlchemy/driver errors: one line, URL redacted by the error type
         first = (str(exc).splitlines() or [""])[0]
         raise ConfigError(
@@ -722,6 +735,7 @@ __all__ = [
     "objective_values",
     "optimize",
     "parse_space",
+    "retry_callback_class",
     "valid_points",
     "with_config",
 ]
