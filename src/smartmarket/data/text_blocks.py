@@ -216,7 +216,7 @@ def file_blocks(path: Path, progress: Progress | None) -> Iterator[Block]:
             handle.seek(0)
         while data := handle.read(BLOCK_BYTES):
             at = handle.tell()
-            end = data.rfind(b"\n") + 1 if at < total else len(data)
+            end = data.rfind(b"\n") + 1 if len(data) == BLOCK_BYTES else len(data)  # a short read: the end
             if end == 0:  # one line longer than a block: keep its head, skip the rest until its end
                 head = data[: RAW_TEXT_LIMIT + 1]
                 while data := handle.read(BLOCK_BYTES):
