@@ -1,4 +1,5 @@
-"""Backtest throughput: the kernel against backtesting.py on the same synthetic bars (``smartmarket bench backtest``).
+"""Backtest throughput: the kernel, the compiled sweep and backtesting.py on the same synthetic bars
+(``smartmarket bench backtest``).
 
 Both engines run ``sma_cross`` on one random-walk series with zero fees. The kernel's time covers the whole
 ``run_backtest`` call (frame → candles → kernel → result, SMAs updated incrementally per bar);
@@ -6,6 +7,9 @@ backtesting.py's covers ``Backtest.run`` given the same precomputed SMA arrays (
 step is then nearly free, which favours it). Times are the best of ``repeat`` runs, as wall-clock seconds
 and as CPU seconds of this process (the latter is what to compare on a busy machine). Not a test: timings
 depend on the machine and its load.
+
+The compiled sweep (``engine.sweep``) runs the grid ``SWEEP_GRID`` of sma_cross (every fast < slow) over the
+same bars in one call, indicators included; its figure is bars × parameter sets per second.
 """
 
 from __future__ import annotations
@@ -19,7 +23,11 @@ import pandas as pd
 
 from smartmarket.engine.backtest import run_backtest
 from smartmarket.engine.kernel import KernelConfig
+from smartmarket.engine.sweep import prepare, run_sweep
 from smartmarket.execution.fees import NO_FEES
+
+SWEEP_GRID = {"fast": range(5, 55, 5), "slow": range(20, 210, 10)}
+"""fast 5..50 step 5 x slow 20..200 step 10, keeping fast < slow: 174 parameter sets."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +68,25 @@ class BacktestBench:
     peer: Timing | None = None
     peer_trades: int | None = None
     peer_final_equity: float | None = None
+    sweep: Timing | None = None
+    sweep_param_sets: int = 0
+    sweep_final_equity: float | None = None  # of the (fast, slow) set, equal to the kernel's
+
+    @property
+    def sweep_bars_per_s(self) -> float | None:
+        """Bars x parameter sets per wall-clock second of the compiled sweep."""
+        return self.bars * self.sweep_param_sets / self.sweep.wall_s if self.sweep else None
+
+    @property
+    def sweep_bars_per_cpu_s(self) -> float | None:
+        """Bars x parameter sets per CPU second of the compiled sweep."""
+        return self.bars * self.sweep_param_sets / self.sweep.cpu_s if self.sweep else None
+
+    @property
+    def sweep_speedup(self) -> float | None:
+        """Sweep throughput (bars x sets per CPU second) over the kernel's bars per CPU second."""
+        per_cpu = self.sweep_bars_per_cpu_s
+        return per_cpu / self.kernel_bars_per_cpu_s if per_cpu else None
 
     @property
     def kernel_bars_per_s(self) -> float:
@@ -150,18 +177,48 @@ def _time_peer(candles: pd.DataFrame, fast: int, slow: int, repeat: int) -> tupl
     return watch.timing, trades, final
 
 
+def sweep_param_sets(fast: int, slow: int) -> list[dict[str, int]]:
+    """``SWEEP_GRID`` (fast < slow), with (``fast``, ``slow``) first so its result can be checked."""
+    sets = [{"fast": f, "slow": s} for f in SWEEP_GRID["fast"] for s in SWEEP_GRID["slow"] if f < s]
+    first = {"fast": fast, "slow": slow}
+    return [first, *[p for p in sets if p != first]]
+
+
+def _time_sweep(candles: pd.DataFrame, fast: int, slow: int, repeat: int) -> tuple[Timing, int, float]:
+    watch, final = _Stopwatch(), 0.0
+    config = KernelConfig(initial_cash=KERNEL_CASH, fees=NO_FEES)
+    sets = sweep_param_sets(fast, slow)
+    run_sweep(candles.iloc[:1000], "sma_cross", sets[:2], config=config)  # compile outside the timing
+    for _ in range(repeat):
+        with watch:  # indicators (one per distinct period), codes and fills of every set
+            result = run_sweep(prepare(candles, config), "sma_cross", sets)
+        final = float(result.final_equity[0])
+    return watch.timing, len(sets), final
+
+
 def bench_backtest(
     bars: int = 500_000, *, fast: int = 10, slow: int = 30, seed: int = 0, repeat: int = 3, peer: bool = True,
-    peer_repeat: int = 1,
+    peer_repeat: int = 1, sweep: bool = True,
 ) -> BacktestBench:
-    """Measure both engines on ``bars`` random-walk bars (1m spacing)."""
+    """Measure the kernel, the compiled sweep and (when installed) backtesting.py on ``bars`` random-walk bars."""
     candles = random_walk_candles(bars, seed=seed)
     kernel, kernel_trades, kernel_final = _time_kernel(candles, fast, slow, repeat)
+    sweep_timing, sweep_sets, sweep_final = _time_sweep(candles, fast, slow, repeat) if sweep else (None, 0, None)
     measured = _time_peer(candles, fast, slow, peer_repeat) if peer else None
-    if measured is None:
-        return BacktestBench(bars, fast, slow, kernel, kernel_trades, kernel_final)
-    peer_timing, peer_trades, peer_final = measured
-    return BacktestBench(bars, fast, slow, kernel, kernel_trades, kernel_final, peer_timing, peer_trades, peer_final)
+    peer_timing, peer_trades, peer_final = measured if measured is not None else (None, None, None)
+    return BacktestBench(
+        bars, fast, slow, kernel, kernel_trades, kernel_final, peer_timing, peer_trades, peer_final,
+        sweep_timing, sweep_sets, sweep_final,
+    )  # fmt: skip
 
 
-__all__ = ["KERNEL_CASH", "PEER_CASH", "BacktestBench", "Timing", "bench_backtest", "random_walk_candles"]
+__all__ = [
+    "KERNEL_CASH",
+    "PEER_CASH",
+    "SWEEP_GRID",
+    "BacktestBench",
+    "Timing",
+    "bench_backtest",
+    "random_walk_candles",
+    "sweep_param_sets",
+]
