@@ -637,8 +637,9 @@ def _join_lines(view: memoryview, starts: np.ndarray, nl: np.ndarray, index: np.
 
 @dataclass
 class _Parsed:
-    """Rows of one block as column chunks; ``first_line`` set: plain rows, one per line from that line, no
-    text (``line``/``raw``/``problem`` are filled by the sink); otherwise every column is given."""
+    """Rows of one block as column chunks; ``first_line`` set: plain rows, one per line from that line, no text
+    (the sink numbers the lines); otherwise every raw-frame column is given and the sink keeps the rows with a
+    ``problem`` or ``raw`` text apart (``Flagged``)."""
 
     columns: dict[str, list[np.ndarray]]
     rows: int
