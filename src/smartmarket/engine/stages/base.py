@@ -135,13 +135,26 @@ class EventLog:
         self._pool.shutdown(wait=True)
 
 
+def stores_natively(store: CandleStore, symbol: str, timeframe: Timeframe) -> bool:
+    """Whether live ``timeframe`` candles of ``symbol`` belong in the store as their own series: yes when that
+    series exists, or when no finer series does. Otherwise reads of ``timeframe`` are resampled from the finer
+    stored series, and a partial native copy would hide that history."""
+    series = store.list_series()
+    if any(s.symbol == symbol and s.timeframe == timeframe for s in series):
+        return True
+    return not any(s.symbol == symbol and s.timeframe.ms < timeframe.ms for s in series)
+
+
 def store_candles(store: CandleStore, candles: Iterable[CandleClosed]) -> int:
-    """Write ``candles`` to the candle store (idempotent); returns how many were new. Conflicts are logged."""
+    """Write ``candles`` to the candle store (idempotent); returns how many were new. Conflicts are logged; a
+    timeframe the store serves by resampling a finer series is left to that series (``stores_natively``)."""
     series: dict[tuple[str, Timeframe], dict[int, CandleClosed]] = {}
     for c in candles:
         series.setdefault((c.symbol, c.timeframe), {})[c.ts] = c
     inserted = 0
     for (symbol, timeframe), by_ts in series.items():
+        if not stores_natively(store, symbol, timeframe):
+            continue
         rows = [by_ts[ts] for ts in sorted(by_ts)]
         frame = pd.DataFrame(
             {"ts": [c.ts for c in rows], "open": [c.open for c in rows], "high": [c.high for c in rows],
@@ -315,4 +328,5 @@ __all__ = [
     "read_history",
     "same_payload",
     "store_candles",
+    "stores_natively",
 ]
