@@ -84,9 +84,11 @@ def test_run_events_and_replay(candle_dir: Path, sm_home: Path) -> None:
     code, out = invoke("events", "--correlation", order["correlation_id"])
     assert code == 0 and "SubmitOrder" in out and "CandleClosed" in out
 
-    code, out = invoke("replay", "--no-risk-checks")
+    code, out = invoke("replay")  # the run recorded what it ran (RunStarted): no --artifact, no trading options
     assert code == 0, out
     assert "identical" in out and f"{2 * LIVE} SignalGenerated" in out
+    refused = runner.invoke(app, ["replay", "--no-risk-checks"])  # beside a recorded run it would be half-applied
+    assert refused.exit_code != 0 and "recorded with the run" in str(refused.exception)
 
     # tamper with one recorded signal in the database: replay exits non-zero and names it
     store = open_store(Settings().store_url)
@@ -98,7 +100,7 @@ def test_run_events_and_replay(candle_dir: Path, sm_home: Path) -> None:
         "UPDATE events SET payload = ? WHERE event_id = ?", [row[1].replace('"long"', '"short"', 1), row[0]]
     )
     store.close()
-    code, out = invoke("replay", "--no-risk-checks", "--format", "json")
+    code, out = invoke("replay", "--format", "json")
     assert code == 1
     report = json.loads(out)
     assert [(d["kind"], d["event_id"], d["fields"]) for d in report["differences"]] == [

@@ -84,8 +84,8 @@ def test_rollout_with_a_shadow_candidate(setup: tuple[str, str, Path]) -> None:
     code, out = invoke("ab-report", "--symbol", SYMBOL)
     assert code == 0 and "paired block bootstrap" in out and comparison["verdict"] in out
 
-    # the recorded signals name their artifact: replay finds it without being told
-    code, out = invoke("replay", "--no-risk-checks")
+    # the run recorded what it ran: replay finds the artifact and the trading set-up without being told
+    code, out = invoke("replay")
     assert code == 0, out
     assert "identical" in out
 

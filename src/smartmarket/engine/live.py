@@ -47,6 +47,7 @@ from smartmarket.core.errors import ConfigError, PipelineError, SmartMarketError
 from smartmarket.core.events import Message, SignalGenerated, SubmitOrder
 from smartmarket.core.types import Timeframe, normalize_symbol
 from smartmarket.engine.observability import PipelineMetrics, event_fields
+from smartmarket.engine.run_record import run_started_event
 from smartmarket.engine.sources import CandleSource, FileSource
 from smartmarket.engine.stages import CONSUMER_STAGES, SHADOW_STAGE, STAGE_NAMES, build_stages, stage_inputs
 from smartmarket.engine.stages.base import EventLog, Stage, by_symbol, derived_id
@@ -128,6 +129,14 @@ def percentiles(samples: Sequence[float]) -> dict[str, float]:
     }
 
 
+def broker_name(broker: Broker | None) -> str:
+    """How a run records its broker: ``paper``, or ``ccxt:<exchange>`` (a live broker: fills not replayable)."""
+    if broker is None:
+        return "paper"
+    exchange = getattr(getattr(broker, "exchange", None), "id", None)
+    return f"ccxt:{exchange}" if exchange else f"live:{type(broker).__name__}"
+
+
 class LivePipeline:
     """Stages on one bus (see the module docstring)."""
 
@@ -146,6 +155,7 @@ class LivePipeline:
         self.candles = CandleCache()
         local = [s for s in self.options.stages if s in CONSUMER_STAGES or s == SHADOW_STAGE]
         self.stages: list[Stage] = build_stages(local, spec, self.log, candles=self.candles, broker=broker)
+        self.broker_name = broker_name(broker)
         self.consumer_name = self.options.consumer or default_consumer_name()
         self.consumers: list[Consumer] = []
         self.recorder: Recorder | None = None
@@ -199,6 +209,8 @@ class LivePipeline:
         failure: BaseException | None = None
         try:
             await self._until_stopped(self._prepare())
+            if self.log is not None and source is not None:  # the process feeding candles records what runs
+                await self._record_run_started()
             for stage in self.stages:
                 consumers = self._consumers(stage)
                 tasks[asyncio.create_task(self._consume(consumers), name=stage.name)] = stage.name
@@ -216,6 +228,13 @@ class LivePipeline:
         if failure is not None:
             raise failure
         return self.summary
+
+    async def _record_run_started(self) -> None:
+        """``RunStarted`` once per configuration (its id is its content; its time is the first start)."""
+        assert self.log is not None
+        event = run_started_event(self.spec, broker=self.broker_name)
+        if not any(e.message.event_id == event.event_id for e in await self.log.read(types=["RunStarted"])):
+            await self.log.append([event])
 
     async def _prepare(self) -> None:
         """Declare the deployment's groups and bind the processed-id scope to this process's event store."""

@@ -19,6 +19,7 @@ still waiting from the event log. Scale this stage out by symbol (one worker per
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
@@ -70,6 +71,7 @@ class ExecutionStage(Stage):
         self.halted: str | None = None  # why new orders are refused
         self._reconciled_at: int | None = None
         self._symbols: dict[str, _Symbol] = {}
+        self._recovering: dict[str, asyncio.Future[None]] = {}
 
     @property
     def paper(self) -> bool:
@@ -87,12 +89,28 @@ class ExecutionStage(Stage):
         return _Symbol(broker, trading.slippage.tracker())
 
     async def _state(self, symbol: str, trigger: Message) -> _Symbol:
-        state = self._symbols.get(symbol)
-        if state is None:
+        """The symbol's state; a fresh one is first recovered from the log. Orders and candles are consumed
+        concurrently, so whoever comes second waits for that one recovery (it would otherwise overwrite the
+        orders the other had queued); a failed recovery is retried by the next message."""
+        recovering = self._recovering.get(symbol)
+        if recovering is None:
+            state = self._symbols.get(symbol)
+            if state is not None:
+                return state
             state = self._symbols[symbol] = self._new_symbol()
-            if self.log is not None:
-                await self._recover(symbol, state, trigger)
-        return state
+            if self.log is None:
+                return state
+            recovering = self._recovering[symbol] = asyncio.ensure_future(self._recover(symbol, state, trigger))
+        try:
+            await asyncio.shield(recovering)
+        except Exception:
+            if self._recovering.get(symbol) is recovering:
+                del self._recovering[symbol]
+                self._symbols.pop(symbol, None)
+            raise
+        if self._recovering.get(symbol) is recovering:
+            del self._recovering[symbol]
+        return self._symbols[symbol]
 
     async def handle(self, message: Message) -> list[Message]:
         symbol = getattr(message, "symbol", None)
