@@ -29,8 +29,8 @@ from fastapi import FastAPI
 
 from smartmarket.api import SecurityConfig, create_app
 from smartmarket.core.config import Settings
-from smartmarket.core.events import Direction, SignalGenerated
-from smartmarket.core.types import Timeframe
+from smartmarket.core.events import SignalGenerated
+from smartmarket.core.types import Direction, Timeframe
 from smartmarket.data.ingest import ingest_file
 from smartmarket.features.regimes import label_regimes
 from smartmarket.store import open_store

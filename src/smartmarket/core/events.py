@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from enum import Enum
 from typing import Any, ClassVar, Literal
 
 import msgpack
@@ -24,9 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from smartmarket.core.errors import DataFormatError
 from smartmarket.core.timeutil import now_ms
-from smartmarket.core.types import Timeframe
+from smartmarket.core.types import Candle, Direction, Timeframe
 
-Direction = Literal["long", "flat", "short"]
 Side = Literal["buy", "sell"]
 
 
@@ -60,8 +60,9 @@ class Message(BaseModel):
 
     def to_dict(self) -> dict[str, Any]:
         data = self.model_dump(mode="python")
-        if isinstance(data.get("timeframe"), Timeframe):
-            data["timeframe"] = data["timeframe"].value
+        for key, value in data.items():  # timeframe, direction: their plain values
+            if isinstance(value, Enum):
+                data[key] = value.value
         return {"type": self.type_name, **data}
 
 
@@ -76,6 +77,11 @@ class CandleClosed(Message):
     low: float
     close: float
     volume: float
+
+    @property
+    def candle(self) -> Candle:
+        """The candle itself, as the one candle type."""
+        return Candle(self.ts, self.open, self.high, self.low, self.close, self.volume)
 
 
 class FeaturesComputed(Message):

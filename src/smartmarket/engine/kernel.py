@@ -148,7 +148,7 @@ class Kernel:
     # ------------------------------------------------------------------------------------- the clock
     def on_event(self, event: CandleClosed) -> None:
         """Live/replay edge: a ``CandleClosed`` event is one closed candle."""
-        self.on_candle(event.symbol, Candle(event.ts, event.open, event.high, event.low, event.close, event.volume))
+        self.on_candle(event.symbol, event.candle)
 
     def on_candle(self, symbol: str, bar: Candle) -> None:
         """Advance ``symbol`` by one closed candle (steps 1-6 of the module docstring)."""

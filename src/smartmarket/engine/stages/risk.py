@@ -48,7 +48,6 @@ from smartmarket.core.events import (
     SignalGenerated,
     SubmitOrder,
 )
-from smartmarket.core.types import Candle
 from smartmarket.engine.kernel import Kernel
 from smartmarket.engine.stages.base import EventLog, NotRecordedError, Stage, by_symbol, derived_id, read_history
 from smartmarket.engine.stages.candles import CandleCache
@@ -308,7 +307,7 @@ class RiskStage(Stage):
         kernel = account.kernel
         if account.feed is not None:
             account.feed.signal = signal
-        kernel.on_candle(symbol, Candle(candle.ts, candle.open, candle.high, candle.low, candle.close, candle.volume))
+        kernel.on_candle(symbol, candle.candle)
         if account.feed is not None:
             account.feed.signal = None
         new_orders = kernel.orders[account.orders_seen :]
