@@ -115,9 +115,9 @@ def test_replay_of_an_empty_log_says_what_to_do(sm_home: Path) -> None:
 
 
 def test_run_paper_trades_a_named_strategy_with_the_backtests_decisions(sm_home: Path, tmp_path: Path) -> None:
-    from smartmarket.engine.backtest import run_kernel
+    from smartmarket.backtest.runner import run_kernel
     from smartmarket.engine.kernel import Kernel
-    from smartmarket.engine.stages import TradingConfig
+    from smartmarket.pipeline.stages import TradingConfig
     from smartmarket.strategies.registry import strategy_factory
 
     candles = generate_market(1_200, seed=8, start_price=2_000.0)

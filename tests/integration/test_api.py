@@ -27,11 +27,11 @@ from fastapi.testclient import TestClient
 from smartmarket.api import SecurityConfig, create_app
 from smartmarket.api.schemas import HitRatePoint, PipelineStatus, QualityReport, StageStatus
 from smartmarket.api.services import MIN_WARMUP
+from smartmarket.backtest.runner import run_backtest
 from smartmarket.core.config import Settings
 from smartmarket.core.events import CandleClosed, SignalGenerated
 from smartmarket.core.types import Timeframe
 from smartmarket.data.ingest import ingest_file
-from smartmarket.engine.backtest import run_backtest
 from smartmarket.engine.kernel import KernelConfig
 from smartmarket.execution.fees import FeeModel
 from smartmarket.execution.sizing import FixedFraction

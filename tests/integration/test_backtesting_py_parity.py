@@ -25,8 +25,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smartmarket.engine import KernelConfig, run_backtest
-from smartmarket.engine.backtest import BacktestResult
+from smartmarket.backtest import run_backtest
+from smartmarket.backtest.runner import BacktestResult
+from smartmarket.engine import KernelConfig
 from smartmarket.execution import FeeModel, FixedBps
 from smartmarket.features.indicators import make_indicator
 

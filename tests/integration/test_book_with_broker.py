@@ -26,14 +26,14 @@ from smartmarket.core.events import (
     TradingHalted,
 )
 from smartmarket.core.types import Timeframe
-from smartmarket.engine.stages.candles import candle_closed
-from smartmarket.engine.stages.execution import ExecutionStage
-from smartmarket.engine.stages.risk import RiskStage
-from smartmarket.engine.stages.spec import PipelineSpec, StrategyChoice, TradingConfig
 from smartmarket.engine.strategy import BarContext, Strategy
 from smartmarket.execution.ccxt_broker import API_KEY_ENV, API_SECRET_ENV, CcxtBroker
 from smartmarket.execution.fees import FeeModel
 from smartmarket.execution.orders import Decision
+from smartmarket.pipeline.stages.candles import candle_closed
+from smartmarket.pipeline.stages.execution import ExecutionStage
+from smartmarket.pipeline.stages.risk import RiskStage
+from smartmarket.pipeline.stages.spec import PipelineSpec, StrategyChoice, TradingConfig
 from smartmarket.strategies.registry import STRATEGIES
 
 SYMBOL = "BTCUSDT"

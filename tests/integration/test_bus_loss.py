@@ -38,12 +38,12 @@ from smartmarket.core.errors import PipelineError
 from smartmarket.core.events import Message, SignalGenerated
 from smartmarket.core.types import Timeframe
 from smartmarket.data.synthetic import generate_market
-from smartmarket.engine.live import LivePipeline, RunOptions
-from smartmarket.engine.replay import replay
-from smartmarket.engine.sources import FileSource
-from smartmarket.engine.stages import ArtifactEngines, EventLog, PipelineSpec, TradingConfig, candle_closed
-from smartmarket.engine.stages.recorder import Recorder
 from smartmarket.models.labels import LabelConfig
+from smartmarket.pipeline.live import LivePipeline, RunOptions
+from smartmarket.pipeline.replay import replay
+from smartmarket.pipeline.sources import FileSource
+from smartmarket.pipeline.stages import ArtifactEngines, EventLog, PipelineSpec, TradingConfig, candle_closed
+from smartmarket.pipeline.stages.recorder import Recorder
 from smartmarket.signals.fit import default_system_config, fit_artifact, save_artifact
 from smartmarket.signals.members import SMCMember, TechnicalMember
 from smartmarket.store.url import open_store

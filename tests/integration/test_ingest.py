@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from smartmarket.core.frame import CANDLE_COLUMNS
 from smartmarket.core.types import Timeframe
-from smartmarket.data.frame import CANDLE_COLUMNS
 from smartmarket.data.ingest import Gap, IngestReport, ingest_file, ingest_frame
 from smartmarket.data.quarantine import read_quarantine
 from smartmarket.store import Store, open_store

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from smartmarket.backtest.bench import random_walk_candles
 from smartmarket.core.types import Timeframe
-from smartmarket.engine.bench import random_walk_candles
 from smartmarket.ops.optimize import _sqlalchemy_url, retry_callback_class
 from smartmarket.store import open_store
 

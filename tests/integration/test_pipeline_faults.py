@@ -26,11 +26,11 @@ from smartmarket.bus.redis_streams import RedisStreamsBus
 from smartmarket.bus.topics import SIGNALS, StreamNames
 from smartmarket.core.events import SignalGenerated, SubmitOrder
 from smartmarket.data.synthetic import generate_market
-from smartmarket.engine.live import LivePipeline, RunOptions
-from smartmarket.engine.replay import replay
-from smartmarket.engine.sources import FileSource
-from smartmarket.engine.stages import ArtifactEngines, PipelineSpec, TradingConfig
 from smartmarket.models.labels import LabelConfig
+from smartmarket.pipeline.live import LivePipeline, RunOptions
+from smartmarket.pipeline.replay import replay
+from smartmarket.pipeline.sources import FileSource
+from smartmarket.pipeline.stages import ArtifactEngines, PipelineSpec, TradingConfig
 from smartmarket.signals.fit import default_system_config, fit_artifact, save_artifact
 from smartmarket.signals.members import SMCMember, TechnicalMember
 from smartmarket.store.url import open_store

@@ -15,17 +15,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from smartmarket.backtest.runner import run_kernel
 from smartmarket.bus.inprocess import InProcessBus
 from smartmarket.bus.redis_streams import RedisStreamsBus
 from smartmarket.core.events import CandleClosed, SignalGenerated, SubmitOrder
 from smartmarket.data.synthetic import generate_market
-from smartmarket.engine.backtest import run_kernel
 from smartmarket.engine.kernel import Kernel
-from smartmarket.engine.live import LivePipeline, RunOptions, demo_paper_trading
-from smartmarket.engine.sources import FileSource
-from smartmarket.engine.stages import ArtifactEngines, PipelineSpec, RiskStage, TradingConfig
-from smartmarket.engine.stages.chain import signal_matches
 from smartmarket.models.labels import LabelConfig
+from smartmarket.pipeline.live import LivePipeline, RunOptions, demo_paper_trading
+from smartmarket.pipeline.sources import FileSource
+from smartmarket.pipeline.stages import ArtifactEngines, PipelineSpec, RiskStage, TradingConfig
+from smartmarket.pipeline.stages.chain import signal_matches
 from smartmarket.signals.fit import default_system_config, fit_artifact, save_artifact
 from smartmarket.signals.members import SMCMember, TechnicalMember
 from smartmarket.store.url import open_store

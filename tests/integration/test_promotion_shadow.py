@@ -25,14 +25,14 @@ from smartmarket.core.events import (
 )
 from smartmarket.core.types import Timeframe
 from smartmarket.data.synthetic import generate_market
-from smartmarket.engine.live import LivePipeline, RunOptions
-from smartmarket.engine.sources import FileSource
-from smartmarket.engine.stages import ArtifactEngines, PipelineSpec, TradingConfig
-from smartmarket.engine.stages.chain import signal_matches
 from smartmarket.models.labels import LabelConfig
 from smartmarket.models.registry import EVALUATION_FILE, Registry
 from smartmarket.ops.abtest import shadow_report
 from smartmarket.ops.promotion import evaluate_and_attach
+from smartmarket.pipeline.live import LivePipeline, RunOptions
+from smartmarket.pipeline.sources import FileSource
+from smartmarket.pipeline.stages import ArtifactEngines, PipelineSpec, TradingConfig
+from smartmarket.pipeline.stages.chain import signal_matches
 from smartmarket.signals.engine import SignalEngine
 from smartmarket.signals.fit import default_system_config, fit_artifact, load_artifact, save_artifact
 from smartmarket.signals.members import SMCMember, TechnicalMember

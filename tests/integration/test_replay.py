@@ -16,12 +16,12 @@ from smartmarket.cli.app import app
 from smartmarket.core.errors import ConfigError
 from smartmarket.core.events import CandleClosed, OrderFilled, RunStarted, SubmitOrder, from_dict
 from smartmarket.data.synthetic import generate_market
-from smartmarket.engine.live import LivePipeline, RunOptions
-from smartmarket.engine.replay import replay, replay_run
-from smartmarket.engine.run_record import record_run_started, run_started_event
-from smartmarket.engine.sources import FileSource
-from smartmarket.engine.stages import ArtifactEngines, PipelineSpec, TradingConfig
 from smartmarket.models.labels import LabelConfig
+from smartmarket.pipeline.live import LivePipeline, RunOptions
+from smartmarket.pipeline.replay import replay, replay_run
+from smartmarket.pipeline.run_record import record_run_started, run_started_event
+from smartmarket.pipeline.sources import FileSource
+from smartmarket.pipeline.stages import ArtifactEngines, PipelineSpec, TradingConfig
 from smartmarket.signals.fit import default_system_config, fit_artifact, save_artifact
 from smartmarket.signals.members import SMCMember, TechnicalMember
 from smartmarket.store.base import StoredEvent

@@ -30,12 +30,12 @@ from smartmarket.bus.redis_streams import RedisStreamsBus
 from smartmarket.bus.topics import ORDERS, StreamNames
 from smartmarket.core.events import OrderFilled
 from smartmarket.data.synthetic import generate_market
-from smartmarket.engine.live import LivePipeline, RunOptions
-from smartmarket.engine.replay import replay_run
-from smartmarket.engine.run_record import record_run_started, run_started_event
-from smartmarket.engine.sources import FileSource
-from smartmarket.engine.stages import PipelineSpec, TradingConfig
-from smartmarket.engine.stages.spec import StrategyChoice
+from smartmarket.pipeline.live import LivePipeline, RunOptions
+from smartmarket.pipeline.replay import replay_run
+from smartmarket.pipeline.run_record import record_run_started, run_started_event
+from smartmarket.pipeline.sources import FileSource
+from smartmarket.pipeline.stages import PipelineSpec, TradingConfig
+from smartmarket.pipeline.stages.spec import StrategyChoice
 from smartmarket.store.base import EventStore
 from smartmarket.store.url import open_store
 

@@ -18,8 +18,8 @@ import pytest
 
 from smartmarket.core.errors import ConfigError, NotFoundError, StoreError, StoreUnavailableError, ValidationError
 from smartmarket.core.events import CandleClosed, OrderFilled, SignalGenerated
+from smartmarket.core.frame import CANDLE_COLUMNS
 from smartmarket.core.types import DAY_MS, HOUR_MS, MINUTE_MS, WEEK_MS, Timeframe
-from smartmarket.data.frame import CANDLE_COLUMNS
 from smartmarket.store.base import Store, StoredEvent
 from smartmarket.store.cache import TailCache
 from smartmarket.store.duckdb_store import DuckDBStore

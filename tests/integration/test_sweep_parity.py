@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smartmarket.engine import KernelConfig, run_backtest
-from smartmarket.engine.backtest import BacktestResult
-from smartmarket.engine.sweep import run_array_backtest, run_sweep
+from smartmarket.backtest import run_backtest
+from smartmarket.backtest.runner import BacktestResult
+from smartmarket.backtest.sweep import run_array_backtest, run_sweep
+from smartmarket.engine import KernelConfig
 from smartmarket.execution import FeeModel, FixedBps
 from smartmarket.execution.risk import RiskConfig
 from smartmarket.execution.slippage import VolatilitySlippage

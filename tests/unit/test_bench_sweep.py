@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from smartmarket.engine.bench import bench_backtest, sweep_param_sets
+from smartmarket.backtest.bench import bench_backtest, sweep_param_sets
 
 
 def test_sweep_figures_beside_the_kernel() -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smartmarket.data.frame import CANDLE_COLUMNS, as_candle_frame
+from smartmarket.core.frame import CANDLE_COLUMNS, as_candle_frame
 from smartmarket.features.base import Feature
 from smartmarket.features.indicators import DEFAULT_SPECS, IndicatorSet
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from smartmarket.core.errors import ConfigError
-from smartmarket.data.frame import CANDLE_COLUMNS, as_candle_frame
+from smartmarket.core.frame import CANDLE_COLUMNS, as_candle_frame
 from smartmarket.features.base import Feature
 from smartmarket.features.indicators import (
     DEFAULT_SPECS,

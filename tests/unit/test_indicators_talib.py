@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import talib
 
-from smartmarket.data.frame import as_candle_frame
+from smartmarket.core.frame import as_candle_frame
 from smartmarket.features.indicators import IndicatorSet
 
 REL_TOL = 1e-8

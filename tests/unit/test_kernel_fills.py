@@ -9,10 +9,11 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 import pytest
 
+from smartmarket.backtest import run_backtest
+from smartmarket.backtest.runner import BacktestResult
 from smartmarket.core.errors import ValidationError
 from smartmarket.core.types import Candle
-from smartmarket.engine import BarContext, Decision, Kernel, KernelConfig, Strategy, run_backtest
-from smartmarket.engine.backtest import BacktestResult
+from smartmarket.engine import BarContext, Decision, Kernel, KernelConfig, Strategy
 from smartmarket.execution import (
     NO_FEES,
     FeeModel,

@@ -9,8 +9,8 @@ import pytest
 
 from smartmarket.core.types import Timeframe
 from smartmarket.data.synthetic import generate_market
-from smartmarket.engine.stages.base import store_candles
-from smartmarket.engine.stages.candles import candle_closed
+from smartmarket.pipeline.stages.base import store_candles
+from smartmarket.pipeline.stages.candles import candle_closed
 from smartmarket.store.url import open_store
 
 M1, M15 = Timeframe.parse("1m"), Timeframe.parse("15m")

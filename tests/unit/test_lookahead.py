@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smartmarket.engine import BarContext, Decision, KernelConfig, Strategy, run_backtest
-from smartmarket.engine.backtest import BacktestResult
+from smartmarket.backtest import run_backtest
+from smartmarket.backtest.runner import BacktestResult
+from smartmarket.engine import BarContext, Decision, KernelConfig, Strategy
 from smartmarket.engine.strategy import BarHistory
 from smartmarket.execution import NO_FEES
 from smartmarket.features.base import Feature

@@ -10,11 +10,12 @@ import pytest
 
 from smartmarket.analytics.deflated import deflated_sharpe_from_returns
 from smartmarket.analytics.metrics import bar_returns, compute_metrics
+from smartmarket.backtest import run_backtest
+from smartmarket.backtest.bench import random_walk_candles
+from smartmarket.backtest.sweep import sharpe_from_sums
 from smartmarket.core.errors import ConfigError, ValidationError
 from smartmarket.core.types import Timeframe
-from smartmarket.engine import KernelConfig, run_backtest
-from smartmarket.engine.bench import random_walk_candles
-from smartmarket.engine.sweep import sharpe_from_sums
+from smartmarket.engine import KernelConfig
 from smartmarket.ops.optimize import (
     Evaluator,
     OptimizeRequest,

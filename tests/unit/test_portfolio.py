@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from smartmarket.backtest import iter_bars
 from smartmarket.core.errors import ValidationError
-from smartmarket.engine import BarContext, Decision, Kernel, KernelConfig, Strategy, iter_bars
+from smartmarket.engine import BarContext, Decision, Kernel, KernelConfig, Strategy
 from smartmarket.execution import FeeModel, FixedBps, FixedFraction, Portfolio, RiskConfig
 
 HOUR = 3_600_000

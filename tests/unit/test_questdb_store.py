@@ -22,8 +22,8 @@ from questdb import Sender
 
 from smartmarket.core.errors import ConfigError, StoreError, StoreUnavailableError
 from smartmarket.core.events import CandleClosed, OrderFilled, from_json
+from smartmarket.core.frame import CANDLE_COLUMNS, as_candle_frame
 from smartmarket.core.types import DAY_MS, Timeframe
-from smartmarket.data.frame import CANDLE_COLUMNS, as_candle_frame
 from smartmarket.store import questdb_sql as sql
 from smartmarket.store.base import StoredEvent
 from smartmarket.store.questdb_store import (

@@ -21,9 +21,9 @@ from smartmarket.analytics.report import (
     thin_indices,
     zero_aligned_bins,
 )
+from smartmarket.core.frame import as_candle_frame
 from smartmarket.core.trading import PositionSide, Trade
 from smartmarket.core.types import HOUR_MS, Timeframe
-from smartmarket.data.frame import as_candle_frame
 
 T0 = 1_701_388_800_000  # 2023-12-01T00:00:00Z
 SECTIONS = ("metrics", "price", "equity", "monthly", "pnl", "provenance")

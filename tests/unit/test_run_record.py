@@ -8,7 +8,11 @@ import pytest
 
 from smartmarket.core.errors import ConfigError
 from smartmarket.core.events import RunStarted, from_json, to_json
-from smartmarket.engine.run_record import (
+from smartmarket.execution.fees import FeeModel
+from smartmarket.execution.risk import RiskConfig
+from smartmarket.execution.sizing import RiskPerTrade
+from smartmarket.execution.slippage import FixedBps, SlippageModel, SlippageTracker, VolatilitySlippage
+from smartmarket.pipeline.run_record import (
     find_run,
     record_run_started,
     run_started_event,
@@ -16,11 +20,7 @@ from smartmarket.engine.run_record import (
     trading_fields,
     trading_from_fields,
 )
-from smartmarket.engine.stages.spec import FactoryEngines, PipelineSpec, StrategyChoice, TradingConfig
-from smartmarket.execution.fees import FeeModel
-from smartmarket.execution.risk import RiskConfig
-from smartmarket.execution.sizing import RiskPerTrade
-from smartmarket.execution.slippage import FixedBps, SlippageModel, SlippageTracker, VolatilitySlippage
+from smartmarket.pipeline.stages.spec import FactoryEngines, PipelineSpec, StrategyChoice, TradingConfig
 from smartmarket.store.url import open_store
 
 UNUSUAL = TradingConfig(

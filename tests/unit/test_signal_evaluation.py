@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smartmarket.signals.evaluation import EvaluationConfig, markdown_report, run_walk_forward
+from smartmarket.backtest.signal_evaluation import EvaluationConfig, markdown_report, run_walk_forward
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

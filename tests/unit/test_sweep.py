@@ -15,12 +15,13 @@ import pytest
 
 from smartmarket.analytics.metrics import bar_returns, drawdown_series
 from smartmarket.analytics.pbo import block_sums
+from smartmarket.backtest import run_backtest
+from smartmarket.backtest.bench import random_walk_candles
+from smartmarket.backtest.runner import BacktestResult
+from smartmarket.backtest.sweep import prepare, run_array_backtest, run_sweep
+from smartmarket.backtest.walkforward import bar_sharpe
 from smartmarket.core.errors import ConfigError
-from smartmarket.engine import KernelConfig, run_backtest
-from smartmarket.engine.backtest import BacktestResult
-from smartmarket.engine.bench import random_walk_candles
-from smartmarket.engine.sweep import prepare, run_array_backtest, run_sweep
-from smartmarket.engine.walkforward import bar_sharpe
+from smartmarket.engine import KernelConfig
 from smartmarket.execution import FeeModel, FixedBps
 from smartmarket.execution.risk import RiskConfig
 from smartmarket.execution.sizing import FixedFraction, RiskPerTrade, VolatilityTarget

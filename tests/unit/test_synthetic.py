@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from smartmarket.core.config import Settings
 from smartmarket.core.errors import ConfigError, ValidationError
+from smartmarket.core.frame import CANDLE_COLUMNS
 from smartmarket.core.types import Timeframe
-from smartmarket.data.frame import CANDLE_COLUMNS
 from smartmarket.data.synthetic import (
     DEFAULT_START_TS,
     MarketParams,

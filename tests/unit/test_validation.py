@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from smartmarket.core.frame import CANDLE_COLUMNS
 from smartmarket.core.types import WEEK_MS, Timeframe
-from smartmarket.data.frame import CANDLE_COLUMNS
 from smartmarket.data.parsers import RAW_COLUMNS
 from smartmarket.data.quarantine import QUARANTINE_COLUMNS, quarantine_file, read_quarantine, write_quarantine
 from smartmarket.data.validation import REASONS, Gap, find_gaps, validate_candles

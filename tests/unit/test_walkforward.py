@@ -9,9 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smartmarket.core.errors import ConfigError, ValidationError
-from smartmarket.engine import KernelConfig, run_backtest
-from smartmarket.engine.walkforward import (
+from smartmarket.backtest import run_backtest
+from smartmarket.backtest.walkforward import (
     FitOutcome,
     WalkForwardConfig,
     bar_sharpe,
@@ -19,6 +18,8 @@ from smartmarket.engine.walkforward import (
     make_windows,
     walk_forward,
 )
+from smartmarket.core.errors import ConfigError, ValidationError
+from smartmarket.engine import KernelConfig
 from smartmarket.execution import FeeModel
 
 HOUR = 3_600_000

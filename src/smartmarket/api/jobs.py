@@ -19,13 +19,13 @@ import pandas as pd
 
 from smartmarket.analytics import Metrics, compute_metrics, monthly_returns, render_report
 from smartmarket.api.schemas import BacktestRequest
+from smartmarket.backtest.provenance import backtest_provenance
+from smartmarket.backtest.result_json import backtest_document
+from smartmarket.backtest.runner import BacktestResult, run_backtest
 from smartmarket.core.errors import ConfigError, NotFoundError, SmartMarketError
 from smartmarket.core.timeutil import now_ms, parse_time
 from smartmarket.core.types import Timeframe, normalize_symbol
-from smartmarket.engine.backtest import BacktestResult, run_backtest
 from smartmarket.engine.kernel import KernelConfig
-from smartmarket.engine.provenance import backtest_provenance
-from smartmarket.engine.result_json import backtest_document
 from smartmarket.execution.fees import FeeModel
 from smartmarket.execution.sizing import FixedFraction
 from smartmarket.execution.slippage import FixedBps
@@ -102,7 +102,7 @@ class BacktestJob:
 def run_with_progress(
     frames: Mapping[str, pd.DataFrame], spec: BacktestSpec, progress: Callable[[int, int], None]
 ) -> BacktestResult:
-    """``engine.backtest.run_backtest`` reporting ``progress(done, total)`` as candles are processed."""
+    """``backtest.run_backtest`` reporting ``progress(done, total)`` as candles are processed."""
     return run_backtest(
         frames, spec.strategy, params=spec.params, config=spec.config, timeframe=spec.timeframe, progress=progress
     )

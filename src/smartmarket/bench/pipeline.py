@@ -37,8 +37,8 @@ from smartmarket.bus.base import Bus
 from smartmarket.bus.inprocess import InProcessBus
 from smartmarket.bus.redis_streams import RedisStreamsBus
 from smartmarket.core.types import Candle, Timeframe
-from smartmarket.engine.live import LivePipeline, RunOptions, percentiles
-from smartmarket.engine.stages.spec import FactoryEngines, PipelineSpec, TradingConfig
+from smartmarket.pipeline.live import LivePipeline, RunOptions, percentiles
+from smartmarket.pipeline.stages.spec import FactoryEngines, PipelineSpec, TradingConfig
 
 TARGET_P99_MS = 25.0
 PROMISE_MS = 50.0

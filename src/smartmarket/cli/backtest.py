@@ -17,14 +17,14 @@ from rich import box
 from rich.table import Table
 
 from smartmarket.analytics import Metrics, compute_metrics, monthly_returns, write_report
+from smartmarket.backtest.provenance import backtest_provenance
+from smartmarket.backtest.result_json import backtest_document, write_document
+from smartmarket.backtest.runner import BacktestResult, run_backtest, warmup_frames
 from smartmarket.cli.context import console, get_context
 from smartmarket.core.errors import ConfigError, NotFoundError
 from smartmarket.core.timeutil import format_ms, parse_time
 from smartmarket.core.types import Timeframe, normalize_symbol
-from smartmarket.engine.backtest import BacktestResult, run_backtest
 from smartmarket.engine.kernel import KernelConfig
-from smartmarket.engine.provenance import backtest_provenance
-from smartmarket.engine.result_json import backtest_document, write_document
 from smartmarket.execution.fees import FeeModel
 from smartmarket.execution.sizing import FixedFraction
 from smartmarket.execution.slippage import FixedBps
@@ -272,8 +272,13 @@ def backtest(
         close_at_end=not keep_open,
     )
 
-    frames = read_frames(get_context(ctx).store, symbols, tf, start_ms, end_ms)
-    result = run_backtest(frames, strategy, params=strategy_params, config=config, timeframe=tf)
+    store = get_context(ctx).store
+    frames = read_frames(store, symbols, tf, start_ms, end_ms)
+    warmup = None
+    if start_ms is not None:  # the strategy sees the candles before --start first, as a live run would have
+        factory = strategy_factory(strategy, **strategy_params)
+        warmup = warmup_frames(store, symbols, tf, start_ms, factory, extra_bars=config.sizer.lookback)
+    result = run_backtest(frames, strategy, params=strategy_params, config=config, timeframe=tf, warmup=warmup)
     metrics = compute_metrics(
         result.equity, result.trades, tf, exposure=result.exposure, traded_notional=result.traded_notional
     )
@@ -289,6 +294,9 @@ def backtest(
     per_symbol = f" x {len(symbols)} symbols" if len(symbols) > 1 else ""
     span = f"{len(result.equity):,} bars{per_symbol} from {format_ms(first)} to {format_ms(last)}"
     console.print(span, style="dim", highlight=False)
+    if warmup is not None:
+        warmed = sum(len(f) for f in warmup.values())
+        console.print(f"warmed up on {warmed:,} candle(s) before --start (not traded)", style="dim", highlight=False)
     if result.open_positions:
         console.print(f"{len(result.open_positions)} position(s) left open (--keep-open)", style="dim")
 

@@ -152,7 +152,7 @@ def register_backtest(bench: typer.Typer) -> None:
 
         Example: smartmarket bench backtest --bars 500000 --json
         """
-        from smartmarket.engine.bench import KERNEL_CASH, PEER_CASH, bench_backtest
+        from smartmarket.backtest.bench import KERNEL_CASH, PEER_CASH, bench_backtest
 
         err_console.print(
             f"[dim]running sma_cross on {bars:,} bars: kernel ×{repeat}, compiled sweep ×{repeat}, backtesting.py ×1[/]"

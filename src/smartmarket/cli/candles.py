@@ -12,9 +12,9 @@ from rich import box
 from rich.table import Table
 
 from smartmarket.cli.context import console, err_console, get_context
+from smartmarket.core.frame import empty_candles
 from smartmarket.core.timeutil import format_ms, parse_time
 from smartmarket.core.types import Timeframe, normalize_symbol
-from smartmarket.data.frame import empty_candles
 from smartmarket.store.base import SeriesInfo, Store
 from smartmarket.store.resample import series_not_found
 

@@ -77,8 +77,8 @@ def stage_features(store: Store, symbol: str, tf: Timeframe) -> None:
 
 def stage_backtest(app_ctx: AppContext, symbol: str, tf: Timeframe) -> None:
     from smartmarket.analytics import compute_metrics, monthly_returns, write_report
+    from smartmarket.backtest.runner import run_backtest
     from smartmarket.cli.backtest import buy_hold_return, kernel_config, summary_table
-    from smartmarket.engine.backtest import run_backtest
 
     candles = app_ctx.store.read_candles(symbol, tf)
     params = {"fast": 10, "slow": 30}
@@ -164,7 +164,7 @@ def stage_paper_trading(
     app_ctx: AppContext, symbol: str, tf: Timeframe, candidate: str, candles: int = 400
 ) -> None:  # fmt: skip
     from smartmarket.core.errors import NotFoundError
-    from smartmarket.engine.live import demo_paper_trading
+    from smartmarket.pipeline.live import demo_paper_trading
     from smartmarket.signals.engine import SignalEngine
     from smartmarket.signals.fit import load_artifact
 

@@ -267,7 +267,7 @@ def evaluate_model(
     trading evaluation backtests :class:`ProbabilityThreshold` on the same bars, after ``fee`` per side.
     """
     from smartmarket.analytics import compute_metrics
-    from smartmarket.engine.backtest import run_backtest
+    from smartmarket.backtest.runner import run_backtest
     from smartmarket.engine.kernel import KernelConfig
     from smartmarket.execution.fees import FeeModel
     from smartmarket.features.sets import FEATURE_SETS

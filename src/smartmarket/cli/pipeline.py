@@ -73,11 +73,11 @@ def _symbols(text: str) -> list[str]:
 def _trading(
     cash: float, max_size: float, fee_bps: float, slippage_bps: float, no_checks: bool, reconcile: str = "check"
 ) -> Any:
-    from smartmarket.engine.stages.spec import TradingConfig
     from smartmarket.execution.fees import FeeModel
     from smartmarket.execution.reconcile import RECONCILE_MODES
     from smartmarket.execution.risk_checks import RiskLimits
     from smartmarket.execution.slippage import FixedBps
+    from smartmarket.pipeline.stages.spec import TradingConfig
 
     if reconcile not in RECONCILE_MODES:
         raise ConfigError(f"unknown --reconcile {reconcile!r}", hint=f"use {', '.join(RECONCILE_MODES)}")
@@ -93,7 +93,7 @@ def _spec(
     trading: Any, shadow: str | None = None, strategy: str = "ensemble", params: str | None = None,
 ) -> Any:  # fmt: skip
     from smartmarket.cli.backtest import parse_params
-    from smartmarket.engine.stages.spec import ArtifactEngines, PipelineSpec, StrategyChoice
+    from smartmarket.pipeline.stages.spec import ArtifactEngines, PipelineSpec, StrategyChoice
 
     tf = Timeframe.parse(timeframe)
     if strategy != "ensemble":
@@ -156,7 +156,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
 def _run_pipeline(ctx: typer.Context, spec: Any, bus_url: str, options: Any, broker: Any, source: Any,
                   metrics_port: int | None) -> dict[str, Any]:  # fmt: skip
     from smartmarket.bus.url import open_bus
-    from smartmarket.engine.live import LivePipeline
+    from smartmarket.pipeline.live import LivePipeline
 
     store = get_context(ctx).store if "recorder" in options.stages or set(options.stages) - {"candles"} else None
 
@@ -214,11 +214,11 @@ def register(app: typer.Typer) -> None:
         Example: smartmarket run --symbols BTCUSDT --timeframe 1h --source file:BTCUSDT-1h.csv.gz
         Example: smartmarket run --symbols BTCUSDT --source file:BTC-1h.csv --strategy sma_cross -p fast=10,slow=30
         """
-        from smartmarket.engine.live import RunOptions
-        from smartmarket.engine.sources import open_source
+        from smartmarket.pipeline.live import RunOptions
+        from smartmarket.pipeline.sources import open_source
 
         if json_logs:
-            from smartmarket.engine.observability import use_json_logs
+            from smartmarket.pipeline.observability import use_json_logs
 
             use_json_logs()
         names = _symbols(symbols)
@@ -271,9 +271,9 @@ def register(app: typer.Typer) -> None:
         Runs until SIGINT/SIGTERM (graceful: the current batch finishes, the rest stays pending for others).
         Example: smartmarket worker risk --bus redis://127.0.0.1:6379/0 --symbols BTCUSDT --timeframe 1m
         """
-        from smartmarket.engine.live import RunOptions
-        from smartmarket.engine.sources import open_source
-        from smartmarket.engine.stages import OPTIONAL_STAGES, SHADOW_STAGE, STAGE_NAMES
+        from smartmarket.pipeline.live import RunOptions
+        from smartmarket.pipeline.sources import open_source
+        from smartmarket.pipeline.stages import OPTIONAL_STAGES, SHADOW_STAGE, STAGE_NAMES
 
         if stage not in STAGE_NAMES + OPTIONAL_STAGES:
             known = ", ".join(STAGE_NAMES + OPTIONAL_STAGES)
@@ -281,7 +281,7 @@ def register(app: typer.Typer) -> None:
         if stage == SHADOW_STAGE and not shadow:
             raise ConfigError("the shadow worker needs the candidate", hint="give --shadow MODEL_ID")
         if json_logs:
-            from smartmarket.engine.observability import use_json_logs
+            from smartmarket.pipeline.observability import use_json_logs
 
             use_json_logs()
         names = _symbols(symbols)
@@ -380,7 +380,7 @@ def register(app: typer.Typer) -> None:
         What ran comes from the run's own record (RunStarted); --artifact and the trading options replay a log
         written before runs were recorded. Example: smartmarket replay --from 2024-01-01
         """
-        from smartmarket.engine.replay import replay, replay_run
+        from smartmarket.pipeline.replay import replay, replay_run
 
         store = get_context(ctx).store
         bounds = _replay_bounds(from_, to)

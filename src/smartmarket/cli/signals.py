@@ -249,7 +249,7 @@ def evaluate_engine_run(
     engine: SignalEngine, signals: Sequence[Signal], first: int, fee: float = 0.001
 ) -> dict[str, Any]:
     """Hit rate, Brier, ECE, false-signal rate, weights and per-strength hit rates of ``signals[first:]``."""
-    from smartmarket.signals.evaluation import signal_metrics
+    from smartmarket.backtest.signal_evaluation import signal_metrics
 
     decided = [s for s in signals[first:] if s.member_weights]
     bars = np.array([s.bar for s in decided], dtype=np.int64)
@@ -513,7 +513,7 @@ def _walk_forward(
     test_bars: int, fit_bars: int, train_bars: int, report: Path | None, as_json: bool,
     budget: NetworkBudget | None = None,
 ) -> None:  # fmt: skip
-    from smartmarket.signals.evaluation import (
+    from smartmarket.backtest.signal_evaluation import (
         MODEL_KINDS,
         NETWORK_KINDS,
         EvaluationConfig,

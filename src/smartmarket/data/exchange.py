@@ -22,10 +22,10 @@ import ccxt
 import pandas as pd
 
 from smartmarket.core.errors import ConfigError, FatalError, RetryableError
+from smartmarket.core.frame import CANDLE_COLUMNS, as_candle_frame
 from smartmarket.core.timeutil import format_ms
 from smartmarket.core.timeutil import now_ms as wall_clock_ms
 from smartmarket.core.types import Timeframe, normalize_symbol
-from smartmarket.data.frame import CANDLE_COLUMNS, as_candle_frame
 from smartmarket.data.ingest import IngestReport, ingest_frame
 from smartmarket.store.base import CandleStore
 

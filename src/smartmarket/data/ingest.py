@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from smartmarket.core.frame import CANDLE_COLUMNS
 from smartmarket.core.types import Timeframe, normalize_symbol
-from smartmarket.data.frame import CANDLE_COLUMNS
 from smartmarket.data.naming import infer_series
 from smartmarket.data.parsers import read_candle_file
 from smartmarket.data.quarantine import STORED_COLUMNS, write_quarantine

@@ -46,7 +46,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from smartmarket.core.errors import DataFormatError
-from smartmarket.data.frame import CANDLE_COLUMNS
+from smartmarket.core.frame import CANDLE_COLUMNS
 from smartmarket.data.text_blocks import (
     BOM,
     RAW_TEXT_LIMIT,

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from smartmarket.core.errors import DataFormatError
+from smartmarket.core.frame import CANDLE_COLUMNS
 from smartmarket.core.types import Timeframe
-from smartmarket.data.frame import CANDLE_COLUMNS
 from smartmarket.data.parsers import row_text
 
 STORED_COLUMNS: tuple[str, ...] = tuple(f"stored_{c}" for c in CANDLE_COLUMNS[1:])

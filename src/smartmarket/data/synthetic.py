@@ -28,9 +28,9 @@ import pandas as pd
 from numba import njit
 
 from smartmarket.core.errors import ConfigError, ValidationError
+from smartmarket.core.frame import as_candle_frame
 from smartmarket.core.timeutil import format_ms
 from smartmarket.core.types import DAY_MS, HOUR_MS, MINUTE_MS, Timeframe
-from smartmarket.data.frame import as_candle_frame
 
 DEFAULT_START_TS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 YEAR_MS = 365.25 * DAY_MS

@@ -35,8 +35,8 @@ import numpy as np
 import pandas as pd
 
 from smartmarket.core.errors import ValidationError
+from smartmarket.core.frame import CANDLE_COLUMNS, empty_candles
 from smartmarket.core.types import DAY_MS, Timeframe
-from smartmarket.data.frame import CANDLE_COLUMNS, empty_candles
 from smartmarket.data.parsers import RAW_COLUMNS, Flagged, ParsedFile, coerce_numbers, empty_raw_frame
 
 REASONS: dict[str, str] = {

@@ -1,12 +1,12 @@
-"""The engine: one per-candle kernel driven by different clocks (backtest runner now; replay and live later)."""
+"""The engine: one per-candle kernel (fills, protective exits, marks, the strategy, orders), the strategy interface
+it runs, and the compiled fill loop with the kernel's semantics (``sweep_kernel``). Drivers live above it: the
+backtest runner and sweeps (``smartmarket.backtest``) and the live pipeline (``smartmarket.pipeline``)."""
 
-from smartmarket.engine.backtest import BacktestResult, iter_bars, run_backtest, run_backtest_from_store, run_kernel
 from smartmarket.engine.kernel import Kernel, KernelConfig
 from smartmarket.engine.strategy import BarContext, BarHistory, Strategy, StrategyFactory
 from smartmarket.execution.orders import Decision
 
 __all__ = [
-    "BacktestResult",
     "BarContext",
     "BarHistory",
     "Decision",
@@ -14,8 +14,4 @@ __all__ = [
     "KernelConfig",
     "Strategy",
     "StrategyFactory",
-    "iter_bars",
-    "run_backtest",
-    "run_backtest_from_store",
-    "run_kernel",
 ]

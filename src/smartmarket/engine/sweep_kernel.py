@@ -1,4 +1,4 @@
-"""The compiled fill loop behind :mod:`smartmarket.engine.sweep`: the kernel's semantics over arrays.
+"""The compiled fill loop behind :mod:`smartmarket.backtest.sweep`: the kernel's semantics over arrays.
 
 One call of :func:`simulate` is one single-symbol run of :class:`~smartmarket.engine.kernel.Kernel` with
 the paper broker, portfolio, sizing and protective stops, operation for operation (same float expressions in

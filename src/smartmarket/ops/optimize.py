@@ -35,13 +35,8 @@ import pandas as pd
 from smartmarket.analytics.deflated import deflated_sharpe_from_returns, expected_max_sharpe
 from smartmarket.analytics.metrics import YEAR_MS, bar_returns, cagr, compute_metrics, periods_per_year
 from smartmarket.analytics.pbo import pbo_from_blocks
-from smartmarket.core.errors import ConfigError, ValidationError
-from smartmarket.core.types import Timeframe
-from smartmarket.data.frame import as_candle_frame
-from smartmarket.engine import sweep_kernel as sk
-from smartmarket.engine.backtest import BacktestResult, run_backtest
-from smartmarket.engine.kernel import KernelConfig
-from smartmarket.engine.sweep import (
+from smartmarket.backtest.runner import BacktestResult, run_backtest
+from smartmarket.backtest.sweep import (
     has_array_form,
     prepare,
     run_array_backtest,
@@ -49,7 +44,12 @@ from smartmarket.engine.sweep import (
     sharpe_from_sums,
     unsupported_reason,
 )
-from smartmarket.engine.walkforward import FitOutcome, WalkForwardConfig, walk_forward
+from smartmarket.backtest.walkforward import FitOutcome, WalkForwardConfig, walk_forward
+from smartmarket.core.errors import ConfigError, ValidationError
+from smartmarket.core.frame import as_candle_frame
+from smartmarket.core.types import Timeframe
+from smartmarket.engine import sweep_kernel as sk
+from smartmarket.engine.kernel import KernelConfig
 
 OBJECTIVES = ("sharpe", "sortino", "calmar", "return")
 METHODS = ("grid", "tpe")

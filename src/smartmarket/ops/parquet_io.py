@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from smartmarket.core.errors import DataFormatError
 from smartmarket.core.events import from_json, to_json
-from smartmarket.data.frame import CANDLE_COLUMNS
+from smartmarket.core.frame import CANDLE_COLUMNS
 from smartmarket.store.base import StoredEvent
 from smartmarket.store.checksum import EMPTY, Summary, summarize_candles, summarize_events
 

@@ -62,9 +62,9 @@ from types import TracebackType
 import numpy as np
 
 from smartmarket.core.errors import ConfigError, DataFormatError, StoreError
+from smartmarket.core.frame import CANDLE_COLUMNS
 from smartmarket.core.redaction import redact_url
 from smartmarket.core.safe_files import UnsafeFileError, find_unsafe_files, refuse_unsafe_files
-from smartmarket.data.frame import CANDLE_COLUMNS
 from smartmarket.ops.backup import CANDLES_DIR, PARTIAL_SUFFIX, QUARANTINE_DIR, REGISTRY_DIR
 from smartmarket.ops.manifest import (
     CHECKSUM_FIELD,

@@ -384,7 +384,6 @@ __all__ = [
     "MODEL_ALIASES",
     "RULE_MEMBERS",
     "SCORE_SHARPNESS",
-    "Candle",  # core.types.Candle, still imported from here by engine.stages.risk
     "FeatureRow",
     "Member",
     "ModelMember",

@@ -82,7 +82,7 @@ class CandleStore(ABC):
         on_conflict: OnConflict = "report",
         synthetic: bool = False,
     ) -> WriteResult:
-        """Store a candle frame (see ``smartmarket.data.frame``) for one series."""
+        """Store a candle frame (see ``smartmarket.core.frame``) for one series."""
 
     @abstractmethod
     def read_candles(

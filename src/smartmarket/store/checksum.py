@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from smartmarket.core.events import to_json
-from smartmarket.data.frame import CANDLE_COLUMNS
+from smartmarket.core.frame import CANDLE_COLUMNS
 from smartmarket.store.base import StoredEvent
 
 _MASK = (1 << 64) - 1

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 
 from smartmarket.core.errors import StoreError, ValidationError
+from smartmarket.core.frame import CANDLE_COLUMNS
 from smartmarket.core.types import Timeframe
-from smartmarket.data.frame import CANDLE_COLUMNS
 
 VALUE_COLUMNS = CANDLE_COLUMNS[1:]  # open, high, low, close, volume
 STORED_COLUMNS = tuple(f"stored_{c}" for c in VALUE_COLUMNS)

@@ -42,8 +42,8 @@ import pyarrow as pa
 
 from smartmarket.core.errors import ConfigError, NotFoundError, SmartMarketError, StoreError
 from smartmarket.core.events import Message, from_json, to_json
+from smartmarket.core.frame import CANDLE_COLUMNS, empty_candles
 from smartmarket.core.types import Timeframe, normalize_symbol
-from smartmarket.data.frame import CANDLE_COLUMNS, empty_candles
 from smartmarket.store.base import OnConflict, SeriesInfo, Store, StoredEvent, WriteResult
 from smartmarket.store.cache import DEFAULT_CAPACITY, TailCache
 from smartmarket.store.common import (

@@ -33,9 +33,9 @@ import psycopg
 
 from smartmarket.core.errors import ConfigError, SmartMarketError, StoreError, StoreUnavailableError
 from smartmarket.core.events import Message, from_json, to_json
+from smartmarket.core.frame import CANDLE_COLUMNS, empty_candles
 from smartmarket.core.redaction import redact_text, redact_url, url_secrets
 from smartmarket.core.types import Timeframe, normalize_symbol
-from smartmarket.data.frame import CANDLE_COLUMNS, empty_candles
 from smartmarket.store.base import OnConflict, SeriesInfo, Store, StoredEvent, WriteResult
 from smartmarket.store.cache import DEFAULT_CAPACITY, TailCache
 

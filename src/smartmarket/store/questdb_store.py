@@ -43,9 +43,9 @@ from smartmarket.core.errors import (
     ValidationError,
 )
 from smartmarket.core.events import Message, from_json, to_json
+from smartmarket.core.frame import CANDLE_COLUMNS, as_candle_frame, empty_candles
 from smartmarket.core.redaction import redact_text
 from smartmarket.core.types import DAY_MS, Timeframe, normalize_symbol
-from smartmarket.data.frame import CANDLE_COLUMNS, as_candle_frame, empty_candles
 from smartmarket.store import questdb_sql as sql
 from smartmarket.store.base import OnConflict, SeriesInfo, Store, StoredEvent, WriteResult
 

@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 from smartmarket.core.errors import NotFoundError
+from smartmarket.core.frame import CANDLE_COLUMNS, empty_candles
 from smartmarket.core.types import Timeframe
-from smartmarket.data.frame import CANDLE_COLUMNS, empty_candles
 
 # Stand-ins for "no bound" so the SQL text stays the same whatever bounds are given.
 MIN_TS = -(2**62)

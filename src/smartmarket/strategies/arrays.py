@@ -1,6 +1,6 @@
 """Array forms of the classic strategies: their decisions at every close as one int8 code per bar.
 
-The compiled sweep (:mod:`smartmarket.engine.sweep`) reads these codes instead of calling ``on_bar``; each
+The compiled sweep (:mod:`smartmarket.backtest.sweep`) reads these codes instead of calling ``on_bar``; each
 form reproduces its event-driven strategy exactly, from the same indicator values (``features.indicators``
 batch output equals its streaming output bit for bit). A code is a bit set:
 

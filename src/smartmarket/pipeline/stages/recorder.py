@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from smartmarket.bus.base import REASON_UNDECODABLE, Bus, BusUnavailableError, Delivery, Processed, Subscription
 from smartmarket.core.errors import DataFormatError, SmartMarketError
 from smartmarket.core.events import Message, from_msgpack
-from smartmarket.engine.observability import PipelineMetrics
-from smartmarket.engine.stages.base import EventLog
+from smartmarket.pipeline.observability import PipelineMetrics
+from smartmarket.pipeline.stages.base import EventLog
 
 log = logging.getLogger(__name__)
 

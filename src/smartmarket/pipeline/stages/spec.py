@@ -27,6 +27,7 @@ from smartmarket.execution.risk import RiskConfig
 from smartmarket.execution.risk_checks import RiskLimits
 from smartmarket.execution.sizing import FixedFraction, Sizer
 from smartmarket.execution.slippage import NO_SLIPPAGE, SlippageModel
+from smartmarket.strategies.registry import strategy_factory
 
 if TYPE_CHECKING:
     from smartmarket.models.labels import LabelConfig
@@ -105,8 +106,6 @@ class StrategyChoice:
         self.factory()  # unknown name or bad parameters: fail now, with the fix
 
     def factory(self) -> StrategyFactory:
-        from smartmarket.strategies.registry import strategy_factory  # strategies import engine: resolve late
-
         return strategy_factory(self.name, **dict(self.params))
 
     def version(self) -> str:

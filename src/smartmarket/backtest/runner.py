@@ -19,14 +19,15 @@ import numpy as np
 import pandas as pd
 
 from smartmarket.core.errors import ValidationError
+from smartmarket.core.frame import as_candle_frame, empty_candles
 from smartmarket.core.trading import Trade
 from smartmarket.core.types import Candle, Timeframe
-from smartmarket.data.frame import as_candle_frame
 from smartmarket.engine.kernel import Kernel, KernelConfig
 from smartmarket.engine.strategy import StrategyFactory
 from smartmarket.execution.orders import Fill, Order
 from smartmarket.execution.portfolio import Position
 from smartmarket.store.base import CandleStore
+from smartmarket.strategies.registry import strategy_factory
 
 Candles = pd.DataFrame | Mapping[str, pd.DataFrame]
 
@@ -155,14 +156,15 @@ def run_backtest(
     timeframe: Timeframe | str | None = None,
     symbol: str = "SYMBOL",
     progress: ProgressFn | None = None,
+    warmup: Mapping[str, pd.DataFrame] | None = None,
 ) -> BacktestResult:
     """Backtest ``strategy`` (a registered name plus ``params``, or a factory) over candle frames.
 
     ``candles`` is one candle frame (named ``symbol``) or a mapping symbol → frame sharing one cash account.
-    ``progress(done, total)`` is called as candles are processed (for progress bars and background jobs).
+    ``warmup``: candles before the window (``warmup_frames``) fed to the strategy first (features, history, its
+    stance) without fills or equity, so an SMA-200 trades from the window's first bar, as a live run that has seen
+    them would. ``progress(done, total)`` is called as candles are processed (progress bars, background jobs).
     """
-    from smartmarket.strategies.registry import strategy_factory  # strategies build on engine: import late
-
     frames = _frames(candles, symbol)
     params = dict(params or {})
     if isinstance(strategy, str):
@@ -174,6 +176,9 @@ def run_backtest(
     cfg = config if config is not None else KernelConfig()
     kernel = Kernel(factory, cfg)
     started = time.perf_counter()
+    warm = {s: f for s, f in (warmup or {}).items() if not f.empty}
+    for warm_symbol, bar in iter_bars(warm) if warm else ():
+        kernel.warm_up(warm_symbol, bar)
     bars = run_kernel(kernel, frames, progress=progress)
     open_positions = kernel.finish()
     elapsed = time.perf_counter() - started
@@ -213,6 +218,24 @@ def _result(
     )
 
 
+def warmup_frames(
+    store: CandleStore, symbols: Sequence[str], timeframe: Timeframe | str, start: int, strategy: StrategyFactory,
+    *, extra_bars: int = 0,
+) -> dict[str, pd.DataFrame]:  # fmt: skip
+    """Per symbol, the stored candles just before ``start`` that ``strategy`` needs to warm up (its
+    ``warmup_bars()`` plus ``extra_bars``, e.g. a sizer's lookback); empty where none are stored."""
+    tf = Timeframe.parse(str(timeframe))
+    out = {}
+    for symbol in symbols:
+        wanted = max(0, strategy(symbol).warmup_bars()) + extra_bars
+        if wanted == 0:
+            out[symbol] = empty_candles()
+            continue
+        frame = store.read_candles(symbol, tf, start - 2 * wanted * tf.ms, start)  # room for a few gaps
+        out[symbol] = frame.iloc[-wanted:].reset_index(drop=True)
+    return out
+
+
 def run_backtest_from_store(
     store: CandleStore,
     symbols: Sequence[str],
@@ -233,4 +256,12 @@ def run_backtest_from_store(
     return run_backtest(frames, strategy, params=params, config=config, timeframe=tf)
 
 
-__all__ = ["BacktestResult", "Candles", "iter_bars", "run_backtest", "run_backtest_from_store", "run_kernel"]
+__all__ = [
+    "BacktestResult",
+    "Candles",
+    "iter_bars",
+    "run_backtest",
+    "run_backtest_from_store",
+    "run_kernel",
+    "warmup_frames",
+]

@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 from smartmarket.bus.topics import FEATURES
 from smartmarket.core.events import FeaturesComputed, Message, PredictionMade
 from smartmarket.core.types import Candle
-from smartmarket.engine.stages.base import CANDLE_KEYS, EventLog, OrderedFold, Stage, derived_id, read_history
-from smartmarket.engine.stages.chain import SignalSteps, probabilities_dict
-from smartmarket.engine.stages.spec import PipelineSpec
+from smartmarket.pipeline.stages.base import CANDLE_KEYS, EventLog, OrderedFold, Stage, derived_id, read_history
+from smartmarket.pipeline.stages.chain import SignalSteps, probabilities_dict
+from smartmarket.pipeline.stages.spec import PipelineSpec
 from smartmarket.signals.members import ModelMember
 
 

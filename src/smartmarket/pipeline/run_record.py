@@ -21,12 +21,12 @@ from typing import Any
 from smartmarket.core.errors import ConfigError
 from smartmarket.core.events import RunStarted, deterministic_event_id
 from smartmarket.core.timeutil import now_ms as wall_ms
-from smartmarket.engine.stages.spec import ArtifactEngines, PipelineSpec, StrategyChoice, TradingConfig
 from smartmarket.execution.fees import FeeModel
 from smartmarket.execution.risk import RiskConfig
 from smartmarket.execution.risk_checks import RiskLimits
 from smartmarket.execution.sizing import FixedFraction, RiskPerTrade, Sizer, VolatilityTarget
 from smartmarket.execution.slippage import FixedBps, SlippageModel, VolatilitySlippage
+from smartmarket.pipeline.stages.spec import ArtifactEngines, PipelineSpec, StrategyChoice, TradingConfig
 from smartmarket.store.base import EventStore, StoredEvent
 
 SLIPPAGE_MODELS: dict[str, type[SlippageModel]] = {m.__name__: m for m in (FixedBps, VolatilitySlippage)}

@@ -14,10 +14,10 @@ from typing import Any
 
 from smartmarket.bus.topics import CANDLES
 from smartmarket.core.events import CandleClosed, Message, ShadowPredictionMade, ShadowSignalGenerated
-from smartmarket.engine.stages.base import EventLog, OrderedFold, Stage, derived_id
-from smartmarket.engine.stages.chain import probabilities_dict, signal_fields
-from smartmarket.engine.stages.features import candle_history, candle_of
-from smartmarket.engine.stages.spec import EngineProvider, PipelineSpec
+from smartmarket.pipeline.stages.base import EventLog, OrderedFold, Stage, derived_id
+from smartmarket.pipeline.stages.chain import probabilities_dict, signal_fields
+from smartmarket.pipeline.stages.features import candle_history, candle_of
+from smartmarket.pipeline.stages.spec import EngineProvider, PipelineSpec
 from smartmarket.signals.engine import SignalEngine
 from smartmarket.signals.members import ModelMember
 

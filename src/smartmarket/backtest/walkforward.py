@@ -32,12 +32,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from smartmarket.backtest.runner import BacktestResult, Candles, _frames, _result, iter_bars, run_backtest
 from smartmarket.core.errors import ConfigError, ValidationError
+from smartmarket.core.frame import as_candle_frame
 from smartmarket.core.trading import Trade
 from smartmarket.core.types import Timeframe
-from smartmarket.data.frame import as_candle_frame
-from smartmarket.engine.backtest import BacktestResult, Candles, _frames, _result, iter_bars, run_backtest
 from smartmarket.engine.kernel import Kernel, KernelConfig
+from smartmarket.strategies.registry import make_strategy, strategy_factory
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,8 +206,6 @@ def walk_forward(
     symbol: str = "SYMBOL",
 ) -> WalkForwardResult:
     """Run the walk-forward evaluation of the registered ``strategy`` (see the module docstring)."""
-    from smartmarket.strategies.registry import make_strategy, strategy_factory
-
     frames = {s: as_candle_frame(f) for s, f in _frames(candles, symbol).items()}
     timeline = _timeline(frames)
     windows = make_windows(len(timeline), cfg)

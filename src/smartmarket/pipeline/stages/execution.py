@@ -28,14 +28,14 @@ from dataclasses import dataclass, field
 from smartmarket.bus.topics import CANDLES, ORDERS
 from smartmarket.core.events import CandleClosed, Message, OrderFilled, OrderRejected, OrderSubmitted, SubmitOrder
 from smartmarket.core.timeutil import now_ms
-from smartmarket.engine.stages.base import EventLog, Stage, by_symbol
-from smartmarket.engine.stages.spec import PipelineSpec
 from smartmarket.execution.book import Book
 from smartmarket.execution.broker import Broker, PaperBrokerAdapter, rejected_event
 from smartmarket.execution.paper_broker import PaperBroker
 from smartmarket.execution.portfolio import Portfolio
 from smartmarket.execution.reconcile import ReconcileMode, Tolerance, adoption_fills, halted_event, reconcile
 from smartmarket.execution.slippage import SlippageTracker
+from smartmarket.pipeline.stages.base import EventLog, Stage, by_symbol
+from smartmarket.pipeline.stages.spec import PipelineSpec
 
 log = logging.getLogger(__name__)
 

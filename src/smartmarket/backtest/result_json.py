@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from smartmarket.backtest.runner import BacktestResult
 from smartmarket.core.errors import ValidationError
 from smartmarket.core.trading import Trade
-from smartmarket.engine.backtest import BacktestResult
 from smartmarket.execution.portfolio import Position
 
 SCHEMA = "smartmarket.backtest/1"

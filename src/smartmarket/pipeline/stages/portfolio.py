@@ -10,9 +10,9 @@ from collections.abc import Sequence
 
 from smartmarket.bus.topics import EXECUTIONS
 from smartmarket.core.events import Message, OrderFilled, PositionChanged, deterministic_event_id
-from smartmarket.engine.stages.base import EventLog, OrderedFold, Stage, by_symbol
-from smartmarket.engine.stages.spec import PipelineSpec
 from smartmarket.execution.portfolio import Portfolio
+from smartmarket.pipeline.stages.base import EventLog, OrderedFold, Stage, by_symbol
+from smartmarket.pipeline.stages.spec import PipelineSpec
 
 
 class PortfolioStage(Stage):

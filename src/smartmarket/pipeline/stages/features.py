@@ -12,9 +12,9 @@ from collections.abc import Callable, Sequence
 from smartmarket.bus.topics import CANDLES
 from smartmarket.core.events import CandleClosed, FeaturesComputed, Message
 from smartmarket.core.types import Candle, Timeframe
-from smartmarket.engine.stages.base import CANDLE_KEYS, EventLog, OrderedFold, Stage, derived_id, read_history
-from smartmarket.engine.stages.chain import SignalSteps
-from smartmarket.engine.stages.spec import PipelineSpec
+from smartmarket.pipeline.stages.base import CANDLE_KEYS, EventLog, OrderedFold, Stage, derived_id, read_history
+from smartmarket.pipeline.stages.chain import SignalSteps
+from smartmarket.pipeline.stages.spec import PipelineSpec
 
 
 def candle_of(event: CandleClosed) -> Candle:

@@ -49,14 +49,14 @@ from smartmarket.core.events import (
     SubmitOrder,
 )
 from smartmarket.engine.kernel import Kernel
-from smartmarket.engine.stages.base import EventLog, NotRecordedError, Stage, by_symbol, derived_id, read_history
-from smartmarket.engine.stages.candles import CandleCache
-from smartmarket.engine.stages.spec import PipelineSpec
 from smartmarket.engine.strategy import BarContext, Strategy
 from smartmarket.execution.book import ANSWER_TYPES, Book
 from smartmarket.execution.orders import Decision
 from smartmarket.execution.risk_checks import OrderIntent, Rejected, RiskChecks
 from smartmarket.models.labels import LabelConfig
+from smartmarket.pipeline.stages.base import EventLog, NotRecordedError, Stage, by_symbol, derived_id, read_history
+from smartmarket.pipeline.stages.candles import CandleCache
+from smartmarket.pipeline.stages.spec import PipelineSpec
 from smartmarket.signals.pipeline import BarrierTracker
 from smartmarket.strategies.ensemble import SignalTrader
 

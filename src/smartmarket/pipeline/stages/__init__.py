@@ -15,18 +15,19 @@ from collections.abc import Sequence
 
 from smartmarket.bus.topics import CANDLES, EXECUTIONS, FEATURES, PREDICTIONS, SIGNALS, TOPICS
 from smartmarket.core.errors import ConfigError
-from smartmarket.engine.stages.base import EventLog, OrderedFold, Stage, candle_event_id, derived_id, same_payload
-from smartmarket.engine.stages.candles import CandleCache, candle_closed
-from smartmarket.engine.stages.chain import SignalSteps
-from smartmarket.engine.stages.execution import ExecutionStage
-from smartmarket.engine.stages.features import FeaturesStage
-from smartmarket.engine.stages.portfolio import PortfolioStage
-from smartmarket.engine.stages.predictions import PredictionsStage
-from smartmarket.engine.stages.recorder import GROUP as RECORDER_GROUP
-from smartmarket.engine.stages.risk import RiskStage
-from smartmarket.engine.stages.shadow import SHADOW_STAGE, ShadowStage
-from smartmarket.engine.stages.signals import SignalsStage
-from smartmarket.engine.stages.spec import (
+from smartmarket.execution.broker import Broker
+from smartmarket.pipeline.stages.base import EventLog, OrderedFold, Stage, candle_event_id, derived_id, same_payload
+from smartmarket.pipeline.stages.candles import CandleCache, candle_closed
+from smartmarket.pipeline.stages.chain import SignalSteps
+from smartmarket.pipeline.stages.execution import ExecutionStage
+from smartmarket.pipeline.stages.features import FeaturesStage
+from smartmarket.pipeline.stages.portfolio import PortfolioStage
+from smartmarket.pipeline.stages.predictions import PredictionsStage
+from smartmarket.pipeline.stages.recorder import GROUP as RECORDER_GROUP
+from smartmarket.pipeline.stages.risk import RiskStage
+from smartmarket.pipeline.stages.shadow import SHADOW_STAGE, ShadowStage
+from smartmarket.pipeline.stages.signals import SignalsStage
+from smartmarket.pipeline.stages.spec import (
     ArtifactEngines,
     EngineProvider,
     FactoryEngines,
@@ -34,7 +35,6 @@ from smartmarket.engine.stages.spec import (
     StrategyChoice,
     TradingConfig,
 )
-from smartmarket.execution.broker import Broker
 
 CONSUMER_STAGES: tuple[str, ...] = ("features", "predictions", "signals", "risk", "execution", "portfolio")
 STAGE_NAMES: tuple[str, ...] = ("candles", *CONSUMER_STAGES, "recorder")
@@ -59,7 +59,7 @@ def build_stages(
     names: Sequence[str], spec: PipelineSpec, log: EventLog | None, *, candles: CandleCache | None = None,
     broker: Broker | None = None,
 ) -> list[Stage]:  # fmt: skip
-    """The consumer stages among ``names`` (``candles`` and ``recorder`` are run by ``engine.live``).
+    """The consumer stages among ``names`` (``candles`` and ``recorder`` are run by ``pipeline.live``).
 
     A pipeline trading a named strategy has no signal stages (``PipelineSpec.stage_names``); ``broker`` None is
     paper trading (fills at the next open), else a live broker (the risk stage waits for its answers only so long).

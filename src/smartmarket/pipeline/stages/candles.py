@@ -16,7 +16,7 @@ from collections import OrderedDict
 
 from smartmarket.core.events import CandleClosed
 from smartmarket.core.types import Timeframe
-from smartmarket.engine.stages.base import candle_event_id
+from smartmarket.pipeline.stages.base import candle_event_id
 
 
 def candle_closed(

@@ -1,7 +1,7 @@
 """What every pipeline stage shares: the stage port, deterministic ids, the event log and ordered folds.
 
 A stage is a bus consumer: ``inputs`` (topics) in, ``handle(message) -> outputs`` out; the runner
-(``engine.live``) publishes the outputs on their topics (``bus.topics.topic_for``). Each stage keeps its
+(``pipeline.live``) publishes the outputs on their topics (``bus.topics.topic_for``). Each stage keeps its
 per-symbol state as a deterministic *fold* over its inputs in candle order (``OrderedFold``), so:
 
 - ids of derived events are ``deterministic_event_id(type, symbol, timeframe, candle ts, version)``: a

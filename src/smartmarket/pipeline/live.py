@@ -46,17 +46,17 @@ from smartmarket.bus.topics import CANDLES, TOPICS, topic_for
 from smartmarket.core.errors import ConfigError, PipelineError, SmartMarketError
 from smartmarket.core.events import Message, SignalGenerated, SubmitOrder
 from smartmarket.core.types import Timeframe, normalize_symbol
-from smartmarket.engine.observability import PipelineMetrics, event_fields
-from smartmarket.engine.run_record import run_started_event
-from smartmarket.engine.sources import CandleSource, FileSource
-from smartmarket.engine.stages import CONSUMER_STAGES, SHADOW_STAGE, STAGE_NAMES, build_stages, stage_inputs
-from smartmarket.engine.stages.base import EventLog, Stage, by_symbol, derived_id
-from smartmarket.engine.stages.candles import CandleCache, candle_closed
-from smartmarket.engine.stages.execution import ExecutionStage
-from smartmarket.engine.stages.recorder import GROUP as RECORDER_GROUP
-from smartmarket.engine.stages.recorder import Recorder
-from smartmarket.engine.stages.spec import FactoryEngines, PipelineSpec, TradingConfig
 from smartmarket.execution.broker import Broker
+from smartmarket.pipeline.observability import PipelineMetrics, event_fields
+from smartmarket.pipeline.run_record import run_started_event
+from smartmarket.pipeline.sources import CandleSource, FileSource
+from smartmarket.pipeline.stages import CONSUMER_STAGES, SHADOW_STAGE, STAGE_NAMES, build_stages, stage_inputs
+from smartmarket.pipeline.stages.base import EventLog, Stage, by_symbol, derived_id
+from smartmarket.pipeline.stages.candles import CandleCache, candle_closed
+from smartmarket.pipeline.stages.execution import ExecutionStage
+from smartmarket.pipeline.stages.recorder import GROUP as RECORDER_GROUP
+from smartmarket.pipeline.stages.recorder import Recorder
+from smartmarket.pipeline.stages.spec import FactoryEngines, PipelineSpec, TradingConfig
 from smartmarket.store.base import EventStore
 
 if TYPE_CHECKING:

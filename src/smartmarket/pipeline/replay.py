@@ -28,16 +28,16 @@ from typing import Any, Literal
 
 from smartmarket.core.errors import ConfigError
 from smartmarket.core.events import CandleClosed, Message, OrderFilled, PredictionMade, RunStarted, SignalGenerated
-from smartmarket.engine.run_record import find_run, recorded_runs, spec_from_run
-from smartmarket.engine.stages import ChainCache
-from smartmarket.engine.stages.base import differing_fields, same_payload
-from smartmarket.engine.stages.execution import ExecutionStage
-from smartmarket.engine.stages.features import FeaturesStage
-from smartmarket.engine.stages.portfolio import PortfolioStage
-from smartmarket.engine.stages.predictions import PredictionsStage
-from smartmarket.engine.stages.risk import RiskStage
-from smartmarket.engine.stages.signals import SignalInputs, SignalsStage
-from smartmarket.engine.stages.spec import PipelineSpec
+from smartmarket.pipeline.run_record import find_run, recorded_runs, spec_from_run
+from smartmarket.pipeline.stages import ChainCache
+from smartmarket.pipeline.stages.base import differing_fields, same_payload
+from smartmarket.pipeline.stages.execution import ExecutionStage
+from smartmarket.pipeline.stages.features import FeaturesStage
+from smartmarket.pipeline.stages.portfolio import PortfolioStage
+from smartmarket.pipeline.stages.predictions import PredictionsStage
+from smartmarket.pipeline.stages.risk import RiskStage
+from smartmarket.pipeline.stages.signals import SignalInputs, SignalsStage
+from smartmarket.pipeline.stages.spec import PipelineSpec
 from smartmarket.store.base import EventStore
 
 DECISION_TYPES: tuple[str, ...] = ("SignalGenerated", "SubmitOrder", "RiskRejected")

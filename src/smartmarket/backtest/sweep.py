@@ -26,12 +26,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from smartmarket.backtest.runner import BacktestResult
 from smartmarket.core.errors import ConfigError, ValidationError
+from smartmarket.core.frame import as_candle_frame
 from smartmarket.core.trading import Trade
 from smartmarket.core.types import Timeframe
-from smartmarket.data.frame import as_candle_frame
 from smartmarket.engine import sweep_kernel as sk
-from smartmarket.engine.backtest import BacktestResult
 from smartmarket.engine.kernel import KernelConfig
 from smartmarket.execution.orders import Decision
 from smartmarket.execution.sizing import FixedFraction

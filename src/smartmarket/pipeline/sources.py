@@ -19,10 +19,10 @@ from typing import Protocol
 
 import pandas as pd
 
+from smartmarket.backtest.runner import iter_bars
 from smartmarket.core.errors import ConfigError
 from smartmarket.core.timeutil import now_ms
 from smartmarket.core.types import Candle, Timeframe
-from smartmarket.engine.backtest import iter_bars
 
 
 class CandleSource(Protocol):

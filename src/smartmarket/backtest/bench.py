@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from smartmarket.engine.backtest import run_backtest
+from smartmarket.backtest.runner import run_backtest
+from smartmarket.backtest.sweep import prepare, run_sweep
 from smartmarket.engine.kernel import KernelConfig
-from smartmarket.engine.sweep import prepare, run_sweep
 from smartmarket.execution.fees import NO_FEES
 
 SWEEP_GRID = {"fast": range(5, 55, 5), "slow": range(20, 210, 10)}

@@ -355,7 +355,7 @@ def _backtest(
     frame: pd.DataFrame, factory: Callable[[str], Any], cfg: EvaluationConfig, timeframe: str
 ) -> dict[str, Any]:
     from smartmarket.analytics import compute_metrics, monthly_returns
-    from smartmarket.engine.backtest import run_backtest
+    from smartmarket.backtest.runner import run_backtest
     from smartmarket.engine.kernel import KernelConfig
     from smartmarket.execution.fees import FeeModel
     from smartmarket.execution.sizing import FixedFraction

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 from smartmarket.bus.topics import FEATURES, PREDICTIONS
 from smartmarket.core.events import FeaturesComputed, Message, PredictionMade
-from smartmarket.engine.stages.base import EventLog, OrderedFold, Stage, derived_id, read_history
-from smartmarket.engine.stages.chain import SignalSteps, probabilities_array, signal_event
-from smartmarket.engine.stages.predictions import split_features
-from smartmarket.engine.stages.spec import PipelineSpec
+from smartmarket.pipeline.stages.base import EventLog, OrderedFold, Stage, derived_id, read_history
+from smartmarket.pipeline.stages.chain import SignalSteps, probabilities_array, signal_event
+from smartmarket.pipeline.stages.predictions import split_features
+from smartmarket.pipeline.stages.spec import PipelineSpec
 
 
 @dataclass
