@@ -6,6 +6,8 @@ Outside CI a missing server or data directory skips the tests that need it; with
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -108,3 +110,14 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def cpu_hog() -> Iterator[None]:
+    """A CPU-bound job beside the test, as on a loaded machine (races and hangs showed only then)."""
+    hog = subprocess.Popen([sys.executable, "-c", "while 1: pass"])
+    try:
+        yield
+    finally:
+        hog.kill()
+        hog.wait()

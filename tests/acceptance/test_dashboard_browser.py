@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
+from redis_server import free_port
 from smartmarket.api import SecurityConfig, create_app
 from smartmarket.core.config import Settings
 from smartmarket.core.events import SignalGenerated
@@ -77,12 +77,6 @@ class Served:
     last_candles: pd.DataFrame
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterator[Served]:
     """uvicorn serving the app over a real DuckDB store with BTCUSDT-1h and signals for its last candles."""
@@ -95,7 +89,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Itera
     signals = momentum_signals(last)
     store.append_events(signals)
     app = create_app(settings, store=store, security=SecurityConfig(api_key=API_KEY))
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)

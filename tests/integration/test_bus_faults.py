@@ -17,7 +17,6 @@ import asyncio
 import functools
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from redis_server import PrivateRedis
 from smartmarket.bus import CANDLES, Bus, Consumer, ConsumerConfig, Delivery, open_bus, stop_on_signals
 from smartmarket.bus.redis_streams import RedisStreamsBus
 from smartmarket.core.events import CandleClosed, Message, deterministic_event_id, from_msgpack
@@ -229,49 +229,11 @@ async def test_sigterm_stops_a_consumer_process_after_committing(redis_server: s
 # --- 2. the Redis server restarted mid-run ---------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class OwnRedis:
-    """A private redis-server with an append-only file fsynced on every write."""
-
-    def __init__(self, directory: Path) -> None:
-        self.dir = directory
-        self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir), "--save", ""]
-        args += ["--appendonly", "yes", "--appendfsync", "always", "--daemonize", "no"]
-        self.proc = subprocess.Popen(["redis-server", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if client.ping():
-                    break
-            except redis.exceptions.ConnectionError:  # not listening yet, or still loading the AOF
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise
-                time.sleep(0.05)
-        client.close()
-
-    def stop(self) -> None:
-        """SIGTERM: Redis shuts down cleanly (AOF flushed), as on a service restart."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(20)
-
-
 @pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+def own_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server binary not found")
-    server = OwnRedis(tmp_path)
+    server = PrivateRedis(tmp_path)
     server.start()
     try:
         yield server
@@ -280,7 +242,7 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
 
 
 @run_async
-async def test_redis_restart_mid_run_loses_nothing(own_redis: OwnRedis) -> None:
+async def test_redis_restart_mid_run_loses_nothing(own_redis: PrivateRedis) -> None:
     n = 3_000
     async with isolated_bus(own_redis.url, reconnect_timeout_s=30) as bus:
         events = [candle(i, bus.names.namespace) for i in range(n)]

@@ -17,7 +17,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ import pandas as pd
 import pytest
 import redis
 
+from redis_server import PrivateRedis
 from smartmarket.bus.base import Delivery
 from smartmarket.bus.inprocess import InProcessBus, InProcessSubscription
 from smartmarket.bus.redis_streams import RedisStreamsBus
@@ -73,56 +73,10 @@ def spec_for(registry: Path) -> PipelineSpec:
 
 
 @pytest.fixture
-def cpu_hog() -> Iterator[None]:
-    """A CPU-bound job beside the test, as on a loaded machine (the hang showed only then)."""
-    hog = subprocess.Popen([sys.executable, "-c", "while 1: pass"])
-    try:
-        yield
-    finally:
-        hog.kill()
-        hog.wait()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class EmptyRedis:
-    """A private redis-server without persistence: a restart comes back empty (a failover, a lost node)."""
-
-    def __init__(self) -> None:
-        self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self.proc = subprocess.Popen(["redis-server", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if client.ping():
-                    break
-            except redis.exceptions.ConnectionError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise
-                time.sleep(0.05)
-        client.close()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()  # no persistence either way: everything it held is gone
-            self.proc.wait(20)
-
-
-@pytest.fixture
-def empty_redis() -> Iterator[EmptyRedis]:
+def empty_redis() -> Iterator[PrivateRedis]:
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server binary not found")
-    server = EmptyRedis()
+    server = PrivateRedis()
     server.start()
     try:
         yield server
@@ -156,7 +110,7 @@ async def _wait_signals(store_log: EventLog, at_least: int, timeout_s: float = 6
 
 @pytest.mark.parametrize("loss", ["restart_empty", "flushall"])
 def test_a_run_survives_its_redis_losing_everything(
-    loss: str, setup: tuple[Path, pd.DataFrame], empty_redis: EmptyRedis, tmp_path: Path, cpu_hog: None
+    loss: str, setup: tuple[Path, pd.DataFrame], empty_redis: PrivateRedis, tmp_path: Path, cpu_hog: None
 ) -> None:
     registry, frame = setup
     spec = spec_for(registry)
@@ -241,7 +195,7 @@ def start_worker(stage: str, bus_url: str, store_url: str, registry: Path, home:
 
 
 def test_workers_survive_redis_restarted_empty_and_stop_on_sigterm(
-    setup: tuple[Path, pd.DataFrame], empty_redis: EmptyRedis, pg_url: str, tmp_path: Path, cpu_hog: None
+    setup: tuple[Path, pd.DataFrame], empty_redis: PrivateRedis, pg_url: str, tmp_path: Path, cpu_hog: None
 ) -> None:
     registry, frame = setup
     spec = spec_for(registry)

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -59,15 +58,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]
     return registry, candles.iloc[1_500:].reset_index(drop=True)
 
 
-@pytest.fixture(autouse=True)
-def cpu_hog() -> Iterator[None]:
-    """A CPU-bound job beside each test, as on a loaded machine."""
-    hog = subprocess.Popen([sys.executable, "-c", "while 1: pass"])
-    try:
-        yield
-    finally:
-        hog.kill()
-        hog.wait()
+pytestmark = pytest.mark.usefixtures("cpu_hog")  # each test with a CPU-bound job beside it (a loaded machine)
 
 
 def spec_for(registry: Path) -> PipelineSpec:
