@@ -26,14 +26,13 @@ import pandas as pd
 import pytest
 
 from smartmarket.backtest import run_backtest
+from smartmarket.backtest.bench import peer_sma_cross
 from smartmarket.backtest.runner import BacktestResult
 from smartmarket.engine import KernelConfig
 from smartmarket.execution import FeeModel, FixedBps
-from smartmarket.features.indicators import make_indicator
 
 backtesting = pytest.importorskip("backtesting")
-from backtesting import Strategy as PeerStrategy  # noqa: E402
-from backtesting.lib import FractionalBacktest, crossover  # noqa: E402
+from backtesting.lib import FractionalBacktest  # noqa: E402
 
 FAST, SLOW = 10, 30
 CASH = 1_000_000.0
@@ -46,22 +45,7 @@ def candles(shared_data: Path) -> pd.DataFrame:
 
 
 def run_peer(candles: pd.DataFrame, commission: float = 0.0, spread: float = 0.0) -> pd.Series:
-    fast = make_indicator(f"sma_{FAST}").batch(candles).iloc[:, 0].to_numpy()
-    slow = make_indicator(f"sma_{SLOW}").batch(candles).iloc[:, 0].to_numpy()
-
-    class PeerSmaCross(PeerStrategy):
-        def init(self) -> None:
-            self.fast = self.I(lambda: fast, name="fast")
-            self.slow = self.I(lambda: slow, name="slow")
-
-        def next(self) -> None:
-            if crossover(self.fast, self.slow):
-                self.buy()
-            elif crossover(self.slow, self.fast):
-                self.sell()
-
-    data = candles.rename(columns=str.capitalize).set_index(pd.to_datetime(candles["ts"], unit="ms"))
-    data = data[["Open", "High", "Low", "Close", "Volume"]]
+    PeerSmaCross, data = peer_sma_cross(candles, FAST, SLOW)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "trades remain open at the end" and fractional-unit notices
         peer = FractionalBacktest(

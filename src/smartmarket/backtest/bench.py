@@ -25,6 +25,7 @@ from smartmarket.backtest.runner import run_backtest
 from smartmarket.backtest.sweep import prepare, run_sweep
 from smartmarket.engine.kernel import KernelConfig
 from smartmarket.execution.fees import NO_FEES
+from smartmarket.features.indicators import make_indicator
 
 SWEEP_GRID = {"fast": range(5, 55, 5), "slow": range(20, 210, 10)}
 """fast 5..50 step 5 x slow 20..200 step 10, keeping fast < slow: 174 parameter sets."""
@@ -142,13 +143,11 @@ def _time_kernel(candles: pd.DataFrame, fast: int, slow: int, repeat: int) -> tu
     return watch.timing, trades, final
 
 
-def _time_peer(candles: pd.DataFrame, fast: int, slow: int, repeat: int) -> tuple[Timing, int, float] | None:
-    try:
-        from backtesting import Backtest, Strategy
-        from backtesting.lib import crossover
-    except ImportError:
-        return None
-    from smartmarket.features.indicators import make_indicator
+def peer_sma_cross(candles: pd.DataFrame, fast: int, slow: int) -> tuple[type, pd.DataFrame]:
+    """backtesting.py's sma_cross on our own SMA values, and the candles in its data format (for the benchmark and
+    the trade-for-trade parity test). Raises ImportError when backtesting.py is not installed."""
+    from backtesting import Strategy  # an optional peer, only for comparisons
+    from backtesting.lib import crossover
 
     fast_sma = make_indicator(f"sma_{fast}").batch(candles).iloc[:, 0].to_numpy()
     slow_sma = make_indicator(f"sma_{slow}").batch(candles).iloc[:, 0].to_numpy()
@@ -165,7 +164,16 @@ def _time_peer(candles: pd.DataFrame, fast: int, slow: int, repeat: int) -> tupl
                 self.sell()
 
     data = candles.rename(columns=str.capitalize).set_index(pd.to_datetime(candles["ts"], unit="ms"))
-    data = data[["Open", "High", "Low", "Close", "Volume"]]
+    return PeerSmaCross, data[["Open", "High", "Low", "Close", "Volume"]]
+
+
+def _time_peer(candles: pd.DataFrame, fast: int, slow: int, repeat: int) -> tuple[Timing, int, float] | None:
+    try:
+        from backtesting import Backtest
+
+        PeerSmaCross, data = peer_sma_cross(candles, fast, slow)
+    except ImportError:
+        return None
     watch, trades, final = _Stopwatch(), 0, 0.0
     for _ in range(repeat):
         with warnings.catch_warnings():
