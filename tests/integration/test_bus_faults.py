@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import os
 import shutil
 import signal
 import subprocess
@@ -142,7 +143,12 @@ async def _worker(url: str, namespace: str, consumer: str, stall_after: int) -> 
 
 def _spawn_worker(url: str, namespace: str, consumer: str, stall_after: int) -> subprocess.Popen[bytes]:
     args = ["worker", "--url", url, "--namespace", namespace, "--consumer", consumer, "--stall-after", str(stall_after)]
-    return subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # The script imports the shared test helpers (tests/redis_server.py), which pytest puts on its path but a
+    # plain ``python file.py`` does not.
+    tests_dir = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [tests_dir, os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, __file__, *args]
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 @run_async
