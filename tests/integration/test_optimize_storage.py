@@ -17,7 +17,7 @@ import pytest
 
 from smartmarket.backtest.bench import random_walk_candles
 from smartmarket.core.types import Timeframe
-from smartmarket.ops.optimize import _sqlalchemy_url, retry_callback_class
+from smartmarket.ops.optimize import _sqlalchemy_url, open_study_storage, retry_callback_class
 from smartmarket.store import open_store
 
 pytestmark = pytest.mark.postgres
@@ -56,6 +56,24 @@ def _running(pg_url: str) -> int:
         return len(_study(pg_url).get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
     except KeyError:  # the study does not exist yet
         return 0
+
+
+def test_workers_opening_a_fresh_storage_together_all_succeed(pg_url: str) -> None:
+    """Workers started together race to create Optuna's tables; PostgreSQL refuses all but one creator
+    (unique violation on pg_type), and the others must open the tables it made rather than fail (CI saw it)."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    workers = 6
+    barrier = Barrier(workers)
+
+    def open_together(_: int) -> str:
+        barrier.wait()
+        return type(open_study_storage(pg_url, heartbeat_s=5, grace_s=10)).__name__
+
+    with ThreadPoolExecutor(workers) as pool:
+        opened = list(pool.map(open_together, range(workers)))
+    assert opened == ["RDBStorage"] * workers
 
 
 @pytest.mark.slow

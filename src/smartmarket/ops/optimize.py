@@ -440,24 +440,41 @@ def retry_callback_class() -> Any:
     return getattr(storages, "RetryHeartbeatStaleTrialCallback", None) or storages.RetryFailedTrialCallback
 
 
-def _study_storage(url: str, heartbeat_s: int, grace_s: int) -> Any:
+def open_study_storage(url: str, heartbeat_s: int = 10, grace_s: int = 30, attempts: int = 5) -> Any:
+    """Optuna's RDB storage at ``url`` with heartbeats, creating its tables if needed.
+
+    Workers started together on a fresh database race to create the same tables; PostgreSQL then refuses all
+    but one (unique violation on ``pg_type`` or "already exists"). The losers try again: by then the tables
+    exist and opening only reads them. Any other failure, or the last attempt's, is one line (ConfigError)."""
     from optuna.storages import RDBStorage
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
 
     old_name = retry_callback_class().__name__ == "RetryFailedTrialCallback"
     key = "failed_trial_callback" if old_name else "heartbeat_stale_trial_callback"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Optuna calls heartbeats "experimental"
-            retry = retry_callback_class()(max_retry=3)
-            return RDBStorage(
-                _sqlalchemy_url(url), heartbeat_interval=heartbeat_s, grace_period=grace_s, **{key: retry}
-            )
-    except Exception as exc:  # SQLAlchemy/driver errors: one line, URL redacted by the error type
-        first = (str(exc).splitlines() or [""])[0]
-        raise ConfigError(
-            f"cannot open the study storage {url}: {type(exc).__name__}: {first}",
-            hint="give --storage postgresql://user@host:5432/db (a reachable database)",
-        ) from None
+    for attempt in range(1, attempts + 1):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Optuna calls heartbeats "experimental"
+                retry = retry_callback_class()(max_retry=3)
+                return RDBStorage(
+                    _sqlalchemy_url(url), heartbeat_interval=heartbeat_s, grace_period=grace_s, **{key: retry}
+                )
+        except (IntegrityError, ProgrammingError) as exc:
+            if attempt < attempts and ("already exists" in str(exc) or isinstance(exc, IntegrityError)):
+                time.sleep(0.2 * attempt)  # another worker is creating the tables
+                continue
+            raise _storage_error(url, exc) from None
+        except Exception as exc:  # SQLAlchemy/driver errors: one line, URL redacted by the error type
+            raise _storage_error(url, exc) from None
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _storage_error(url: str, exc: BaseException) -> ConfigError:
+    first = (str(exc).splitlines() or [""])[0]
+    return ConfigError(
+        f"cannot open the study storage {url}: {type(exc).__name__}: {first}",
+        hint="give --storage postgresql://user@host:5432/db (a reachable database)",
+    )
 
 
 def _optuna_search(
@@ -479,7 +496,7 @@ def _optuna_search(
         sampler: Any = optuna.samplers.GridSampler({d.name: list(d.values) for d in dims}, seed=request.seed)
     else:
         sampler = optuna.samplers.TPESampler(seed=request.seed)
-    storage = _study_storage(request.storage, heartbeat_s, grace_s) if request.storage else None
+    storage = open_study_storage(request.storage, heartbeat_s, grace_s) if request.storage else None
     name = request.study or (
         f"{request.strategy}-{request.symbol}-{request.timeframe}-{request.objective}" if storage else None
     )
