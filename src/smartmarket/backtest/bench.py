@@ -10,6 +10,11 @@ depend on the machine and its load.
 
 The compiled sweep (``engine.sweep``) runs the grid ``SWEEP_GRID`` of sma_cross (every fast < slow) over the
 same bars in one call, indicators included; its figure is bars × parameter sets per second.
+
+vectorbt, when installed, runs the same single set and the same grid the way its users write it: its own moving
+averages (``vbt.MA.run``), its crossover accessors, and ``Portfolio.from_signals`` with the signals moved one bar
+later and filled at the open (our next-open fills), reversing long ↔ short with all the equity (size = inf).
+Its numba functions are compiled on a small slice before the timing, as ours are.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -72,6 +78,7 @@ class BacktestBench:
     sweep: Timing | None = None
     sweep_param_sets: int = 0
     sweep_final_equity: float | None = None  # of the (fast, slow) set, equal to the kernel's
+    vectorbt: VectorbtBench | None = None
 
     @property
     def sweep_bars_per_s(self) -> float | None:
@@ -88,6 +95,12 @@ class BacktestBench:
         """Sweep throughput (bars x sets per CPU second) over the kernel's bars per CPU second."""
         per_cpu = self.sweep_bars_per_cpu_s
         return per_cpu / self.kernel_bars_per_cpu_s if per_cpu else None
+
+    @property
+    def sweep_vs_vectorbt(self) -> float | None:
+        """Our sweep's bars x sets per CPU second over vectorbt's on the same grid (None without vectorbt)."""
+        ours = self.sweep_bars_per_cpu_s
+        return ours / self.vectorbt.sweep_bars_per_cpu_s if ours and self.vectorbt else None
 
     @property
     def kernel_bars_per_s(self) -> float:
@@ -109,6 +122,36 @@ class BacktestBench:
     def speedup(self) -> float | None:
         """How many times faster the kernel is than backtesting.py (CPU time)."""
         return self.peer.cpu_s / self.kernel.cpu_s if self.peer else None
+
+
+@dataclass(frozen=True, slots=True)
+class VectorbtBench:
+    """vectorbt on the same bars: one set (``single``) and the sweep grid (``sweep``, ``param_sets`` columns)."""
+
+    version: str
+    bars: int
+    single: Timing
+    trades: int
+    final_equity: float
+    sweep: Timing
+    param_sets: int
+    sweep_final_equity: float  # of the first set, (fast, slow)
+
+    @property
+    def bars_per_cpu_s(self) -> float:
+        return self.bars / self.single.cpu_s
+
+    @property
+    def bars_per_s(self) -> float:
+        return self.bars / self.single.wall_s
+
+    @property
+    def sweep_bars_per_cpu_s(self) -> float:
+        return self.bars * self.param_sets / self.sweep.cpu_s
+
+    @property
+    def sweep_bars_per_s(self) -> float:
+        return self.bars * self.param_sets / self.sweep.wall_s
 
 
 KERNEL_CASH = 1_000_000.0
@@ -204,19 +247,70 @@ def _time_sweep(candles: pd.DataFrame, fast: int, slow: int, repeat: int) -> tup
     return watch.timing, len(sets), final
 
 
+def vectorbt_sma_cross(candles: pd.DataFrame, sets: list[dict[str, int]]) -> Any:
+    """vectorbt's Portfolio of sma_cross for every set in ``sets`` (one column each), written as its users do."""
+    import vectorbt as vbt  # an optional peer, only for comparisons
+
+    close, open_ = candles["close"], candles["open"]
+    fast = vbt.MA.run(close, window=[p["fast"] for p in sets]).ma.to_numpy()
+    slow = vbt.MA.run(close, window=[p["slow"] for p in sets]).ma.to_numpy()
+    fast_frame, slow_frame = pd.DataFrame(fast), pd.DataFrame(slow)
+    up = fast_frame.vbt.crossed_above(slow_frame).to_numpy()
+    down = fast_frame.vbt.crossed_below(slow_frame).to_numpy()
+    # decided at the close, filled at the next open: the signal moves one bar later and fills at that bar's open
+    entries = np.vstack([np.zeros((1, len(sets)), dtype=bool), up[:-1]])
+    shorts = np.vstack([np.zeros((1, len(sets)), dtype=bool), down[:-1]])
+    none = np.zeros_like(entries)
+    return vbt.Portfolio.from_signals(
+        close.to_numpy()[:, None], entries=entries, exits=none, short_entries=shorts, short_exits=none,
+        price=open_.to_numpy()[:, None], init_cash=KERNEL_CASH, fees=0.0, size=np.inf, upon_opposite_entry="reverse",
+    )  # fmt: skip
+
+
+def _time_vectorbt(candles: pd.DataFrame, fast: int, slow: int, repeat: int) -> VectorbtBench | None:
+    try:
+        import vectorbt as vbt
+    except ImportError:
+        return None
+    sets = sweep_param_sets(fast, slow)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vectorbt_sma_cross(candles.iloc[:1000].reset_index(drop=True), sets[:2])  # compile outside the timing
+        single, many = _Stopwatch(), _Stopwatch()
+        for _ in range(repeat):
+            with single:
+                one = vectorbt_sma_cross(candles, sets[:1])
+                trades, final = int(one.trades.count().iloc[0]), float(one.final_value().iloc[0])
+            with many:
+                grid = vectorbt_sma_cross(candles, sets)
+                grid_final = float(grid.final_value().iloc[0])
+    return VectorbtBench(
+        str(vbt.__version__), len(candles), single.timing, trades, final, many.timing, len(sets), grid_final
+    )
+
+
 def bench_backtest(
-    bars: int = 500_000, *, fast: int = 10, slow: int = 30, seed: int = 0, repeat: int = 3, peer: bool = True,
-    peer_repeat: int = 1, sweep: bool = True,
+    bars: int = 500_000,
+    *,
+    fast: int = 10,
+    slow: int = 30,
+    seed: int = 0,
+    repeat: int = 3,
+    peer: bool = True,
+    peer_repeat: int = 1,
+    sweep: bool = True,
 ) -> BacktestBench:
-    """Measure the kernel, the compiled sweep and (when installed) backtesting.py on ``bars`` random-walk bars."""
+    """Measure the kernel, the compiled sweep and (when installed) backtesting.py and vectorbt on ``bars``
+    random-walk bars."""
     candles = random_walk_candles(bars, seed=seed)
     kernel, kernel_trades, kernel_final = _time_kernel(candles, fast, slow, repeat)
     sweep_timing, sweep_sets, sweep_final = _time_sweep(candles, fast, slow, repeat) if sweep else (None, 0, None)
     measured = _time_peer(candles, fast, slow, peer_repeat) if peer else None
     peer_timing, peer_trades, peer_final = measured if measured is not None else (None, None, None)
+    vectorbt = _time_vectorbt(candles, fast, slow, repeat) if peer else None
     return BacktestBench(
         bars, fast, slow, kernel, kernel_trades, kernel_final, peer_timing, peer_trades, peer_final,
-        sweep_timing, sweep_sets, sweep_final,
+        sweep_timing, sweep_sets, sweep_final, vectorbt,
     )  # fmt: skip
 
 
@@ -226,7 +320,9 @@ __all__ = [
     "SWEEP_GRID",
     "BacktestBench",
     "Timing",
+    "VectorbtBench",
     "bench_backtest",
     "random_walk_candles",
     "sweep_param_sets",
+    "vectorbt_sma_cross",
 ]

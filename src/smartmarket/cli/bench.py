@@ -155,7 +155,8 @@ def register_backtest(bench: typer.Typer) -> None:
         from smartmarket.backtest.bench import KERNEL_CASH, PEER_CASH, bench_backtest
 
         err_console.print(
-            f"[dim]running sma_cross on {bars:,} bars: kernel ×{repeat}, compiled sweep ×{repeat}, backtesting.py ×1[/]"
+            f"[dim]running sma_cross on {bars:,} bars: kernel ×{repeat}, compiled sweep ×{repeat}, backtesting.py ×1, "
+            f"vectorbt ×{repeat} (peers only when installed)[/]"
         )
         res = bench_backtest(bars, repeat=repeat)
         result: dict[str, Any] = {
@@ -184,10 +185,27 @@ def register_backtest(bench: typer.Typer) -> None:
                 "final_equity_multiple": (res.sweep_final_equity or 0.0) / KERNEL_CASH,
                 "speedup_vs_kernel_cpu": None if res.sweep_speedup is None else round(res.sweep_speedup, 1),
             },
+            "vectorbt": None
+            if res.vectorbt is None
+            else {
+                "version": res.vectorbt.version,
+                "bars_per_s": round(res.vectorbt.bars_per_s),
+                "bars_per_cpu_s": round(res.vectorbt.bars_per_cpu_s),
+                "trades": res.vectorbt.trades,
+                "final_equity_multiple": res.vectorbt.final_equity / KERNEL_CASH,
+                "sweep": {
+                    "bars_per_s": round(res.vectorbt.sweep_bars_per_s),
+                    "bars_per_cpu_s": round(res.vectorbt.sweep_bars_per_cpu_s),
+                    "param_sets": res.vectorbt.param_sets,
+                    "final_equity_multiple": res.vectorbt.sweep_final_equity / KERNEL_CASH,
+                },
+            },
+            "sweep_vs_vectorbt_cpu": None if res.sweep_vs_vectorbt is None else round(res.sweep_vs_vectorbt, 2),
             "speedup_cpu": None if res.speedup is None else round(res.speedup, 2),
             "targets": {
                 "kernel>=100k_bars_per_s": res.kernel_bars_per_s >= 100_000,
                 "faster_than_backtesting_py": bool(res.speedup and res.speedup > 1.0),
+                "sweep_at_least_vectorbt": None if res.sweep_vs_vectorbt is None else res.sweep_vs_vectorbt >= 1.0,
             },
         }
         if as_json:
@@ -222,8 +240,22 @@ def register_backtest(bench: typer.Typer) -> None:
                 "",
                 f"{sw['final_equity_multiple']:.10f}",
             )
+        vb = result["vectorbt"]
+        if vb:
+            for label, row in (("vectorbt", vb), (f"vectorbt (bars × {vb['sweep']['param_sets']} sets)", vb["sweep"])):
+                table.add_row(
+                    f"{label} {vb['version']}" if row is vb else label,
+                    f"{row['bars_per_s']:,}",
+                    f"{row['bars_per_cpu_s']:,}",
+                    str(row.get("trades", "")),
+                    f"{row['final_equity_multiple']:.10f}",
+                )
         console.print(table)
         console.print(f"speed-up (CPU time): {result['speedup_cpu']}×; targets: {result['targets']}")
+        if vb:
+            console.print(
+                f"compiled sweep vs vectorbt's on the same grid (CPU time): {result['sweep_vs_vectorbt_cpu']}×"
+            )
 
 
 def register_features(bench: typer.Typer) -> None:
