@@ -58,3 +58,20 @@ def test_errors_are_one_line(
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert expected in err and err.startswith("error:") and len(err.splitlines()) == 1
+
+
+def test_html_report_shows_the_parameter_plateau(home: Path, tmp_path: Path) -> None:
+    out = tmp_path / "reports" / "opt.html"
+    argv = ["--home", str(home), *BASE, "--space", "fast=5:30:5,slow=20:100:20", "--json", "--out", str(out)]
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    page = out.read_text(encoding="utf-8")
+    assert len(doc["evaluated"]) == doc["n_trials"] == 27
+    # one cell per (fast, slow) pair of the grid: 6 fast x 5 slow, three refused (fast >= slow) stay empty
+    assert page.count('<rect class="cell"') == 30 and page.count("—</title>") == 3
+    best = doc["best"]["params"]
+    value = doc["best"]["in_sample"]
+    assert f"fast={best['fast']}, slow={best['slow']}: {value:.3f}</title>" in page
+    assert page.count('class="chosen"') == 1 and "probability of backtest overfitting" in page
+    assert "<script" not in page and len(page) < 100_000  # self-contained, no library

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -16,7 +17,7 @@ from smartmarket.cli.context import console, err_console, get_context
 from smartmarket.core.errors import ConfigError
 from smartmarket.core.timeutil import format_ms, parse_time
 from smartmarket.core.types import Timeframe, normalize_symbol
-from smartmarket.ops.optimize import OptimizeReport, OptimizeRequest, optimize, parse_space
+from smartmarket.ops.optimize import OptimizeReport, OptimizeRequest, optimize, parse_space, write_optimize_report
 
 HELP = """Optimise a strategy's parameters on stored candles, with the figures that tell luck from skill.
 
@@ -34,6 +35,8 @@ Examples:
 
   smartmarket optimize --strategy rsi_reversion -s BTCUSDT -t 4h --space period=7:28:7,lower=20:35:5 \
     --method tpe --trials 50 --json
+
+  smartmarket optimize --strategy sma_cross -s BTCUSDT -t 1h --space fast=5:50:5,slow=20:200:10 --out opt.html
 """
 
 
@@ -132,9 +135,7 @@ def optimize_command(
     storage: Annotated[
         str | None, typer.Option("--storage", envvar="SMARTMARKET_OPTUNA_STORAGE", help="Study database URL.")
     ] = None,
-    study: Annotated[
-        str | None, typer.Option("--study", help="Study name to create or join (with --storage).")
-    ] = None,
+    study: Annotated[str | None, typer.Option("--study", help="Study name to create or join (with --storage).")] = None,
     heartbeat_s: Annotated[
         int, typer.Option("--heartbeat-s", min=1, help="With --storage: seconds between a worker's heartbeats.")
     ] = 10,
@@ -143,6 +144,10 @@ def optimize_command(
     ] = 30,
     seed: Annotated[int, typer.Option("--seed", help="Sampler seed.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Also write an HTML report (summary, parameter plateau heat maps) to this file."),
+    ] = None,
 ) -> None:
     symbols = [normalize_symbol(s) for s in symbol.split(",") if s.strip()]
     if len(symbols) != 1:
@@ -176,6 +181,9 @@ def optimize_command(
     frame = read_frames(get_context(ctx).store, symbols, tf, start_ms, end_ms)[symbols[0]]
     with stderr_progress(err_console.is_terminal) as progress:
         report = optimize(frame, request, progress=progress, heartbeat_s=heartbeat_s, grace_s=grace_s)
+    if out is not None:
+        written = write_optimize_report(report, out)
+        err_console.print(f"HTML report: {written.resolve()}", highlight=False)
     if as_json:
         document: dict[str, Any] = report.to_dict()
         typer.echo(json.dumps(document, indent=2, default=str))

@@ -27,6 +27,7 @@ import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -357,6 +358,7 @@ class OptimizeReport:
     elapsed_s: float
     study: str | None = None
     notes: list[str] = field(default_factory=list)
+    evaluated: list[dict[str, Any]] = field(default_factory=list)  # every configuration: params and value
 
     @property
     def in_sample(self) -> float | None:
@@ -396,6 +398,7 @@ class OptimizeReport:
                 "metrics": self.walk_forward_metrics,
             },
             "top": self.top,
+            "evaluated": self.evaluated,
             "study": self.study,
             "elapsed_s": round(self.elapsed_s, 3),
             "notes": self.notes,
@@ -672,7 +675,17 @@ def optimize(
         elapsed_s=time.perf_counter() - started,
         study=study_name,
         notes=notes,
+        evaluated=[{"params": p, "value": _finite(v)} for p, v in zip(evals.params, values, strict=True)],
     )
+
+
+def write_optimize_report(report: OptimizeReport, path: Path) -> Path:
+    """Write ``report`` as one self-contained HTML page (summary, parameter plateau heat maps, top configurations)."""
+    from smartmarket.analytics.optimize_report import optimize_report_html
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(optimize_report_html(report.to_dict()), encoding="utf-8")
+    return path
 
 
 def _walk_forward(
@@ -750,9 +763,11 @@ __all__ = [
     "WalkForwardFold",
     "grid_points",
     "objective_values",
+    "open_study_storage",
     "optimize",
     "parse_space",
     "retry_callback_class",
     "valid_points",
     "with_config",
+    "write_optimize_report",
 ]
