@@ -79,6 +79,13 @@ class MarketData:
     candles: pd.DataFrame
     features: pd.DataFrame
 
+    @property
+    def model_features(self) -> pd.DataFrame:
+        """The columns a model may take (scale-free ones; see ``features.scale_free.model_inputs``)."""
+        from smartmarket.features.scale_free import model_inputs
+
+        return model_inputs(self.features)
+
 
 def load_market(
     store: CandleStore,
@@ -194,16 +201,16 @@ def train_from_market(
     common: dict[str, Any] = {"preset": preset, "label_config": labels, "train_config": config, "seed": seed}
     walk_summary: dict[str, float] | None = None
     if walk_forward_folds > 0:
-        values, columns = feature_matrix(market.features)
+        values, columns = feature_matrix(market.model_features)
         context = build_classifier(kind, len(columns), {"price": tuple(range(len(columns)))}, preset=preset).context
         ready = complete_windows(values, context)
         first = int(np.argmax(ready)) if ready.any() else len(values)
         layout = walk_forward_layout(len(values), walk_forward_folds, first_usable=first, embargo=horizon)
-        results = compare_models([kind], market.features, market.candles, layout, progress=progress, **common)
+        results = compare_models([kind], market.model_features, market.candles, layout, progress=progress, **common)
         summary = summarise(results, [kind])
         walk_summary = {k: float(v) for k, v in summary[0].items() if isinstance(v, int | float)} if summary else {}
     model = train_model(
-        kind, market.features, market.candles, symbol=market.symbol, timeframe=market.timeframe.value,
+        kind, market.model_features, market.candles, symbol=market.symbol, timeframe=market.timeframe.value,
         feature_set=market.feature_set, progress=progress, **common,
     )  # fmt: skip
     if walk_summary is not None:
@@ -739,7 +746,7 @@ def run_comparison(
     from smartmarket.models.pipeline import code_version, compare_models, data_checksum
     from smartmarket.models.training import TrainConfig
 
-    values, columns = feature_matrix(market.features)
+    values, columns = feature_matrix(market.model_features)
     context = max(network_config(k, preset).context for k in kinds if k in ("transformer", "cnn_lstm"))
     ready = complete_windows(values, context)
     if not ready.any():
@@ -749,7 +756,7 @@ def run_comparison(
     config = TrainConfig(epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, seed=seed)
     started = time.perf_counter()
     results = compare_models(
-        list(kinds), market.features, market.candles, layout, label_config=labels, preset=preset,
+        list(kinds), market.model_features, market.candles, layout, label_config=labels, preset=preset,
         train_config=config, seed=seed, progress=_epoch_logger("  network"),
     )  # fmt: skip
     if results.empty:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from smartmarket.features.scale_free import check_model_inputs
 from smartmarket.models.baselines import BASELINE_KINDS, LightGBMBaseline, LogisticBaseline, MajorityBaseline
 from smartmarket.models.datasets import WindowDataset, assign_groups, complete_windows, feature_matrix
 from smartmarket.models.device import seed_everything
@@ -69,7 +70,11 @@ def predict_dataset(classifier: Classifier, dataset: WindowDataset, chunk: int =
     return np.concatenate(parts) if parts else np.zeros((0, classifier.n_classes))
 
 
-def _aligned_inputs(features: pd.DataFrame, candles: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...]]:
+def _aligned_inputs(
+    features: pd.DataFrame, candles: pd.DataFrame, *, guard: bool = True
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    if guard:
+        check_model_inputs([str(c) for c in features.columns])
     if len(features) != len(candles):
         raise ValueError(f"features ({len(features)} rows) and candles ({len(candles)} rows) must align row by row")
     if "ts" in features.columns and not np.array_equal(features["ts"].to_numpy(), candles["ts"].to_numpy()):
@@ -213,10 +218,11 @@ def train_model(
     """Train one model and measure it out of sample.
 
     ``features`` is aligned row by row with ``candles`` (causal features; a ``ts`` column is checked and left
-    out). Without an explicit ``split``, the labelled span is cut chronologically into train / validation /
-    test fractions, purged, with an embargo of ``label_config.horizon`` bars unless given. ``sample_context``
-    (≥ the model's context) restricts samples to bars with that many complete rows, so models of different
-    contexts can be compared on the same samples.
+    out); every column must be scale-free (``ConfigError`` naming the others: select them with
+    ``features.scale_free.model_inputs``). Without an explicit ``split``, the labelled span is cut
+    chronologically into train / validation / test fractions, purged, with an embargo of
+    ``label_config.horizon`` bars unless given. ``sample_context`` (≥ the model's context) restricts samples to
+    bars with that many complete rows, so models of different contexts can be compared on the same samples.
     """
     label_config = label_config or LabelConfig()
     values, columns = _aligned_inputs(features, candles)
@@ -320,7 +326,7 @@ def evaluate(
     ``overlaps_training`` tells whether any evaluated sample lies at or before the end of the model's training
     period — such numbers are not out of sample.
     """
-    _aligned_inputs(features, candles)
+    _aligned_inputs(features, candles, guard=False)  # an old model keeps its recorded columns
     values = model._values(features)
     labels = make_labels(candles, model.label_config)
     ts = candles["ts"].to_numpy()
