@@ -132,3 +132,32 @@ def test_columns_outside_the_pipeline_keep_their_meaning() -> None:
     assert column_scale("htf_sma_20") == "level" and column_scale("tf4h_ema_50") == "level"
     assert column_scale("smc_sweep_high") == "free" and column_scale("natr_14") == "free"
     assert column_scale("close_z") == "free" and column_scale("volume") == "volume"
+
+
+def test_an_artifact_recorded_with_raw_columns_still_loads_and_predicts(
+    synthetic: pd.DataFrame, tmp_path: Path
+) -> None:
+    """Models saved before the guard recorded raw price-level columns: the feature sets still give those columns,
+    so such an entry loads and its member predicts as the model did when saved."""
+    from smartmarket.models.baselines import LogisticBaseline
+    from smartmarket.models.datasets import WindowDataset, assign_groups, complete_windows
+    from smartmarket.models.labels import make_labels
+    from smartmarket.models.pipeline import TrainedModel
+    from smartmarket.models.registry import Registry
+    from smartmarket.signals.members import ModelMember
+
+    features = FeaturePipeline("minimal", "1h").batch(synthetic)
+    old_columns = ("atr_14", "bb_upper_20_2", "rsi_14", "logret_1")  # as an earlier version recorded them
+    values = features[list(old_columns)].to_numpy(dtype=np.float32)
+    labels = make_labels(synthetic, LabelConfig(horizon=12))
+    bars = np.flatnonzero(complete_windows(values, 3) & labels.valid)[:2000]
+    classifier = LogisticBaseline().fit(WindowDataset(values, bars, labels.y[bars].astype(np.int64), 3))
+    old = TrainedModel(kind="logreg", classifier=classifier, feature_columns=old_columns,
+                       groups=assign_groups(old_columns), label_config=LabelConfig(horizon=12), symbol="BTCUSDT",
+                       timeframe="1h", feature_set="minimal")  # fmt: skip
+    registry = Registry(tmp_path)
+    member = ModelMember(registry.load(registry.save(old)))
+    assert member.required_columns == old_columns and registry.show(old.model_id or "").no_skill_warning is None
+    probs = member.batch(synthetic, features)
+    assert np.isfinite(probs).all(axis=1).sum() > 3500
+    assert np.allclose(probs, old.predict_frame(features).to_numpy(), equal_nan=True)
