@@ -102,6 +102,7 @@ class ScaleFreeView(Feature):
                     picks.append((s, j, scale == "level"))
                     columns.append(f"{col}_dist" if scale == "level" else f"{col}_pct")
         self._picks = picks
+        self._used = sorted({s for s, _, _ in picks})
         self.columns = tuple(columns)
         offsets = np.cumsum([0, *(len(f.columns) for f in self.sources)])
         self.source_indices = tuple(int(offsets[s]) + j for s, j, _ in picks)
@@ -115,11 +116,10 @@ class ScaleFreeView(Feature):
     @property
     def values(self) -> tuple[float, ...]:
         c = self._close
-        out: list[float] = []
-        for s, j, level in self._picks:
-            x = self.sources[s].values[j]
-            out.append(_level(c, x) if level else _difference(c, x))
-        return tuple(out)
+        current = {s: self.sources[s].values for s in self._used}  # one read per source with a picked column
+        return tuple(
+            _level(c, current[s][j]) if level else _difference(c, current[s][j]) for s, j, level in self._picks
+        )
 
     @property
     def ready(self) -> bool:
