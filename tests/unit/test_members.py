@@ -12,7 +12,7 @@ import pytest
 
 from smartmarket.core.errors import ConfigError
 from smartmarket.core.types import Candle
-from smartmarket.features import FeaturePipeline
+from smartmarket.features import FeaturePipeline, model_inputs
 from smartmarket.models.labels import LabelConfig, make_labels
 from smartmarket.signals.members import (
     ModelMember,
@@ -85,7 +85,8 @@ def test_rule_member_batch_equals_streaming_and_is_causal(
 def test_model_member_rolling_window_matches_the_model(candles: pd.DataFrame, features: pd.DataFrame) -> None:
     from smartmarket.models.pipeline import train_model
 
-    model = train_model("logreg", features, candles, symbol="BTCUSDT", timeframe="1h", feature_set="minimal")
+    model = train_model("logreg", model_inputs(features), candles, symbol="BTCUSDT", timeframe="1h",
+                        feature_set="minimal")  # fmt: skip
     member = ModelMember(model, name="logistic")
     assert member.feature_set == "minimal" and member.context == 3
     streamed = _stream(member, candles, features)

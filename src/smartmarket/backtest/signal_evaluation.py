@@ -98,6 +98,7 @@ def _model_member(
     timeframe: str, say: ProgressFn,
 ) -> ModelMember:  # fmt: skip
     """Member ``name`` trained from scratch on bars ``[stop - train_bars, stop)`` only (nothing at or after stop)."""
+    from smartmarket.features.scale_free import model_inputs
     from smartmarket.models.pipeline import train_model
     from smartmarket.models.training import EpochReport, TrainConfig
 
@@ -120,7 +121,8 @@ def _model_member(
     elif kind == "lightgbm":
         extra = {"overrides": {"n_estimators": cfg.lightgbm_trees}}
     model = train_model(
-        kind, features.iloc[start:stop].reset_index(drop=True), candles.iloc[start:stop].reset_index(drop=True),
+        kind, model_inputs(features.iloc[start:stop].reset_index(drop=True)),
+        candles.iloc[start:stop].reset_index(drop=True),
         symbol=symbol, timeframe=timeframe, feature_set=cfg.model_feature_set, label_config=cfg.label_config,
         validation=0.15, test=0.05, seed=cfg.seed, **extra,
     )  # fmt: skip

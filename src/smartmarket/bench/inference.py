@@ -35,8 +35,9 @@ from smartmarket.models.networks import build_network, count_parameters, network
 from smartmarket.models.networks.transformer import GroupPatchTransformer, TransformerConfig
 
 TARGET_P99_MS = 20.0
-# The 'default' feature set's 73 columns as grouped by ``assign_groups``: 64 price, 3 volume, 6 volatility.
-DEFAULT_GROUP_SIZES = {"price": 64, "volume": 3, "volatility": 6}
+# The 'default' feature set's 73 model inputs (scale-free) as grouped by ``assign_groups``: 63 price, 4 volume,
+# 6 volatility.
+DEFAULT_GROUP_SIZES = {"price": 63, "volume": 4, "volatility": 6}
 TRANSFORMER_OPTIONS: dict[str, dict[str, Any]] = {
     "joint, stride 8 (previous seed)": {"mixing": "joint", "stride": 8},
     "two-stage, stride 8": {"mixing": "two_stage", "stride": 8},

@@ -68,6 +68,7 @@ class PacedSource:
 def build_ensemble(candles: pd.DataFrame, fit_rows: int, log: Log) -> Any:
     """Technical + SMC + an untrained seed Transformer (1024 candles), with a fitted signal system."""
     from smartmarket.features.pipeline import FeaturePipeline
+    from smartmarket.features.scale_free import model_input_columns
     from smartmarket.models.datasets import assign_groups
     from smartmarket.models.labels import LabelConfig
     from smartmarket.models.pipeline import TrainedModel, build_classifier
@@ -75,7 +76,7 @@ def build_ensemble(candles: pd.DataFrame, fit_rows: int, log: Log) -> Any:
     from smartmarket.signals.fit import default_system_config, fit_artifact
     from smartmarket.signals.members import ModelMember, SMCMember, TechnicalMember
 
-    columns = tuple(FeaturePipeline("default", str(TIMEFRAME)).columns)
+    columns = model_input_columns(FeaturePipeline("default", str(TIMEFRAME)).columns)
     groups = assign_groups(columns)
     labels = LabelConfig(horizon=12)
     classifier = build_classifier("transformer", len(columns), groups, preset="seed", seed=0)

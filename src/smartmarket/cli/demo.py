@@ -112,6 +112,11 @@ def stage_training(app_ctx: AppContext, symbol: str, tf: Timeframe) -> None:
     model_id, metrics = train_demo_model(app_ctx.store, symbol, tf, app_ctx.settings.registry_dir)
     shown = ", ".join(f"{k} {metrics[k]:.3f}" for k in ("balanced_accuracy", "log_loss", "brier") if k in metrics)
     console.print(f"trained {model_id} in {time.perf_counter() - t0:.1f} s; out-of-sample test: {shown}")
+    from smartmarket.models.registry import Registry
+
+    warning = Registry(app_ctx.settings.registry_dir).show(model_id).no_skill_warning
+    if warning:
+        console.print(warning, style="yellow", highlight=False, markup=False, soft_wrap=True)
     console.print("(a small logistic baseline; `smartmarket train --model transformer` trains the Transformer)")
 
 
@@ -134,6 +139,8 @@ def stage_signals(app_ctx: AppContext, symbol: str, tf: Timeframe) -> str:
         f"ECE {fmt(summary['ece'])}"
     )
     console.print(f"latest signal: {last.get('direction')} ({last.get('strength')}) — {last.get('reason')}")
+    if summary.get("never_signals"):
+        console.print(summary["never_signals"], style="yellow", highlight=False, markup=False, soft_wrap=True)
     return str(summary["artifact"])
 
 
@@ -154,7 +161,7 @@ def stage_rollout(app_ctx: AppContext, artifact_id: str) -> None:
     )  # fmt: skip
     problems = registry.promotion_problems(artifact_id)
     if problems:
-        console.print(f"not promoted: {'; '.join(problems)}; production stays {doc['against']}")
+        console.print(f"not promoted: {'; '.join(problems)}; production stays {doc['against'] or 'empty'}")
         return
     promoted, retired = registry.promote(artifact_id)
     console.print(f"promoted {promoted.model_id} to production" + (f", retired {retired.model_id}" if retired else ""))

@@ -79,6 +79,13 @@ class MarketData:
     candles: pd.DataFrame
     features: pd.DataFrame
 
+    @property
+    def model_features(self) -> pd.DataFrame:
+        """The columns a model may take (scale-free ones; see ``features.scale_free.model_inputs``)."""
+        from smartmarket.features.scale_free import model_inputs
+
+        return model_inputs(self.features)
+
 
 def load_market(
     store: CandleStore,
@@ -154,6 +161,12 @@ def _date(ts: Any) -> str:
     return "n/a" if ts is None else format_ms(int(ts), short=True)
 
 
+def warn(line: str | None) -> None:
+    """One warning line on stderr (no-skill, never-signalling): never hidden by ``--json`` on stdout."""
+    if line:
+        err_console.print(line, style="yellow", highlight=False, markup=False, soft_wrap=True)
+
+
 def _json(document: Any) -> str:
     from smartmarket.models.compare import json_safe
 
@@ -194,16 +207,16 @@ def train_from_market(
     common: dict[str, Any] = {"preset": preset, "label_config": labels, "train_config": config, "seed": seed}
     walk_summary: dict[str, float] | None = None
     if walk_forward_folds > 0:
-        values, columns = feature_matrix(market.features)
+        values, columns = feature_matrix(market.model_features)
         context = build_classifier(kind, len(columns), {"price": tuple(range(len(columns)))}, preset=preset).context
         ready = complete_windows(values, context)
         first = int(np.argmax(ready)) if ready.any() else len(values)
         layout = walk_forward_layout(len(values), walk_forward_folds, first_usable=first, embargo=horizon)
-        results = compare_models([kind], market.features, market.candles, layout, progress=progress, **common)
+        results = compare_models([kind], market.model_features, market.candles, layout, progress=progress, **common)
         summary = summarise(results, [kind])
         walk_summary = {k: float(v) for k, v in summary[0].items() if isinstance(v, int | float)} if summary else {}
     model = train_model(
-        kind, market.features, market.candles, symbol=market.symbol, timeframe=market.timeframe.value,
+        kind, market.model_features, market.candles, symbol=market.symbol, timeframe=market.timeframe.value,
         feature_set=market.feature_set, progress=progress, **common,
     )  # fmt: skip
     if walk_summary is not None:
@@ -275,6 +288,7 @@ def evaluate_model(
     from smartmarket.models.labels import CLASS_NAMES, make_labels
     from smartmarket.models.metrics import classification_metrics
     from smartmarket.models.pipeline import predict_dataset
+    from smartmarket.models.skill import no_skill_line, skill_of
     from smartmarket.models.threshold_strategy import ProbabilityThreshold, probability_lookup
 
     if model.feature_set not in FEATURE_SETS:
@@ -296,8 +310,11 @@ def evaluate_model(
     proba = predict_dataset(model.classifier, ds)
     labels = make_labels(candles, model.label_config)
     labelled = labels.valid[bars]
-    metrics: dict[str, Any] = classification_metrics(labels.y[bars][labelled].astype(np.int64), proba[labelled])
+    y = labels.y[bars][labelled].astype(np.int64)
+    metrics: dict[str, Any] = classification_metrics(y, proba[labelled], model.base_rates)
     out_of_sample, reason = sample_status(model, int(ts[bars[0]]))
+    skill = skill_of({"test": metrics})
+    skill = None if skill is None else replace(skill, sample="evaluated")
 
     frame = pd.DataFrame(proba, columns=[f"p_{c}" for c in CLASS_NAMES])
     lookup = probability_lookup(ts[bars], frame)
@@ -323,6 +340,8 @@ def evaluate_model(
         "sample": "out-of-sample" if out_of_sample else "in-sample",
         "sample_reason": reason,
         "metrics": metrics,
+        "no_skill": None if skill is None else skill.no_skill,
+        "no_skill_warning": no_skill_line(str(model.model_id), skill),
         "trading": {
             "strategy": "probability_threshold",
             "threshold": threshold,
@@ -391,6 +410,8 @@ def _records_table(records: Sequence[Any], title: str) -> Table:
         dates = [_date(p)[:10] for p in period]
         stage = escape(r.stage)
         unsafe = getattr(r, "unsafe_files", ())
+        if getattr(r, "no_skill_warning", None):
+            stage += " [yellow]no skill[/]" if "no skill" in r.no_skill_warning else " [yellow]never signals[/]"
         if unsafe:  # never loaded: flagged by file name
             stage += f" [red]refused: {escape(unsafe[0].split(':')[0])}[/]" + (
                 f" (+{len(unsafe) - 1})" if len(unsafe) > 1 else ""
@@ -415,6 +436,8 @@ def _record_summary(record: Any) -> dict[str, Any]:
         "context": meta.get("context"),
         "split": {k: meta.get("split", {}).get(k) for k in ("train_ts", "validation_ts", "test_ts")},
         "metrics": meta.get("metrics", {}),
+        "no_skill": meta.get("no_skill"),
+        "never_signals": meta.get("never_signals"),
         "unsafe_files": list(getattr(record, "unsafe_files", ())),
     }
 
@@ -490,6 +513,7 @@ def _register_train(app: typer.Typer) -> None:
             )  # fmt: skip
         model_id = _registry(ctx).save(trained)
         elapsed = time.perf_counter() - started
+        warn(_registry(ctx).show(model_id).no_skill_warning)
         if as_json:
             typer.echo(_json({"id": model_id, "seconds": elapsed, **_record_summary(_registry(ctx).show(model_id))}))
             return
@@ -538,6 +562,7 @@ def _register_evaluate(app: typer.Typer) -> None:
             get_context(ctx).store, model, start=parse_time(start), end=parse_time(end), fee=fee,
             threshold=threshold, long_only=long_only,
         )  # fmt: skip
+        warn(doc["no_skill_warning"])
         if as_json:
             typer.echo(_json(doc))
         else:
@@ -561,6 +586,8 @@ def _register_registry(models_app: typer.Typer) -> None:
             console.print("no model registered yet: train one with `smartmarket train`")
         else:
             console.print(_records_table(records, f"{len(records)} model(s) in {_registry(ctx).directory}"))
+        for record in records:
+            warn(record.no_skill_warning)
 
     @models_app.command("show")
     def show_command(
@@ -570,6 +597,7 @@ def _register_registry(models_app: typer.Typer) -> None:
     ) -> None:
         """One model: its setup, periods and metrics (refused, naming the file, when the entry holds a pickle)."""
         record = _registry(ctx).check(model_id)
+        warn(record.no_skill_warning)
         if as_json:
             typer.echo(_json(record.metadata))
             return
@@ -636,6 +664,8 @@ def _register_registry(models_app: typer.Typer) -> None:
             records = registry.list(symbol=symbol, timeframe=timeframe)
         periods = {tuple(r.metadata.get("split", {}).get("test_ts") or ()) for r in records}
         same = len(periods) <= 1
+        for record in records:
+            warn(record.no_skill_warning)
         if as_json:
             typer.echo(_json({"same_test_period": same, "models": [_record_summary(r) for r in records]}))
             return
@@ -699,6 +729,12 @@ def _register_compare(app: typer.Typer) -> None:
             threads=threads,
         )  # fmt: skip
         document = comparison_document(results, setup)
+        for entry in document["summary"]:
+            if entry.get("no_skill"):
+                warn(
+                    f"warning: {entry['model']} has no skill: mean test log-loss {entry['log_loss_mean']:.3f} is worse "
+                    f"than the base-rate baseline {entry['baseline_log_loss']:.3f} (training class frequencies)"
+                )
         path = out or app_ctx.settings.reports_dir / f"compare-models-{market.symbol}-{market.timeframe}.md"
         md_path, json_path = write_comparison(document, path)
         if as_json:
@@ -739,7 +775,7 @@ def run_comparison(
     from smartmarket.models.pipeline import code_version, compare_models, data_checksum
     from smartmarket.models.training import TrainConfig
 
-    values, columns = feature_matrix(market.features)
+    values, columns = feature_matrix(market.model_features)
     context = max(network_config(k, preset).context for k in kinds if k in ("transformer", "cnn_lstm"))
     ready = complete_windows(values, context)
     if not ready.any():
@@ -749,7 +785,7 @@ def run_comparison(
     config = TrainConfig(epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, seed=seed)
     started = time.perf_counter()
     results = compare_models(
-        list(kinds), market.features, market.candles, layout, label_config=labels, preset=preset,
+        list(kinds), market.model_features, market.candles, layout, label_config=labels, preset=preset,
         train_config=config, seed=seed, progress=_epoch_logger("  network"),
     )  # fmt: skip
     if results.empty:

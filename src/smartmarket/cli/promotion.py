@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from smartmarket.cli.context import console, get_context
+from smartmarket.cli.context import console, err_console, get_context
 from smartmarket.core.errors import ConfigError
 from smartmarket.core.timeutil import format_ms, parse_time
 
@@ -148,17 +148,25 @@ def register_models(models_app: typer.Typer) -> None:
         ctx: typer.Context,
         model_id: Annotated[str, typer.Argument(help="The candidate's registry id (or a unique prefix).")],
         force: Annotated[
-            bool, typer.Option("--force", help="Promote even if the evaluation found production better (recorded).")
+            bool,
+            typer.Option(
+                "--force",
+                help="Promote even if the evaluation found production better or the artifact can never signal "
+                "(recorded).",
+            ),
         ] = False,
     ) -> None:
         """Make a candidate the production entry of its symbol, timeframe and kind (the previous one is retired).
 
-        Refuses without an attached evaluation against the current production entry.
+        Refuses without an attached evaluation against the current production entry, and (unless --force) an
+        ensemble artifact that can never produce a signal.
         """
         from smartmarket.models.registry import Registry
 
         promoted, retired = Registry(get_context(ctx).settings.registry_dir).promote(model_id, force=force)
         console.print(f"{promoted.model_id}: production", highlight=False)
+        if promoted.no_skill_warning:
+            err_console.print(promoted.no_skill_warning, style="yellow", highlight=False, markup=False, soft_wrap=True)
         if retired is not None:
             console.print(f"{retired.model_id}: retired", highlight=False)
 

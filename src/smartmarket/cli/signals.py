@@ -25,7 +25,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from smartmarket.cli.context import console, get_context
+from smartmarket.cli.context import console, err_console, get_context
 from smartmarket.core.errors import ConfigError, NotFoundError
 from smartmarket.core.timeutil import format_ms, parse_time
 from smartmarket.core.types import Timeframe, normalize_symbol
@@ -209,7 +209,15 @@ def _fit_summary(art: EnsembleArtifact) -> dict[str, Any]:
         "confidence": report["confidence"],
         "thresholds": report["thresholds"],
         "regime_filter": report["regime_filter"],
+        "never_signals": art.system.never_signals(),
     }
+
+
+def never_signals_line(artifact_id: str | None, reason: str | None) -> str | None:
+    """The one warning line for an artifact that can never produce a signal (None when it can)."""
+    if not reason:
+        return None
+    return f"warning: {artifact_id} can never produce a signal: {reason}; `models promote` refuses it without --force"
 
 
 def _print_fit(doc: Mapping[str, Any]) -> None:
@@ -309,6 +317,7 @@ def demo_signals_stage(store: CandleStore, symbol: str, timeframe: str, registry
         "artifact": art.artifact_id,
         "members": list(art.member_names),
         "fit_weights": _fit_summary(art)["weights"],
+        "never_signals": never_signals_line(art.artifact_id, art.system.never_signals()),
         "test_bars": test,
         "last_signal": signal_record(last),
         **{k: doc[k] for k in ("signals", "hit_rate", "false_signal_rate", "brier", "ece", "weights")},
@@ -353,6 +362,9 @@ def register(app: typer.Typer) -> None:
             typer.echo(_json_text(doc))
         else:
             _print_fit(doc)
+        warning = never_signals_line(art.artifact_id, doc["never_signals"])
+        if warning:
+            err_console.print(warning, style="yellow", highlight=False, markup=False, soft_wrap=True)
 
     @app.command("signals")
     def signals_command(

@@ -1,7 +1,8 @@
 """Features: technical indicators, Smart Money Concepts and market regimes, causal and identical in batch and live.
 
 Start with ``FeaturePipeline("default", "1h")``: ``batch(frame)`` for training frames, ``update(ts, o, h, l, c, v)``
-per closed candle in live; the named sets are in ``sets`` (``minimal``, ``default``, ``full``).
+per closed candle in live; the named sets are in ``sets`` (``minimal``, ``default``, ``full``). Models take only
+the scale-free columns: ``model_inputs(frame)`` (see ``scale_free``).
 """
 
 from smartmarket.features.base import Feature
@@ -15,6 +16,7 @@ from smartmarket.features.regimes import (
     label_regimes,
     regime_names,
 )
+from smartmarket.features.scale_free import check_model_inputs, is_scale_free, model_input_columns, model_inputs
 from smartmarket.features.sets import FEATURE_SETS, get_feature_set
 
 __all__ = [
@@ -31,8 +33,12 @@ __all__ = [
     "RegimeConfig",
     "RegimeFeature",
     "RegimeLabel",
+    "check_model_inputs",
     "get_feature_set",
+    "is_scale_free",
     "label_regimes",
     "make_derived",
+    "model_input_columns",
+    "model_inputs",
     "regime_names",
 ]

@@ -35,6 +35,7 @@ from smartmarket.features.base import Feature
 from smartmarket.features.indicators import KernelIndicator, make_indicator
 from smartmarket.features.multitimeframe import HigherTimeframe, MultiTimeframeSpec
 from smartmarket.features.regimes import RegimeConfig, RegimeFeature
+from smartmarket.features.scale_free import ScaleFreeView
 from smartmarket.features.smc import SMCConfig, SMCFeatures
 
 # --- derived features -----------------------------------------------------------------------------------
@@ -192,6 +193,88 @@ class VolumeZScore(KernelIndicator):
         )
 
 
+@njit(cache=True)
+def obvz_step(p, s, o, h, lo, c, v, out, r):  # type: ignore[no-untyped-def]
+    out[r, 0] = np.nan
+    if not (_finite(o, h, lo, c, v) and v >= 0.0):
+        return
+    n = int(p[0])
+    s[0] += 1.0
+    count = int(s[0])
+    if count > 1:  # OBV: + volume on an up close, − on a down close (s[1] the previous close, s[2] the OBV)
+        if c > s[1]:
+            s[2] += v
+        elif c < s[1]:
+            s[2] -= v
+    s[1] = c
+    x = s[2]
+    s[3 + (count - 1) % n] = x
+    if count < n:
+        return
+    mean = 0.0
+    for j in range(n):
+        mean += s[3 + j]
+    mean /= n
+    ss = 0.0
+    for j in range(n):
+        d = s[3 + j] - mean
+        ss += d * d
+    std = math.sqrt(ss / (n - 1))
+    out[r, 0] = (x - mean) / std if std > 0.0 else 0.0
+
+
+@njit(cache=True)
+def obvz_batch(p, s, o, h, lo, c, v, out):  # type: ignore[no-untyped-def]
+    for i in range(c.size):
+        obvz_step(p, s, o[i], h[i], lo[i], c[i], v[i], out, i)
+
+
+class OBVZScore(KernelIndicator):
+    """``obvz_<n>`` = z-score of on-balance volume against its last n values (sample std; 0 when flat): the
+    scale-free form of the cumulative OBV."""
+
+    def __init__(self, period: int = 20) -> None:
+        n = _period("OBV z-score period", period, minimum=2)
+        super().__init__(
+            columns=[f"obvz_{n}"], params=[n], state_size=3 + n, warmup=n, step=obvz_step, batch=obvz_batch
+        )
+
+
+@njit(cache=True)
+def vrel_step(p, s, o, h, lo, c, v, out, r):  # type: ignore[no-untyped-def]
+    out[r, 0] = np.nan
+    if not (_finite(o, h, lo, c, v) and v >= 0.0):
+        return
+    n = int(p[0])
+    s[0] += 1.0
+    count = int(s[0])
+    s[1 + (count - 1) % n] = v
+    if count < n:
+        return
+    mean = 0.0
+    for j in range(n):
+        mean += s[1 + j]
+    mean /= n
+    out[r, 0] = math.log1p(v / mean) if mean > 0.0 else math.log1p(1.0)
+
+
+@njit(cache=True)
+def vrel_batch(p, s, o, h, lo, c, v, out):  # type: ignore[no-untyped-def]
+    for i in range(c.size):
+        vrel_step(p, s, o[i], h[i], lo[i], c[i], v[i], out, i)
+
+
+class RelativeVolume(KernelIndicator):
+    """``vrel_<n>`` = ln(1 + volume / mean volume of the last n candles) (ln 2 when they are all 0): volume in
+    units of its own recent level, so invariant to the volume unit."""
+
+    def __init__(self, period: int = 20) -> None:
+        n = _period("relative volume period", period)
+        super().__init__(
+            columns=[f"vrel_{n}"], params=[n], state_size=1 + n, warmup=n, step=vrel_step, batch=vrel_batch
+        )
+
+
 def _period(name: str, value: int, minimum: int = 1) -> int:
     if isinstance(value, bool) or int(value) != value or value < minimum:
         raise ConfigError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
@@ -203,8 +286,11 @@ DERIVED: dict[str, Callable[..., KernelIndicator]] = {
     "emadist": EmaDistance,
     "shape": CandleShape,
     "volz": VolumeZScore,
+    "obvz": OBVZScore,
+    "vrel": RelativeVolume,
 }
-"""Derived features: spec name → class (``"logret_5"``, ``"emadist_50"``, ``"shape"``, ``"volz_20"``)."""
+"""Derived features: spec name → class (``"logret_5"``, ``"emadist_50"``, ``"shape"``, ``"volz_20"``,
+``"obvz_20"``, ``"vrel_20"``)."""
 
 
 def make_derived(spec: str) -> KernelIndicator:
@@ -233,6 +319,8 @@ class FeatureSet:
     regime: RegimeConfig | None = None
     smc: SMCConfig | None = None
     multi_timeframe: tuple[MultiTimeframeSpec, ...] = ()
+    scale_free: bool = True
+    """Add the ``ScaleFreeView`` companions (``<level>_dist``, ``<difference>_pct``) of the bar features."""
 
 
 class FeatureGroup(Feature):
@@ -277,6 +365,8 @@ class FeatureGroup(Feature):
                 feature.batch_into(arrays, out[:, start:stop])
             elif isinstance(feature, RegimeFeature | HigherTimeframe):
                 feature.batch_into(frame, out[:, start:stop])
+            elif isinstance(feature, ScaleFreeView) and feature.sources == self.features[: len(feature.sources)]:
+                feature.batch_into(out[:, :start], arrays[3], out[:, start:stop])
             else:
                 out[:, start:stop] = feature.batch(frame).to_numpy(dtype=np.float64)
             start = stop
@@ -287,7 +377,11 @@ _OHLCV = ("open", "high", "low", "close", "volume")
 
 
 def _bar_features(
-    indicators: Sequence[str], derived: Sequence[str], regime: RegimeConfig | None, smc: SMCConfig | None
+    indicators: Sequence[str],
+    derived: Sequence[str],
+    regime: RegimeConfig | None,
+    smc: SMCConfig | None,
+    scale_free: bool = False,
 ) -> list[Feature]:
     features: list[Feature] = [make_indicator(spec) for spec in indicators]
     features += [make_derived(spec) for spec in derived]
@@ -295,7 +389,8 @@ def _bar_features(
         features.append(RegimeFeature(regime))
     if smc is not None:
         features.append(SMCFeatures(smc))
-    return features
+    view = ScaleFreeView(features) if scale_free else None
+    return [*features, view] if view is not None and view.columns else features
 
 
 def _warmup(feature: Feature, base_bars: int = 1) -> int:
@@ -306,6 +401,8 @@ def _warmup(feature: Feature, base_bars: int = 1) -> int:
         return max((_warmup(f) for f in feature.features), default=0)
     if isinstance(feature, SMCFeatures):
         return 2 * feature.config.swing_length + 1
+    if isinstance(feature, ScaleFreeView):
+        return max((_warmup(f) for f in feature.sources), default=0)
     return int(getattr(feature, "warmup", base_bars))
 
 
@@ -320,9 +417,9 @@ class FeaturePipeline:
         self.feature_set = feature_set
         self.timeframe = Timeframe.parse(timeframe)
         fs = feature_set
-        features = _bar_features(fs.indicators, fs.derived, fs.regime, fs.smc)
+        features = _bar_features(fs.indicators, fs.derived, fs.regime, fs.smc, fs.scale_free)
         for spec in fs.multi_timeframe:
-            inner = FeatureGroup(_bar_features(spec.indicators, spec.derived, spec.regime, None))
+            inner = FeatureGroup(_bar_features(spec.indicators, spec.derived, spec.regime, None, fs.scale_free))
             features.append(
                 HigherTimeframe(self.timeframe, spec.resolve(self.timeframe), inner, spec.column_prefix(self.timeframe))
             )
@@ -395,6 +492,8 @@ __all__ = [
     "FeaturePipeline",
     "FeatureSet",
     "LogReturn",
+    "OBVZScore",
+    "RelativeVolume",
     "VolumeZScore",
     "make_derived",
 ]

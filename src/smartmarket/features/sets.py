@@ -4,10 +4,15 @@
 * ``default`` — the indicator package's default indicators (``DEFAULT_SPECS``: moving averages, RSI, MACD,
   Bollinger, ATR, ADX, Stochastic, CCI, OBV, MFI, VWAP, ROC, momentum, realised volatility, Choppiness,
   Donchian, Keltner), derived features (log returns over 1/5/20 bars, distance to EMA 20/50/200 in ATR units,
-  candle shape, volume z-score), the regime, and the next-higher timeframe (``htf_``: RSI, ADX, EMA-50
-  distance, 5-bar log return and the regime, from closed higher-timeframe bars only). No SMC: its pure-Python
-  state machine costs ~60 µs per candle, far above the batch budget of the default set (see the benchmark).
+  candle shape, volume z-score, OBV z-score, relative volume), the regime, and the next-higher timeframe
+  (``htf_``: RSI, ADX, EMA-50 distance, 5-bar log return and the regime, from closed higher-timeframe bars
+  only). No SMC: its pure-Python state machine costs ~60 µs per candle, far above the batch budget of the
+  default set (see the benchmark).
 * ``full`` — ``default`` plus the Smart Money Concepts columns.
+
+Every set also gives the scale-free companions of its price-level and price-difference columns
+(``sma_20_dist`` = close/SMA − 1, ``atr_14_pct`` = ATR/close, …; see ``scale_free``): models take only scale-free
+columns (``scale_free.model_input_columns``), the raw ones stay for display and rules.
 
 Sets with a multi-timeframe block need a base timeframe below 1w.
 """
@@ -32,6 +37,8 @@ DEFAULT_DERIVED: tuple[str, ...] = (
     "emadist_200",
     "shape",
     "volz_20",
+    "obvz_20",
+    "vrel_20",
 )
 
 MINIMAL = FeatureSet(

@@ -103,6 +103,10 @@ def summarise(results: pd.DataFrame, kinds: Sequence[str] = COMPARISON_KINDS) ->
             mean, se = _mean_se(rows[metric].tolist())
             entry[f"{metric}_mean"], entry[f"{metric}_se"] = mean, se
         entry["chance_balanced_accuracy"] = float(rows["chance_balanced_accuracy"].mean())
+        if "baseline_log_loss" in rows:  # the base rate of each fold's training labels, on its test samples
+            baseline = float(rows["baseline_log_loss"].mean())
+            entry["baseline_log_loss"] = baseline
+            entry["no_skill"] = bool(entry["log_loss_mean"] > baseline)
         entry["balanced_accuracy_sampling_se"] = float(
             math.sqrt(float(np.sum(np.square(rows["balanced_accuracy_null_se"])))) / len(rows)
         )

@@ -76,10 +76,21 @@ def balanced_accuracy_null_se(y_true: np.ndarray, n_classes: int | None = None) 
     return float(math.sqrt(np.sum(1.0 / (4.0 * counts))) / counts.size)
 
 
-def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
-    """All metrics at once, plus ``n``, the chance level of balanced accuracy and its null standard error."""
+def class_frequencies(y_train: np.ndarray, n_classes: int) -> np.ndarray:
+    """The base rates: class frequencies of the training labels, Laplace-smoothed (no class gets probability 0)."""
+    counts = np.bincount(np.asarray(y_train).astype(np.int64), minlength=n_classes).astype(np.float64) + 1.0
+    return counts / counts.sum()
+
+
+def classification_metrics(
+    y_true: np.ndarray, proba: np.ndarray, base_rates: np.ndarray | None = None
+) -> dict[str, float]:
+    """All metrics at once, plus ``n``, the chance level of balanced accuracy and its null standard error; with
+    ``base_rates`` (``class_frequencies`` of the training labels) also ``baseline_log_loss``, the log-loss of
+    always predicting them: a model whose log-loss is above it has no skill."""
     y, p = _check(y_true, proba)
     k = int(np.unique(y).size)
+    extra = {} if base_rates is None else {"baseline_log_loss": log_loss(y, np.tile(base_rates, (len(y), 1)))}
     return {
         "n": float(y.size),
         "accuracy": accuracy(y, p),
@@ -89,6 +100,7 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, f
         "auc_ovr": auc_ovr(y, p),
         "chance_balanced_accuracy": 1.0 / k if k else math.nan,
         "balanced_accuracy_null_se": balanced_accuracy_null_se(y),
+        **extra,
     }
 
 
@@ -98,6 +110,7 @@ __all__ = [
     "balanced_accuracy",
     "balanced_accuracy_null_se",
     "brier",
+    "class_frequencies",
     "classification_metrics",
     "log_loss",
 ]

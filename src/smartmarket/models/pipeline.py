@@ -20,12 +20,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from smartmarket.features.scale_free import check_model_inputs
 from smartmarket.models.baselines import BASELINE_KINDS, LightGBMBaseline, LogisticBaseline, MajorityBaseline
 from smartmarket.models.datasets import WindowDataset, assign_groups, complete_windows, feature_matrix
 from smartmarket.models.device import seed_everything
 from smartmarket.models.labels import CLASS_NAMES, LabelConfig, LabelSet, make_labels
-from smartmarket.models.metrics import classification_metrics
+from smartmarket.models.metrics import class_frequencies, classification_metrics
 from smartmarket.models.networks import NETWORK_KINDS, build_network, network_config
+from smartmarket.models.skill import Skill, skill_of
 from smartmarket.models.splits import Split, WalkForwardConfig, chronological_split, walk_forward
 from smartmarket.models.training import Classifier, NetworkClassifier, ProgressCallback, TrainConfig
 
@@ -69,7 +71,11 @@ def predict_dataset(classifier: Classifier, dataset: WindowDataset, chunk: int =
     return np.concatenate(parts) if parts else np.zeros((0, classifier.n_classes))
 
 
-def _aligned_inputs(features: pd.DataFrame, candles: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...]]:
+def _aligned_inputs(
+    features: pd.DataFrame, candles: pd.DataFrame, *, guard: bool = True
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    if guard:
+        check_model_inputs([str(c) for c in features.columns])
     if len(features) != len(candles):
         raise ValueError(f"features ({len(features)} rows) and candles ({len(candles)} rows) must align row by row")
     if "ts" in features.columns and not np.array_equal(features["ts"].to_numpy(), candles["ts"].to_numpy()):
@@ -140,6 +146,19 @@ class TrainedModel:
     def predict_proba(self, windows: np.ndarray) -> np.ndarray:
         return self.classifier.predict_proba(windows)
 
+    @property
+    def skill(self) -> Skill | None:
+        """Validation log-loss against the base-rate baseline (None for models that did not record it)."""
+        return skill_of(self.metrics)
+
+    @property
+    def base_rates(self) -> np.ndarray | None:
+        """The training class frequencies (``metrics.class_frequencies``), when the split recorded them."""
+        counts = self.split.get("class_counts_train")
+        if not counts:
+            return None
+        return class_frequencies(np.repeat(np.arange(len(counts)), counts), len(counts))
+
     def _values(self, features: pd.DataFrame) -> np.ndarray:
         missing = [c for c in self.feature_columns if c not in features.columns]
         if missing:
@@ -182,6 +201,8 @@ class TrainedModel:
             "data": self.data,
             "split": self.split,
             "metrics": self.metrics,
+            "no_skill": None if self.skill is None else self.skill.no_skill,
+            "skill": None if self.skill is None else self.skill.to_dict(),
             "history": self.history,
             "seed": self.seed,
             "code_version": self.code_version,
@@ -213,10 +234,11 @@ def train_model(
     """Train one model and measure it out of sample.
 
     ``features`` is aligned row by row with ``candles`` (causal features; a ``ts`` column is checked and left
-    out). Without an explicit ``split``, the labelled span is cut chronologically into train / validation /
-    test fractions, purged, with an embargo of ``label_config.horizon`` bars unless given. ``sample_context``
-    (≥ the model's context) restricts samples to bars with that many complete rows, so models of different
-    contexts can be compared on the same samples.
+    out); every column must be scale-free (``ConfigError`` naming the others: select them with
+    ``features.scale_free.model_inputs``). Without an explicit ``split``, the labelled span is cut
+    chronologically into train / validation / test fractions, purged, with an embargo of
+    ``label_config.horizon`` bars unless given. ``sample_context`` (≥ the model's context) restricts samples to
+    bars with that many complete rows, so models of different contexts can be compared on the same samples.
     """
     label_config = label_config or LabelConfig()
     values, columns = _aligned_inputs(features, candles)
@@ -267,11 +289,12 @@ def _fit_and_measure(
 
     train, val, test = dataset(split.train), dataset(split.validation), dataset(split.test)
     classifier.fit(train, val if len(val) else None)
-    metrics = {name: classification_metrics(ds.labels, predict_dataset(classifier, ds)) for name, ds in
+    rates = class_frequencies(train.labels, classifier.n_classes)
+    metrics = {name: classification_metrics(ds.labels, predict_dataset(classifier, ds), rates) for name, ds in
                (("validation", val), ("test", test)) if len(ds)}  # fmt: skip
     # Fit check on the most recent training samples only (bounded cost for big models); not a skill measure.
     recent = train.subset(np.arange(max(0, len(train) - TRAIN_METRIC_SAMPLES), len(train)))
-    metrics["train"] = classification_metrics(recent.labels, predict_dataset(classifier, recent))
+    metrics["train"] = classification_metrics(recent.labels, predict_dataset(classifier, recent), rates)
 
     ts = candles["ts"].to_numpy()
     history = []
@@ -320,7 +343,7 @@ def evaluate(
     ``overlaps_training`` tells whether any evaluated sample lies at or before the end of the model's training
     period — such numbers are not out of sample.
     """
-    _aligned_inputs(features, candles)
+    _aligned_inputs(features, candles, guard=False)  # an old model keeps its recorded columns
     values = model._values(features)
     labels = make_labels(candles, model.label_config)
     ts = candles["ts"].to_numpy()
@@ -331,7 +354,7 @@ def evaluate(
         keep &= ts <= end_ts
     bars = np.flatnonzero(keep)
     ds = WindowDataset(values, bars, labels.y[bars].astype(np.int64), model.context)
-    result: dict[str, Any] = classification_metrics(ds.labels, predict_dataset(model.classifier, ds))
+    result: dict[str, Any] = classification_metrics(ds.labels, predict_dataset(model.classifier, ds), model.base_rates)
     train_end = (model.split.get("train_ts") or [None, None])[1]
     result["overlaps_training"] = bool(bars.size and train_end is not None and ts[bars[0]] <= train_end)
     result["first_ts"] = int(ts[bars[0]]) if bars.size else None

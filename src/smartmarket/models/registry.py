@@ -15,8 +15,11 @@ Stages (kept in the metadata, with their history): every entry is saved as a *ca
 *production* entry of its (symbol, timeframe, kind) — the one the live pipeline and ``make_member`` use — and
 retires the previous one; ``retire`` takes an entry out of use. Promotion needs an evaluation attached
 (``evaluation.json``, written by ``ops.promotion``): out-of-sample metrics of the candidate against the production
-entry *current at promotion time*, and refuses when that evaluation found production significantly better (unless
-forced, which is recorded).
+entry *current at promotion time*, and refuses when that evaluation found production significantly better, or when
+an ensemble artifact records that it can never produce a signal (``never_signals``), unless forced (recorded).
+
+No-skill marking: a model whose validation log-loss is worse than the base-rate baseline records ``no_skill: true``
+(``models.skill``); ``ModelRecord.no_skill_warning`` is the one line every command prints for such an entry.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from smartmarket.models.baselines import (
 from smartmarket.models.labels import LabelConfig
 from smartmarket.models.networks import NETWORK_KINDS, build_network
 from smartmarket.models.pipeline import STAGES, TrainedModel
+from smartmarket.models.skill import Skill, no_skill_line, skill_of
 from smartmarket.models.training import NetworkClassifier, TrainConfig
 
 METADATA_FILE = "metadata.json"
@@ -74,6 +78,19 @@ class ModelRecord:
     @property
     def test_metrics(self) -> dict[str, float]:
         return dict(self.metadata.get("metrics", {}).get("test", {}))
+
+    @property
+    def skill(self) -> Skill | None:
+        """The model's validation log-loss against the base rate (None: an ensemble, or not recorded)."""
+        return skill_of(self.metadata.get("metrics") or {})
+
+    @property
+    def no_skill_warning(self) -> str | None:
+        """One warning line when the entry has no skill or (an ensemble) can never produce a signal."""
+        never = self.metadata.get("never_signals")
+        if never:
+            return f"warning: {self.model_id} can never produce a signal: {never}"
+        return no_skill_line(self.model_id, self.skill)
 
 
 def _symbol_slug(text: str) -> str:
@@ -182,6 +199,9 @@ class Registry:
                 f"the evaluation compared against {doc.get('against') or 'no production entry'}, but production is now "
                 f"{current_id or 'empty'}: evaluate again"
             )  # fmt: skip
+        never = record.metadata.get("never_signals")
+        if never and not force:
+            problems.append(f"it can never produce a signal ({never}); --force promotes it anyway")
         if doc.get("verdict") == "production better" and not force:
             problems.append(
                 f"the evaluation found production significantly better (p = {doc.get('test', {}).get('p_value')})"
@@ -192,7 +212,8 @@ class Registry:
         """Make ``model_id`` the production entry of its series and kind; returns it and the one it retired.
 
         Refuses (``ValidationError``) without an attached, current evaluation; ``force`` only overrides an
-        evaluation that found production better (and is recorded in the stage history)."""
+        evaluation that found production better, or an artifact that can never produce a signal (recorded in the
+        stage history)."""
         record = self.show(model_id)
         problems = self.promotion_problems(record.model_id, force=force)
         if problems:

@@ -118,6 +118,7 @@ class EnsembleArtifact:
             "label_config": self.label_config.to_dict(),
             "data": self.data,
             "report": self.system.report(),
+            "never_signals": self.system.never_signals(),
         }
 
 

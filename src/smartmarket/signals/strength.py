@@ -404,6 +404,23 @@ class SignalSystem:
             bars=samples.t, ts=samples.ts, require_skill=getattr(self.config, "require_skill", True),
         )  # fmt: skip
 
+    def never_signals(self) -> str | None:
+        """Why this fitted system can never give a non-flat signal (None when it can): every member weight 0 in
+        every regime model (with ``require_skill``), every strength threshold infinite, or every regime blocked."""
+        ens = self.ensemble
+        if ens is None:
+            return "the system is not fitted"
+        if self.config.require_skill and all(
+            sum(ens.member_weights(r).values()) <= 0 for r in (None, *ens.regimes_modelled)
+        ):
+            return "every member weight is 0 (no member showed skill on the fit samples)"
+        if not math.isfinite(self.thresholds.weak):
+            return "every strength threshold is infinite (no confidence reached the target hit rate)"
+        minimums = [self.regime_filter.default, *self.regime_filter.min_confidence.values()]
+        if all(m == math.inf for m in minimums):
+            return "the regime filter blocks every regime"
+        return None
+
     def report(self) -> dict[str, Any]:
         """What was fitted and measured: for logs, the model registry and ``smartmarket monitor``."""
         ens = self.ensemble
