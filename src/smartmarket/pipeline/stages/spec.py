@@ -176,8 +176,12 @@ class PipelineSpec:
         trading: TradingConfig | None = None, shadow: EngineProvider | None = None,
         strategy: StrategyChoice | None = None,
     ) -> PipelineSpec:  # fmt: skip
+        tf = Timeframe.parse(str(timeframe))
+        if tf.is_calendar:
+            raise ConfigError(f"the live pipeline does not run {tf} (calendar-month) candles yet",
+                              hint="backtest 1M candles, or run a fixed timeframe such as 1w or 3d")  # fmt: skip
         return cls(
-            tuple(normalize_symbol(s) for s in symbols), Timeframe.parse(str(timeframe)), engines,
+            tuple(normalize_symbol(s) for s in symbols), tf, engines,
             trading or TradingConfig(), shadow, strategy,
         )  # fmt: skip
 
