@@ -207,12 +207,13 @@ def test_the_api_never_loads_a_strategy_file(tmp_path: Path, monkeypatch: pytest
         validate_request(BacktestRequest(symbols=["ETHUSDT"], timeframe="4h", strategy="evil.py:X"))
 
 
-def test_run_paper_trades_a_strategy_file_and_replays_it(tmp_path: Path, shared_data: Path) -> None:
-    home = tmp_path / "home"
+def test_run_paper_trades_a_strategy_file_and_replay_notices_an_edit(tmp_path: Path, shared_data: Path) -> None:
+    home, strategy = tmp_path / "home", tmp_path / "ema_cross.py"
+    strategy.write_text(EXAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
     source = f"file:{shared_data / 'ETHUSDT-4h.csv.gz'}"
     run = smartmarket_process(
         home, "run", "--symbols", "ETHUSDT", "--timeframe", "4h", "--source", source,
-        "--strategy", f"{EXAMPLE}:EmaCross", "--params", "fast=12,slow=26", "--no-risk-checks", "--json",
+        "--strategy", f"{strategy}:EmaCross", "--params", "fast=12,slow=26", "--no-risk-checks", "--json",
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     summary = json.loads(run.stdout[run.stdout.index("{") :])
@@ -220,6 +221,10 @@ def test_run_paper_trades_a_strategy_file_and_replays_it(tmp_path: Path, shared_
     replay = smartmarket_process(home, "replay")
     assert replay.returncode == 0, replay.stdout + replay.stderr
     assert "identical" in replay.stdout
+    strategy.write_text(strategy.read_text(encoding="utf-8") + "# edited after the run\n", encoding="utf-8")
+    edited = smartmarket_process(home, "replay")
+    assert edited.returncode == 2, edited.stdout + edited.stderr
+    assert "the strategy file changed since the run" in edited.stderr
 
 
 def test_stop_loss_flags_are_refused_outside_0_100(home: Path) -> None:
