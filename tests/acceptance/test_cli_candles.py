@@ -125,3 +125,21 @@ def test_help_has_an_example() -> None:
     out = runner.invoke(app, ["candles", "--help"]).stdout
     assert "smartmarket candles BTCUSDT 1h --limit 24" in out
     assert "smartmarket symbols --format json" in runner.invoke(app, ["symbols", "--help"]).stdout
+
+
+def test_calendar_months_from_real_days(sm_home: Path, shared_data: Path) -> None:
+    """``candles BTCUSDT 1M`` resamples the real daily history into UTC calendar months (pandas ``MS`` agrees)."""
+    from smartmarket.data.ingest import ingest_file
+
+    settings = Settings(home=sm_home)
+    with open_store(settings.store_url) as store:
+        ingest_file(store, shared_data / "BTCUSDT-1d.csv.gz", quarantine_dir=settings.quarantine_dir)
+        days = store.read_candles("BTCUSDT", Timeframe.D1)
+    months = pd.read_csv(io.StringIO(run(sm_home, "candles", "BTCUSDT", "1M", "--start", "2020-01-01", "-f", "csv")))
+    by_month = days.set_index(pd.to_datetime(days["ts"], unit="ms")).resample("MS")
+    want = by_month.agg({"open": "first", "high": "max", "low": "min", "close": "last"}).loc["2020-01-01":]
+    assert months["ts"].tolist() == (want.index.as_unit("ms").asi8).tolist()  # the history ends on Dec 31: all whole
+    assert months[["open", "high", "low", "close"]].to_numpy().tolist() == want.to_numpy().tolist()
+    table = run(sm_home, "candles", "BTCUSDT", "1M", "--limit", "2")
+    assert "BTCUSDT 1M" in table and "2024-11-01T00:00:00Z" in table and "2024-12-01T00:00:00Z" in table
+    assert "2 candles" in table

@@ -24,9 +24,12 @@ def test_every_timeframe_listed_in_the_spec_exists_with_its_length() -> None:
         "2h": 120,
         "4h": 240,
         "6h": 360,
+        "8h": 480,
         "12h": 720,
         "1d": 1440,
+        "3d": 4320,
         "1w": 10080,
+        "1M": 43800,  # nominal: 365 days / 12 (calendar bounds come from bucket_start / next_open)
     }
     assert {t.value: t.ms // 60_000 for t in Timeframe} == expected
 

@@ -24,6 +24,9 @@ from smartmarket.data.naming import infer_series
         ("1INCHUSDT-1w.csv", "1INCHUSDT", Timeframe.W1),
         ("UNITTEST_BTC-30m.csv.gz", "UNITTESTBTC", Timeframe.M30),
         ("ethusdt-4H.csv", "ETHUSDT", Timeframe.H4),
+        ("BTCUSDT-1M-2024.csv", "BTCUSDT", Timeframe.MO1),  # a Binance month
+        ("BTCUSDT-3d.csv", "BTCUSDT", Timeframe.D3),
+        ("BTCUSDT-8h.csv", "BTCUSDT", Timeframe.H8),
     ],
 )
 def test_infer_series(name: str, symbol: str, timeframe: Timeframe) -> None:
@@ -36,7 +39,7 @@ def test_infer_series(name: str, symbol: str, timeframe: Timeframe) -> None:
         ("candles.csv", "cannot tell the symbol and timeframe"),
         ("BTCUSDT.csv", "cannot tell the symbol and timeframe"),
         ("BTCUSDT-7h.csv", "unsupported timeframe '7h'"),
-        ("BTCUSDT-1M-2024.csv", "unsupported timeframe '1M'"),  # a Binance month: not a SmartMarket timeframe
+        ("BTCUSDT-2M-2024.csv", "unsupported timeframe '2M'"),
     ],
 )
 def test_names_that_do_not_say_ask_for_flags(name: str, message: str) -> None:

@@ -30,7 +30,7 @@ from smartmarket.execution.fees import FeeModel
 from smartmarket.execution.sizing import FixedFraction
 from smartmarket.execution.slippage import FixedBps
 from smartmarket.store.base import CandleStore
-from smartmarket.strategies.registry import make_strategy, strategy_factory
+from smartmarket.strategies.registry import STRATEGIES, make_strategy, strategy_factory
 
 JobState = Literal["queued", "running", "succeeded", "failed"]
 
@@ -63,7 +63,10 @@ def validate_request(request: BacktestRequest) -> BacktestSpec:
     for key in request.params:
         if not key.isidentifier():
             raise ConfigError(f"invalid parameter name {key!r}")
-    strategy_factory(request.strategy, **request.params)  # unknown strategy or bad parameters
+    if request.strategy not in STRATEGIES:  # never a file: a strategy file is code, chosen by whoever runs the CLI
+        known = ", ".join(sorted(STRATEGIES))
+        raise ConfigError(f"unknown strategy {request.strategy!r}", hint=f"the API runs registered strategies: {known}")
+    strategy_factory(request.strategy, **request.params)  # bad parameters
     params = make_strategy(request.strategy, **request.params).params() or dict(request.params)
     start, end = parse_time(request.start), parse_time(request.end)
     if start is not None and end is not None and end <= start:

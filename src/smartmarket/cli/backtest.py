@@ -26,6 +26,7 @@ from smartmarket.core.timeutil import format_ms, parse_time
 from smartmarket.core.types import Timeframe, normalize_symbol
 from smartmarket.engine.kernel import KernelConfig
 from smartmarket.execution.fees import FeeModel
+from smartmarket.execution.risk import RiskConfig, exits_from_percent
 from smartmarket.execution.sizing import FixedFraction
 from smartmarket.execution.slippage import FixedBps
 from smartmarket.store.base import CandleStore
@@ -37,7 +38,10 @@ Orders decided at a bar's close fill at a later bar's open, with fees and slippa
 (--symbol BTCUSDT,ETHUSDT) share one cash account; each gets --fraction of equity (default 1/N).
 Open positions are closed at the last close (taker fee) unless --keep-open, so the trades' P&L adds up to
 the change in equity. Strategies: buy_hold, sma_cross, rsi_reversion, smc_bos, ensemble (the fitted signal
-ensemble, sized by signal strength; fit it first with `smartmarket fit-signals`).
+ensemble, sized by signal strength; fit it first with `smartmarket fit-signals`), or your own class:
+--strategy path/to/file.py:ClassName (docs/strategies.md; the file runs as code).
+--stop-loss/--take-profit/--trailing-stop are percent of the entry price and apply to any strategy; they fill
+inside a bar (at the open on a gap; the stop first when both levels are in one bar's range).
 Times are ISO-8601 or epoch ms; --start is inclusive, --end exclusive. Same inputs, same bytes out.
 
 Examples:
@@ -45,6 +49,8 @@ Examples:
   smartmarket backtest --symbol BTCUSDT --timeframe 1h --strategy sma_cross --params fast=10,slow=30
 
   smartmarket backtest -s BTCUSDT,ETHUSDT -t 4h --start 2023-01-01 --end 2024-01-01 --json bt.json --report bt.html
+
+  smartmarket backtest -s ETHUSDT -t 4h --strategy examples/strategies/ema_cross.py:EmaCross --stop-loss 5
 """
 
 
@@ -103,6 +109,7 @@ def kernel_config(
     latency: int,
     long_only: bool,
     close_at_end: bool,
+    risk: RiskConfig | None = None,
 ) -> KernelConfig:
     """The execution settings of a CLI run (fees apply to makers and takers alike)."""
     if not cash > 0:
@@ -119,6 +126,7 @@ def kernel_config(
         latency_bars=latency,
         long_only=long_only,
         close_at_end=close_at_end,
+        risk=risk if risk is not None else RiskConfig(),
     )
 
 
@@ -232,7 +240,9 @@ def backtest(
     ctx: typer.Context,
     symbol: Annotated[str, typer.Option("--symbol", "-s", help="Symbol(s), comma-separated: BTCUSDT,ETHUSDT.")],
     timeframe: Annotated[str, typer.Option("--timeframe", "-t", help="Bar timeframe, e.g. 1h, 4h, 1d.")] = "1h",
-    strategy: Annotated[str, typer.Option("--strategy", help="Strategy name (see above).")] = "sma_cross",
+    strategy: Annotated[
+        str, typer.Option("--strategy", help="Strategy name (see above) or path/to/file.py:ClassName.")
+    ] = "sma_cross",
     params: Annotated[
         str | None, typer.Option("--params", "-p", help="Strategy parameters: name=value,name=value.")
     ] = None,
@@ -251,6 +261,16 @@ def backtest(
     keep_open: Annotated[
         bool, typer.Option("--keep-open", help="Leave positions open at the end instead of closing them.")
     ] = False,
+    stop_loss: Annotated[
+        float | None,
+        typer.Option("--stop-loss", help="Exit a position this many percent below (short: above) its entry price."),
+    ] = None,
+    take_profit: Annotated[
+        float | None, typer.Option("--take-profit", help="Take profit this many percent beyond the entry price.")
+    ] = None,
+    trailing_stop: Annotated[
+        float | None, typer.Option("--trailing-stop", help="Exit this many percent behind the best price since entry.")
+    ] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the full result as JSON here.")] = None,
     report_path: Annotated[Path | None, typer.Option("--report", help="Write the HTML report here.")] = None,
 ) -> None:
@@ -270,6 +290,7 @@ def backtest(
         latency=latency,
         long_only=long_only,
         close_at_end=not keep_open,
+        risk=exits_from_percent(stop_loss, take_profit, trailing_stop),
     )
 
     store = get_context(ctx).store

@@ -90,7 +90,9 @@ def _candle_table(frame: pd.DataFrame, title: str) -> Table:
 def candles(
     ctx: typer.Context,
     symbol: Annotated[str, typer.Argument(help="Symbol, e.g. BTCUSDT or BTC/USDT.")],
-    timeframe: Annotated[str, typer.Argument(help="Timeframe: 1m 3m 5m 15m 30m 1h 2h 4h 6h 12h 1d 1w.")],
+    timeframe: Annotated[
+        str, typer.Argument(help="Timeframe: 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w 1M (calendar month).")
+    ],
     start: Annotated[str | None, typer.Option("--start", help="First candle open time (inclusive).")] = None,
     end: Annotated[str | None, typer.Option("--end", help="Candles opening before this time.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, help="At most N candles.")] = None,

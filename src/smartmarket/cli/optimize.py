@@ -117,7 +117,7 @@ def print_report(report: OptimizeReport) -> None:
 
 def optimize_command(
     ctx: typer.Context,
-    strategy: Annotated[str, typer.Option("--strategy", help="Strategy name: sma_cross, rsi_reversion, smc_bos, …")],
+    strategy: Annotated[str, typer.Option("--strategy", help="sma_cross, rsi_reversion, smc_bos, … or file.py:Class")],
     symbol: Annotated[str, typer.Option("--symbol", "-s", help="One symbol, e.g. BTCUSDT.")],
     space: Annotated[str, typer.Option("--space", help="Parameters to search: fast=5:50:5,slow=20:200:10.")],
     timeframe: Annotated[str, typer.Option("--timeframe", "-t", help="Bar timeframe, e.g. 1h.")] = "1h",

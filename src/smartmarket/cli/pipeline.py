@@ -51,7 +51,7 @@ NoChecksOpt = Annotated[bool, typer.Option("--no-risk-checks", help="Run without
 StrategyOpt = Annotated[
     str,
     typer.Option("--strategy", help="What trades: 'ensemble' (the signal stages, default) or any strategy that "
-                 "backtest accepts (sma_cross, rsi_reversion, ...; see `smartmarket backtest --help`)."),
+                 "backtest accepts (sma_cross, rsi_reversion, ..., or file.py:ClassName; see docs/strategies.md)."),
 ]  # fmt: skip
 ParamsOpt = Annotated[
     str | None, typer.Option("--params", "-p", help="Strategy parameters: name=value,name=value.")

@@ -127,6 +127,11 @@ def fetch_ohlcv_pages(
     closed (``ts + timeframe.ms <= now``).
     """
     timeframe = Timeframe.parse(timeframe)
+    if timeframe.is_calendar:
+        raise ConfigError(
+            f"exchange download of {timeframe} (calendar-month) candles is not supported",
+            hint="download 1d candles: 1M is resampled from them on read",
+        )
     if limit < 1:
         raise ConfigError(f"page limit must be >= 1, got {limit}")
     if exchange.timeframes and timeframe.value not in exchange.timeframes:

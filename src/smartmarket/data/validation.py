@@ -156,7 +156,7 @@ def _rule_codes(
                 ("high_below_open_close", hs < np.maximum(os_, cs)),
                 ("low_above_open_close", ls > np.minimum(os_, cs)),
                 # Vectorised Timeframe.is_aligned: bucket_start(ts) == ts.
-                ("misaligned", (t - timeframe.offset_ms) % timeframe.ms != 0),
+                ("misaligned", timeframe.bucket_starts(t) != t),
             ]
         chunk = codes[s]
         for name, failed in reversed(rules):  # earlier rules overwrite later ones: first failure wins
@@ -203,6 +203,10 @@ def _duplicate_codes(ts: np.ndarray, values: list[np.ndarray], codes: np.ndarray
 
 def find_gaps(ts: np.ndarray, timeframe: Timeframe) -> list[Gap]:
     """Gaps in sorted, unique, aligned ``ts``: one ``Gap`` per run of missing candles."""
+    if timeframe.is_calendar:  # months differ in length: count buckets, not milliseconds
+        steps = np.diff(timeframe.bucket_index(ts))
+        at = np.flatnonzero(steps > 1)
+        return [Gap(int(ts[i]), int(steps[i] - 1)) for i in at]
     gaps: list[Gap] = []
     for head, steps in _steps(ts):
         at = np.flatnonzero(steps > timeframe.ms)

@@ -109,6 +109,27 @@ class ProtectiveStops:
             self.best_price = low
 
 
+def exits_from_percent(
+    stop_loss: float | None = None, take_profit: float | None = None, trailing_stop: float | None = None
+) -> RiskConfig:
+    """Protective exits given in **percent of the entry price** (``5`` = 5 %), as a :class:`RiskConfig`.
+
+    Used by ``backtest --stop-loss/--take-profit/--trailing-stop``; they apply to every position of any strategy
+    whose decision gives no level of its own.
+    """
+    given = {"stop-loss": stop_loss, "take-profit": take_profit, "trailing-stop": trailing_stop}
+    for name, value in given.items():
+        if value is not None and not 0.0 < value < 100.0:
+            raise ConfigError(
+                f"--{name} {value:g} is out of range",
+                hint=f"give a percent of the entry price in (0, 100), e.g. --{name} 5",
+            )
+    frac = {k: (v / 100.0 if v is not None else None) for k, v in given.items()}
+    return RiskConfig(
+        stop_loss_pct=frac["stop-loss"], take_profit_pct=frac["take-profit"], trailing_stop_pct=frac["trailing-stop"]
+    )
+
+
 def stops_for_entry(
     config: RiskConfig,
     side: int,
@@ -129,4 +150,4 @@ def stops_for_entry(
     return ProtectiveStops(side, stop_loss, take_profit, trailing_pct, entry_price)
 
 
-__all__ = ["ProtectiveStops", "RiskConfig", "stops_for_entry"]
+__all__ = ["ProtectiveStops", "RiskConfig", "exits_from_percent", "stops_for_entry"]

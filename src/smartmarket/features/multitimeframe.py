@@ -77,6 +77,9 @@ class MultiTimeframeSpec:
                 )
             return higher
         higher = Timeframe.parse(self.timeframe)
+        if higher.is_calendar or base.is_calendar:
+            raise ConfigError(f"multi-timeframe features do not take {higher if higher.is_calendar else base} "
+                              "(calendar-month) candles", hint="use a fixed higher timeframe such as 1w")  # fmt: skip
         if higher.ms <= base.ms or not base.divides(higher):
             raise ConfigError(f"{higher} is not a higher timeframe made of {base} candles")
         return higher
@@ -140,6 +143,9 @@ class HigherTimeframe(Feature):
     """Wrap ``inner`` (any ``Feature``) so it runs on closed ``higher`` bars built from ``base`` candles."""
 
     def __init__(self, base: Timeframe, higher: Timeframe, inner: Feature, prefix: str) -> None:
+        if higher.is_calendar or base.is_calendar:
+            raise ConfigError(f"multi-timeframe features do not take {higher if higher.is_calendar else base} "
+                              "(calendar-month) candles", hint="use a fixed higher timeframe such as 1w")  # fmt: skip
         if higher.ms <= base.ms or not base.divides(higher):
             raise ConfigError(f"{higher} is not a higher timeframe made of {base} candles")
         self.base = base

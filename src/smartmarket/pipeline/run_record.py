@@ -28,6 +28,7 @@ from smartmarket.execution.sizing import FixedFraction, RiskPerTrade, Sizer, Vol
 from smartmarket.execution.slippage import FixedBps, SlippageModel, VolatilitySlippage
 from smartmarket.pipeline.stages.spec import ArtifactEngines, PipelineSpec, StrategyChoice, TradingConfig
 from smartmarket.store.base import EventStore, StoredEvent
+from smartmarket.strategies.loader import is_strategy_file
 
 SLIPPAGE_MODELS: dict[str, type[SlippageModel]] = {m.__name__: m for m in (FixedBps, VolatilitySlippage)}
 SIZERS: dict[str, type[Sizer]] = {m.__name__: m for m in (FixedFraction, VolatilityTarget, RiskPerTrade)}
@@ -193,7 +194,9 @@ def spec_from_run(
             raise ConfigError(
                 f"{symbol}: the rebuilt pipeline's version {spec.order_version(symbol)} is not the run's "
                 f"{recorded[symbol]}",
-                hint="is this the registry the run used? (--registry)",
+                hint="the strategy file changed since the run (its sha256 is part of the version)"
+                if run.strategy is not None and is_strategy_file(run.strategy)
+                else "is this the registry the run used? (--registry)",
             )
     return spec
 

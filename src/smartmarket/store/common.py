@@ -45,7 +45,7 @@ def prepare_candles(frame: pd.DataFrame, timeframe: Timeframe, where: str) -> di
             keep[same + 1] = False
             cols = {c: v[keep] for c, v in cols.items()}
             ts = cols["ts"]
-    misaligned = (ts - timeframe.offset_ms) % timeframe.ms != 0
+    misaligned = timeframe.bucket_starts(ts) != ts
     if misaligned.any():
         raise ValidationError(
             f"{int(misaligned.sum())} candles do not open on a {timeframe} boundary "

@@ -409,7 +409,7 @@ class DuckDBStore(Store):
             return self._query_frame(
                 f"""SELECT bucket AS ts, arg_min(open, ts) AS open, max(high) AS high, min(low) AS low,
                        arg_max(close, ts) AS close, sum(volume) AS volume
-                FROM (SELECT {plan.bucket_expr} AS bucket, ts, open, high, low, close, volume FROM candles
+                FROM (SELECT {plan.bucket_sql("duckdb")} AS bucket, ts, open, high, low, close, volume FROM candles
                       WHERE symbol = ? AND timeframe = ? AND ts >= ? AND ts < ?)
                 GROUP BY bucket HAVING bucket >= ? AND bucket < ? ORDER BY bucket{limit_sql}""",
                 [symbol, source.value, plan.src_start, plan.src_end, lo, hi],

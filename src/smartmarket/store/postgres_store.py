@@ -344,7 +344,7 @@ class PostgresStore(Store):
                 conn,
                 f"""SELECT bucket AS ts, (array_agg(open ORDER BY ts))[1] AS open, max(high) AS high,
                        min(low) AS low, (array_agg(close ORDER BY ts DESC))[1] AS close, sum(volume) AS volume
-                FROM (SELECT {plan.bucket_expr} AS bucket, ts, open, high, low, close, volume FROM candles
+                FROM (SELECT {plan.bucket_sql("postgres")} AS bucket, ts, open, high, low, close, volume FROM candles
                       WHERE symbol = %s AND timeframe = %s AND ts >= %s AND ts < %s) src
                 GROUP BY bucket HAVING bucket >= %s AND bucket < %s ORDER BY bucket{limit_sql}""",
                 [symbol, source.value, plan.src_start, plan.src_end, lo, hi],

@@ -52,11 +52,17 @@ def sample_unit(timeframe: Timeframe) -> str:
 
     Every stride up to a day divides 24 h, so QuestDB's ``ALIGN TO CALENDAR`` (UTC midnight) and SmartMarket's
     epoch alignment agree. Weeks are *not* mapped (SmartMarket weeks open on Monday; QuestDB's week alignment
-    is not relied upon): the adapter samples ``1d`` and folds days into weeks itself.
+    is not relied upon), nor are 3d and 1M: the adapter samples ``1d`` and folds days into them itself.
     """
-    if timeframe is Timeframe.W1:
-        raise ValueError("weeks are folded from daily samples; there is no SAMPLE BY stride for them")
+    if not is_sampled(timeframe):
+        raise ValueError(f"{timeframe} is folded from daily samples; there is no SAMPLE BY stride for it")
     return timeframe.value
+
+
+def is_sampled(timeframe: Timeframe) -> bool:
+    """Whether QuestDB samples ``timeframe`` itself (it tiles a UTC day); weeks, 3d and months are folded from
+    ``1d`` samples by the adapter, whose alignment is SmartMarket's."""
+    return not timeframe.is_calendar and DAY_MS % timeframe.ms == 0
 
 
 # --------------------------------------------------------------------------------------------- DDL
@@ -269,6 +275,7 @@ __all__ = [
     "days_with_rows_sql",
     "delete_rebuild_statements",
     "events_ddl",
+    "is_sampled",
     "last_seq_sql",
     "latest_sql",
     "list_series_sql",

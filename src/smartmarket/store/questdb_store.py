@@ -242,7 +242,7 @@ def fold_candles(frame: pd.DataFrame, timeframe: Timeframe) -> pd.DataFrame:
     if frame.empty:
         return empty_candles()
     ts = frame["ts"].to_numpy(dtype=np.int64)
-    keys = (ts - timeframe.offset_ms) // timeframe.ms * timeframe.ms + timeframe.offset_ms
+    keys = timeframe.bucket_starts(ts)
     starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
     ends = np.r_[starts[1:], len(ts)] - 1
     return as_candle_frame(
@@ -286,7 +286,7 @@ def plan_candle_write(
 def drop_partial_tail(buckets: pd.DataFrame, target: Timeframe, covered_until: int) -> pd.DataFrame:
     """Drop the last bucket if the source data (which ends at ``covered_until``, exclusive) does not reach
     its close."""
-    if buckets.empty or int(buckets["ts"].iloc[-1]) + target.ms <= covered_until:
+    if buckets.empty or target.next_open(int(buckets["ts"].iloc[-1])) <= covered_until:
         return buckets
     return buckets.iloc[:-1].reset_index(drop=True)
 
@@ -300,7 +300,7 @@ def _align_up(ts: int | None, timeframe: Timeframe) -> int | None:
     if ts is None:
         return None
     start = timeframe.bucket_start(ts)
-    return start if start == ts else start + timeframe.ms
+    return start if start == ts else timeframe.next_open(ts)
 
 
 # --------------------------------------------------------------------------------------------- the store
@@ -499,7 +499,7 @@ class QuestDBStore(Store):
         lo, hi = _align_up(start, target), _align_up(end, target)
         if lo is not None and hi is not None and lo >= hi:
             return empty_candles()
-        stride_tf = Timeframe.D1 if target is Timeframe.W1 else target
+        stride_tf = target if sql.is_sampled(target) else Timeframe.D1
         rows = self._fetch(
             sql.sample_by_sql(self._candles, symbol, source, sql.sample_unit(stride_tf), lo, hi), binary=True
         )
@@ -510,11 +510,11 @@ class QuestDBStore(Store):
                 f"QuestDB returned {stride_tf} buckets not aligned to UTC (first at ts={misaligned[0]})",
                 hint="this QuestDB aligns SAMPLE BY differently from what the adapter expects; nothing was returned",
             )
-        if target is Timeframe.W1:
+        if stride_tf is not target:
             buckets = fold_candles(buckets, target)
         if not include_partial and not buckets.empty:
             newest = self.latest(symbol, source, 1)
-            covered_until = int(newest["ts"].iloc[-1]) + source.ms if not newest.empty else 0
+            covered_until = source.next_open(int(newest["ts"].iloc[-1])) if not newest.empty else 0
             buckets = drop_partial_tail(buckets, target, covered_until)
         return buckets.head(limit).reset_index(drop=True) if limit is not None else buckets
 

@@ -2,7 +2,8 @@
 
 A timeframe that is not stored is built from the *coarsest* stored timeframe that tiles it exactly
 (``Timeframe.divides``): first open, max high, min low, last close, summed volume, per UTC-aligned bucket
-(weeks open Monday 00:00 UTC, see ``Timeframe.offset_ms``).
+(weeks open Monday 00:00 UTC, see ``Timeframe.offset_ms``; 3d buckets tile the epoch; ``1M`` buckets are
+calendar months, from any stored timeframe that tiles a day).
 
 Rules, identical in SQL (``ResamplePlan`` + ``bucket_sql``) and in the pandas reference (``resample_frame``):
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -47,12 +49,22 @@ def series_not_found(symbol: str, target: Timeframe, stored: Iterable[Timeframe]
     return NotFoundError(what, hint="run `smartmarket symbols` to see what is stored")
 
 
-def bucket_sql(ts_column: str, target: Timeframe) -> str:
-    """SQL (DuckDB and PostgreSQL, BIGINT) for the open time of the ``target`` bucket containing ``ts_column``.
+Dialect = Literal["duckdb", "postgres"]
 
-    Written with a double ``mod`` so it floors correctly for negative values too (SQL's remainder
-    truncates); ``mod()`` rather than ``%`` keeps the text free of characters drivers treat as placeholders.
+
+def bucket_sql(ts_column: str, target: Timeframe, dialect: Dialect = "duckdb") -> str:
+    """SQL (DuckDB or PostgreSQL, BIGINT) for the open time of the ``target`` bucket containing ``ts_column``.
+
+    Fixed timeframes: the same arithmetic in both, written with a double ``mod`` so it floors correctly for
+    negative values too (SQL's remainder truncates); ``mod()`` rather than ``%`` keeps the text free of
+    characters drivers treat as placeholders. Calendar months: ``date_trunc('month', …)`` on a UTC timestamp,
+    spelled per dialect.
     """
+    if target.is_calendar:
+        if dialect == "duckdb":  # epoch_ms(BIGINT) is a TIMESTAMP without time zone: UTC, whatever the session's
+            return f"epoch_ms(date_trunc('month', epoch_ms({ts_column})))"
+        utc = f"(to_timestamp({ts_column} / 1000.0) AT TIME ZONE 'UTC')"
+        return f"CAST(round(extract(epoch FROM date_trunc('month', {utc})) * 1000) AS BIGINT)"
     size, off = target.ms, target.offset_ms
     return f"({ts_column} - mod(mod({ts_column} - {off}, {size}) + {size}, {size}))"
 
@@ -60,7 +72,7 @@ def bucket_sql(ts_column: str, target: Timeframe) -> str:
 def first_bucket_at_or_after(target: Timeframe, ts: int) -> int:
     """Open time of the first ``target`` bucket that opens at or after ``ts``."""
     start = target.bucket_start(ts)
-    return start if start >= ts else start + target.ms
+    return start if start >= ts else target.next_open(ts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +86,11 @@ class ResamplePlan:
 
     @property
     def bucket_expr(self) -> str:
+        """The bucket SQL in DuckDB's spelling (the same text as PostgreSQL's for fixed timeframes)."""
         return bucket_sql("ts", self.target)
+
+    def bucket_sql(self, dialect: Dialect) -> str:
+        return bucket_sql("ts", self.target, dialect)
 
 
 def plan_resample(
@@ -92,11 +108,12 @@ def plan_resample(
     """
     src_start = MIN_TS if start is None else first_bucket_at_or_after(target, start)
     # Buckets opening before ``end`` are those up to the one containing ``end - 1``.
-    src_end = MAX_TS if end is None else target.bucket_start(end - 1) + target.ms
+    src_end = MAX_TS if end is None else target.next_open(end - 1)
     if not include_partial:
         last_bucket = target.bucket_start(last_source_ts)
-        complete = last_bucket + target.ms <= last_source_ts + source.ms
-        src_end = min(src_end, last_bucket + target.ms if complete else last_bucket)
+        bucket_end = target.next_open(last_source_ts)
+        complete = bucket_end <= source.next_open(last_source_ts)
+        src_end = min(src_end, bucket_end if complete else last_bucket)
     return ResamplePlan(source=source, target=target, src_start=src_start, src_end=src_end)
 
 
@@ -116,7 +133,7 @@ def resample_frame(
     if frame.empty:
         return empty_candles()
     ts = frame["ts"].to_numpy(dtype=np.int64)
-    buckets = ts - (ts - target.offset_ms) % target.ms  # numpy's % floors, unlike SQL's
+    buckets = target.bucket_starts(ts)
     grouped = frame.assign(bucket=buckets).groupby("bucket", sort=True)
     out = grouped.agg(
         open=("open", "first"),
@@ -126,8 +143,10 @@ def resample_frame(
         volume=("volume", "sum"),
     ).reset_index(names="ts")
     if not include_partial:
-        last_close = int(ts.max()) + source.ms
-        out = out[out["ts"] + target.ms <= last_close]
+        last_close = source.next_open(int(ts.max()))
+        opens = out["ts"].to_numpy(dtype=np.int64)
+        closes = np.array([target.next_open(int(t)) for t in opens]) if target.is_calendar else opens + target.ms
+        out = out[closes <= last_close]
     out["ts"] = out["ts"].astype(np.int64)
     return out[list(CANDLE_COLUMNS)].reset_index(drop=True)
 
@@ -135,6 +154,7 @@ def resample_frame(
 __all__ = [
     "MAX_TS",
     "MIN_TS",
+    "Dialect",
     "ResamplePlan",
     "bucket_sql",
     "first_bucket_at_or_after",

@@ -1,10 +1,12 @@
 """Ready-made strategies and the registry that builds them by name."""
 
 from smartmarket.strategies.buy_hold import BuyHold
+from smartmarket.strategies.loader import load_strategy_class
 from smartmarket.strategies.registry import (
     STRATEGIES,
     StrategyInfo,
     list_strategies,
+    lookup_strategy,
     make_strategy,
     register_strategy,
     strategy_factory,
@@ -21,6 +23,8 @@ __all__ = [
     "SmcBos",
     "StrategyInfo",
     "list_strategies",
+    "load_strategy_class",
+    "lookup_strategy",
     "make_strategy",
     "register_strategy",
     "strategy_factory",

@@ -1,4 +1,8 @@
-"""Strategies by name: ``make_strategy("sma_cross", fast=10, slow=30)``, ``strategy_factory(...)``."""
+"""Strategies by name: ``make_strategy("sma_cross", fast=10, slow=30)``, ``strategy_factory(...)``.
+
+A name spelled ``path/to/file.py:ClassName`` is the user's own class, loaded from that file
+(``strategies.loader``), so every caller taking a strategy name takes a file too.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from smartmarket.core.errors import ConfigError
 from smartmarket.engine.strategy import Strategy, StrategyFactory
 from smartmarket.strategies.buy_hold import BuyHold
 from smartmarket.strategies.ensemble import EnsembleStrategy
+from smartmarket.strategies.loader import error_site, is_strategy_file, load_strategy_class, split_spec
 from smartmarket.strategies.rsi_reversion import RsiReversion
 from smartmarket.strategies.sma_cross import SmaCross
 from smartmarket.strategies.smc_bos import SmcBos
@@ -38,20 +43,41 @@ def register_strategy(cls: type[Strategy]) -> type[Strategy]:
     return cls
 
 
-def _lookup(name: str) -> type[Strategy]:
+def lookup_strategy(name: str) -> type[Strategy]:
+    """The class of a registered strategy, or of ``path/to/file.py:ClassName`` loaded from that file."""
     cls = STRATEGIES.get(name)
-    if cls is None:
-        raise ConfigError(f"unknown strategy {name!r}", hint=f"known: {', '.join(sorted(STRATEGIES))}")
-    return cls
+    if cls is not None:
+        return cls
+    if is_strategy_file(name):
+        return load_strategy_class(name)
+    known = ", ".join(sorted(STRATEGIES))
+    raise ConfigError(f"unknown strategy {name!r}", hint=f"known: {known}, or your own: path/to/file.py:ClassName")
 
 
 def make_strategy(name: str, **params: Any) -> Strategy:
     """A fresh instance of the strategy ``name`` with ``params``."""
-    cls = _lookup(name)
+    cls = lookup_strategy(name)
     try:
         return cls(**params)
     except TypeError as exc:
-        raise ConfigError(f"bad parameters for strategy {name!r}: {exc}", hint=f"parameters: {_params(cls)}") from None
+        where = error_site(exc, split_spec(name)[0]) if is_strategy_file(name) else None
+        raise ConfigError(
+            f"bad parameters for strategy {name!r}: {exc}", where=where, hint=f"parameters: {_params(cls)}"
+        ) from None
+    except ConfigError:
+        raise
+    except Exception as exc:
+        if not is_strategy_file(name):
+            raise
+        raise ConfigError(
+            f"strategy {cls.__name__}({_shown(params)}) failed to start: {type(exc).__name__}: {exc}",
+            where=error_site(exc, split_spec(name)[0]),
+            hint="check --params against the constructor's arguments",
+        ) from None
+
+
+def _shown(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in params.items())
 
 
 def strategy_factory(name: str, **params: Any) -> StrategyFactory:
@@ -79,4 +105,12 @@ def list_strategies() -> list[StrategyInfo]:
     return out
 
 
-__all__ = ["STRATEGIES", "StrategyInfo", "list_strategies", "make_strategy", "register_strategy", "strategy_factory"]
+__all__ = [
+    "STRATEGIES",
+    "StrategyInfo",
+    "list_strategies",
+    "lookup_strategy",
+    "make_strategy",
+    "register_strategy",
+    "strategy_factory",
+]

@@ -27,6 +27,7 @@ from smartmarket.execution.risk import RiskConfig
 from smartmarket.execution.risk_checks import RiskLimits
 from smartmarket.execution.sizing import FixedFraction, Sizer
 from smartmarket.execution.slippage import NO_SLIPPAGE, SlippageModel
+from smartmarket.strategies.loader import file_digest, is_strategy_file
 from smartmarket.strategies.registry import strategy_factory
 
 if TYPE_CHECKING:
@@ -109,9 +110,11 @@ class StrategyChoice:
         return strategy_factory(self.name, **dict(self.params))
 
     def version(self) -> str:
-        """``name:hash(params)``: part of every order id, so new parameters make new ids."""
+        """``name:hash(params)``: part of every order id, so new parameters make new ids (for a strategy file,
+        ``file.py:Class@sha256(file)``: an edited file makes new ids and a replay refuses the changed file)."""
         text = json.dumps(dict(self.params), sort_keys=True, default=str)
-        return f"{self.name}:{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+        name = f"{self.name}@{file_digest(self.name)}" if is_strategy_file(self.name) else self.name
+        return f"{name}:{hashlib.sha256(text.encode()).hexdigest()[:10]}"
 
 
 @dataclass(frozen=True)
@@ -173,8 +176,12 @@ class PipelineSpec:
         trading: TradingConfig | None = None, shadow: EngineProvider | None = None,
         strategy: StrategyChoice | None = None,
     ) -> PipelineSpec:  # fmt: skip
+        tf = Timeframe.parse(str(timeframe))
+        if tf.is_calendar:
+            raise ConfigError(f"the live pipeline does not run {tf} (calendar-month) candles yet",
+                              hint="backtest 1M candles, or run a fixed timeframe such as 1w or 3d")  # fmt: skip
         return cls(
-            tuple(normalize_symbol(s) for s in symbols), Timeframe.parse(str(timeframe)), engines,
+            tuple(normalize_symbol(s) for s in symbols), tf, engines,
             trading or TradingConfig(), shadow, strategy,
         )  # fmt: skip
 
