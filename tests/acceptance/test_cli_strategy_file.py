@@ -221,10 +221,13 @@ def test_run_paper_trades_a_strategy_file_and_replay_notices_an_edit(tmp_path: P
     replay = smartmarket_process(home, "replay")
     assert replay.returncode == 0, replay.stdout + replay.stderr
     assert "identical" in replay.stdout
-    strategy.write_text(strategy.read_text(encoding="utf-8") + "# edited after the run\n", encoding="utf-8")
+    marker = tmp_path / "edited-file-ran"
+    edit = f"\nimport pathlib\npathlib.Path({str(marker)!r}).write_text('ran')  # edited after the run\n"
+    strategy.write_text(strategy.read_text(encoding="utf-8") + edit, encoding="utf-8")
     edited = smartmarket_process(home, "replay")
     assert edited.returncode == 2, edited.stdout + edited.stderr
     assert "the strategy file changed since the run" in edited.stderr
+    assert not marker.exists()  # refused on its hash, before any of its code ran
 
 
 def test_stop_loss_flags_are_refused_outside_0_100(home: Path) -> None:

@@ -26,7 +26,13 @@ from smartmarket.execution.risk import RiskConfig
 from smartmarket.execution.risk_checks import RiskLimits
 from smartmarket.execution.sizing import FixedFraction, RiskPerTrade, Sizer, VolatilityTarget
 from smartmarket.execution.slippage import FixedBps, SlippageModel, VolatilitySlippage
-from smartmarket.pipeline.stages.spec import ArtifactEngines, PipelineSpec, StrategyChoice, TradingConfig
+from smartmarket.pipeline.stages.spec import (
+    ArtifactEngines,
+    PipelineSpec,
+    StrategyChoice,
+    TradingConfig,
+    strategy_version,
+)
 from smartmarket.store.base import EventStore, StoredEvent
 from smartmarket.strategies.loader import is_strategy_file
 
@@ -176,6 +182,16 @@ def spec_from_run(
             hint=f"it ran {', '.join(run.symbols)}; choose --symbols among them or another --run",
         )
     trading = trading_from_fields(run.trading, run.fingerprint)
+    recorded = run.versions.get("orders", {})
+    if run.strategy is not None and is_strategy_file(run.strategy):
+        # hashed before anything loads it: a file changed since the run is refused, never run
+        expected = f"strategy:{strategy_version(run.strategy, run.params)}/{trading.fingerprint()}"
+        changed = [s for s in names if s in recorded and recorded[s] != expected]
+        if changed:
+            raise ConfigError(
+                f"{changed[0]}: the strategy file {run.strategy.rpartition(':')[0]} is not the version the run used",
+                hint="the strategy file changed since the run (its sha256 is part of the version); restore it",
+            )
     if run.strategy is not None:
         spec = PipelineSpec.build(
             names, run.timeframe, None, trading, strategy=StrategyChoice(run.strategy, run.params)
@@ -188,7 +204,6 @@ def spec_from_run(
         spec = PipelineSpec.build(
             names, run.timeframe, ArtifactEngines(registry_dir, run.timeframe, artifacts), trading
         )
-    recorded = run.versions.get("orders", {})
     for symbol in names:
         if symbol in recorded and spec.order_version(symbol) != recorded[symbol]:
             raise ConfigError(

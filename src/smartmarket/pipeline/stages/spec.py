@@ -112,9 +112,14 @@ class StrategyChoice:
     def version(self) -> str:
         """``name:hash(params)``: part of every order id, so new parameters make new ids (for a strategy file,
         ``file.py:Class@sha256(file)``: an edited file makes new ids and a replay refuses the changed file)."""
-        text = json.dumps(dict(self.params), sort_keys=True, default=str)
-        name = f"{self.name}@{file_digest(self.name)}" if is_strategy_file(self.name) else self.name
-        return f"{name}:{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+        return strategy_version(self.name, self.params)
+
+
+def strategy_version(name: str, params: Mapping[str, Any]) -> str:
+    """:meth:`StrategyChoice.version` without building the strategy: a strategy file is hashed, never run."""
+    text = json.dumps(dict(params), sort_keys=True, default=str)
+    label = f"{name}@{file_digest(name)}" if is_strategy_file(name) else name
+    return f"{label}:{hashlib.sha256(text.encode()).hexdigest()[:10]}"
 
 
 @dataclass(frozen=True)
@@ -221,4 +226,5 @@ __all__ = [
     "PipelineSpec",
     "StrategyChoice",
     "TradingConfig",
+    "strategy_version",
 ]
