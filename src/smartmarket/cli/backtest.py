@@ -9,27 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
 from rich import box
 from rich.table import Table
 
-from smartmarket.analytics import Metrics, compute_metrics, monthly_returns, write_report
-from smartmarket.backtest.provenance import backtest_provenance
-from smartmarket.backtest.result_json import backtest_document, write_document
-from smartmarket.backtest.runner import BacktestResult, run_backtest, warmup_frames
 from smartmarket.cli.context import console, get_context
 from smartmarket.core.errors import ConfigError, NotFoundError
 from smartmarket.core.timeutil import format_ms, parse_time
 from smartmarket.core.types import Timeframe, normalize_symbol
-from smartmarket.engine.kernel import KernelConfig
-from smartmarket.execution.fees import FeeModel
-from smartmarket.execution.sizing import FixedFraction
-from smartmarket.execution.slippage import FixedBps
-from smartmarket.store.base import CandleStore
-from smartmarket.strategies.registry import make_strategy, strategy_factory
+
+if TYPE_CHECKING:  # the engine, analytics and pandas load when the command runs (fast start-up)
+    import pandas as pd
+
+    from smartmarket.analytics import Metrics
+    from smartmarket.backtest.runner import BacktestResult
+    from smartmarket.engine.kernel import KernelConfig
+    from smartmarket.store.base import CandleStore
 
 HELP = """Backtest a strategy over stored candles: metrics table, optional JSON result and HTML report.
 
@@ -105,6 +102,11 @@ def kernel_config(
     close_at_end: bool,
 ) -> KernelConfig:
     """The execution settings of a CLI run (fees apply to makers and takers alike)."""
+    from smartmarket.engine.kernel import KernelConfig
+    from smartmarket.execution.fees import FeeModel
+    from smartmarket.execution.sizing import FixedFraction
+    from smartmarket.execution.slippage import FixedBps
+
     if not cash > 0:
         raise ConfigError(f"--cash must be positive, got {cash!r}")
     if latency < 0:
@@ -163,6 +165,8 @@ def buy_hold_return(frames: Mapping[str, pd.DataFrame]) -> float:
 
 def full_params(strategy: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """The strategy's parameters with defaults filled in (raises ``ConfigError`` on bad ones)."""
+    from smartmarket.strategies.registry import make_strategy
+
     return make_strategy(strategy, **params).params() or dict(params)
 
 
@@ -254,6 +258,12 @@ def backtest(
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the full result as JSON here.")] = None,
     report_path: Annotated[Path | None, typer.Option("--report", help="Write the HTML report here.")] = None,
 ) -> None:
+    from smartmarket.analytics import compute_metrics, monthly_returns, write_report
+    from smartmarket.backtest.provenance import backtest_provenance
+    from smartmarket.backtest.result_json import backtest_document, write_document
+    from smartmarket.backtest.runner import run_backtest, warmup_frames
+    from smartmarket.strategies.registry import strategy_factory
+
     symbols = parse_symbols(symbol)
     tf = Timeframe.parse(timeframe)
     strategy_params = parse_params(params)

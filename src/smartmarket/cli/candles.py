@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 from rich import box
 from rich.table import Table
 
 from smartmarket.cli.context import console, err_console, get_context
-from smartmarket.core.frame import empty_candles
 from smartmarket.core.timeutil import format_ms, parse_time
 from smartmarket.core.types import Timeframe, normalize_symbol
-from smartmarket.store.base import SeriesInfo, Store
-from smartmarket.store.resample import series_not_found
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from smartmarket.store.base import SeriesInfo, Store
 
 CANDLES_HELP = """Print the candles of one series: stored, or resampled on the fly from a finer stored timeframe.
 
@@ -55,6 +56,9 @@ def most_recent(
 ) -> pd.DataFrame:
     """The last ``n`` candles opening before ``end`` (stored or resampled), reading a window that grows
     until it holds ``n`` candles or reaches the start of the stored history."""
+    from smartmarket.core.frame import empty_candles
+    from smartmarket.store.resample import series_not_found
+
     symbol = normalize_symbol(symbol)
     infos = [i for i in store.list_series() if i.symbol == symbol]
     if not infos:

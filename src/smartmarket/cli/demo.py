@@ -5,18 +5,20 @@ from __future__ import annotations
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 from rich.table import Table
 
 from smartmarket.cli.context import AppContext, console, get_context
 from smartmarket.core.timeutil import format_ms
 from smartmarket.core.types import Timeframe
-from smartmarket.data.ingest import IngestReport, ingest_file, ingest_frame
-from smartmarket.data.synthetic import generate_market
-from smartmarket.store.base import Store
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from smartmarket.data.ingest import IngestReport
+    from smartmarket.store.base import Store
 
 DEMO_START_TS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 DEMO_EVENT_TYPES = ("CandleClosed", "SignalGenerated", "SubmitOrder", "RiskRejected", "OrderFilled", "PositionChanged")
@@ -36,6 +38,9 @@ def _stage(n: int, text: str) -> None:
 
 
 def stage_data(app_ctx: AppContext, data: Path | None, rows: int, seed: int) -> IngestReport:
+    from smartmarket.data.ingest import ingest_file, ingest_frame
+    from smartmarket.data.synthetic import generate_market
+
     settings, store = app_ctx.settings, app_ctx.store
     if data is not None:
         return ingest_file(store, data, quarantine_dir=settings.quarantine_dir)

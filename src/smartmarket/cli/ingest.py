@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
@@ -15,8 +15,10 @@ from smartmarket.cli.context import console, err_console, get_context
 from smartmarket.core.errors import ConfigError
 from smartmarket.core.timeutil import format_ms, parse_time
 from smartmarket.core.types import Timeframe
-from smartmarket.data.ingest import IngestReport, ingest_file
-from smartmarket.data.parsers import FORMATS
+from smartmarket.data.formats import FORMATS
+
+if TYPE_CHECKING:
+    from smartmarket.data.ingest import IngestReport
 
 QUARANTINE_EXIT_CODE = 3
 
@@ -146,6 +148,8 @@ def ingest(
         raise ConfigError(
             "nothing to ingest", hint="give candle files, or --exchange with --symbol/--timeframe/--since"
         )
+
+    from smartmarket.data.ingest import ingest_file
 
     reports: list[IngestReport] = []
     if exchange:

@@ -25,8 +25,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 # Before torch is first imported: spin-waiting OpenMP threads make small models ~100× slower on busy cores.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np
-import pandas as pd
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -35,11 +33,13 @@ from smartmarket.cli.context import console, err_console, get_context
 from smartmarket.core.errors import ConfigError, NotFoundError
 from smartmarket.core.timeutil import format_ms, parse_time
 from smartmarket.core.types import Timeframe, normalize_symbol
-from smartmarket.store.base import CandleStore
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # numpy, pandas, torch and LightGBM load inside the commands (fast start-up)
+    import pandas as pd
+
     from smartmarket.models.pipeline import TrainedModel
     from smartmarket.models.training import EpochReport
+    from smartmarket.store.base import CandleStore
 
 KIND_ALIASES: dict[str, str] = {
     "transformer": "transformer",
@@ -95,6 +95,8 @@ def load_market(
     Features are computed from the first stored candle so that recursive indicators (EMAs) have the same values
     whatever range is asked for; the range only selects rows afterwards.
     """
+    import numpy as np
+
     from smartmarket.features.pipeline import FeaturePipeline
 
     symbol, tf = normalize_symbol(symbol), Timeframe.parse(timeframe)
@@ -181,6 +183,8 @@ def train_from_market(
     With ``walk_forward_folds`` = N ≥ 1, the same configuration is also trained and tested on the last N rolling
     walk-forward folds, and ``metrics["walk_forward"]`` holds the mean and standard error of their test metrics.
     """
+    import numpy as np
+
     from smartmarket.models.compare import summarise, walk_forward_layout
     from smartmarket.models.datasets import complete_windows, feature_matrix
     from smartmarket.models.labels import LabelConfig
@@ -266,6 +270,9 @@ def evaluate_model(
     Without ``start``, evaluation starts at the model's test period (out of sample by construction). The
     trading evaluation backtests :class:`ProbabilityThreshold` on the same bars, after ``fee`` per side.
     """
+    import numpy as np
+    import pandas as pd
+
     from smartmarket.analytics import compute_metrics
     from smartmarket.backtest.runner import run_backtest
     from smartmarket.engine.kernel import KernelConfig
@@ -732,6 +739,8 @@ def run_comparison(
     threads: int | None = None,
 ) -> tuple[pd.DataFrame, Any]:
     """Run :func:`compare_models` on the last ``folds`` rolling folds that fit ``market``; results and setup."""
+    import numpy as np
+
     from smartmarket.models.compare import ComparisonSetup, walk_forward_layout
     from smartmarket.models.datasets import complete_windows, feature_matrix
     from smartmarket.models.labels import LabelConfig

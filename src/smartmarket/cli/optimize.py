@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -16,7 +16,9 @@ from smartmarket.cli.context import console, err_console, get_context
 from smartmarket.core.errors import ConfigError
 from smartmarket.core.timeutil import format_ms, parse_time
 from smartmarket.core.types import Timeframe, normalize_symbol
-from smartmarket.ops.optimize import OptimizeReport, OptimizeRequest, optimize, parse_space
+
+if TYPE_CHECKING:  # the optimiser (numba sweep, Optuna) loads when the command runs
+    from smartmarket.ops.optimize import OptimizeReport
 
 HELP = """Optimise a strategy's parameters on stored candles, with the figures that tell luck from skill.
 
@@ -132,9 +134,7 @@ def optimize_command(
     storage: Annotated[
         str | None, typer.Option("--storage", envvar="SMARTMARKET_OPTUNA_STORAGE", help="Study database URL.")
     ] = None,
-    study: Annotated[
-        str | None, typer.Option("--study", help="Study name to create or join (with --storage).")
-    ] = None,
+    study: Annotated[str | None, typer.Option("--study", help="Study name to create or join (with --storage).")] = None,
     heartbeat_s: Annotated[
         int, typer.Option("--heartbeat-s", min=1, help="With --storage: seconds between a worker's heartbeats.")
     ] = 10,
@@ -144,6 +144,8 @@ def optimize_command(
     seed: Annotated[int, typer.Option("--seed", help="Sampler seed.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
 ) -> None:
+    from smartmarket.ops.optimize import OptimizeRequest, optimize, parse_space
+
     symbols = [normalize_symbol(s) for s in symbol.split(",") if s.strip()]
     if len(symbols) != 1:
         raise ConfigError(f"optimize takes one --symbol, got {symbol!r}", hint="e.g. --symbol BTCUSDT")

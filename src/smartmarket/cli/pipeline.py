@@ -8,7 +8,6 @@ smartmarket replay --from 1 --format table
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
@@ -53,9 +52,7 @@ StrategyOpt = Annotated[
     typer.Option("--strategy", help="What trades: 'ensemble' (the signal stages, default) or any strategy that "
                  "backtest accepts (sma_cross, rsi_reversion, ...; see `smartmarket backtest --help`)."),
 ]  # fmt: skip
-ParamsOpt = Annotated[
-    str | None, typer.Option("--params", "-p", help="Strategy parameters: name=value,name=value.")
-]
+ParamsOpt = Annotated[str | None, typer.Option("--params", "-p", help="Strategy parameters: name=value,name=value.")]
 ReconcileOpt = Annotated[
     str,
     typer.Option("--reconcile", help="--broker ccxt: compare the book with the exchange at start and every 5 min; "
@@ -172,6 +169,8 @@ def _run_pipeline(ctx: typer.Context, spec: Any, bus_url: str, options: Any, bro
             return (await pipeline.run(source)).to_dict()
         finally:
             await bus.close()
+
+    import asyncio  # here, not at module level: the CLI starts faster
 
     return asyncio.run(go())
 
