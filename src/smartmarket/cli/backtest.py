@@ -2,7 +2,7 @@
 
 The command reads the candles once (resampled on the fly when only a finer timeframe is stored), runs the
 event-driven kernel over them, measures the equity curve with ``analytics`` and, on request, writes the
-deterministic JSON document (``engine.result_json``) and the self-contained HTML report.
+deterministic JSON document (``engine.result_json``) and the HTML report (plotly.js beside it, or --inline).
 """
 
 from __future__ import annotations
@@ -257,6 +257,9 @@ def backtest(
     ] = False,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the full result as JSON here.")] = None,
     report_path: Annotated[Path | None, typer.Option("--report", help="Write the HTML report here.")] = None,
+    inline: Annotated[
+        bool, typer.Option("--inline", help="Embed plotly.js in the report (one 5 MB file) instead of beside it.")
+    ] = False,
 ) -> None:
     from smartmarket.analytics import compute_metrics, monthly_returns, write_report
     from smartmarket.backtest.provenance import backtest_provenance
@@ -335,6 +338,7 @@ def backtest(
                 "buy_and_hold": f"{_pct(buy_hold)} over the same bars (last close / first close, no fees)",
                 **provenance,
             },
+            inline=inline,
         )
         console.print(f"HTML report: {written}", highlight=False)
 
