@@ -137,15 +137,28 @@ def _broker(name: str, exchange: str, symbols: Sequence[str]) -> Any:
     raise ConfigError(f"unknown broker {name!r}", hint="use paper or ccxt")
 
 
+# What each latency of the run summary measures (``PipelineMetrics.latency_ms``): at --speed 0 a whole file is
+# published at once, so the candles' wait in the backlog dwarfs the processing and must not be called latency.
+LATENCY_LABELS = {
+    "candle_backlog": "backlog delay: candle waiting for the features stage",
+    "candle_processing": "processing latency: features stage → signal",
+    "candle_to_signal": "candle → signal in all (backlog + processing)",
+    "signal_to_order": "signal → order in all",
+}
+
+
 def _print_summary(summary: dict[str, Any]) -> None:
     table = Table(title="pipeline run", show_header=False)
     for key in ("candles", "recorded", "dead_lettered", "handler_failures", "claimed", "orders_waiting", "drained"):
         table.add_row(key, str(summary.get(key)))
     for name, count in summary.get("published", {}).items():
         table.add_row(f"published {name}", str(count))
-    for name, lat in summary.get("latency_ms", {}).items():
+    latencies = summary.get("latency_ms", {})
+    for name in sorted(latencies, key=lambda n: list(LATENCY_LABELS).index(n) if n in LATENCY_LABELS else 99):
+        lat = latencies[name]
         if lat.get("n"):
-            table.add_row(f"{name} p50 / p99 ms", f"{lat['p50_ms']} / {lat['p99_ms']} (n={lat['n']})")
+            label = LATENCY_LABELS.get(name, name)
+            table.add_row(f"{label}, p50 / p99 ms", f"{lat['p50_ms']:,} / {lat['p99_ms']:,} (n={lat['n']:,})")
     table.add_row("seconds", str(summary.get("seconds")))
     console.print(table)
 
@@ -528,4 +541,4 @@ def _short(detail: dict[str, Any]) -> str:
     return text if len(text) <= 90 else text[:87] + "..."
 
 
-__all__ = ["register"]
+__all__ = ["LATENCY_LABELS", "register"]

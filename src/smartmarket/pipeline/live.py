@@ -44,7 +44,7 @@ from smartmarket.bus.consumer import Consumer, ConsumerConfig, default_consumer_
 from smartmarket.bus.inprocess import InProcessBus
 from smartmarket.bus.topics import CANDLES, TOPICS, topic_for
 from smartmarket.core.errors import ConfigError, PipelineError, SmartMarketError
-from smartmarket.core.events import Message, SignalGenerated, SubmitOrder
+from smartmarket.core.events import CandleClosed, Message, SignalGenerated, SubmitOrder
 from smartmarket.core.types import Timeframe, normalize_symbol
 from smartmarket.execution.broker import Broker
 from smartmarket.pipeline.observability import PipelineMetrics, event_fields
@@ -63,7 +63,6 @@ if TYPE_CHECKING:
     from smartmarket.signals.engine import SignalEngine
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -359,6 +358,8 @@ class LivePipeline:
 
         async def handle(message: Message, delivery: Delivery) -> None:
             t0 = time.perf_counter()
+            if stage.name == "features" and isinstance(message, CandleClosed):  # the signal chain starts here
+                metrics.candle_taken(message.event_id)
             try:
                 outputs = await stage.handle(message)
             except Exception:
