@@ -182,7 +182,9 @@ def stage_paper_trading(
         console.print(f"nothing in production: paper-trading the unpromoted candidate {candidate} (paper only)")
     engine = SignalEngine.from_artifact(artifact, registry_dir=registry)
     frame = app_ctx.store.read_candles(symbol, tf).tail(candles).reset_index(drop=True)
-    summary = demo_paper_trading(app_ctx.store, frame, symbol, tf, engine)
+    summary = demo_paper_trading(
+        app_ctx.store, frame, symbol, tf, engine, artifact_id=artifact.artifact_id or candidate
+    )
     counts = Counter(e.message.type_name for e in app_ctx.store.read_events(types=DEMO_EVENT_TYPES))
     console.print(
         f"{summary['candles']} candles through candles → features → predictions → signals → risk → execution → "

@@ -546,17 +546,18 @@ async def run_file(
 
 def demo_paper_trading(
     store: EventStore, candles: pd.DataFrame, symbol: str, timeframe: Timeframe | str, engine: SignalEngine,
-    *, trading: TradingConfig | None = None,
+    *, artifact_id: str, trading: TradingConfig | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Paper-trade ``candles`` of one symbol through the whole pipeline on the in-process bus.
 
-    ``engine`` is copied (the caller's stays untouched); every event lands in ``store``. Returns the run
-    summary plus the final position (quantity, realised P&L, cash) from the last ``PositionChanged``.
+    ``engine`` is copied (the caller's stays untouched); every event lands in ``store``, its signals and orders
+    naming ``artifact_id``, the ensemble artifact the engine was built from. Returns the run summary plus the
+    final position (quantity, realised P&L, cash) from the last ``PositionChanged``.
     """
     symbol = normalize_symbol(symbol)
     template = copy.deepcopy(engine)
     spec = PipelineSpec.build(
-        [symbol], timeframe, FactoryEngines(lambda _s: copy.deepcopy(template), "demo"),
+        [symbol], timeframe, FactoryEngines(lambda _s: copy.deepcopy(template), artifact_id),
         trading or TradingConfig(limits=None),
     )  # fmt: skip
     summary = asyncio.run(run_file(spec, store, InProcessBus(), {symbol: candles}))
