@@ -1,4 +1,5 @@
-"""Start-up stays instant: importing the CLI loads no heavy library, and ``smartmarket --help`` lists every command.
+"""Start-up stays instant: importing the CLI loads no heavy library, and ``smartmarket --help`` lists every command;
+every command's ``--help`` shows an example.
 
 Each check runs in a fresh interpreter (this test process has long imported everything). Times are printed,
 never asserted (benchmarks measure; tests check behaviour).
@@ -8,10 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import typer.main
 
@@ -73,3 +77,17 @@ def test_help_constants_mirror_the_library() -> None:
 
     assert tuple(FEATURE_SETS) == SET_NAMES
     assert ZSTD_LEVEL == DEFAULT_ZSTD_LEVEL
+
+
+def _commands(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, Any]]:
+    """Every command and group under ``command``, with its full name (``models promote``)."""
+    yield " ".join(path) or "smartmarket", command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _commands(sub, (*path, name))
+
+
+def test_every_command_help_has_an_example() -> None:
+    found = dict(_commands(typer.main.get_command(app)))
+    assert "models promote" in found and "bench store" in found  # groups are walked too
+    missing = [name for name, command in found.items() if not re.search(r"^\s*Examples?:", command.help or "", re.M)]
+    assert not missing, f"--help without an 'Example:' line: {', '.join(missing)}"

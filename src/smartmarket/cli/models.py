@@ -431,7 +431,8 @@ def _record_summary(record: Any) -> dict[str, Any]:
 
 def register(app: typer.Typer) -> None:
     models_app = typer.Typer(
-        help="The model registry: list, show, compare, evaluate-candidate, promote, retire and upgrade.",
+        help="The model registry: list, show, compare, evaluate-candidate, promote, retire and upgrade.\n\n"
+        "Example: smartmarket models list",
         no_args_is_help=True,
     )
     app.add_typer(models_app, name="models")
@@ -560,7 +561,10 @@ def _register_registry(models_app: typer.Typer) -> None:
         kind: Annotated[str | None, typer.Option("--kind")] = None,
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
-        """Registered models, oldest first, with their test metrics."""
+        """Registered models, oldest first, with their test metrics.
+
+        Example: smartmarket models list --symbol BTCUSDT --timeframe 1h
+        """
         records = _registry(ctx).list(symbol=symbol, timeframe=timeframe, kind=_kind(kind) if kind else None)
         if as_json:
             typer.echo(_json([_record_summary(r) for r in records]))
@@ -575,7 +579,10 @@ def _register_registry(models_app: typer.Typer) -> None:
         model_id: Annotated[str, typer.Argument(help="A registry id (or a unique prefix).")],
         as_json: Annotated[bool, typer.Option("--json", help="The full metadata as JSON.")] = False,
     ) -> None:
-        """One model: its setup, periods and metrics (refused, naming the file, when the entry holds a pickle)."""
+        """One model: its setup, periods and metrics (refused, naming the file, when the entry holds a pickle).
+
+        Example: smartmarket models show logreg-BTCUSDT-1h
+        """
         record = _registry(ctx).check(model_id)
         if as_json:
             typer.echo(_json(record.metadata))
@@ -610,7 +617,10 @@ def _register_registry(models_app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Rewrite the registry's entries of earlier versions (model.joblib / system.joblib pickles) once, in the
-        pickle-free formats. Without --trust-pickle it only names the first pickle and changes nothing."""
+        pickle-free formats. Without --trust-pickle it only names the first pickle and changes nothing.
+
+        Example: smartmarket models upgrade --trust-pickle
+        """
         from smartmarket.core.safe_files import unsafe_files_error
         from smartmarket.ops.upgrade import LEFT_HINT, upgrade_registry
 
@@ -635,7 +645,10 @@ def _register_registry(models_app: typer.Typer) -> None:
         timeframe: Annotated[str | None, typer.Option("--timeframe")] = None,
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
-        """Registered models' test metrics side by side (fair only on the same test period: see the note)."""
+        """Registered models' test metrics side by side (fair only on the same test period: see the note).
+
+        Example: smartmarket models compare --symbol BTCUSDT --timeframe 1h
+        """
         registry = _registry(ctx)
         if model_ids:
             records = [registry.show(m) for m in model_ids]

@@ -390,7 +390,9 @@ def register(app: typer.Typer) -> None:
         answers, fills and positions. Exits 1 listing the differences, 0 when identical.
 
         What ran comes from the run's own record (RunStarted); --artifact and the trading options replay a log
-        written before runs were recorded. Example: smartmarket replay --from 2024-01-01
+        written before runs were recorded.
+
+        Example: smartmarket replay --from 2024-01-01
         """
         from smartmarket.pipeline.replay import replay, replay_run
 
