@@ -32,7 +32,7 @@ def test_demo_runs_every_stage_on_a_synthetic_market(tmp_path: Path) -> None:
         "summary",
     ):
         assert stage in out
-    assert "DEMOBTC 1m: read 20,000, inserted 20,000" in out
+    assert "DEMOBTC 1m: 20,000 read, 20,000 inserted" in out
     assert (tmp_path / "smartmarket.duckdb").exists()
     assert (tmp_path / "reports" / "demo-backtest.html").stat().st_size > 100_000
     assert any(p.name.startswith("logreg-DEMOBTC-15m-") for p in (tmp_path / "models").iterdir())
@@ -53,6 +53,6 @@ def test_demo_runs_every_stage_on_a_synthetic_market(tmp_path: Path) -> None:
 def test_demo_ingests_a_real_file(tmp_path: Path, shared_data: Path) -> None:
     run = _demo(tmp_path, "--data", str(shared_data / "BTCUSDT-4h.csv.gz"))
     assert run.returncode == 0, run.stderr
-    assert "BTCUSDT 4h: read 16,147, inserted 16,147" in run.stdout
-    assert "gaps 8" in run.stdout
+    assert "BTCUSDT 4h: 16,147 read, 16,147 inserted" in run.stdout
+    assert "8 gaps (" in run.stdout
     assert "backtest (BTCUSDT 4h)" in run.stdout

@@ -223,9 +223,9 @@ def register(app: typer.Typer) -> None:
         t0 = time.perf_counter()
         report = stage_data(app_ctx, data, rows, seed)
         console.print(
-            f"{report.symbol} {report.timeframe}: read {report.rows_read:,}, inserted {report.inserted:,}, "
-            f"unchanged {report.unchanged:,}, quarantined {report.quarantined:,}, gaps {len(report.gaps)} "
-            f"({time.perf_counter() - t0:.2f} s)"
+            f"{report.symbol} {report.timeframe}: {report.rows_read:,} read, {report.inserted:,} inserted, "
+            f"{report.unchanged:,} unchanged, {report.quarantined:,} quarantined, {len(report.gaps):,} gaps "
+            f"({report.missing_candles:,} missing candles) in {time.perf_counter() - t0:.2f} s"
         )
 
         _stage(2, "query and resample")

@@ -73,8 +73,8 @@ def register(app: typer.Typer) -> None:
         span = f"{format_ms(first)} → {format_ms(last)}" if first is not None and last is not None else "-"
         console.print(
             f"{sym} {tf} (synthetic, seed {seed}): {rows:,} candles {span}\n"
-            f"  stored in {shown_url(app_ctx.store.url)}: inserted {report.inserted:,}, "
-            f"unchanged {report.unchanged:,}, quarantined {report.quarantined:,}\n"
+            f"  stored in {shown_url(app_ctx.store.url)}: {report.inserted:,} inserted, "
+            f"{report.unchanged:,} unchanged, {report.quarantined:,} quarantined\n"
             f"  close {closes.iloc[0]:,.2f} → {closes.iloc[-1]:,.2f} "
             f"(min {closes.min():,.2f}, max {closes.max():,.2f})\n"
             f"  regimes: {_regime_shares(market.regimes)}\n"

@@ -80,9 +80,9 @@ def _summary(report: IngestReport) -> Table:
     if report.out_of_order:
         table.add_row("out of order", f"{report.out_of_order:,} (sorted)")
     largest = report.largest_gap
-    gaps = f"{len(report.gaps):,}, {report.missing_candles:,} missing candles"
+    gaps = f"{len(report.gaps):,} gaps ({report.missing_candles:,} missing candles)"  # never "28, 128 missing"
     if largest is not None:
-        gaps += f", largest {largest.missing:,} after {format_ms(largest.after_ts)}"
+        gaps += f", the largest {largest.missing:,} candles after {format_ms(largest.after_ts)}"
     table.add_row("gaps", gaps)
     if report.first_ts is not None and report.last_ts is not None:
         table.add_row("first", format_ms(report.first_ts))
