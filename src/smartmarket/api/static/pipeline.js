@@ -4,6 +4,7 @@ import { api, el, isoTime, num, replace } from "./api.js";
 
 export async function loadPipeline() {
   const [health, pipeline] = await Promise.all([api("/api/health", { alsoOk: [503] }), api("/api/pipeline")]);
+  document.getElementById("health-body").dataset.loaded = document.getElementById("pipeline-body").dataset.loaded = "yes";
   replace(document.getElementById("health-body"), el("table", { id: "health-table" },
     el("tbody", {}, ["store", "bus", "models", "pipeline"].map((name) => {
       const part = health[name] ?? { ok: true, detail: "not configured: live updates from this server only" };
