@@ -92,6 +92,21 @@ def test_table_shows_iso_times(home: Path) -> None:
     assert "2 candles" in out
 
 
+def test_table_shows_the_last_30_unless_asked(home: Path) -> None:
+    out = run(home, "candles", "BTCUSDT", "1m")
+    assert "showing the last 30 of 180 candles" in out
+    assert "2024-01-01T02:30:00Z" in out and "2024-01-01T02:59:00Z" in out  # candles 150..179
+    assert "2024-01-01T02:29:00Z" not in out
+    everything = run(home, "candles", "BTCUSDT", "1m", "--all")
+    assert "2024-01-01T00:00:00Z" in everything and "180 candles" in everything and "showing" not in everything
+    assert "40 candles" in run(home, "candles", "BTCUSDT", "1m", "--limit", "40")
+    assert "showing the last 30 of 36 candles" in run(home, "candles", "BTCUSDT", "5m")  # resampled: counted
+    ranged = run(home, "candles", "BTCUSDT", "1m", "--start", "2024-01-01T01:00Z", "--end", "2024-01-01T02:00Z")
+    assert "showing the last 30 of 60 candles" in ranged and "2024-01-01T01:30:00Z" in ranged
+    result = runner.invoke(app, ["--home", str(home), "candles", "BTCUSDT", "1m", "--all", "--limit", "5"])
+    assert isinstance(result.exception, ConfigError)
+
+
 def test_symbols_table_and_json(home: Path) -> None:
     series = json.loads(run(home, "symbols", "--format", "json"))
     assert [(s["symbol"], s["timeframe"], s["count"], s["synthetic"]) for s in series] == [

@@ -32,9 +32,10 @@ def test_demo_runs_every_stage_on_a_synthetic_market(tmp_path: Path) -> None:
         "summary",
     ):
         assert stage in out
-    assert "DEMOBTC 1m: read 20,000, inserted 20,000" in out
+    assert "DEMOBTC 1m: 20,000 read, 20,000 inserted" in out
     assert (tmp_path / "smartmarket.duckdb").exists()
-    assert (tmp_path / "reports" / "demo-backtest.html").stat().st_size > 100_000
+    assert 100_000 < (tmp_path / "reports" / "demo-backtest.html").stat().st_size < 1_000_000
+    assert next((tmp_path / "reports").glob("plotly-*.min.js")).stat().st_size > 1_000_000  # shared, not inlined
     assert any(p.name.startswith("logreg-DEMOBTC-15m-") for p in (tmp_path / "models").iterdir())
     assert "latest signal:" in out
     # the new ensemble is evaluated out of sample (nothing in production yet: against the base rates), promoted
@@ -52,7 +53,7 @@ def test_demo_runs_every_stage_on_a_synthetic_market(tmp_path: Path) -> None:
     assert "dashboard: http://127.0.0.1:8000/" in out
     again = _demo(tmp_path, "--rows", "20000", "--seed", "5")
     assert again.returncode == 0, again.stderr
-    assert "inserted 0, unchanged 20,000" in again.stdout  # re-running is idempotent
+    assert "0 inserted, 20,000 unchanged" in again.stdout  # re-running is idempotent
     if not never:  # the second run's ensemble (same data, same fit) is compared with the first one, in production
         assert "p = 1.000 → no significant difference" in " ".join(again.stdout.split())
         assert "retired ensemble-DEMOBTC-15m-" in " ".join(again.stdout.split())
@@ -61,6 +62,6 @@ def test_demo_runs_every_stage_on_a_synthetic_market(tmp_path: Path) -> None:
 def test_demo_ingests_a_real_file(tmp_path: Path, shared_data: Path) -> None:
     run = _demo(tmp_path, "--data", str(shared_data / "BTCUSDT-4h.csv.gz"))
     assert run.returncode == 0, run.stderr
-    assert "BTCUSDT 4h: read 16,147, inserted 16,147" in run.stdout
-    assert "gaps 8" in run.stdout
+    assert "BTCUSDT 4h: 16,147 read, 16,147 inserted" in run.stdout
+    assert "8 gaps (" in run.stdout
     assert "backtest (BTCUSDT 4h)" in run.stdout

@@ -46,7 +46,7 @@ def test_ingest_real_btc_file_then_rerun_is_idempotent(sm_home: Path, shared_dat
     first = _summary(out)
     assert first["rows read"] == first["inserted"] == "64,524"
     assert first["unchanged"] == first["conflicts"] == first["quarantined"] == "0"
-    assert first["gaps"] == "28, 128 missing candles, largest 33 after 2018-02-08T00:00:00Z"
+    assert first["gaps"] == "28 gaps (128 missing candles), the largest 33 candles after 2018-02-08T00:00:00Z"
     assert (first["first"], first["last"]) == ("2017-08-17T04:00:00Z", "2024-12-31T23:00:00Z")
     assert "quarantine file" not in out
 

@@ -65,6 +65,9 @@ def test_run_events_and_replay(candle_dir: Path, sm_home: Path) -> None:
     assert summary["drained"] and summary["candles"] == 2 * LIVE
     assert summary["published"]["SignalGenerated"] == 2 * LIVE and summary["published"]["SubmitOrder"] > 4
     assert summary["recorded"] >= summary["published"]["CandleClosed"] + summary["published"]["SignalGenerated"]
+    latency = summary["latency_ms"]  # every signal's candle → signal time, split into backlog and processing
+    assert latency["candle_backlog"]["n"] == latency["candle_processing"]["n"] == latency["candle_to_signal"]["n"]
+    assert latency["candle_to_signal"]["n"] == 2 * LIVE
 
     code, out = invoke("events", "--type", "SignalGenerated", "--limit", "0", "--format", "json")
     assert code == 0

@@ -15,6 +15,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,16 @@ def served(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Itera
     signals = momentum_signals(last)
     store.append_events(signals)
     app = create_app(settings, store=store, security=SecurityConfig(api_key=API_KEY))
+    try:
+        with serving(app) as url:
+            yield Served(url, app, signals, last)
+    finally:
+        store.close()
+
+
+@contextmanager
+def serving(app: FastAPI) -> Iterator[str]:
+    """``app`` served by uvicorn on a free localhost port; yields its URL."""
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio")
     server = uvicorn.Server(config)
@@ -100,11 +111,10 @@ def served(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Itera
             pytest.fail("uvicorn did not start")
         time.sleep(0.05)
     try:
-        yield Served(f"http://127.0.0.1:{port}", app, signals, last)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-        store.close()
 
 
 @pytest.fixture(scope="module")
@@ -274,5 +284,44 @@ def test_pipeline_tab_says_not_running_until_a_pipeline_registers(
     browser.execute_script("window.smartmarketDashboard.selectTab('pipeline')")
     wait_for(browser, lambda d: "Not running" in d.find_element("id", "pipeline-body").text, 10, "no pipeline status")
     health = browser.find_element("id", "health-table").text
-    assert "duckdb store, 1 series" in health
+    assert "duckdb store reachable, 1 series" in health
     browser.save_screenshot(str(artifacts / "pipeline.png"))
+
+
+def panel_texts(driver: Any) -> dict[str, str]:
+    ids = "['signal-body', 'quality-body']"
+    script = f"return Object.fromEntries({ids}.map((id) => [id, document.getElementById(id).textContent]))"
+    texts: dict[str, str] = driver.execute_script(script)
+    return texts
+
+
+def test_opens_on_a_stored_series_and_every_panel_has_an_empty_state(
+    browser: Any, tmp_path: Path, shared_data: Path
+) -> None:
+    """Only ETHUSDT 4h stored, no signals: the page opens on ETHUSDT 4h (not the 1h it cannot serve), shows no
+    error, and the signal panels say there is nothing instead of "loading…"; an empty store says so too."""
+    settings = Settings(home=tmp_path)
+    with open_store(settings.store_url) as store:
+        ingest_file(store, shared_data / "ETHUSDT-4h.csv.gz", quarantine_dir=settings.quarantine_dir)
+        with serving(create_app(settings, store=store, security=SecurityConfig())) as url:
+            browser.get(f"{url}/")
+            loaded = "return document.body.dataset.loaded"
+            wait_for(browser, lambda d: d.execute_script(loaded) == "ETHUSDT/4h", 30, "did not open on ETHUSDT 4h")
+            assert dashboard_state(browser)["market"]["candles"] == CHART_BARS
+            assert not browser.find_element("id", "error").is_displayed()
+            wait_for(browser, lambda d: "loading" not in " ".join(panel_texts(d).values()), 10, "a panel kept loading")
+            assert "No signals for this series yet" in panel_texts(browser)["signal-body"]
+            browser.execute_script("window.smartmarketDashboard.selectTab('pipeline')")
+            health = "return document.getElementById('health-body').textContent"
+            wait_for(browser, lambda d: "loading" not in d.execute_script(health), 10, "health kept loading")
+            assert "not configured" in browser.execute_script(health)  # no bus: shown as such, not an error
+
+    empty_home = tmp_path / "empty"
+    empty_home.mkdir()
+    with (
+        open_store(Settings(home=empty_home).store_url) as empty,
+        serving(create_app(Settings(home=empty_home), store=empty, security=SecurityConfig())) as url,
+    ):
+        browser.get(f"{url}/?symbol=BTCUSDT&timeframe=1h")
+        wait_for(browser, lambda d: "No data" in panel_texts(d)["signal-body"], 30, "empty store: panels loading")
+        assert "No data" in panel_texts(browser)["quality-body"]

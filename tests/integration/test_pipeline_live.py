@@ -197,10 +197,13 @@ def test_risk_stage_orders_are_the_ensemble_strategys_orders_in_the_kernel(
 def test_demo_paper_trading_reports_the_final_position(setup: tuple[Path, dict[str, pd.DataFrame]]) -> None:
     registry, frames = setup
     symbol = SYMBOLS[0]
-    engine = make_spec(registry, (symbol,)).engines.engine(symbol)
+    engines = make_spec(registry, (symbol,)).engines
+    engine, artifact_id = engines.engine(symbol), engines.version(symbol)
     store = open_store("duckdb:///:memory:")
-    summary = demo_paper_trading(store, frames[symbol], symbol, "1m", engine)
+    summary = demo_paper_trading(store, frames[symbol], symbol, "1m", engine, artifact_id=artifact_id)
     assert summary["drained"] and summary["candles"] == len(frames[symbol])
+    signals = recorded_signals(store, symbol)  # they name the artifact traded, not a placeholder
+    assert signals and {s.model_id for s in signals} == {artifact_id} and artifact_id.startswith("ensemble")
     fills = [e.message for e in store.read_events(types=["OrderFilled"])]
     assert len(fills) > 4
     position = summary["position"]

@@ -1,4 +1,5 @@
-"""The HTML report: sections present, self-contained, deterministic, free of NaN/undefined text."""
+"""The HTML report: sections present, small (plotly.js shared beside it) or self-contained (inline),
+deterministic, free of NaN/undefined text."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
+from plotly.offline import get_plotlyjs
 
 from smartmarket.analytics import compute_metrics, monthly_returns, write_report
 from smartmarket.analytics.report import (
     CANDLE_LIMIT,
+    PLOTLY_FILE,
     PLOTLY_LIBRARY_ID,
     equity_figure,
     monthly_heatmap,
@@ -75,7 +78,7 @@ def toy_run(n: int) -> tuple[pd.DataFrame, list[Trade], pd.Series]:
     return prices, trades, pd.Series(equity, index=pd.Index(prices["ts"].to_numpy(), dtype=np.int64))
 
 
-def write(path: Path, prices: pd.DataFrame, trades: list[Trade], equity: pd.Series) -> Path:
+def write(path: Path, prices: pd.DataFrame, trades: list[Trade], equity: pd.Series, *, inline: bool = False) -> Path:
     metrics = compute_metrics(equity, trades, Timeframe.H1)
     return write_report(
         path,
@@ -86,12 +89,13 @@ def write(path: Path, prices: pd.DataFrame, trades: list[Trade], equity: pd.Seri
         metrics=metrics,
         monthly=monthly_returns(equity),
         provenance=PROVENANCE,
+        inline=inline,
     )
 
 
 def without_library(text: str) -> str:
-    """The report minus the embedded plotly.js bundle (which legitimately contains 'NaN' and 'undefined')."""
-    start = text.index(f'<script type="text/javascript" id="{PLOTLY_LIBRARY_ID}">')
+    """The report minus the plotly.js element (an inline bundle legitimately contains 'NaN' and 'undefined')."""
+    start = text.index(f'<script type="text/javascript" id="{PLOTLY_LIBRARY_ID}"')
     end = text.index("</script>", start)
     return text[:start] + text[end:]
 
@@ -140,11 +144,28 @@ def test_sections_and_charts_present(small_report: Path) -> None:
     assert "<title>SMA cross &lt;test&gt;</title>" in text
 
 
-def test_self_contained_offline(small_report: Path) -> None:
+def test_plotly_is_shared_beside_the_reports(small_report: Path) -> None:
     text = small_report.read_text(encoding="utf-8")
+    assert f'id="{PLOTLY_LIBRARY_ID}" src="{PLOTLY_FILE}"></script>' in text  # relative: the folder opens offline
+    assert "cdn.plot.ly" not in text and len(text) < 1_000_000
+    library = small_report.with_name(PLOTLY_FILE)
+    assert library.read_text(encoding="utf-8") == get_plotlyjs()
+    written = library.stat().st_mtime_ns
+    prices, trades, equity = toy_run(300)
+    write(small_report.with_name("second.html"), prices, trades, equity)
+    assert library.stat().st_mtime_ns == written  # one copy for the folder, not rewritten per report
+    library.write_text("truncated", encoding="utf-8")
+    write(small_report.with_name("third.html"), prices, trades, equity)
+    assert library.read_text(encoding="utf-8") == get_plotlyjs()  # a damaged copy is replaced
+
+
+def test_inline_is_self_contained(tmp_path: Path) -> None:
+    prices, trades, equity = toy_run(300)
+    text = write(tmp_path / "inline.html", prices, trades, equity, inline=True).read_text(encoding="utf-8")
     assert "<script src=" not in text and "cdn.plot.ly" not in without_library(text)
-    library = text[text.index(f'id="{PLOTLY_LIBRARY_ID}"') : text.index("</script>")]
-    assert len(library) > 1_000_000  # plotly.js inlined
+    start = text.index(f'id="{PLOTLY_LIBRARY_ID}">')
+    assert len(text[start : text.index("</script>", start)]) > 1_000_000  # plotly.js inlined
+    assert not (tmp_path / PLOTLY_FILE).exists()
 
 
 def test_metrics_and_provenance_shown(small_report: Path) -> None:
@@ -216,7 +237,7 @@ def test_real_data_report_deterministic(shared_data: Path, tmp_path: Path) -> No
     text = first.read_text(encoding="utf-8")
     assert f"of {len(prices):,} bars drawn" in text
     assert bad_tokens(text) == []
-    assert first.stat().st_size < 12_000_000
+    assert first.stat().st_size < 1_000_000  # plotly.js (4.8 MB) is beside it, not inside
 
 
 def test_thin_indices_keeps_each_bucket_extremes() -> None:

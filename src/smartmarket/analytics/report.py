@@ -1,9 +1,11 @@
-"""One self-contained HTML evaluation report per backtest.
+"""One HTML evaluation report per backtest.
 
-The file embeds plotly.js once (so it opens offline) and holds: a metrics table, the price chart with trade
-entries and exits, equity and drawdown, a monthly-return heatmap, the trade P&L distribution and the run's
-provenance. The output is a pure function of the inputs: fixed div ids, no clock, no random ids, so the
-same run written twice gives byte-identical files.
+plotly.js (4.8 MB) is written once beside the reports (``plotly-<version>.min.js``) and each report loads it
+by relative path, so a report is small and the folder opens offline; ``inline=True`` embeds it instead for a
+single self-contained file (the API's in-memory reports are inline). The report holds: a metrics table, the
+price chart with trade entries and exits, equity and drawdown, a monthly-return heatmap, the trade P&L
+distribution and the run's provenance. The output is a pure function of the inputs: fixed div ids, no
+clock, no random ids, so the same run written twice gives byte-identical files.
 
 Long series are thinned for drawing only (metrics are always computed on every bar): each bucket of bars keeps
 its first, last, lowest and highest point, so peaks, troughs and the deepest drawdown stay visible.
@@ -22,7 +24,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
-from plotly.offline import get_plotlyjs
+from plotly.offline import get_plotlyjs, get_plotlyjs_version
 from plotly.subplots import make_subplots
 
 from smartmarket.analytics.metrics import Metrics, drawdown_series, validate_equity
@@ -32,7 +34,8 @@ from smartmarket.core.trading import Trade
 
 CANDLE_LIMIT = 3_000  # draw candlesticks up to this many bars, a close line beyond
 MAX_LINE_POINTS = 8_000  # thin longer lines to about this many points
-PLOTLY_LIBRARY_ID = "plotly-library"  # id of the <script> holding plotly.js
+PLOTLY_LIBRARY_ID = "plotly-library"  # id of the <script> holding (or loading) plotly.js
+PLOTLY_FILE = f"plotly-{get_plotlyjs_version()}.min.js"  # the shared copy beside non-inline reports
 
 GREEN, RED, BLUE, GREY = "#15803d", "#b91c1c", "#1d4ed8", "#6b7280"
 LONG_COLOR, SHORT_COLOR = "#2563eb", "#f59e0b"
@@ -119,8 +122,9 @@ def render_report(
     metrics: Metrics,
     monthly: MonthlyReturns,
     provenance: Mapping[str, Any],
+    library_src: str | None = None,
 ) -> str:
-    """The report as one HTML string (see ``write_report``)."""
+    """The report as one HTML string (see ``write_report``): plotly.js inline, or loaded from ``library_src``."""
     curve = validate_equity(equity)
     sections = [
         _section("metrics", "Metrics", _metrics_html(metrics)),
@@ -139,7 +143,9 @@ def render_report(
             '<meta charset="utf-8">',
             f"<title>{html.escape(title)}</title>",
             f"<style>{_CSS}</style>",
-            f'<script type="text/javascript" id="{PLOTLY_LIBRARY_ID}">{get_plotlyjs()}</script>',
+            f'<script type="text/javascript" id="{PLOTLY_LIBRARY_ID}">{get_plotlyjs()}</script>'
+            if library_src is None
+            else f'<script type="text/javascript" id="{PLOTLY_LIBRARY_ID}" src="{html.escape(library_src)}"></script>',
             "</head>",
             "<body><main>",
             f"<h1>{html.escape(title)}</h1>",
@@ -162,8 +168,12 @@ def write_report(
     metrics: Metrics,
     monthly: MonthlyReturns,
     provenance: Mapping[str, Any],
+    inline: bool = False,
 ) -> Path:
-    """Write the self-contained HTML report to ``path`` (parents created) and return the path.
+    """Write the HTML report to ``path`` (parents created) and return the path.
+
+    plotly.js goes once into ``PLOTLY_FILE`` beside it (rewritten only when missing or different), loaded by
+    relative path; ``inline=True`` embeds it instead (one self-contained file of about 5 MB).
 
     ``prices`` is a candle frame, ``equity`` the curve the metrics came from, ``provenance`` what makes the
     run reproducible (data range and checksum, strategy and parameters, fees, code version), shown verbatim.
@@ -176,11 +186,26 @@ def write_report(
         metrics=metrics,
         monthly=monthly,
         provenance=provenance,
+        library_src=None if inline else PLOTLY_FILE,
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not inline:
+        write_plotly_library(path.parent)
     path.write_bytes(text.encode("utf-8"))
     return path
+
+
+def write_plotly_library(folder: Path) -> Path:
+    """``folder/PLOTLY_FILE``, written when missing or different (an interrupted write never leaves it short)."""
+    target = Path(folder) / PLOTLY_FILE
+    data = get_plotlyjs().encode("utf-8")
+    if target.is_file() and target.stat().st_size == len(data) and target.read_bytes() == data:
+        return target
+    partial = target.with_name(f".{target.name}.partial")
+    partial.write_bytes(data)
+    partial.replace(target)
+    return target
 
 
 # ---------------------------------------------------------------------------------------------- figures
@@ -229,7 +254,11 @@ def _add_trade_markers(fig: go.Figure, trades: Sequence[Trade]) -> None:
         chosen = [t for t in trades if t.side == side]
         if not chosen:
             continue
-        hover = [_trade_hover(t) for t in chosen]
+        # Hover from numbers (P&L, return) through a template: per-trade strings doubled a report's size.
+        outcome = np.array([[t.pnl, t.return_pct] for t in chosen], dtype=np.float64)
+        reasons = [html.escape(t.exit_reason) for t in chosen]
+        label = f"{side} {html.escape(chosen[0].symbol)}"
+        result = "net P&L %{customdata[0]:,.2f} (%{customdata[1]:+.2%})"
         if len(trades) <= CONNECTOR_LIMIT:
             xs: list[str | None] = []
             ys: list[float | None] = []
@@ -246,9 +275,9 @@ def _add_trade_markers(fig: go.Figure, trades: Sequence[Trade]) -> None:
                     showlegend=False,
                 )
             )
-        for kind, symbol, ts, price in (
-            ("entry", entry_symbol, [t.entry_ts for t in chosen], [t.entry_price for t in chosen]),
-            ("exit", "x", [t.exit_ts for t in chosen], [t.exit_price for t in chosen]),
+        for kind, symbol, ts, price, hover in (
+            ("entry", entry_symbol, [t.entry_ts for t in chosen], [t.entry_price for t in chosen], ""),
+            ("exit", "x", [t.exit_ts for t in chosen], [t.exit_price for t in chosen], ", %{text}"),
         ):
             fig.add_trace(
                 go.Scatter(
@@ -263,8 +292,9 @@ def _add_trade_markers(fig: go.Figure, trades: Sequence[Trade]) -> None:
                         "opacity": opacity,
                         "line": {"width": 0.5 if many else 1, "color": "#111827"},
                     },
-                    text=hover,
-                    hovertemplate=f"%{{text}}<extra>{kind}</extra>",
+                    customdata=outcome,
+                    text=reasons if kind == "exit" else None,
+                    hovertemplate=f"{label}<br>{kind} %{{x}} @ %{{y:,.4g}}{hover}<br>{result}<extra>{kind}</extra>",
                 )
             )
 
@@ -522,14 +552,6 @@ def _sign_class(value: Any) -> str:
     return ""
 
 
-def _trade_hover(trade: Trade) -> str:
-    return (
-        f"{trade.side} {html.escape(trade.symbol)} ×{trade.quantity:g}<br>"
-        f"{format_ms(trade.entry_ts)} @ {trade.entry_price:,.4g} → {format_ms(trade.exit_ts)} @ {trade.exit_price:,.4g}"
-        f"<br>net P&L {trade.pnl:,.2f} ({trade.return_pct * 100:+.2f}%), {html.escape(trade.exit_reason)}"
-    )
-
-
 def _iso(ts_ms: np.ndarray) -> list[str]:
     """UTC epoch ms → ``2024-01-01 13:00`` strings plotly reads as dates (deterministic, compact)."""
     text = np.datetime_as_string(np.asarray(ts_ms, dtype=np.int64).astype("datetime64[ms]"), unit="m")
@@ -555,6 +577,7 @@ def _styled(fig: go.Figure) -> go.Figure:
 __all__ = [
     "CANDLE_LIMIT",
     "MAX_LINE_POINTS",
+    "PLOTLY_FILE",
     "PLOTLY_LIBRARY_ID",
     "equity_figure",
     "monthly_heatmap",
@@ -562,6 +585,7 @@ __all__ = [
     "price_figure",
     "render_report",
     "thin_indices",
+    "write_plotly_library",
     "write_report",
     "zero_aligned_bins",
 ]

@@ -95,6 +95,28 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class HeadAsGet:
+    """``HEAD`` on every GET route (FastAPI routes answer only the methods they declare): served as GET, the
+    headers sent (Content-Length included), the body dropped."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, send_headers_only)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -171,6 +193,7 @@ def create_app(
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodySizeLimit, max_bytes=security.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(HeadAsGet)
     return app
 
 

@@ -45,7 +45,7 @@ class HealthOut(BaseModel):
     status: Literal["ok", "degraded"]
     version: str
     store: ComponentHealth
-    bus: ComponentHealth
+    bus: ComponentHealth | None  # None: no bus configured (the in-process hub only)
     models: ComponentHealth
     pipeline: ComponentHealth
 

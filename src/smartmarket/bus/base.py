@@ -206,6 +206,9 @@ class Bus(ABC):
         """Entries this process published that some declared group has not acknowledged yet (0: all taken)."""
         return 0
 
+    async def ping(self) -> None:  # noqa: B027 - optional hook: the in-process bus is always reachable
+        """Return when the bus answers; ``BusUnavailableError`` when it does not."""
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 

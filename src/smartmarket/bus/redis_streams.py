@@ -356,6 +356,9 @@ class RedisStreamsBus(Bus):
                 f"Redis unavailable ({redact_text(str(exc), also=self._secrets)})", where=redact_url(self.url)
             ) from exc
 
+    async def ping(self) -> None:
+        await self.guarded(self.client.ping())
+
     async def with_reconnect(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """Retry ``attempt`` with exponential backoff while Redis is unavailable, up to the reconnect timeout."""
         deadline = time.monotonic() + self.reconnect_timeout_s

@@ -12,14 +12,12 @@ from rich.markup import escape
 
 from smartmarket import __version__
 from smartmarket.cli.context import AppContext, err_console
-from smartmarket.core.config import Settings, register_env_secrets
 from smartmarket.core.errors import SmartMarketError
 from smartmarket.core.redaction import install_log_redaction, redact_text
 
 app = typer.Typer(
     name="smartmarket",
-    help="SmartMarket: ML-driven crypto trading signals, measured and reproducible.\n\n"
-    "Example: smartmarket demo",
+    help="SmartMarket: ML-driven crypto trading signals, measured and reproducible.\n\nExample: smartmarket demo",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -96,6 +94,8 @@ def root(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
+    from smartmarket.core.config import Settings, register_env_secrets  # pydantic: not needed by --help
+
     global _debug
     _debug = debug
     # The one redaction rule, before anything can print or log: secrets from the environment are masked,

@@ -2,35 +2,32 @@
 
 The command reads the candles once (resampled on the fly when only a finer timeframe is stored), runs the
 event-driven kernel over them, measures the equity curve with ``analytics`` and, on request, writes the
-deterministic JSON document (``engine.result_json``) and the self-contained HTML report.
+deterministic JSON document (``engine.result_json``) and the HTML report (plotly.js beside it, or --inline).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
 from rich import box
 from rich.table import Table
 
-from smartmarket.analytics import Metrics, compute_metrics, monthly_returns, write_report
-from smartmarket.backtest.provenance import backtest_provenance
-from smartmarket.backtest.result_json import backtest_document, write_document
-from smartmarket.backtest.runner import BacktestResult, run_backtest, warmup_frames
 from smartmarket.cli.context import console, get_context
 from smartmarket.core.errors import ConfigError, NotFoundError
 from smartmarket.core.timeutil import format_ms, parse_time
 from smartmarket.core.types import Timeframe, normalize_symbol
-from smartmarket.engine.kernel import KernelConfig
-from smartmarket.execution.fees import FeeModel
-from smartmarket.execution.risk import RiskConfig, exits_from_percent
-from smartmarket.execution.sizing import FixedFraction
-from smartmarket.execution.slippage import FixedBps
-from smartmarket.store.base import CandleStore
-from smartmarket.strategies.registry import make_strategy, strategy_factory
+
+if TYPE_CHECKING:  # the engine, analytics and pandas load when the command runs (fast start-up)
+    import pandas as pd
+
+    from smartmarket.analytics import Metrics
+    from smartmarket.backtest.runner import BacktestResult
+    from smartmarket.engine.kernel import KernelConfig
+    from smartmarket.execution.risk import RiskConfig
+    from smartmarket.store.base import CandleStore
 
 HELP = """Backtest a strategy over stored candles: metrics table, optional JSON result and HTML report.
 
@@ -112,6 +109,12 @@ def kernel_config(
     risk: RiskConfig | None = None,
 ) -> KernelConfig:
     """The execution settings of a CLI run (fees apply to makers and takers alike)."""
+    from smartmarket.engine.kernel import KernelConfig
+    from smartmarket.execution.fees import FeeModel
+    from smartmarket.execution.risk import RiskConfig
+    from smartmarket.execution.sizing import FixedFraction
+    from smartmarket.execution.slippage import FixedBps
+
     if not cash > 0:
         raise ConfigError(f"--cash must be positive, got {cash!r}")
     if latency < 0:
@@ -171,6 +174,8 @@ def buy_hold_return(frames: Mapping[str, pd.DataFrame]) -> float:
 
 def full_params(strategy: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """The strategy's parameters with defaults filled in (raises ``ConfigError`` on bad ones)."""
+    from smartmarket.strategies.registry import make_strategy
+
     return make_strategy(strategy, **params).params() or dict(params)
 
 
@@ -273,7 +278,17 @@ def backtest(
     ] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the full result as JSON here.")] = None,
     report_path: Annotated[Path | None, typer.Option("--report", help="Write the HTML report here.")] = None,
+    inline: Annotated[
+        bool, typer.Option("--inline", help="Embed plotly.js in the report (one 5 MB file) instead of beside it.")
+    ] = False,
 ) -> None:
+    from smartmarket.analytics import compute_metrics, monthly_returns, write_report
+    from smartmarket.backtest.provenance import backtest_provenance
+    from smartmarket.backtest.result_json import backtest_document, write_document
+    from smartmarket.backtest.runner import run_backtest, warmup_frames
+    from smartmarket.execution.risk import exits_from_percent
+    from smartmarket.strategies.registry import strategy_factory
+
     symbols = parse_symbols(symbol)
     tf = Timeframe.parse(timeframe)
     strategy_params = parse_params(params)
@@ -346,6 +361,7 @@ def backtest(
                 "buy_and_hold": f"{_pct(buy_hold)} over the same bars (last close / first close, no fees)",
                 **provenance,
             },
+            inline=inline,
         )
         console.print(f"HTML report: {written}", highlight=False)
 

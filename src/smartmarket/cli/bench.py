@@ -13,7 +13,9 @@ from rich.table import Table
 from smartmarket.cli.context import console, err_console
 
 bench_app = typer.Typer(
-    help="Benchmarks (figures and ratios against a baseline measured in the same run).", no_args_is_help=True
+    help="Benchmarks (figures and ratios against a baseline measured in the same run).\n\n"
+    "Example: smartmarket bench backtest --json",
+    no_args_is_help=True,
 )
 
 
@@ -316,7 +318,9 @@ def register_bus(bench: typer.Typer) -> None:
     ) -> None:
         """Event bus throughput and latency: Redis Streams (consumer group, pipelined) and in-process.
 
-        Prints one JSON object. Example: smartmarket bench bus --events 200000
+        Prints one JSON object.
+
+        Example: smartmarket bench bus --events 200000
         """
         from smartmarket.bench.bus import run_bus_benchmark
 

@@ -4,24 +4,27 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 from rich import box
 from rich.table import Table
 
 from smartmarket.cli.context import console, err_console, get_context
-from smartmarket.core.frame import empty_candles
+from smartmarket.core.errors import ConfigError
 from smartmarket.core.timeutil import format_ms, parse_time
 from smartmarket.core.types import Timeframe, normalize_symbol
-from smartmarket.store.base import SeriesInfo, Store
-from smartmarket.store.resample import series_not_found
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from smartmarket.store.base import SeriesInfo, Store
 
 CANDLES_HELP = """Print the candles of one series: stored, or resampled on the fly from a finer stored timeframe.
 
 Times are ISO-8601 (2024-01-01, 2024-01-01T12:00Z) or epoch ms; --start is inclusive, --end exclusive.
---limit N prints at most N candles: the first N from --start, else the most recent N.
+--limit N prints at most N candles: the first N from --start, else the most recent N. Without it the table
+shows the last 30 candles of the range (--all shows every one); csv and json write the whole range.
 CSV columns: ts,open,high,low,close,volume with ts in UTC epoch ms of the candle open.
 
 Examples:
@@ -37,6 +40,9 @@ Example:
 
   smartmarket symbols --format json
 """
+
+
+TABLE_ROWS = 30  # candles the table shows unless --limit / --all
 
 
 class CandleFormat(StrEnum):
@@ -55,6 +61,9 @@ def most_recent(
 ) -> pd.DataFrame:
     """The last ``n`` candles opening before ``end`` (stored or resampled), reading a window that grows
     until it holds ``n`` candles or reaches the start of the stored history."""
+    from smartmarket.core.frame import empty_candles
+    from smartmarket.store.resample import series_not_found
+
     symbol = normalize_symbol(symbol)
     infos = [i for i in store.list_series() if i.symbol == symbol]
     if not infos:
@@ -70,6 +79,18 @@ def most_recent(
         if len(frame) >= n or start <= first:
             return frame.iloc[-n:].reset_index(drop=True)
         span *= 4
+
+
+def _table_tail(
+    store: Store, symbol: str, tf: Timeframe, start: int | None, end: int | None, include_partial: bool
+) -> tuple[pd.DataFrame, int]:
+    """The last ``TABLE_ROWS`` candles of the range and how many it holds (a whole stored series is counted
+    from its metadata, without reading it)."""
+    info = store.series_info(symbol, tf) if start is None and end is None else None
+    if info is not None:
+        return most_recent(store, symbol, tf, TABLE_ROWS, include_partial=include_partial), info.count
+    frame = store.read_candles(symbol, tf, start, end, include_partial=include_partial)
+    return frame.iloc[-TABLE_ROWS:].reset_index(drop=True), len(frame)
 
 
 def _number(value: float) -> str:
@@ -96,6 +117,9 @@ def candles(
     start: Annotated[str | None, typer.Option("--start", help="First candle open time (inclusive).")] = None,
     end: Annotated[str | None, typer.Option("--end", help="Candles opening before this time.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, help="At most N candles.")] = None,
+    show_all: Annotated[
+        bool, typer.Option("--all", help=f"Table: every candle of the range, not the last {TABLE_ROWS}.")
+    ] = False,
     output: Annotated[CandleFormat, typer.Option("--format", "-f", help="Output format.")] = CandleFormat.table,
     include_partial: Annotated[
         bool, typer.Option("--include-partial", help="Keep a trailing resampled candle that is not complete yet.")
@@ -103,9 +127,14 @@ def candles(
 ) -> None:
     tf = Timeframe.parse(timeframe)
     sym = normalize_symbol(symbol)
+    if limit is not None and show_all:
+        raise ConfigError("--limit and --all contradict each other", hint="give one of them")
     store = get_context(ctx).store
     start_ms, end_ms = parse_time(start), parse_time(end)
-    if limit is not None and start_ms is None:
+    total: int | None = None  # candles in the range, when the table shows only its last TABLE_ROWS
+    if output is CandleFormat.table and limit is None and not show_all:
+        frame, total = _table_tail(store, sym, tf, start_ms, end_ms, include_partial)
+    elif limit is not None and start_ms is None:
         frame = most_recent(store, sym, tf, limit, end=end_ms, include_partial=include_partial)
     else:
         frame = store.read_candles(sym, tf, start_ms, end_ms, limit, include_partial=include_partial)
@@ -120,6 +149,10 @@ def candles(
         console.print(_candle_table(frame, title))
         if frame.empty:
             err_console.print("no candles in that range")
+        elif total is not None and total > len(frame):
+            console.print(
+                f"showing the last {len(frame):,} of {total:,} candles (--limit N or --all for more)", style="dim"
+            )
         else:
             console.print(f"{len(frame):,} candles", style="dim")
 

@@ -6,18 +6,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from smartmarket.core.config import DEFAULT_STORE_FILE, Settings
 from smartmarket.core.errors import NotFoundError
 from smartmarket.core.redaction import redact_url
-from smartmarket.store.base import Store
-from smartmarket.store.duckdb_store import database_path
-from smartmarket.store.url import open_store, store_created
+
+if TYPE_CHECKING:  # the store (pandas, DuckDB) and settings (pydantic) load when a command uses them
+    from smartmarket.core.config import Settings
+    from smartmarket.store.base import Store
 
 console = Console()
 err_console = Console(stderr=True)
@@ -44,6 +45,9 @@ class AppContext:
         return self._store
 
     def _open(self) -> Store:
+        from smartmarket.core.config import DEFAULT_STORE_FILE
+        from smartmarket.store.url import open_store, store_created
+
         url = self.settings.store_url
         if self.may_create:
             new_paths = _missing_paths(url)
@@ -91,6 +95,8 @@ def _missing_paths(url: str) -> list[Path]:
     """For a DuckDB file URL: the file (and its WAL) and each missing folder above it, deepest first."""
     if not url.startswith("duckdb:///") or ":memory:" in url:
         return []
+    from smartmarket.store.duckdb_store import database_path
+
     path = Path(database_path(url)).resolve()
     if path.exists():
         return []
@@ -116,6 +122,8 @@ def _remove_created(paths: list[Path]) -> None:
 
 def announce_created(store: Store) -> None:
     """Print once, on stderr, the absolute path of a DuckDB store that opening ``store`` just created."""
+    from smartmarket.store.url import store_created
+
     path = store_created(store)
     if path is not None:
         err_console.print(f"created store {escape(path)}", highlight=False, soft_wrap=True)

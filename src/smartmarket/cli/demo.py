@@ -5,18 +5,20 @@ from __future__ import annotations
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 from rich.table import Table
 
 from smartmarket.cli.context import AppContext, console, get_context
 from smartmarket.core.timeutil import format_ms
 from smartmarket.core.types import Timeframe
-from smartmarket.data.ingest import IngestReport, ingest_file, ingest_frame
-from smartmarket.data.synthetic import generate_market
-from smartmarket.store.base import Store
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from smartmarket.data.ingest import IngestReport
+    from smartmarket.store.base import Store
 
 DEMO_START_TS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 DEMO_EVENT_TYPES = ("CandleClosed", "SignalGenerated", "SubmitOrder", "RiskRejected", "OrderFilled", "PositionChanged")
@@ -36,6 +38,9 @@ def _stage(n: int, text: str) -> None:
 
 
 def stage_data(app_ctx: AppContext, data: Path | None, rows: int, seed: int) -> IngestReport:
+    from smartmarket.data.ingest import ingest_file, ingest_frame
+    from smartmarket.data.synthetic import generate_market
+
     settings, store = app_ctx.settings, app_ctx.store
     if data is not None:
         return ingest_file(store, data, quarantine_dir=settings.quarantine_dir)
@@ -184,7 +189,9 @@ def stage_paper_trading(
         console.print(f"nothing in production: paper-trading the unpromoted candidate {candidate} (paper only)")
     engine = SignalEngine.from_artifact(artifact, registry_dir=registry)
     frame = app_ctx.store.read_candles(symbol, tf).tail(candles).reset_index(drop=True)
-    summary = demo_paper_trading(app_ctx.store, frame, symbol, tf, engine)
+    summary = demo_paper_trading(
+        app_ctx.store, frame, symbol, tf, engine, artifact_id=artifact.artifact_id or candidate
+    )
     counts = Counter(e.message.type_name for e in app_ctx.store.read_events(types=DEMO_EVENT_TYPES))
     console.print(
         f"{summary['candles']} candles through candles → features → predictions → signals → risk → execution → "
@@ -223,9 +230,9 @@ def register(app: typer.Typer) -> None:
         t0 = time.perf_counter()
         report = stage_data(app_ctx, data, rows, seed)
         console.print(
-            f"{report.symbol} {report.timeframe}: read {report.rows_read:,}, inserted {report.inserted:,}, "
-            f"unchanged {report.unchanged:,}, quarantined {report.quarantined:,}, gaps {len(report.gaps)} "
-            f"({time.perf_counter() - t0:.2f} s)"
+            f"{report.symbol} {report.timeframe}: {report.rows_read:,} read, {report.inserted:,} inserted, "
+            f"{report.unchanged:,} unchanged, {report.quarantined:,} quarantined, {len(report.gaps):,} gaps "
+            f"({report.missing_candles:,} missing candles) in {time.perf_counter() - t0:.2f} s"
         )
 
         _stage(2, "query and resample")

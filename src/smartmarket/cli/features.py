@@ -5,10 +5,8 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
-import pandas as pd
 import typer
 from rich.table import Table
 
@@ -16,12 +14,15 @@ from smartmarket.cli.context import console, get_context
 from smartmarket.core.errors import ConfigError, NotFoundError
 from smartmarket.core.timeutil import format_ms, parse_time
 from smartmarket.core.types import Timeframe, normalize_symbol
-from smartmarket.features.pipeline import FeaturePipeline
-from smartmarket.features.regimes import KNOWN_LABELS, RegimeConfig, RegimeFeature, regime_names
-from smartmarket.features.sets import FEATURE_SETS
-from smartmarket.store.base import Store
+
+if TYPE_CHECKING:  # numpy, pandas and the numba kernels load when a command runs
+    import numpy as np
+    import pandas as pd
+
+    from smartmarket.store.base import Store
 
 MIN_WARMUP = 500
+SET_NAMES = ("minimal", "default", "full")  # features.sets.FEATURE_SETS, named here without loading it
 
 
 class OutputFormat(StrEnum):
@@ -43,6 +44,8 @@ def read_with_warmup(
         read_from = start - warmup * timeframe.ms
         if align_to is not None:
             read_from = align_to.bucket_start(read_from)
+    import numpy as np
+
     frame = store.read_candles(symbol, timeframe, read_from, end)
     if frame.empty:
         raise NotFoundError(f"no {symbol} {timeframe} candles in that range", where=store.url)
@@ -68,6 +71,11 @@ def regime_report(candles: pd.DataFrame, codes: np.ndarray, horizon: int) -> pd.
 
     Forward data is used here ONLY to evaluate the labels (it never feeds a feature).
     """
+    import numpy as np
+    import pandas as pd
+
+    from smartmarket.features.regimes import KNOWN_LABELS, regime_names
+
     close = candles["close"].to_numpy(dtype=np.float64)
     log_close = np.log(close)
     forward_return = np.full(len(close), np.nan)
@@ -104,7 +112,7 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         symbol: Annotated[str, typer.Argument(help="Symbol, e.g. BTCUSDT.")],
         timeframe: Annotated[str, typer.Argument(help="Timeframe, e.g. 1h (resampled from a finer one if needed).")],
-        set_name: Annotated[str, typer.Option("--set", help=f"Feature set: {', '.join(FEATURE_SETS)}.")] = "default",
+        set_name: Annotated[str, typer.Option("--set", help=f"Feature set: {', '.join(SET_NAMES)}.")] = "default",
         start: Annotated[str | None, typer.Option("--start", help="First bar in the output (UTC).")] = None,
         end: Annotated[str | None, typer.Option("--end", help="Bars before this time (UTC, exclusive).")] = None,
         fmt: Annotated[OutputFormat, typer.Option("--format", help="table, csv or parquet.")] = OutputFormat.table,
@@ -127,6 +135,8 @@ def register(app: typer.Typer) -> None:
           smartmarket features BTCUSDT 4h --set minimal --format parquet -o btc-4h.parquet
           smartmarket features BTCUSDT 1h --start 2024-06-01 --end 2024-06-02
         """
+        from smartmarket.features.pipeline import FeaturePipeline
+
         store = get_context(ctx).store
         sym = normalize_symbol(symbol)
         tf = Timeframe.parse(timeframe)
@@ -176,6 +186,8 @@ def register(app: typer.Typer) -> None:
           smartmarket regimes BTCUSDT 1h
           smartmarket regimes BTCUSDT 4h --start 2022-01-01 --horizon 12
         """
+        from smartmarket.features.regimes import RegimeConfig, RegimeFeature
+
         store = get_context(ctx).store
         sym = normalize_symbol(symbol)
         tf = Timeframe.parse(timeframe)

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
 
 from smartmarket.cli.context import console, get_context, shown_url
 from smartmarket.core.errors import ConfigError
 from smartmarket.core.timeutil import format_ms, parse_time
 from smartmarket.core.types import Timeframe, normalize_symbol
-from smartmarket.data.ingest import ingest_frame
-from smartmarket.data.synthetic import Regime, simulate_market
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def _regime_shares(regimes: np.ndarray) -> str:
+    import numpy as np
+
+    from smartmarket.data.synthetic import Regime
+
     counts = np.bincount(regimes, minlength=len(Regime))
     total = max(int(counts.sum()), 1)
     return ", ".join(f"{r.name.lower().replace('_', ' ')} {counts[r] / total:.0%}" for r in Regime)
@@ -39,6 +43,9 @@ def register(app: typer.Typer) -> None:
 
         Example: smartmarket generate --symbol SYN --timeframe 1m --rows 1000000 --seed 7 --start 2024-01-01
         """
+        from smartmarket.data.ingest import ingest_frame
+        from smartmarket.data.synthetic import simulate_market
+
         app_ctx = get_context(ctx)
         tf = Timeframe.parse(timeframe)
         sym = normalize_symbol(symbol)
@@ -66,8 +73,8 @@ def register(app: typer.Typer) -> None:
         span = f"{format_ms(first)} → {format_ms(last)}" if first is not None and last is not None else "-"
         console.print(
             f"{sym} {tf} (synthetic, seed {seed}): {rows:,} candles {span}\n"
-            f"  stored in {shown_url(app_ctx.store.url)}: inserted {report.inserted:,}, "
-            f"unchanged {report.unchanged:,}, quarantined {report.quarantined:,}\n"
+            f"  stored in {shown_url(app_ctx.store.url)}: {report.inserted:,} inserted, "
+            f"{report.unchanged:,} unchanged, {report.quarantined:,} quarantined\n"
             f"  close {closes.iloc[0]:,.2f} → {closes.iloc[-1]:,.2f} "
             f"(min {closes.min():,.2f}, max {closes.max():,.2f})\n"
             f"  regimes: {_regime_shares(market.regimes)}\n"

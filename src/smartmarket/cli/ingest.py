@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
@@ -15,8 +15,10 @@ from smartmarket.cli.context import console, err_console, get_context
 from smartmarket.core.errors import ConfigError
 from smartmarket.core.timeutil import format_ms, parse_time
 from smartmarket.core.types import Timeframe
-from smartmarket.data.ingest import IngestReport, ingest_file
-from smartmarket.data.parsers import FORMATS
+from smartmarket.data.formats import FORMATS
+
+if TYPE_CHECKING:
+    from smartmarket.data.ingest import IngestReport
 
 QUARANTINE_EXIT_CODE = 3
 
@@ -78,9 +80,9 @@ def _summary(report: IngestReport) -> Table:
     if report.out_of_order:
         table.add_row("out of order", f"{report.out_of_order:,} (sorted)")
     largest = report.largest_gap
-    gaps = f"{len(report.gaps):,}, {report.missing_candles:,} missing candles"
+    gaps = f"{len(report.gaps):,} gaps ({report.missing_candles:,} missing candles)"  # never "28, 128 missing"
     if largest is not None:
-        gaps += f", largest {largest.missing:,} after {format_ms(largest.after_ts)}"
+        gaps += f", the largest {largest.missing:,} candles after {format_ms(largest.after_ts)}"
     table.add_row("gaps", gaps)
     if report.first_ts is not None and report.last_ts is not None:
         table.add_row("first", format_ms(report.first_ts))
@@ -146,6 +148,8 @@ def ingest(
         raise ConfigError(
             "nothing to ingest", hint="give candle files, or --exchange with --symbol/--timeframe/--since"
         )
+
+    from smartmarket.data.ingest import ingest_file
 
     reports: list[IngestReport] = []
     if exchange:

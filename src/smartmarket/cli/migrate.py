@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -10,9 +10,10 @@ from rich.table import Table
 
 from smartmarket.cli.context import announce_created, console, get_context, shown_url, task_progress
 from smartmarket.core.timeutil import format_ms
-from smartmarket.store.checksum import Summary
-from smartmarket.store.migrate import Checkpoint, MigrationReport, migrate
-from smartmarket.store.url import open_store
+
+if TYPE_CHECKING:
+    from smartmarket.store.checksum import Summary
+    from smartmarket.store.migrate import MigrationReport
 
 
 def _fmt_range(s: Summary, *, seq: bool) -> str:
@@ -79,6 +80,9 @@ def register(app: typer.Typer) -> None:
         Example: smartmarket migrate --from postgresql://postgres@127.0.0.1:5432/test
         --to duckdb:////tmp/copy.duckdb --verify
         """
+        from smartmarket.store.migrate import Checkpoint, migrate
+        from smartmarket.store.url import open_store
+
         settings = get_context(ctx).settings
         checkpoint_path = Checkpoint.path_for(settings.home / "migrations", source, target)
         symbol_list = [s.strip() for s in symbols.split(",") if s.strip()] if symbols else None

@@ -25,8 +25,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 # Before torch is first imported: spin-waiting OpenMP threads make small models ~100× slower on busy cores.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np
-import pandas as pd
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -35,11 +33,13 @@ from smartmarket.cli.context import console, err_console, get_context
 from smartmarket.core.errors import ConfigError, NotFoundError
 from smartmarket.core.timeutil import format_ms, parse_time
 from smartmarket.core.types import Timeframe, normalize_symbol
-from smartmarket.store.base import CandleStore
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # numpy, pandas, torch and LightGBM load inside the commands (fast start-up)
+    import pandas as pd
+
     from smartmarket.models.pipeline import TrainedModel
     from smartmarket.models.training import EpochReport
+    from smartmarket.store.base import CandleStore
 
 KIND_ALIASES: dict[str, str] = {
     "transformer": "transformer",
@@ -102,6 +102,8 @@ def load_market(
     Features are computed from the first stored candle so that recursive indicators (EMAs) have the same values
     whatever range is asked for; the range only selects rows afterwards.
     """
+    import numpy as np
+
     from smartmarket.features.pipeline import FeaturePipeline
 
     symbol, tf = normalize_symbol(symbol), Timeframe.parse(timeframe)
@@ -194,6 +196,8 @@ def train_from_market(
     With ``walk_forward_folds`` = N ≥ 1, the same configuration is also trained and tested on the last N rolling
     walk-forward folds, and ``metrics["walk_forward"]`` holds the mean and standard error of their test metrics.
     """
+    import numpy as np
+
     from smartmarket.models.compare import summarise, walk_forward_layout
     from smartmarket.models.datasets import complete_windows, feature_matrix
     from smartmarket.models.labels import LabelConfig
@@ -279,6 +283,9 @@ def evaluate_model(
     Without ``start``, evaluation starts at the model's test period (out of sample by construction). The
     trading evaluation backtests :class:`ProbabilityThreshold` on the same bars, after ``fee`` per side.
     """
+    import numpy as np
+    import pandas as pd
+
     from smartmarket.analytics import compute_metrics
     from smartmarket.backtest.runner import run_backtest
     from smartmarket.engine.kernel import KernelConfig
@@ -447,7 +454,8 @@ def _record_summary(record: Any) -> dict[str, Any]:
 
 def register(app: typer.Typer) -> None:
     models_app = typer.Typer(
-        help="The model registry: list, show, compare, evaluate-candidate, promote, retire and upgrade.",
+        help="The model registry: list, show, compare, evaluate-candidate, promote, retire and upgrade.\n\n"
+        "Example: smartmarket models list",
         no_args_is_help=True,
     )
     app.add_typer(models_app, name="models")
@@ -578,7 +586,10 @@ def _register_registry(models_app: typer.Typer) -> None:
         kind: Annotated[str | None, typer.Option("--kind")] = None,
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
-        """Registered models, oldest first, with their test metrics."""
+        """Registered models, oldest first, with their test metrics.
+
+        Example: smartmarket models list --symbol BTCUSDT --timeframe 1h
+        """
         records = _registry(ctx).list(symbol=symbol, timeframe=timeframe, kind=_kind(kind) if kind else None)
         if as_json:
             typer.echo(_json([_record_summary(r) for r in records]))
@@ -595,7 +606,10 @@ def _register_registry(models_app: typer.Typer) -> None:
         model_id: Annotated[str, typer.Argument(help="A registry id (or a unique prefix).")],
         as_json: Annotated[bool, typer.Option("--json", help="The full metadata as JSON.")] = False,
     ) -> None:
-        """One model: its setup, periods and metrics (refused, naming the file, when the entry holds a pickle)."""
+        """One model: its setup, periods and metrics (refused, naming the file, when the entry holds a pickle).
+
+        Example: smartmarket models show logreg-BTCUSDT-1h
+        """
         record = _registry(ctx).check(model_id)
         warn(record.no_skill_warning)
         if as_json:
@@ -631,7 +645,10 @@ def _register_registry(models_app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Rewrite the registry's entries of earlier versions (model.joblib / system.joblib pickles) once, in the
-        pickle-free formats. Without --trust-pickle it only names the first pickle and changes nothing."""
+        pickle-free formats. Without --trust-pickle it only names the first pickle and changes nothing.
+
+        Example: smartmarket models upgrade --trust-pickle
+        """
         from smartmarket.core.safe_files import unsafe_files_error
         from smartmarket.ops.upgrade import LEFT_HINT, upgrade_registry
 
@@ -656,7 +673,10 @@ def _register_registry(models_app: typer.Typer) -> None:
         timeframe: Annotated[str | None, typer.Option("--timeframe")] = None,
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
-        """Registered models' test metrics side by side (fair only on the same test period: see the note)."""
+        """Registered models' test metrics side by side (fair only on the same test period: see the note).
+
+        Example: smartmarket models compare --symbol BTCUSDT --timeframe 1h
+        """
         registry = _registry(ctx)
         if model_ids:
             records = [registry.show(m) for m in model_ids]
@@ -768,6 +788,8 @@ def run_comparison(
     threads: int | None = None,
 ) -> tuple[pd.DataFrame, Any]:
     """Run :func:`compare_models` on the last ``folds`` rolling folds that fit ``market``; results and setup."""
+    import numpy as np
+
     from smartmarket.models.compare import ComparisonSetup, walk_forward_layout
     from smartmarket.models.datasets import complete_windows, feature_matrix
     from smartmarket.models.labels import LabelConfig

@@ -4,7 +4,7 @@ works."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -14,23 +14,14 @@ from smartmarket.cli.context import announce_created, console, get_context, show
 from smartmarket.core.errors import ConfigError
 from smartmarket.core.timeutil import format_ms
 from smartmarket.core.types import DAY_MS
-from smartmarket.ops.backup import create_backup
-from smartmarket.ops.doctor import run_doctor
-from smartmarket.ops.manifest import Manifest
-from smartmarket.ops.parquet_io import DEFAULT_ZSTD_LEVEL
-from smartmarket.ops.restore import (
-    RestoreReport,
-    file_conflicts,
-    open_snapshot,
-    refuse_conflicts,
-    restore_backup,
-    restore_point,
-    stage_snapshot,
-)
-from smartmarket.ops.retention import RetentionPolicy, RetentionReport, apply_retention
-from smartmarket.store.checksum import Summary
-from smartmarket.store.url import open_store
 
+if TYPE_CHECKING:  # ops load pandas, pyarrow and DuckDB: imported by the commands that run them
+    from smartmarket.ops.manifest import Manifest
+    from smartmarket.ops.restore import RestoreReport
+    from smartmarket.ops.retention import RetentionReport
+    from smartmarket.store.checksum import Summary
+
+ZSTD_LEVEL = 3  # ops.parquet_io.DEFAULT_ZSTD_LEVEL (a test keeps them equal), named here for --help
 _STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "red"}
 
 
@@ -162,7 +153,7 @@ def register(app: typer.Typer) -> None:
         chunk_rows: Annotated[int, typer.Option("--chunk-rows", min=1, help="Candles per exported chunk.")] = 200_000,
         zstd_level: Annotated[
             int, typer.Option("--zstd-level", min=1, max=22, help="Parquet zstd level (3: fast; 9: ~6% smaller).")
-        ] = DEFAULT_ZSTD_LEVEL,
+        ] = ZSTD_LEVEL,
     ) -> None:
         """Snapshot the store (candles, events), the quarantine files and the model registry.
 
@@ -171,6 +162,8 @@ def register(app: typer.Typer) -> None:
 
         Example: smartmarket backup --to /backups/smartmarket
         """
+        from smartmarket.ops.backup import create_backup
+
         app_ctx = get_context(ctx)
         settings = app_ctx.settings
         with task_progress() as progress:
@@ -216,6 +209,16 @@ def register(app: typer.Typer) -> None:
 
         Example: smartmarket --home /srv/sm restore --from /backups/smartmarket/snapshot-20250101T120000Z-1a2b3c4d
         """
+        from smartmarket.ops.restore import (
+            file_conflicts,
+            open_snapshot,
+            refuse_conflicts,
+            restore_backup,
+            restore_point,
+            stage_snapshot,
+        )
+        from smartmarket.store.url import open_store
+
         app_ctx = get_context(ctx)
         settings = app_ctx.settings
         restore_point(open_snapshot(source), until_seq)  # a bad --until-seq is refused before the copy
@@ -280,6 +283,8 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(
                 "retention needs a policy", hint="pass --keep-days N, --keep-last N and/or --dead-letters-days N"
             )
+        from smartmarket.ops.retention import RetentionPolicy, apply_retention
+
         app_ctx = get_context(ctx)
         bus_url = bus or app_ctx.settings.bus
         if dead_letters_days is not None and not bus_url:
@@ -321,6 +326,8 @@ def register(app: typer.Typer) -> None:
 
         Example: SMARTMARKET_BUS=redis://127.0.0.1:6379/0 smartmarket doctor
         """
+        from smartmarket.ops.doctor import run_doctor
+
         settings = get_context(ctx).settings
         checks = run_doctor(settings, min_free_bytes=int(min_free_gb * (1 << 30)))
         for check in checks:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -17,7 +17,9 @@ from smartmarket.cli.context import console, err_console, get_context
 from smartmarket.core.errors import ConfigError
 from smartmarket.core.timeutil import format_ms, parse_time
 from smartmarket.core.types import Timeframe, normalize_symbol
-from smartmarket.ops.optimize import OptimizeReport, OptimizeRequest, optimize, parse_space, write_optimize_report
+
+if TYPE_CHECKING:  # the optimiser (numba sweep, Optuna) loads when the command runs
+    from smartmarket.ops.optimize import OptimizeReport
 
 HELP = """Optimise a strategy's parameters on stored candles, with the figures that tell luck from skill.
 
@@ -149,6 +151,8 @@ def optimize_command(
         typer.Option("--out", help="Also write an HTML report (summary, parameter plateau heat maps) to this file."),
     ] = None,
 ) -> None:
+    from smartmarket.ops.optimize import OptimizeRequest, optimize, parse_space, write_optimize_report
+
     symbols = [normalize_symbol(s) for s in symbol.split(",") if s.strip()]
     if len(symbols) != 1:
         raise ConfigError(f"optimize takes one --symbol, got {symbol!r}", hint="e.g. --symbol BTCUSDT")

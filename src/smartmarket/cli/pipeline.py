@@ -8,7 +8,6 @@ smartmarket replay --from 1 --format table
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
@@ -53,9 +52,7 @@ StrategyOpt = Annotated[
     typer.Option("--strategy", help="What trades: 'ensemble' (the signal stages, default) or any strategy that "
                  "backtest accepts (sma_cross, rsi_reversion, ..., or file.py:ClassName; see docs/strategies.md)."),
 ]  # fmt: skip
-ParamsOpt = Annotated[
-    str | None, typer.Option("--params", "-p", help="Strategy parameters: name=value,name=value.")
-]
+ParamsOpt = Annotated[str | None, typer.Option("--params", "-p", help="Strategy parameters: name=value,name=value.")]
 ReconcileOpt = Annotated[
     str,
     typer.Option("--reconcile", help="--broker ccxt: compare the book with the exchange at start and every 5 min; "
@@ -140,15 +137,28 @@ def _broker(name: str, exchange: str, symbols: Sequence[str]) -> Any:
     raise ConfigError(f"unknown broker {name!r}", hint="use paper or ccxt")
 
 
+# What each latency of the run summary measures (``PipelineMetrics.latency_ms``): at --speed 0 a whole file is
+# published at once, so the candles' wait in the backlog dwarfs the processing and must not be called latency.
+LATENCY_LABELS = {
+    "candle_backlog": "backlog delay: candle waiting for the features stage",
+    "candle_processing": "processing latency: features stage → signal",
+    "candle_to_signal": "candle → signal in all (backlog + processing)",
+    "signal_to_order": "signal → order in all",
+}
+
+
 def _print_summary(summary: dict[str, Any]) -> None:
     table = Table(title="pipeline run", show_header=False)
     for key in ("candles", "recorded", "dead_lettered", "handler_failures", "claimed", "orders_waiting", "drained"):
         table.add_row(key, str(summary.get(key)))
     for name, count in summary.get("published", {}).items():
         table.add_row(f"published {name}", str(count))
-    for name, lat in summary.get("latency_ms", {}).items():
+    latencies = summary.get("latency_ms", {})
+    for name in sorted(latencies, key=lambda n: list(LATENCY_LABELS).index(n) if n in LATENCY_LABELS else 99):
+        lat = latencies[name]
         if lat.get("n"):
-            table.add_row(f"{name} p50 / p99 ms", f"{lat['p50_ms']} / {lat['p99_ms']} (n={lat['n']})")
+            label = LATENCY_LABELS.get(name, name)
+            table.add_row(f"{label}, p50 / p99 ms", f"{lat['p50_ms']:,} / {lat['p99_ms']:,} (n={lat['n']:,})")
     table.add_row("seconds", str(summary.get("seconds")))
     console.print(table)
 
@@ -172,6 +182,8 @@ def _run_pipeline(ctx: typer.Context, spec: Any, bus_url: str, options: Any, bro
             return (await pipeline.run(source)).to_dict()
         finally:
             await bus.close()
+
+    import asyncio  # here, not at module level: the CLI starts faster
 
     return asyncio.run(go())
 
@@ -378,7 +390,9 @@ def register(app: typer.Typer) -> None:
         answers, fills and positions. Exits 1 listing the differences, 0 when identical.
 
         What ran comes from the run's own record (RunStarted); --artifact and the trading options replay a log
-        written before runs were recorded. Example: smartmarket replay --from 2024-01-01
+        written before runs were recorded.
+
+        Example: smartmarket replay --from 2024-01-01
         """
         from smartmarket.pipeline.replay import replay, replay_run
 
@@ -529,4 +543,4 @@ def _short(detail: dict[str, Any]) -> str:
     return text if len(text) <= 90 else text[:87] + "..."
 
 
-__all__ = ["register"]
+__all__ = ["LATENCY_LABELS", "register"]

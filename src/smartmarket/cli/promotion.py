@@ -126,8 +126,9 @@ def register_models(models_app: typer.Typer) -> None:
     ) -> None:
         """Compare a candidate with the current production entry, out of sample, and attach the result.
 
-        Uses the stored candles after everything either was fitted on. Example:
-        smartmarket models evaluate-candidate ensemble-BTCUSDT-1h-20261124 && smartmarket models promote ensemble-BTC…
+        Uses the stored candles after everything either was fitted on.
+
+        Example: smartmarket models evaluate-candidate ensemble-BTCUSDT-1h-20261124
         """
         from smartmarket.ops.promotion import evaluate_and_attach
 
@@ -160,6 +161,8 @@ def register_models(models_app: typer.Typer) -> None:
 
         Refuses without an attached evaluation against the current production entry, and (unless --force) an
         ensemble artifact that can never produce a signal.
+
+        Example: smartmarket models promote ensemble-BTCUSDT-1h
         """
         from smartmarket.models.registry import Registry
 
@@ -175,7 +178,10 @@ def register_models(models_app: typer.Typer) -> None:
         ctx: typer.Context,
         model_id: Annotated[str, typer.Argument(help="A registry id (or a unique prefix).")],
     ) -> None:
-        """Take an entry out of use (a retired production entry leaves its series without one)."""
+        """Take an entry out of use (a retired production entry leaves its series without one).
+
+        Example: smartmarket models retire logreg-BTCUSDT-1h
+        """
         from smartmarket.models.registry import Registry
 
         record = Registry(get_context(ctx).settings.registry_dir).retire(model_id)

@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
-import pandas as pd
 import typer
 from rich import box
 from rich.table import Table
@@ -29,12 +27,14 @@ from smartmarket.cli.context import console, err_console, get_context
 from smartmarket.core.errors import ConfigError, NotFoundError
 from smartmarket.core.timeutil import format_ms, parse_time
 from smartmarket.core.types import Timeframe, normalize_symbol
-from smartmarket.store.base import CandleStore
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # numpy, pandas, torch and sklearn load inside the commands (fast start-up)
+    import pandas as pd
+
     from smartmarket.signals.engine import SignalEngine
     from smartmarket.signals.fit import EnsembleArtifact
     from smartmarket.signals.strength import Signal
+    from smartmarket.store.base import CandleStore
 
 FORMATS = ("table", "csv", "json")
 DEFAULT_WARMUP = 1000
@@ -58,6 +58,8 @@ def read_candles(
     store: CandleStore, symbol: str, tf: Timeframe, start: int | None, end: int | None, warmup: int = 0
 ) -> tuple[pd.DataFrame, int]:
     """Candles in ``[start - warmup bars, end)`` and the row where ``start`` begins."""
+    import numpy as np
+
     first = None if start is None else start - warmup * tf.ms
     try:
         frame = store.read_candles(symbol, tf, first, end)
@@ -153,6 +155,8 @@ def signals_csv(signals: Sequence[Signal], members: Sequence[str]) -> str:
 
 
 def _json_text(doc: Any) -> str:
+    import numpy as np
+
     def clean(value: Any) -> Any:
         if isinstance(value, float):
             return value if math.isfinite(value) else None
@@ -243,6 +247,8 @@ def _print_fit(doc: Mapping[str, Any]) -> None:
 
 def engine_outcomes(engine: SignalEngine) -> Any:
     """The engine's resolved outcomes as per-bar arrays (``pipeline.OutcomeArrays``)."""
+    import numpy as np
+
     from smartmarket.signals.pipeline import OutcomeArrays
 
     n = engine.bar + 1
@@ -257,6 +263,8 @@ def evaluate_engine_run(
     engine: SignalEngine, signals: Sequence[Signal], first: int, fee: float = 0.001
 ) -> dict[str, Any]:
     """Hit rate, Brier, ECE, false-signal rate, weights and per-strength hit rates of ``signals[first:]``."""
+    import numpy as np
+
     from smartmarket.backtest.signal_evaluation import signal_metrics
 
     decided = [s for s in signals[first:] if s.member_weights]
@@ -299,6 +307,8 @@ def _print_evaluation(doc: Mapping[str, Any]) -> None:
 def demo_signals_stage(store: CandleStore, symbol: str, timeframe: str, registry_dir: Path) -> dict[str, Any]:
     """The demo's signal stage: fit technical + SMC on all but the last 1,000 candles (at most 8,000 before
     them), save the artifact, run the engine over the last 1,000 and summarise (seconds, not minutes)."""
+    import numpy as np
+
     sym, tf = normalize_symbol(symbol), Timeframe.parse(timeframe)
     frame = store.read_candles(sym, tf).reset_index(drop=True)
     test = min(1000, len(frame) // 4)

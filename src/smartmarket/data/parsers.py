@@ -47,6 +47,7 @@ import pyarrow.parquet as pq
 
 from smartmarket.core.errors import DataFormatError
 from smartmarket.core.frame import CANDLE_COLUMNS
+from smartmarket.data.formats import FORMATS
 from smartmarket.data.text_blocks import (
     BOM,
     RAW_TEXT_LIMIT,
@@ -60,7 +61,6 @@ from smartmarket.data.text_blocks import (
     raw_pieces,
 )
 
-FORMATS: tuple[str, ...] = ("csv", "parquet", "binance", "freqtrade")
 RAW_COLUMNS: tuple[str, ...] = (*CANDLE_COLUMNS, "line", "raw", "problem")
 PROBLEMS: tuple[str, ...] = ("field_count", "unparseable")
 CHUNK_ROWS = 1_000_000  # Parquet batch rows

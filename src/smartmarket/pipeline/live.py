@@ -44,7 +44,7 @@ from smartmarket.bus.consumer import Consumer, ConsumerConfig, default_consumer_
 from smartmarket.bus.inprocess import InProcessBus
 from smartmarket.bus.topics import CANDLES, TOPICS, topic_for
 from smartmarket.core.errors import ConfigError, PipelineError, SmartMarketError
-from smartmarket.core.events import Message, SignalGenerated, SubmitOrder
+from smartmarket.core.events import CandleClosed, Message, SignalGenerated, SubmitOrder
 from smartmarket.core.types import Timeframe, normalize_symbol
 from smartmarket.execution.broker import Broker
 from smartmarket.pipeline.observability import PipelineMetrics, event_fields
@@ -63,7 +63,6 @@ if TYPE_CHECKING:
     from smartmarket.signals.engine import SignalEngine
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -359,6 +358,8 @@ class LivePipeline:
 
         async def handle(message: Message, delivery: Delivery) -> None:
             t0 = time.perf_counter()
+            if stage.name == "features" and isinstance(message, CandleClosed):  # the signal chain starts here
+                metrics.candle_taken(message.event_id)
             try:
                 outputs = await stage.handle(message)
             except Exception:
@@ -545,17 +546,18 @@ async def run_file(
 
 def demo_paper_trading(
     store: EventStore, candles: pd.DataFrame, symbol: str, timeframe: Timeframe | str, engine: SignalEngine,
-    *, trading: TradingConfig | None = None,
+    *, artifact_id: str, trading: TradingConfig | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Paper-trade ``candles`` of one symbol through the whole pipeline on the in-process bus.
 
-    ``engine`` is copied (the caller's stays untouched); every event lands in ``store``. Returns the run
-    summary plus the final position (quantity, realised P&L, cash) from the last ``PositionChanged``.
+    ``engine`` is copied (the caller's stays untouched); every event lands in ``store``, its signals and orders
+    naming ``artifact_id``, the ensemble artifact the engine was built from. Returns the run summary plus the
+    final position (quantity, realised P&L, cash) from the last ``PositionChanged``.
     """
     symbol = normalize_symbol(symbol)
     template = copy.deepcopy(engine)
     spec = PipelineSpec.build(
-        [symbol], timeframe, FactoryEngines(lambda _s: copy.deepcopy(template), "demo"),
+        [symbol], timeframe, FactoryEngines(lambda _s: copy.deepcopy(template), artifact_id),
         trading or TradingConfig(limits=None),
     )  # fmt: skip
     summary = asyncio.run(run_file(spec, store, InProcessBus(), {symbol: candles}))

@@ -11,7 +11,11 @@ Metrics, in a registry of their own per pipeline (``PipelineMetrics.registry``; 
 - ``smartmarket_pipeline_handler_seconds{stage}``: time in each stage's handler;
 - ``smartmarket_pipeline_candle_to_signal_seconds`` and ``…_signal_to_order_seconds``: end-to-end latency
   from a ``CandleClosed`` being published to its ``SignalGenerated`` being published (and from the signal to
-  its ``SubmitOrder``), measured in the process that publishes both (all stages in one process).
+  its ``SubmitOrder``), measured in the process that publishes both (all stages in one process);
+- the candle → signal time split in two: ``…_candle_backlog_seconds``, the **backlog delay** a candle waited on
+  the bus before the features stage started on it (at ``--speed 0`` a whole file is published at once, so this
+  is queueing, not a property of the pipeline), and ``…_candle_processing_seconds``, the **processing latency**
+  from that start to the signal being published.
 
 Exact latency samples are kept too (``latency_ms``) for the benchmark's percentiles.
 """
@@ -53,11 +57,21 @@ class PipelineMetrics:
             "smartmarket_pipeline_signal_to_order_seconds", "SignalGenerated published → SubmitOrder published",
             buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
+        self.candle_backlog = Histogram(
+            "smartmarket_pipeline_candle_backlog_seconds", "CandleClosed published → the features stage starts on it",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.candle_processing = Histogram(
+            "smartmarket_pipeline_candle_processing_seconds",
+            "The features stage starts on a CandleClosed → its SignalGenerated published",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
         self.latency_ms: dict[str, deque[float]] = {
-            "candle_to_signal": deque(maxlen=keep_samples),
-            "signal_to_order": deque(maxlen=keep_samples),
+            name: deque(maxlen=keep_samples)
+            for name in ("candle_to_signal", "candle_backlog", "candle_processing", "signal_to_order")
         }
         self._started: OrderedDict[str, float] = OrderedDict()  # event id → perf_counter when published
+        self._taken: OrderedDict[str, float] = OrderedDict()  # candle id → perf_counter when features started it
 
     def published_at(self, event_id: str) -> None:
         """Remember when a chain's root (candle) or a signal left, to time what it causes."""
@@ -65,11 +79,29 @@ class PipelineMetrics:
         if len(self._started) > 100_000:
             self._started.popitem(last=False)
 
+    def candle_taken(self, event_id: str) -> None:
+        """The features stage starts on a candle: the time since it was published was backlog delay (a retry of
+        the same candle is not counted again)."""
+        started = self._started.get(event_id)
+        if started is None or event_id in self._taken:
+            return
+        now = time.perf_counter()
+        self._taken[event_id] = now
+        if len(self._taken) > 100_000:
+            self._taken.popitem(last=False)
+        self.candle_backlog.observe(now - started)
+        self.latency_ms["candle_backlog"].append((now - started) * 1000)
+
     def _elapsed(self, event_id: str | None) -> float | None:
         started = self._started.pop(event_id, None) if event_id else None
         return None if started is None else time.perf_counter() - started
 
     def signal_published(self, correlation_id: str, signal_id: str) -> None:
+        taken = self._taken.pop(correlation_id, None)
+        if taken is not None:
+            processing = time.perf_counter() - taken
+            self.candle_processing.observe(processing)
+            self.latency_ms["candle_processing"].append(processing * 1000)
         seconds = self._elapsed(correlation_id)
         if seconds is not None:
             self.candle_to_signal.observe(seconds)

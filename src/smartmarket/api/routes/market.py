@@ -31,7 +31,10 @@ def list_symbols(request: Request) -> SymbolsOut:
     for info in services(request).market.series():
         grouped.setdefault(info.symbol, []).append(
             SeriesOut(
-                timeframe=info.timeframe.value, count=info.count, first_ts=info.first_ts, last_ts=info.last_ts,
+                timeframe=info.timeframe.value,
+                count=info.count,
+                first_ts=info.first_ts,
+                last_ts=info.last_ts,
                 synthetic=info.synthetic,
             )
         )
@@ -58,8 +61,13 @@ def get_candles(
     rows = [
         CandleOut(ts=ts, open=o, high=h, low=lo, close=c, volume=v)
         for ts, o, h, lo, c, v in zip(
-            frame["ts"].tolist(), frame["open"].tolist(), frame["high"].tolist(), frame["low"].tolist(),
-            frame["close"].tolist(), frame["volume"].tolist(), strict=True,
+            frame["ts"].tolist(),
+            frame["open"].tolist(),
+            frame["high"].tolist(),
+            frame["low"].tolist(),
+            frame["close"].tolist(),
+            frame["volume"].tolist(),
+            strict=True,
         )
     ]
     return CandlesOut(symbol=sym, timeframe=tf.value, count=len(rows), candles=rows)

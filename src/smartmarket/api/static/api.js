@@ -11,8 +11,8 @@ export function setApiKey(value) {
   else sessionStorage.removeItem(KEY_STORAGE);
 }
 
-/** fetch JSON from the API; throws an Error carrying the server's message on a non-2xx answer. */
-export async function api(path, { method = "GET", body } = {}) {
+/** fetch JSON from the API; throws an Error carrying the server's message on a non-2xx answer (unless in alsoOk). */
+export async function api(path, { method = "GET", body, alsoOk = [] } = {}) {
   const headers = { Accept: "application/json" };
   const key = apiKey();
   if (key) headers["X-API-Key"] = key;
@@ -20,7 +20,7 @@ export async function api(path, { method = "GET", body } = {}) {
   const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const text = await response.text();
   const data = text ? JSON.parse(text) : null;
-  if (!response.ok) {
+  if (!response.ok && !alsoOk.includes(response.status)) {
     const detail = data && data.detail;
     const message = Array.isArray(detail) ? detail.map((d) => `${d.loc.slice(1).join(".")}: ${d.msg}`).join("; ") : detail;
     const error = new Error(`${message || response.statusText}${data && data.hint ? ` — ${data.hint}` : ""}`);

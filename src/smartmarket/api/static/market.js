@@ -43,14 +43,29 @@ export class MarketView {
     this.lastLiveSignal = null;
   }
 
+  /** Every panel says there is nothing to show (instead of "loading…"), and why. */
+  showEmpty(why) {
+    this.candles.setData([]);
+    this.regimes.setData([]);
+    this.markers.setMarkers([]);
+    this.signals = [];
+    replace(document.getElementById("regime-legend"), "");
+    for (const id of ["signal-body", "quality-body"]) {
+      const body = document.getElementById(id);
+      body.className = "muted";
+      replace(body, `No data: ${why}.`);
+    }
+  }
+
   async load(symbol, timeframe) {
     this.symbol = symbol;
     this.timeframe = timeframe;
+    for (const id of ["signal-body", "quality-body"]) replace(document.getElementById(id), "loading…");
     document.getElementById("chart-title").textContent = `${symbol} ${timeframe} — candles, regimes, signals`;
     const [candles, regimes, signals] = await Promise.all([
       api(`/api/candles/${symbol}/${timeframe}?limit=${CANDLE_LIMIT}`),
       api(`/api/regimes/${symbol}/${timeframe}?limit=${CANDLE_LIMIT}`).catch(() => null),
-      api(`/api/signals/${symbol}/${timeframe}?limit=1000`),
+      api(`/api/signals/${symbol}/${timeframe}?limit=1000`).catch(() => ({ history: [], latest: null })),
     ]);
     this.candles.setData(candles.candles.map((c) => ({
       time: chartTime(c.ts), open: c.open, high: c.high, low: c.low, close: c.close,

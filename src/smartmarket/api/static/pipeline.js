@@ -3,13 +3,17 @@
 import { api, el, isoTime, num, replace } from "./api.js";
 
 export async function loadPipeline() {
-  const [health, pipeline] = await Promise.all([api("/api/health"), api("/api/pipeline")]);
+  const [health, pipeline] = await Promise.all([api("/api/health", { alsoOk: [503] }), api("/api/pipeline")]);
+  document.getElementById("health-body").dataset.loaded = document.getElementById("pipeline-body").dataset.loaded = "yes";
   replace(document.getElementById("health-body"), el("table", { id: "health-table" },
-    el("tbody", {}, ["store", "bus", "models", "pipeline"].map((name) => el("tr", {},
-      el("td", {}, name),
-      el("td", { class: health[name].ok ? "pos" : "neg" },
-        !health[name].ok ? "problem" : name === "pipeline" && health.pipeline.detail !== "running" ? "off" : "ok"),
-      el("td", {}, health[name].detail))))));
+    el("tbody", {}, ["store", "bus", "models", "pipeline"].map((name) => {
+      const part = health[name] ?? { ok: true, detail: "not configured: live updates from this server only" };
+      return el("tr", {},
+        el("td", {}, name),
+        el("td", { class: part.ok ? "pos" : "neg" },
+          !part.ok ? "problem" : !health[name] || (name === "pipeline" && part.detail !== "running") ? "off" : "ok"),
+        el("td", {}, part.detail));
+    }))));
   const body = document.getElementById("pipeline-body");
   body.className = pipeline.running ? "" : "muted";
   if (!pipeline.running) {
