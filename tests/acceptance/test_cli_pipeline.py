@@ -96,12 +96,13 @@ def test_run_events_and_replay(candle_dir: Path, sm_home: Path) -> None:
     # tamper with one recorded signal in the database: replay exits non-zero and names it
     store = open_store(Settings().store_url)
     assert isinstance(store, DuckDBStore)
-    row = store.con.execute("SELECT event_id, payload FROM events WHERE type = 'SignalGenerated' "
-                            "AND payload LIKE '%\"direction\":\"long\"%' ORDER BY seq LIMIT 1").fetchone()  # fmt: skip
-    assert row is not None
-    store.con.execute(
-        "UPDATE events SET payload = ? WHERE event_id = ?", [row[1].replace('"long"', '"short"', 1), row[0]]
-    )
+    with store.connection(write=True) as con:
+        row = con.execute("SELECT event_id, payload FROM events WHERE type = 'SignalGenerated' "
+                          "AND payload LIKE '%\"direction\":\"long\"%' ORDER BY seq LIMIT 1").fetchone()  # fmt: skip
+        assert row is not None
+        con.execute(
+            "UPDATE events SET payload = ? WHERE event_id = ?", [row[1].replace('"long"', '"short"', 1), row[0]]
+        )
     store.close()
     code, out = invoke("replay", "--format", "json")
     assert code == 1

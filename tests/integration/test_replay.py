@@ -132,13 +132,14 @@ def test_an_edit_in_the_database_is_reported(recorded: tuple[PipelineSpec, Path]
     copy_log(path, tmp_path / "edited.duckdb")
     store = open_store(f"duckdb:///{tmp_path / 'edited.duckdb'}")
     assert isinstance(store, DuckDBStore)
-    row = store.con.execute(
-        "SELECT event_id, payload FROM events WHERE type = 'SubmitOrder' ORDER BY seq LIMIT 1"
-    ).fetchone()
-    assert row is not None
-    payload = json.loads(row[1])
-    payload["quantity"] = payload["quantity"] * 2
-    store.con.execute("UPDATE events SET payload = ? WHERE event_id = ?", [json.dumps(payload), row[0]])
+    with store.connection(write=True) as con:
+        row = con.execute(
+            "SELECT event_id, payload FROM events WHERE type = 'SubmitOrder' ORDER BY seq LIMIT 1"
+        ).fetchone()
+        assert row is not None
+        payload = json.loads(row[1])
+        payload["quantity"] = payload["quantity"] * 2
+        con.execute("UPDATE events SET payload = ? WHERE event_id = ?", [json.dumps(payload), row[0]])
     report = replay(store, spec)
     store.close()
     assert [(d.kind, d.type, d.fields) for d in report.differences] == [("changed", "SubmitOrder", ("quantity",))]

@@ -5,8 +5,6 @@ What every adapter must do is written in ``smartmarket/store/base.py``; each tes
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -519,30 +517,6 @@ def test_duplicate_event_id_is_refused(store: Store) -> None:
 
 
 # --------------------------------------------------------------------------- adapter specifics
-
-
-def test_duckdb_file_locked_by_another_process(tmp_path: Path) -> None:
-    path = tmp_path / "locked.duckdb"
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"import duckdb, sys, time; c = duckdb.connect({str(path)!r}); print('ready', flush=True); "
-            "sys.stdin.read()",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
-        with pytest.raises(StoreError, match="locked by another process") as info:
-            DuckDBStore(f"duckdb:///{path}")
-        assert info.value.hint and "postgresql" in info.value.hint
-    finally:
-        assert holder.stdin is not None
-        holder.stdin.close()
-        holder.wait(timeout=10)
 
 
 def test_duckdb_store_objects_on_one_file_share_a_coherent_cache(tmp_path: Path) -> None:

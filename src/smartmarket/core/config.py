@@ -18,6 +18,7 @@ from platformdirs import user_data_dir
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from smartmarket.core.errors import ConfigError
 from smartmarket.core.redaction import redact_url, register_secret
 
 SECRET_ENV_VARS = (
@@ -31,6 +32,24 @@ SECRET_ENV_VARS = (
 
 
 DEFAULT_STORE_FILE = "smartmarket.duckdb"  # the embedded store's file under ``home``
+DEFAULT_STORE_LOCK_TIMEOUT_S = 30.0  # how long a DuckDB open waits for another process's lock
+STORE_LOCK_TIMEOUT_ENV = "SMARTMARKET_STORE_LOCK_TIMEOUT"
+
+
+def store_lock_timeout(environ: Mapping[str, str] | None = None) -> float:
+    """Seconds a DuckDB store waits for another process's lock on its file (``SMARTMARKET_STORE_LOCK_TIMEOUT``)."""
+    raw = (os.environ if environ is None else environ).get(STORE_LOCK_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_STORE_LOCK_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise ConfigError(
+            f"invalid {STORE_LOCK_TIMEOUT_ENV}={raw!r}", hint="give the seconds to wait as a number >= 0, e.g. 30"
+        )
+    return value
 
 
 def default_home() -> Path:
@@ -90,4 +109,13 @@ def register_env_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
     return found
 
 
-__all__ = ["DEFAULT_STORE_FILE", "SECRET_ENV_VARS", "Settings", "default_home", "register_env_secrets"]
+__all__ = [
+    "DEFAULT_STORE_FILE",
+    "DEFAULT_STORE_LOCK_TIMEOUT_S",
+    "SECRET_ENV_VARS",
+    "STORE_LOCK_TIMEOUT_ENV",
+    "Settings",
+    "default_home",
+    "register_env_secrets",
+    "store_lock_timeout",
+]

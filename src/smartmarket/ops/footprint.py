@@ -36,7 +36,8 @@ def duckdb_bytes(store: DuckDBStore) -> int:
     """Size of a DuckDB store's file plus its ``.wal`` after a ``CHECKPOINT``."""
     if store.path == ":memory:":
         raise ConfigError("an in-memory DuckDB store has no size on disk", hint="use duckdb:///file.duckdb")
-    store.con.execute("CHECKPOINT")
+    with store.connection(write=True) as con:
+        con.execute("CHECKPOINT")
     database = Path(store.path)
     wal = database.with_name(database.name + ".wal")
     return database.stat().st_size + (wal.stat().st_size if wal.exists() else 0)

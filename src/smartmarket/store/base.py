@@ -13,12 +13,15 @@ Conventions every adapter follows (checked by the contract suite in ``tests/inte
 - Ranges are half-open: ``start <= ts < end``.
 - ``EventStore.append`` assigns strictly increasing sequence numbers starting at 1 (the next one is the
   log's highest plus one, so retention, which deletes a prefix of the log, always keeps the newest event).
+- ``batch()`` groups several calls: the embedded DuckDB store, which opens its file per call so that other
+  processes can use it in between, then opens it once for the group; server stores need nothing.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -67,7 +70,16 @@ class StoredEvent:
     message: Message
 
 
-class CandleStore(ABC):
+class Batching:
+    """``batch()``, shared by both ports (see the module docstring)."""
+
+    def batch(self, *, write: bool = False) -> AbstractContextManager[object]:
+        """Run the calls made inside as one batch: one open of an embedded file (read-write when ``write``),
+        holding its lock against other processes meanwhile, so keep batches short. A no-op for servers."""
+        return nullcontext()
+
+
+class CandleStore(Batching, ABC):
     """Candles at rest."""
 
     url: str
@@ -110,9 +122,7 @@ class CandleStore(ABC):
         """Every stored series, sorted by symbol then timeframe length."""
 
     @abstractmethod
-    def delete_range(
-        self, symbol: str, timeframe: Timeframe, start: int | None = None, end: int | None = None
-    ) -> int:
+    def delete_range(self, symbol: str, timeframe: Timeframe, start: int | None = None, end: int | None = None) -> int:
         """Delete candles with ``start <= ts < end``; returns how many were deleted."""
 
     def series_info(self, symbol: str, timeframe: Timeframe) -> SeriesInfo | None:
@@ -121,11 +131,11 @@ class CandleStore(ABC):
                 return info
         return None
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Release connections and files."""
 
 
-class EventStore(ABC):
+class EventStore(Batching, ABC):
     """The durable, ordered event log."""
 
     @abstractmethod
@@ -182,6 +192,7 @@ class Store(CandleStore, EventStore, ABC):
 
 
 __all__ = [
+    "Batching",
     "CandleStore",
     "EventStore",
     "OnConflict",

@@ -12,9 +12,11 @@ Coherence (the cache must never serve data older than the store it belongs to):
   while it was being read (``generation`` before the read, ``store`` after it), so a slow load racing a
   write through another store object on the same file cannot install a stale tail.
 
-Writes made by *other processes* are not seen: a DuckDB file has a single writer process, so the embedded
-store is safe; a shared PostgreSQL server is not, which is why ``PostgresStore`` leaves the cache off by
-default.
+Writes made by *other processes*: the owning store tells the cache what state the database is in whenever it
+looks (``sync(token)``, e.g. a DuckDB file's header, size and modification times); a token that differs from
+the one the tails were read in drops them all. After its own writes the store calls ``adopt(token)`` (the
+tails already follow those). A PostgreSQL server offers no such cheap token, which is why ``PostgresStore``
+leaves the cache off by default.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class TailCache:
         self.capacity = capacity
         self._tails: dict[SeriesKey, _Tail] = {}
         self._generation = 0  # bumped by every write; see the module docstring
+        self._token: object = None  # the database state the tails were read in (see ``sync``)
         self._lock = threading.Lock()
 
     def get(self, key: SeriesKey, n: int) -> pd.DataFrame | None:
@@ -116,6 +119,20 @@ class TailCache:
         with self._lock:
             self._generation += 1
             self._tails.pop(key, None)
+
+    def sync(self, token: object) -> None:
+        """The database is in state ``token`` (read while no other process could write): drop every tail when
+        that is not the state they were read in (another process wrote meanwhile)."""
+        with self._lock:
+            if token != self._token:
+                self._generation += 1
+                self._tails.clear()
+                self._token = token
+
+    def adopt(self, token: object) -> None:
+        """The database reached state ``token`` by this process's own writes, which the tails already follow."""
+        with self._lock:
+            self._token = token
 
     def clear(self) -> None:
         with self._lock:

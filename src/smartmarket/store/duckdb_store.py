@@ -18,19 +18,34 @@ Design choices (measured on the 2-core development machine with 5 M one-minute c
   every incoming candle as new, unchanged or conflicting.
 - ``series`` keeps count, first/last ``ts`` and the synthetic flag of every series, maintained by each write
   and delete, so listing series and planning reads never scan candles.
+- **Short-lived connections, so many processes share one file.** DuckDB lets one process open a file
+  read-write, or many read-only, never both. No store object keeps the file open while idle: each operation
+  (or a batch in ``connection()``) opens it, read-only for reads and read-write for writes, and closes it;
+  ``serve``, ``run``, ``ingest`` and every reading command then take turns on the file (an open costs
+  ~5-10 ms). An open that meets the lock of another process retries with backoff for up to
+  ``lock_timeout`` seconds (``SMARTMARKET_STORE_LOCK_TIMEOUT``, default 30), says so in one stderr line when
+  the wait lasts, and fails with one ``StoreError`` line when the time runs out. A write ends with a
+  ``CHECKPOINT`` (what closing would do anyway), so the next process opens a file with no WAL to replay.
 - ``latest`` is served from a ``TailCache`` shared by every store object opened on the same file in this
-  process; DuckDB lets only one process write a file, so no other writer can make it stale.
-- One connection per store object; calls are serialised by a lock shared per database file.
+  process. Another process may write between two calls, so the tails are tagged with the file's state
+  (``FileWatch``: its header blocks, where DuckDB writes a new header at every checkpoint, plus size and
+  modification time of the file and its WAL): any difference drops them. A look costs two ``stat``s and a
+  12 KiB ``pread`` through a descriptor kept open (closing one would drop this process's lock on the file).
+- Calls are serialised by a lock shared per database file in this process; a thread nesting operations
+  inside ``connection()`` reuses the open connection.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import re
+import sys
 import threading
+import time
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +55,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from smartmarket.core.config import store_lock_timeout
 from smartmarket.core.errors import ConfigError, NotFoundError, SmartMarketError, StoreError
 from smartmarket.core.events import Message, from_json, to_json
 from smartmarket.core.frame import CANDLE_COLUMNS, empty_candles
@@ -115,11 +131,21 @@ def missing_store_error(url: str) -> NotFoundError:
 
 
 @dataclass
+class _Held:
+    """The connection a thread of this process holds open on a file (see ``DuckDBStore.connection``)."""
+
+    con: duckdb.DuckDBPyConnection
+    write: bool
+
+
+@dataclass
 class _SharedState:
     """What every store object on one database file in this process shares."""
 
     cache: TailCache
+    watch: FileWatch | None = None  # None in memory
     lock: threading.RLock = field(default_factory=threading.RLock)
+    held: _Held | None = None
 
 
 _SHARED: weakref.WeakValueDictionary[str, _SharedState] = weakref.WeakValueDictionary()
@@ -133,31 +159,111 @@ def _shared_state(path: str, capacity: int) -> _SharedState:
     with _SHARED_LOCK:
         state = _SHARED.get(key)
         if state is None:
-            state = _SharedState(cache=TailCache(capacity))
+            watch = FileWatch(key)
+            state = _SharedState(cache=TailCache(capacity), watch=watch)
+            # The last store object on the file is gone, so no connection is open: closing the descriptor is safe.
+            weakref.finalize(state, watch.close)
             _SHARED[key] = state
         return state
 
 
-def _connect(path: str) -> duckdb.DuckDBPyConnection:
-    if path != ":memory:":
+ANNOUNCE_AFTER_S = 0.5
+"""A wait for another process's lock shorter than this is normal turn-taking and is not announced."""
+_ANNOUNCE_EVERY_S = 10.0  # at most one "waiting" line per process in this many seconds (serve answers many calls)
+_last_announced = [-_ANNOUNCE_EVERY_S]
+
+
+def _lock_holder(text: str) -> str | None:
+    """The PID named by DuckDB's lock error, "" when it names none; None when ``text`` is not a lock error."""
+    if "lock" not in text.lower():
+        return None
+    pid = re.search(r"PID (\d+)", text)
+    return pid.group(1) if pid else ""
+
+
+def _announce_wait(path: str, pid: str, timeout: float) -> None:
+    now = time.monotonic()
+    if now - _last_announced[0] < _ANNOUNCE_EVERY_S:
+        return
+    _last_announced[0] = now
+    holder = f", PID {pid}" if pid else ""
+    sys.stderr.write(
+        f"waiting for the store (locked by another smartmarket process{holder}) … up to {timeout:g} s "
+        f"(SMARTMARKET_STORE_LOCK_TIMEOUT): {path}\n"
+    )
+    sys.stderr.flush()
+
+
+def _connect(path: str, *, read_only: bool = False, lock_timeout: float = 0.0) -> duckdb.DuckDBPyConnection:
+    """Open ``path``; while another process holds a conflicting lock, retry with backoff up to ``lock_timeout`` s."""
+    if path != ":memory:" and not read_only:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        # DuckDB creates a missing file; callers decided before (``DuckDBStore(create=…)``) whether it may.
-        return duckdb.connect(path)
-    except duckdb.IOException as exc:
-        text = str(exc)
-        if "lock" in text.lower():
-            pid = re.search(r"PID (\d+)", text)
-            holder = f" (PID {pid.group(1)})" if pid else ""
+    started: float | None = None
+    delay = 0.005
+    announced = False
+    while True:
+        try:
+            # DuckDB creates a missing file; callers decided before (``DuckDBStore(create=…)``) whether it may.
+            return duckdb.connect(path, read_only=read_only)
+        except duckdb.IOException as exc:
+            text = str(exc)
+            pid = _lock_holder(text)
+            if pid is None:
+                raise StoreError(f"cannot open DuckDB file: {text}", where=path) from None
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open DuckDB file: {exc}", where=path) from None
+        now = time.monotonic()
+        started = now if started is None else started
+        waited = now - started
+        if waited >= lock_timeout:
+            holder = f" (PID {pid})" if pid else ""
             raise StoreError(
-                f"the DuckDB file is locked by another process{holder}",
+                f"the DuckDB file is locked by another process{holder}, still after {waited:.1f} s",
                 where=path,
-                hint="DuckDB allows one writing process: stop the other smartmarket process, or use "
-                "--store postgresql://… for shared access",
+                hint="let the other command finish or stop it, raise SMARTMARKET_STORE_LOCK_TIMEOUT (seconds), "
+                "or use --store postgresql://… for heavy shared access",
             ) from None
-        raise StoreError(f"cannot open DuckDB file: {text}", where=path) from None
-    except duckdb.Error as exc:
-        raise StoreError(f"cannot open DuckDB file: {exc}", where=path) from None
+        if not announced and waited >= ANNOUNCE_AFTER_S:
+            _announce_wait(path, pid, lock_timeout)
+            announced = True
+        time.sleep(min(delay, max(lock_timeout - waited, 0.001)))
+        delay = min(delay * 2, 0.1)
+
+
+class FileWatch:
+    """Reads the state of a DuckDB file: what changes whenever a committed write reaches it (its header blocks,
+    as a checkpoint writes a new database header; its size, modification time and inode; its WAL's size and
+    modification time). ``()`` while there is no file.
+
+    The file is read through one descriptor kept open, never opened and closed per look: closing *any*
+    descriptor of a file drops every POSIX lock this process holds on it, DuckDB's own lock included."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def state(self) -> tuple[object, ...]:
+        try:
+            st = os.stat(self.path)
+            if self._fd is None or os.fstat(self._fd).st_ino != st.st_ino:
+                old, self._fd = self._fd, os.open(self.path, os.O_RDONLY)
+                if old is not None:
+                    os.close(old)  # a file since replaced: closing it drops no lock on this one
+            head = os.pread(self._fd, 3 * 4096, 0)
+        except FileNotFoundError:
+            return ()
+        try:
+            wal = os.stat(self.path + ".wal")
+            wal_state: tuple[int, int] | None = (wal.st_size, wal.st_mtime_ns)
+        except FileNotFoundError:
+            wal_state = None
+        return (head, st.st_size, st.st_mtime_ns, st.st_ino, wal_state)
+
+    def close(self) -> None:
+        """Only once no connection of this process is open on the file (see the class docstring)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def _one_row(result: duckdb.DuckDBPyConnection) -> tuple[Any, ...] | None:
@@ -174,29 +280,75 @@ def _conflict_frame(df: pd.DataFrame | None = None) -> pd.DataFrame:
 
 
 class DuckDBStore(Store):
-    """Candles and events in one DuckDB file (or in memory)."""
+    """Candles and events in one DuckDB file (or in memory), opened per operation (see the module docstring)."""
 
-    def __init__(self, url: str, *, cache_capacity: int = DEFAULT_CAPACITY, create: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        cache_capacity: int = DEFAULT_CAPACITY,
+        create: bool = True,
+        lock_timeout: float | None = None,
+    ) -> None:
         self.url = url
         self.path = database_path(url)
+        self.lock_timeout = store_lock_timeout() if lock_timeout is None else float(lock_timeout)
+        """Seconds an open waits for another process's lock on the file before failing."""
         exists = self.path == ":memory:" or Path(self.path).exists()
         if not exists and not create:
             raise missing_store_error(url)
         self.created = not exists
         """True when this object created the database file (it did not exist)."""
-        self._con: duckdb.DuckDBPyConnection | None = _connect(self.path)
+        self._closed = False
         self._shared = _shared_state(self.path, cache_capacity)
         self._cache = self._shared.cache
-        with self._errors():
-            self._con.execute(_SCHEMA)
+        # An in-memory database lives as long as its one connection; a file is opened per operation.
+        self._memory = _connect(self.path) if self.path == ":memory:" else None
+        if create:
+            with self._errors(), self.connection(write=True) as con:
+                con.execute(_SCHEMA)
 
     # ------------------------------------------------------------------ plumbing
 
-    @property
-    def con(self) -> duckdb.DuckDBPyConnection:
-        if self._con is None:
+    @contextmanager
+    def connection(self, *, write: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for one operation or a batch of them, holding this process's lock on the file.
+
+        The file is opened read-only (``write=False``: other processes may read meanwhile) or read-write (no
+        other process may open it), and closed on exit, after a ``CHECKPOINT`` when writable. Store methods
+        called inside by the same thread reuse it; a write inside a read-only batch is refused."""
+        if self._closed:
             raise StoreError("the store is closed", where=self.path)
-        return self._con
+        shared = self._shared
+        with shared.lock:
+            if self._memory is not None:
+                yield self._memory
+                return
+            held = shared.held
+            if held is not None:
+                if write and not held.write:
+                    raise StoreError("a write inside a read-only store batch", where=self.path,
+                                     hint="open the batch with connection(write=True)")  # fmt: skip
+                yield held.con
+                return
+            con = _connect(self.path, read_only=not write, lock_timeout=self.lock_timeout)
+            shared.held = _Held(con, write)
+            try:
+                self._cache.sync(self._state())  # another process may have written since we last looked
+                yield con
+                if write:
+                    con.execute("CHECKPOINT")  # what closing would do; then the file's state is final
+                    self._cache.adopt(self._state())  # our own writes: the cache followed them
+            finally:
+                shared.held = None
+                con.close()
+
+    def _state(self) -> tuple[object, ...]:
+        watch = self._shared.watch
+        return () if watch is None else watch.state()
+
+    def batch(self, *, write: bool = False) -> AbstractContextManager[object]:
+        return self.connection(write=write)
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -210,8 +362,7 @@ class DuckDBStore(Store):
                 raise StoreError(f"DuckDB: {exc}", where=self.path) from None
 
     @contextmanager
-    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        con = self.con
+    def _transaction(self, con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
         con.begin()
         try:
             yield con
@@ -224,10 +375,12 @@ class DuckDBStore(Store):
             con.rollback()  # otherwise the connection stays in an aborted transaction
             raise
 
-    def _query_frame(self, sql: str, params: Sequence[object], *, ensure_sorted: bool = False) -> pd.DataFrame:
+    def _query_frame(
+        self, con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object], *, ensure_sorted: bool = False
+    ) -> pd.DataFrame:
         """Run a query returning candle columns. ``ensure_sorted`` sorts by ``ts`` in numpy when needed, so
         a full read can skip SQL ``ORDER BY`` (rows come back in insertion order, normally already sorted)."""
-        arrays = self.con.sql(sql, params=list(params)).fetchnumpy()
+        arrays = con.sql(sql, params=list(params)).fetchnumpy()
         if len(arrays["ts"]) == 0:
             return empty_candles()
         cols = {c: np.asarray(arrays[c], dtype=np.int64 if c == "ts" else np.float64) for c in CANDLE_COLUMNS}
@@ -237,9 +390,9 @@ class DuckDBStore(Store):
             cols = {c: v[order] for c, v in cols.items()}
         return pd.DataFrame(cols)
 
-    def _stored(self, symbol: str) -> dict[Timeframe, tuple[int, int, int]]:
+    def _stored(self, con: duckdb.DuckDBPyConnection, symbol: str) -> dict[Timeframe, tuple[int, int, int]]:
         """Stored timeframes of ``symbol`` → (count, first_ts, last_ts)."""
-        rows = self.con.execute(
+        rows = con.execute(
             "SELECT timeframe, count, first_ts, last_ts FROM series WHERE symbol = ?", [symbol]
         ).fetchall()
         return {Timeframe(tf): (int(n), int(first), int(last)) for tf, n, first, last in rows}
@@ -265,11 +418,11 @@ class DuckDBStore(Store):
         if len(ts) == 0:
             return WriteResult(inserted=0, unchanged=0, conflicts=_conflict_frame())
         key = (symbol, tf.value)
-        with self._errors():
-            info = self._stored(symbol).get(tf)
-            self.con.register(_INCOMING, pa.table(cols))
+        with self._errors(), self.connection(write=True) as con:
+            info = self._stored(con, symbol).get(tf)
+            con.register(_INCOMING, pa.table(cols))
             try:
-                with self._transaction() as con:
+                with self._transaction(con):
                     if info is None or int(ts[0]) > info[2] or int(ts[-1]) < info[1]:  # no overlap possible
                         result = self._insert_all(con, symbol, tf, cols, synthetic)
                     else:
@@ -278,7 +431,7 @@ class DuckDBStore(Store):
                 self._cache.invalidate(key)
                 raise
             finally:
-                self.con.unregister(_INCOMING)
+                con.unregister(_INCOMING)
             previous_last = info[2] if info is not None else None
             self._cache.after_write(key, cols, previous_last, result.inserted, result.overwritten)
         return result
@@ -392,11 +545,12 @@ class DuckDBStore(Store):
         lo = MIN_TS if start is None else start
         hi = MAX_TS if end is None else end
         limit_sql = "" if limit is None else f" LIMIT {int(limit)}"
-        with self._errors():
-            stored = self._stored(symbol)
+        with self._errors(), self.connection() as con:
+            stored = self._stored(con, symbol)
             if tf in stored:
                 order = "" if limit is None else f" ORDER BY ts{limit_sql}"
                 return self._query_frame(
+                    con,
                     "SELECT ts, open, high, low, close, volume FROM candles "
                     f"WHERE symbol = ? AND timeframe = ? AND ts >= ? AND ts < ?{order}",
                     [symbol, tf.value, lo, hi],
@@ -407,6 +561,7 @@ class DuckDBStore(Store):
                 raise series_not_found(symbol, tf, stored)
             plan = plan_resample(source, tf, start, end, stored[source][2], include_partial=include_partial)
             return self._query_frame(
+                con,
                 f"""SELECT bucket AS ts, arg_min(open, ts) AS open, max(high) AS high, min(low) AS low,
                        arg_max(close, ts) AS close, sum(volume) AS volume
                 FROM (SELECT {plan.bucket_sql("duckdb")} AS bucket, ts, open, high, low, close, volume FROM candles
@@ -420,47 +575,50 @@ class DuckDBStore(Store):
         if n <= 0:
             return empty_candles()
         key = (symbol, tf.value)
-        hit = self._cache.get(key, n)
+        with self._shared.lock:
+            if self._shared.watch is not None:
+                self._cache.sync(self._state())  # another process may have written since
+            hit = self._cache.get(key, n)
         if hit is not None:
             return hit
-        with self._errors():
+        with self._errors(), self.connection() as con:
             generation = self._cache.generation()
-            stored = self._stored(symbol)
+            stored = self._stored(con, symbol)
             if tf not in stored:
                 raise series_not_found(symbol, tf, ())
             count, _, last_ts = stored[tf]
             want = max(n, self._cache.capacity)
-            tail = self._read_tail(symbol, tf, want, last_ts, count)
-        self._cache.store(key, tail, generation)
+            tail = self._read_tail(con, symbol, tf, want, last_ts, count)
+            self._cache.store(key, tail, generation)
         return tail.iloc[-n:].reset_index(drop=True)
 
     def latest_uncached(self, symbol: str, timeframe: Timeframe, n: int) -> pd.DataFrame:
         """``latest`` straight from the database, bypassing the tail cache (for benchmarks and checks)."""
         symbol, tf = normalize_symbol(symbol), Timeframe.parse(timeframe)
-        with self._errors():
-            stored = self._stored(symbol)
+        with self._errors(), self.connection() as con:
+            stored = self._stored(con, symbol)
             if tf not in stored:
                 raise series_not_found(symbol, tf, ())
             count, _, last_ts = stored[tf]
-            return self._read_tail(symbol, tf, n, last_ts, count)
+            return self._read_tail(con, symbol, tf, n, last_ts, count)
 
-    def _read_tail(self, symbol: str, tf: Timeframe, want: int, last_ts: int, count: int) -> pd.DataFrame:
+    def _read_tail(
+        self, con: duckdb.DuckDBPyConnection, symbol: str, tf: Timeframe, want: int, last_ts: int, count: int
+    ) -> pd.DataFrame:
         """The last ``want`` candles, ascending. A lower ``ts`` bound (right when there are no gaps) lets zone
         maps skip old row groups; with gaps it may return too few rows, and the query is redone unbounded."""
         sql = (
             "SELECT ts, open, high, low, close, volume FROM candles WHERE symbol = ? AND timeframe = ? "
             f"AND ts >= ? ORDER BY ts DESC LIMIT {int(want)}"
         )
-        frame = self._query_frame(sql, [symbol, tf.value, last_ts - (want - 1) * tf.ms])
+        frame = self._query_frame(con, sql, [symbol, tf.value, last_ts - (want - 1) * tf.ms])
         if len(frame) < min(want, count):
-            frame = self._query_frame(sql, [symbol, tf.value, MIN_TS])
+            frame = self._query_frame(con, sql, [symbol, tf.value, MIN_TS])
         return frame.iloc[::-1].reset_index(drop=True)
 
     def list_series(self) -> list[SeriesInfo]:
-        with self._errors():
-            rows = self.con.execute(
-                "SELECT symbol, timeframe, count, first_ts, last_ts, synthetic FROM series"
-            ).fetchall()
+        with self._errors(), self.connection() as con:
+            rows = con.execute("SELECT symbol, timeframe, count, first_ts, last_ts, synthetic FROM series").fetchall()
         infos = [
             SeriesInfo(
                 symbol=s, timeframe=Timeframe(tf), count=int(n), first_ts=int(a), last_ts=int(b), synthetic=bool(syn)
@@ -471,9 +629,9 @@ class DuckDBStore(Store):
 
     def series_info(self, symbol: str, timeframe: Timeframe) -> SeriesInfo | None:
         symbol, tf = normalize_symbol(symbol), Timeframe.parse(timeframe)
-        with self._errors():
+        with self._errors(), self.connection() as con:
             row = _one_row(
-                self.con.execute(
+                con.execute(
                     "SELECT count, first_ts, last_ts, synthetic FROM series WHERE symbol = ? AND timeframe = ?",
                     [symbol, tf.value],
                 )
@@ -487,9 +645,9 @@ class DuckDBStore(Store):
         symbol, tf = normalize_symbol(symbol), Timeframe.parse(timeframe)
         lo = MIN_TS if start is None else int(start)
         hi = MAX_TS if end is None else int(end)
-        with self._errors():
+        with self._errors(), self.connection(write=True) as con:
             try:
-                with self._transaction() as con:
+                with self._transaction(con):
                     deleted_row = _one_row(
                         con.execute(
                             "DELETE FROM candles WHERE symbol = ? AND timeframe = ? AND ts >= ? AND ts < ?",
@@ -523,15 +681,15 @@ class DuckDBStore(Store):
     # ------------------------------------------------------------------ events
 
     def last_seq(self) -> int:
-        with self._errors():
-            row = _one_row(self.con.execute("SELECT coalesce(max(seq), 0) FROM events"))
+        with self._errors(), self.connection() as con:
+            row = _one_row(con.execute("SELECT coalesce(max(seq), 0) FROM events"))
         return int(row[0]) if row else 0
 
     def append_events(self, events: Iterable[Message]) -> list[int]:
         messages = list(events)
         if not messages:
             return []
-        with self._errors(), self._transaction() as con:
+        with self._errors(), self.connection(write=True) as con, self._transaction(con):
             row = _one_row(con.execute("SELECT coalesce(max(seq), 0) FROM events"))
             first = (int(row[0]) if row else 0) + 1
             seqs = list(range(first, first + len(messages)))
@@ -544,7 +702,7 @@ class DuckDBStore(Store):
         seqs = [e.seq for e in events]
         if any(b <= a for a, b in itertools.pairwise(seqs)):
             raise StoreError("imported events must have strictly increasing sequence numbers", where=self.path)
-        with self._errors(), self._transaction() as con:
+        with self._errors(), self.connection(write=True) as con, self._transaction(con):
             row = _one_row(con.execute("SELECT coalesce(max(seq), 0) FROM events"))
             last = int(row[0]) if row else 0
             if seqs[0] <= last:
@@ -591,19 +749,19 @@ class DuckDBStore(Store):
         sql = f"SELECT seq, payload FROM events {where} ORDER BY seq"
         if limit is not None:
             sql += f" LIMIT {max(int(limit), 0)}"
-        with self._errors():
-            rows = self.con.execute(sql, params).fetchall()
+        with self._errors(), self.connection() as con:
+            rows = con.execute(sql, params).fetchall()
         return [StoredEvent(seq=int(seq), message=from_json(payload)) for seq, payload in rows]
 
     def nth_newest_seq(self, n: int) -> int | None:
-        with self._errors():
+        with self._errors(), self.connection() as con:
             row = _one_row(
-                self.con.execute("SELECT seq FROM events ORDER BY seq DESC LIMIT 1 OFFSET ?", [max(int(n), 1) - 1])
+                con.execute("SELECT seq FROM events ORDER BY seq DESC LIMIT 1 OFFSET ?", [max(int(n), 1) - 1])
             )
         return int(row[0]) if row else None
 
     def delete_events_through(self, seq: int, *, expected: int | None = None) -> int:
-        with self._errors(), self._transaction() as con:
+        with self._errors(), self.connection(write=True) as con, self._transaction(con):
             row = _one_row(
                 con.execute("SELECT coalesce(max(seq), 0), count(*) FILTER (WHERE seq <= ?) FROM events", [int(seq)])
             )
@@ -616,10 +774,12 @@ class DuckDBStore(Store):
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
-        if self._con is not None:
-            with self._shared.lock:
-                self._con.close()
-                self._con = None
+        """Nothing stays open between operations; an in-memory database is dropped with its connection."""
+        with self._shared.lock:
+            self._closed = True
+            if self._memory is not None:
+                self._memory.close()
+                self._memory = None
 
 
-__all__ = ["DuckDBStore", "database_path", "missing_store_error"]
+__all__ = ["ANNOUNCE_AFTER_S", "DuckDBStore", "FileWatch", "database_path", "missing_store_error"]

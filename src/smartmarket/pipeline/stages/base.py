@@ -123,6 +123,21 @@ class EventLog:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.1)
 
+    async def record(self, messages: Sequence[Message]) -> int:
+        """``append`` then ``store_candles`` in one store batch (the embedded store's file is opened once, so
+        a long run holds its lock only briefly per flush); returns how many events were new."""
+        store = self.store
+
+        def both() -> int:
+            with store.batch(write=True):
+                added = append_new(store, messages)
+                candles = [m for m in messages if isinstance(m, CandleClosed)]
+                if candles and isinstance(store, CandleStore):
+                    store_candles(store, candles)
+                return added
+
+        return await self._call(both)
+
     async def store_candles(self, messages: Sequence[Message]) -> int:
         """Write the ``CandleClosed`` among ``messages`` to the candle store, when the event store is one too."""
         candles = [m for m in messages if isinstance(m, CandleClosed)]

@@ -151,8 +151,8 @@ class Recorder:
                 await asyncio.sleep(0.005)
             batches, self._queued = self._queued, []
             try:
-                added = await self.log.append([m for b in batches for _, m in b.messages])
-                await self.log.store_candles([m for b in batches for _, m in b.messages])  # live candles are stored
+                # one store batch: the events, and the live candles among them into the candle store
+                added = await self.log.record([m for b in batches for _, m in b.messages])
             except Exception as exc:
                 for b in batches:
                     _settle(b.done, exc)
