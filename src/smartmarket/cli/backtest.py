@@ -26,7 +26,8 @@ from smartmarket.core.timeutil import format_ms, parse_time
 from smartmarket.core.types import Timeframe, normalize_symbol
 from smartmarket.engine.kernel import KernelConfig
 from smartmarket.execution.fees import FeeModel
-from smartmarket.execution.sizing import FixedFraction
+from smartmarket.execution.risk import RiskConfig
+from smartmarket.execution.sizing import FixedFraction, Sizer, annual_volatility_target
 from smartmarket.execution.slippage import FixedBps
 from smartmarket.store.base import CandleStore
 from smartmarket.strategies.registry import make_strategy, strategy_factory
@@ -103,19 +104,40 @@ def kernel_config(
     latency: int,
     long_only: bool,
     close_at_end: bool,
+    vol_target: float | None = None,
+    max_leverage: float = 1.0,
+    rebalance_band: float = 0.1,
+    timeframe: Timeframe | None = None,
 ) -> KernelConfig:
-    """The execution settings of a CLI run (fees apply to makers and takers alike)."""
+    """The execution settings of a CLI run (fees apply to makers and takers alike).
+
+    ``vol_target`` (annualised, on ``timeframe`` bars): size each position by the EWMA volatility-targeting
+    sizer (its share of the target is ``fraction``), rebalanced outside ``rebalance_band``, up to
+    ``max_leverage`` x ``fraction`` each and ``max_leverage`` gross.
+    """
     if not cash > 0:
         raise ConfigError(f"--cash must be positive, got {cash!r}")
     if latency < 0:
         raise ConfigError(f"--latency must be >= 0 bars, got {latency!r}")
     if not 0 < fraction <= 1:
         raise ConfigError(f"--fraction must be in (0, 1], got {fraction!r}")
+    sizer: Sizer = FixedFraction(fraction)
+    risk = RiskConfig()
+    if vol_target is not None:
+        if timeframe is None:
+            raise ConfigError("--vol-target needs the bar timeframe", hint="give --timeframe, e.g. -t 1d")
+        sizer = annual_volatility_target(
+            vol_target, timeframe, max_leverage=max_leverage, band=rebalance_band, share=fraction
+        )
+        risk = RiskConfig(max_position_fraction=max_leverage, max_gross_exposure=max_leverage)
+    elif max_leverage != 1.0 or rebalance_band != 0.1:
+        raise ConfigError("--max-leverage and --rebalance-band apply to --vol-target", hint="add --vol-target 0.2")
     return KernelConfig(
         initial_cash=float(cash),
         fees=FeeModel(maker=fees, taker=fees),
         slippage=FixedBps(slippage_bps),
-        sizer=FixedFraction(fraction),
+        sizer=sizer,
+        risk=risk,
         latency_bars=latency,
         long_only=long_only,
         close_at_end=close_at_end,
@@ -225,6 +247,22 @@ def _report_scope(symbols: Sequence[str]) -> str:
     )
 
 
+def vol_target_line(metrics: Metrics, vol_target: float) -> str:
+    """The realised annual volatility beside the target, and the turnover it cost."""
+    turnover = f"{metrics.annual_turnover:.1f}x equity a year" if metrics.annual_turnover is not None else "n/a"
+    return f"Volatility target {_frac(vol_target)}: realised {_frac(metrics.volatility)} a year; turnover {turnover}"
+
+
+VOL_TARGET_HELP = (
+    "Size positions for this annualised volatility (0.2 = 20 %) from an EWMA forecast (RiskMetrics 0.94), "
+    "resized at closes as volatility moves."
+)
+MAX_LEVERAGE_HELP = "With --vol-target: the most exposure per equity (gross), e.g. 2 for 2x."
+BAND_HELP = (
+    "With --vol-target: resize only when the target differs from the held exposure by more than this (0.1 = 10 %)."
+)
+
+
 # ------------------------------------------------------------------------------------------ command
 
 
@@ -251,6 +289,9 @@ def backtest(
     keep_open: Annotated[
         bool, typer.Option("--keep-open", help="Leave positions open at the end instead of closing them.")
     ] = False,
+    vol_target: Annotated[float | None, typer.Option("--vol-target", help=VOL_TARGET_HELP)] = None,
+    max_leverage: Annotated[float, typer.Option("--max-leverage", help=MAX_LEVERAGE_HELP)] = 1.0,
+    rebalance_band: Annotated[float, typer.Option("--rebalance-band", help=BAND_HELP)] = 0.1,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the full result as JSON here.")] = None,
     report_path: Annotated[Path | None, typer.Option("--report", help="Write the HTML report here.")] = None,
 ) -> None:
@@ -270,6 +311,10 @@ def backtest(
         latency=latency,
         long_only=long_only,
         close_at_end=not keep_open,
+        vol_target=vol_target,
+        max_leverage=max_leverage,
+        rebalance_band=rebalance_band,
+        timeframe=tf,
     )
 
     store = get_context(ctx).store
@@ -299,6 +344,8 @@ def backtest(
         console.print(f"warmed up on {warmed:,} candle(s) before --start (not traded)", style="dim", highlight=False)
     if result.open_positions:
         console.print(f"{len(result.open_positions)} position(s) left open (--keep-open)", style="dim")
+    if vol_target is not None:
+        console.print(vol_target_line(metrics, vol_target), highlight=False)
 
     if json_path is not None:
         document = backtest_document(
