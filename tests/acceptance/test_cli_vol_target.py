@@ -1,0 +1,73 @@
+"""``smartmarket backtest --vol-target`` end to end on real BTCUSDT 1d candles ingested into a temp store."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from smartmarket.cli.app import app, main
+from smartmarket.core.config import Settings
+from smartmarket.data.ingest import ingest_file
+from smartmarket.store import open_store
+
+runner = CliRunner(env={"COLUMNS": "200", "SMARTMARKET_STORE": None})
+BUY_HOLD = ("backtest", "--symbol", "BTCUSDT", "--timeframe", "1d", "--strategy", "buy_hold")
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
+    home = tmp_path_factory.mktemp("vt") / "home"
+    settings = Settings(home=home)
+    home.mkdir()
+    with open_store(settings.store_url) as store:
+        ingest_file(store, shared_data / "BTCUSDT-1d.csv.gz", quarantine_dir=settings.quarantine_dir)
+    return home
+
+
+def run(home: Path, *args: str) -> tuple[str, dict[str, Any]]:
+    out = home.parent / "bt.json"
+    result = runner.invoke(app, ["--home", str(home), *args, "--json", str(out)])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code == 0, result.output
+    return result.stdout, json.loads(out.read_text(encoding="utf-8"))
+
+
+def test_buy_hold_vol_target_prints_and_meets_its_target(home: Path) -> None:
+    text, plain = run(home, *BUY_HOLD)
+    assert "Volatility target" not in text
+    text, doc = run(home, *BUY_HOLD, "--vol-target", "0.2")
+    line = re.search(r"Volatility target 20\.00%: realised ([\d.]+)% a year; turnover ([\d.]+)x", text)
+    assert line is not None, text
+    realised = float(line.group(1)) / 100
+    assert realised == pytest.approx(doc["metrics"]["volatility"], abs=1e-4)
+    assert realised == pytest.approx(0.2, rel=0.25)
+    assert plain["metrics"]["volatility"] > 0.5  # BTC itself: far from 20 %
+    assert doc["metrics"]["max_drawdown"] < plain["metrics"]["max_drawdown"]
+
+
+def test_leverage_lets_a_high_target_through(home: Path) -> None:
+    _, capped = run(home, *BUY_HOLD, "--vol-target", "0.8")
+    _, levered = run(home, *BUY_HOLD, "--vol-target", "0.8", "--max-leverage", "2")
+    assert levered["metrics"]["volatility"] > capped["metrics"]["volatility"] * 1.05
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--max-leverage", "2"), "--max-leverage and --rebalance-band apply to --vol-target"),
+        (("--vol-target", "-0.2"), "--vol-target must be positive"),
+        (("--vol-target", "0.2", "--rebalance-band", "-1"), "--rebalance-band must be >= 0"),
+    ],
+)
+def test_bad_settings_are_one_line_errors(
+    home: Path, capsys: pytest.CaptureFixture[str], args: tuple[str, ...], message: str
+) -> None:
+    assert main(["--home", str(home), *BUY_HOLD, *args]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.startswith("error: ") and message in err
