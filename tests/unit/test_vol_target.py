@@ -15,7 +15,9 @@ from smartmarket.core.errors import ConfigError
 from smartmarket.core.types import Timeframe
 from smartmarket.data.synthetic import garch_candles
 from smartmarket.engine import KernelConfig
+from smartmarket.engine.strategy import BarContext, Strategy
 from smartmarket.execution import FeeModel
+from smartmarket.execution.orders import Decision
 from smartmarket.execution.risk import RiskConfig
 from smartmarket.execution.sizing import (
     EWMA_LOOKBACK,
@@ -58,8 +60,6 @@ def test_ewma_volatility_hand_checked() -> None:
 def test_sizer_is_zero_until_the_window_is_full() -> None:
     sizer = VolatilityTarget(target_vol=0.01, lookback=5, decay=0.94)
     closes = [100.0 * 1.01 ** (i % 2) for i in range(6)]
-    from smartmarket.execution.orders import Decision
-
     assert sizer.fraction(Decision("long"), closes[4], closes[:5]) == 0.0
     assert sizer.fraction(Decision("long"), closes[5], closes) > 0.0
 
@@ -131,3 +131,24 @@ def test_a_protective_exit_ends_the_stance(markets: list[pd.DataFrame]) -> None:
 def test_bad_settings_are_one_line_errors(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         annual_volatility_target(timeframe=DAY, **kwargs)
+
+
+class EveryBar(Strategy):
+    """Repeats one decision at every close (as the ensemble's trader does while its signal lasts)."""
+
+    name = "every_bar"
+
+    def __init__(self, decision: Decision) -> None:
+        self.decision = decision
+
+    def on_bar(self, ctx: BarContext) -> Decision | None:
+        return self.decision
+
+
+def test_a_decisions_size_scales_the_volatility_budget(markets: list[pd.DataFrame]) -> None:
+    candles, config = markets[0], vol_config(0.2)
+    full = run_backtest(candles, lambda s: EveryBar(Decision("long")), config=config)
+    half = run_backtest(candles, lambda s: EveryBar(Decision("long", size=0.5)), config=config)
+    assert annual_vol(half) == pytest.approx(0.5 * annual_vol(full), rel=0.1)
+    # repeated sized decisions resize only outside the band, like the rebalancing itself
+    assert len(half.orders) < 0.2 * len(candles)

@@ -379,8 +379,10 @@ class Kernel:
             fraction = cfg.risk.limit_fraction(fraction, self._other_gross_fraction(st))
             if fraction == 0.0 and current == 0:
                 return  # no room (exposure limits) or no size (sizer): nothing to do
-            if sign == current and abs(fraction - st.target_fraction) < 1e-12:
-                self._update_levels(st, decision)
+            if sign == current and (
+                abs(fraction - st.target_fraction) < 1e-12 or (st.pending is None and self._within_band(st, fraction))
+            ):
+                self._update_levels(st, decision)  # a sized repeat resizes only outside a rebalancing sizer's band
                 return
         if st.pending is not None:
             st.pending.status = "cancelled"
@@ -405,6 +407,14 @@ class Kernel:
         st.pending = order
         st.target_fraction = fraction
 
+    def _within_band(self, st: _SymbolState, fraction: float) -> bool:
+        """Whether ``fraction`` is within a rebalancing sizer's band around the held exposure (False without)."""
+        band = self.config.sizer.rebalance_band
+        if not self._rebalances or band is None:
+            return False
+        held = self._held_fraction(st.symbol)
+        return abs(fraction - held) <= band * abs(held)
+
     def _rebalance(self, st: _SymbolState, ts: int, i: int, close: float) -> None:
         """Resize toward the sizer's fraction at this close when it left the band around the held exposure."""
         decision = st.stance_decision
@@ -412,13 +422,11 @@ class Kernel:
             return
         cfg = self.config
         sizer = cfg.sizer
-        band = sizer.rebalance_band
-        assert band is not None  # only called when the sizer rebalances
         fraction = st.stance * sizer.fraction(decision, close, st.history.closes(sizer.lookback + 1))
         fraction = cfg.risk.limit_fraction(fraction, self._other_gross_fraction(st))
-        held = self._held_fraction(st.symbol)
-        if abs(fraction - held) <= band * abs(held):
+        if self._within_band(st, fraction):
             return
+        held = self._held_fraction(st.symbol)
         # entering from flat takes the decision's levels; a resize keeps the levels in force
         entering = (held > 0) - (held < 0) != st.stance
         self._send(st, fraction, ts, i, decision if entering else None, "rebalance")

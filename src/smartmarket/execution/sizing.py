@@ -103,7 +103,8 @@ class VolatilityTarget(Sizer):
     or the RiskMetrics EWMA with that decay (e.g. 0.94). For an annual target pass
     ``target_vol = annual / sqrt(bars_per_year)``. Until ``lookback + 1`` closes exist it sizes zero (no
     estimate, no position). ``rebalance_band``: the kernel resizes a held position at a close when the target
-    moved by more than this fraction of the held exposure (None: size at the decision only).
+    moved by more than this fraction of the held exposure (None: size at the decision only). A decision with
+    its own ``size`` (in [0, 1]) gets that share of the volatility budget and of the cap.
     """
 
     target_vol: float = 0.01
@@ -122,6 +123,11 @@ class VolatilityTarget(Sizer):
             raise ConfigError(f"EWMA decay must be in (0, 1), got {self.decay!r}", hint="RiskMetrics uses 0.94")
         if self.rebalance_band is not None and not self.rebalance_band >= 0:
             raise ConfigError(f"rebalance band must be >= 0, got {self.rebalance_band!r}", hint="e.g. 0.1 (10 %)")
+
+    def fraction(self, decision: Decision, price: float, closes: Sequence[float] = ()) -> float:
+        """A decision's own ``size`` (e.g. the ensemble's strength) scales the volatility budget, not replaces it."""
+        scale = 1.0 if decision.size is None else max(0.0, float(decision.size))
+        return scale * max(0.0, self._fraction(decision, price, closes))
 
     def forecast(self, closes: Sequence[float]) -> float:
         """Per-bar volatility forecast from the closes up to now (NaN until ``lookback + 1`` closes)."""
