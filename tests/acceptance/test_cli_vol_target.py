@@ -7,11 +7,15 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from smartmarket.backtest import run_backtest
 from smartmarket.cli.app import app, main
+from smartmarket.cli.backtest import kernel_config
 from smartmarket.core.config import Settings
+from smartmarket.core.types import Timeframe
 from smartmarket.data.ingest import ingest_file
 from smartmarket.store import open_store
 
@@ -71,3 +75,20 @@ def test_bad_settings_are_one_line_errors(
     assert main(["--home", str(home), *BUY_HOLD, *args]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert err.startswith("error: ") and message in err
+
+
+def test_paper_run_trades_the_backtests_orders_and_replays(tmp_path: Path, shared_data: Path) -> None:
+    """`run --strategy buy_hold --vol-target 0.2` sends the backtest kernel's orders (resizes included)."""
+    home = str(tmp_path / "home")
+    source = f"file:{shared_data / 'BTCUSDT-1d.csv.gz'}"
+    args = ["--symbols", "BTCUSDT", "--timeframe", "1d", "--source", source, "--strategy", "buy_hold"]
+    result = runner.invoke(app, ["--home", home, "run", *args, "--vol-target", "0.2", "--no-risk-checks", "--json"])
+    assert result.exit_code == 0, result.output
+    orders = json.loads(result.stdout)["published"]["SubmitOrder"]
+    config = kernel_config(cash=10_000.0, fees=0.001, slippage_bps=0.0, fraction=1.0, latency=0, long_only=False,
+                           close_at_end=False, vol_target=0.2, timeframe=Timeframe.parse("1d"))  # fmt: skip
+    backtest = run_backtest(pd.read_csv(shared_data / "BTCUSDT-1d.csv.gz"), "buy_hold", config=config)
+    assert orders == len(backtest.orders) > 100
+    replayed = runner.invoke(app, ["--home", home, "replay", "--format", "json"])
+    assert replayed.exit_code == 0, replayed.output
+    assert json.loads(replayed.stdout)["identical"] is True
