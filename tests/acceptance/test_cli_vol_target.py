@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,10 @@ from smartmarket.backtest import run_backtest
 from smartmarket.cli.app import app, main
 from smartmarket.cli.backtest import kernel_config
 from smartmarket.core.config import Settings
+from smartmarket.core.timeutil import parse_time
 from smartmarket.core.types import Timeframe
 from smartmarket.data.ingest import ingest_file
+from smartmarket.execution.sizing import VolatilityTarget
 from smartmarket.store import open_store
 
 runner = CliRunner(env={"COLUMNS": "200", "SMARTMARKET_STORE": None})
@@ -92,3 +95,18 @@ def test_paper_run_trades_the_backtests_orders_and_replays(tmp_path: Path, share
     replayed = runner.invoke(app, ["--home", home, "replay", "--format", "json"])
     assert replayed.exit_code == 0, replayed.output
     assert json.loads(replayed.stdout)["identical"] is True
+
+
+def test_start_warms_the_forecast_up_so_the_window_starts_held(home: Path) -> None:
+    _, doc = run(home, *BUY_HOLD, "--vol-target", "0.2", "--start", "2021-01-01", "--end", "2022-01-01")
+    assert doc["trades"][0]["entry_ts"] == parse_time("2021-01-01")
+
+
+def test_each_of_n_symbols_gets_its_share_of_the_target_and_the_cap() -> None:
+    day = Timeframe.parse("1d")
+    config = kernel_config(cash=1.0, fees=0.0, slippage_bps=0.0, fraction=0.5, latency=0, long_only=False,
+                           close_at_end=True, vol_target=0.2, max_leverage=2.0, timeframe=day)  # fmt: skip
+    sizer = config.sizer
+    assert isinstance(sizer, VolatilityTarget)
+    assert sizer.target_vol == pytest.approx(0.1 / math.sqrt(365)) and sizer.max_fraction == 1.0
+    assert config.risk.max_gross_exposure == 2.0

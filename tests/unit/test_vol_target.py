@@ -152,3 +152,13 @@ def test_a_decisions_size_scales_the_volatility_budget(markets: list[pd.DataFram
     assert annual_vol(half) == pytest.approx(0.5 * annual_vol(full), rel=0.1)
     # repeated sized decisions resize only outside the band, like the rebalancing itself
     assert len(half.orders) < 0.2 * len(candles)
+
+
+def test_warm_up_long_enough_holds_from_the_windows_first_open(markets: list[pd.DataFrame]) -> None:
+    candles, config = markets[0], vol_config(0.2)
+    window = candles.iloc[300:].reset_index(drop=True)
+    first = int(window["ts"].iloc[0])
+    for warm_bars, entry in ((EWMA_LOOKBACK + 1, first), (EWMA_LOOKBACK, int(window["ts"].iloc[1]))):
+        warmup = {"SYMBOL": candles.iloc[300 - warm_bars : 300]}
+        result = run_backtest({"SYMBOL": window}, "buy_hold", config=config, warmup=warmup)
+        assert result.fills[0].ts == entry  # lookback + 1 closes make the forecast at the warm-up's last close

@@ -322,7 +322,7 @@ def backtest(
     warmup = None
     if start_ms is not None:  # the strategy sees the candles before --start first, as a live run would have
         factory = strategy_factory(strategy, **strategy_params)
-        warmup = warmup_frames(store, symbols, tf, start_ms, factory, extra_bars=config.sizer.lookback)
+        warmup = warmup_frames(store, symbols, tf, start_ms, factory, extra_bars=config.sizer.lookback + 1)
     result = run_backtest(frames, strategy, params=strategy_params, config=config, timeframe=tf, warmup=warmup)
     metrics = compute_metrics(
         result.equity, result.trades, tf, exposure=result.exposure, traded_notional=result.traded_notional
