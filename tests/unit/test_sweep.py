@@ -52,6 +52,12 @@ CONFIGS = {
         risk=RiskConfig(max_position_fraction=2.0, max_gross_exposure=1.5, stop_loss_pct=0.01),
         close_at_end=True,
     ),
+    "ewma_vol_target_latency_trailing": KernelConfig(
+        sizer=VolatilityTarget(target_vol=0.003, lookback=30, max_fraction=1.5, decay=0.94, rebalance_band=0.05),
+        slippage=VolatilitySlippage(base_bps=1.0, multiplier=0.1, span=10),
+        risk=RiskConfig(trailing_stop_pct=0.004, max_position_fraction=1.5, max_gross_exposure=1.5),
+        latency_bars=1,
+    ),
     "risk_per_trade_half": KernelConfig(sizer=RiskPerTrade(risk_fraction=0.005, default_stop_pct=0.01)),
     "fixed_half": KernelConfig(sizer=FixedFraction(0.5), fees=FeeModel(0.0005, 0.0005)),
 }

@@ -4,7 +4,8 @@ A strategy with an array form (:mod:`smartmarket.strategies.arrays`: ``sma_cross
 ``buy_hold``) turns each parameter set into one decision code per bar; :mod:`smartmarket.engine.sweep_kernel`
 then replays the kernel's execution over those codes in compiled code — next-open fills sized from equity at
 the fill price including the taker fee, fees, slippage (fixed or volatility), sizing, stops/targets/trailing
-stops with the kernel's intrabar rules, long/short, exposure limits, latency, ``close_at_end``.
+stops with the kernel's intrabar rules, long/short, exposure limits, latency, ``close_at_end``, and the
+rebalancing of a volatility-targeting sizer (resize orders when its fraction leaves the band).
 
 * :func:`run_array_backtest` is one run with everything recorded: a :class:`BacktestResult` whose trades and
   equity equal ``run_backtest``'s (tested on real data).
@@ -79,6 +80,8 @@ def _parameters(config: KernelConfig) -> tuple[np.ndarray, np.ndarray]:
     fp[sk.F_SL_PCT], fp[sk.F_TP_PCT] = _nan(risk.stop_loss_pct), _nan(risk.take_profit_pct)
     fp[sk.F_TRAIL_PCT] = _nan(risk.trailing_stop_pct)
     fp[sk.F_MAX_POSITION], fp[sk.F_MAX_GROSS] = risk.max_position_fraction, risk.max_gross_exposure
+    band = config.sizer.rebalance_band
+    fp[sk.F_BAND] = band if band is not None and config.sizer.lookback > 0 else math.nan
     ip[sk.I_LATENCY] = config.latency_bars
     ip[sk.I_LONG_ONLY] = int(config.long_only)
     ip[sk.I_CLOSE_AT_END] = int(config.close_at_end)

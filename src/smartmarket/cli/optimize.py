@@ -12,7 +12,14 @@ import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from smartmarket.cli.backtest import kernel_config, parse_params, read_frames
+from smartmarket.cli.backtest import (
+    BAND_HELP,
+    MAX_LEVERAGE_HELP,
+    VOL_TARGET_HELP,
+    kernel_config,
+    parse_params,
+    read_frames,
+)
 from smartmarket.cli.context import console, err_console, get_context
 from smartmarket.core.errors import ConfigError
 from smartmarket.core.timeutil import format_ms, parse_time
@@ -134,6 +141,9 @@ def optimize_command(
     fees: Annotated[float, typer.Option("--fees", help="Fee rate per side, a fraction (0.001 = 0.1 %).")] = 0.001,
     slippage_bps: Annotated[float, typer.Option("--slippage-bps", help="Slippage per market fill, bps.")] = 0.0,
     long_only: Annotated[bool, typer.Option("--long-only", help="Never short: short signals go flat.")] = False,
+    vol_target: Annotated[float | None, typer.Option("--vol-target", help=VOL_TARGET_HELP)] = None,
+    max_leverage: Annotated[float, typer.Option("--max-leverage", help=MAX_LEVERAGE_HELP)] = 1.0,
+    rebalance_band: Annotated[float, typer.Option("--rebalance-band", help=BAND_HELP)] = 0.1,
     storage: Annotated[
         str | None, typer.Option("--storage", envvar="SMARTMARKET_OPTUNA_STORAGE", help="Study database URL.")
     ] = None,
@@ -162,7 +172,8 @@ def optimize_command(
         raise ConfigError(f"--end ({end}) must be after --start ({start})")
     config = kernel_config(
         cash=cash, fees=fees, slippage_bps=slippage_bps, fraction=1.0, latency=0, long_only=long_only,
-        close_at_end=True,
+        close_at_end=True, vol_target=vol_target, max_leverage=max_leverage, rebalance_band=rebalance_band,
+        timeframe=tf,
     )  # fmt: skip
     request = OptimizeRequest(
         strategy=strategy,

@@ -53,6 +53,12 @@ StrategyOpt = Annotated[
                  "backtest accepts (sma_cross, rsi_reversion, ..., or file.py:ClassName; see docs/strategies.md)."),
 ]  # fmt: skip
 ParamsOpt = Annotated[str | None, typer.Option("--params", "-p", help="Strategy parameters: name=value,name=value.")]
+VolTargetOpt = Annotated[
+    float | None,
+    typer.Option("--vol-target", help="Size each symbol's sub-account for this annualised volatility (see backtest)."),
+]
+MaxLeverageOpt = Annotated[float, typer.Option("--max-leverage", help="With --vol-target: most exposure per equity.")]
+BandOpt = Annotated[float, typer.Option("--rebalance-band", help="With --vol-target: resize outside this band.")]
 ReconcileOpt = Annotated[
     str,
     typer.Option("--reconcile", help="--broker ccxt: compare the book with the exchange at start and every 5 min; "
@@ -68,8 +74,9 @@ def _symbols(text: str) -> list[str]:
 
 
 def _trading(
-    cash: float, max_size: float, fee_bps: float, slippage_bps: float, no_checks: bool, reconcile: str = "check"
-) -> Any:
+    cash: float, max_size: float, fee_bps: float, slippage_bps: float, no_checks: bool, reconcile: str = "check",
+    vol_target: float | None = None, max_leverage: float = 1.0, band: float = 0.1, timeframe: str = "1h",
+) -> Any:  # fmt: skip
     from smartmarket.execution.fees import FeeModel
     from smartmarket.execution.reconcile import RECONCILE_MODES
     from smartmarket.execution.risk_checks import RiskLimits
@@ -79,10 +86,22 @@ def _trading(
     if reconcile not in RECONCILE_MODES:
         raise ConfigError(f"unknown --reconcile {reconcile!r}", hint=f"use {', '.join(RECONCILE_MODES)}")
     rate = fee_bps / 10_000
-    return TradingConfig(
+    trading = TradingConfig(
         initial_cash=cash, fees=FeeModel(maker=rate, taker=rate), slippage=FixedBps(slippage_bps),
         max_size=max_size, limits=None if no_checks else RiskLimits(), reconcile=reconcile,  # type: ignore[arg-type]
     )  # fmt: skip
+    if vol_target is None:
+        if max_leverage != 1.0 or band != 0.1:
+            raise ConfigError("--max-leverage and --rebalance-band apply to --vol-target", hint="add --vol-target 0.2")
+        return trading
+    from dataclasses import replace
+
+    from smartmarket.execution.risk import RiskConfig
+    from smartmarket.execution.sizing import annual_volatility_target
+
+    sizer = annual_volatility_target(vol_target, Timeframe.parse(timeframe), max_leverage=max_leverage, band=band)
+    risk = RiskConfig(max_position_fraction=max_leverage, max_gross_exposure=max_leverage)
+    return replace(trading, sizer=sizer, risk=risk)
 
 
 def _spec(
@@ -214,6 +233,9 @@ def register(app: typer.Typer) -> None:
         strategy: StrategyOpt = "ensemble",
         params: ParamsOpt = None,
         reconcile: ReconcileOpt = "check",
+        vol_target: VolTargetOpt = None,
+        max_leverage: MaxLeverageOpt = 1.0,
+        rebalance_band: BandOpt = 0.1,
         metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Serve Prometheus metrics.")] = None,
         json_logs: Annotated[bool, typer.Option("--json-logs", help="Structured JSON logs on stderr.")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
@@ -234,7 +256,8 @@ def register(app: typer.Typer) -> None:
 
             use_json_logs()
         names = _symbols(symbols)
-        trading = _trading(cash, max_size, fee_bps, slippage_bps, no_risk_checks, reconcile)
+        trading = _trading(cash, max_size, fee_bps, slippage_bps, no_risk_checks, reconcile, vol_target, max_leverage,
+                           rebalance_band, timeframe)  # fmt: skip
         spec = _spec(ctx, names, timeframe, artifact, registry, trading, shadow, strategy, params)
         candle_source = open_source(source, names, spec.timeframe, speed=speed)
         summary = _run_pipeline(ctx, spec, bus, RunOptions(), _broker(broker, exchange, names), candle_source,
@@ -275,6 +298,9 @@ def register(app: typer.Typer) -> None:
         strategy: StrategyOpt = "ensemble",
         params: ParamsOpt = None,
         reconcile: ReconcileOpt = "check",
+        vol_target: VolTargetOpt = None,
+        max_leverage: MaxLeverageOpt = 1.0,
+        rebalance_band: BandOpt = 0.1,
         metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Serve Prometheus metrics.")] = None,
         json_logs: Annotated[bool, typer.Option("--json-logs", help="Structured JSON logs on stderr.")] = False,
     ) -> None:
@@ -297,7 +323,8 @@ def register(app: typer.Typer) -> None:
 
             use_json_logs()
         names = _symbols(symbols)
-        trading = _trading(cash, max_size, fee_bps, slippage_bps, no_risk_checks, reconcile)
+        trading = _trading(cash, max_size, fee_bps, slippage_bps, no_risk_checks, reconcile, vol_target, max_leverage,
+                           rebalance_band, timeframe)  # fmt: skip
         spec = _spec(ctx, names, timeframe, artifact, registry, trading, shadow, strategy, params)
         if stage not in spec.stage_names((stage,)):
             raise ConfigError(f"a pipeline trading --strategy {strategy} has no {stage} stage",

@@ -19,6 +19,7 @@ volatility and recent volume.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
@@ -333,12 +334,58 @@ def _params_like(recent: pd.DataFrame, timeframe: Timeframe) -> MarketParams:
     return params
 
 
+def garch_candles(
+    n: int,
+    *,
+    annual_vol: float = 0.8,
+    alpha: float = 0.1,
+    beta: float = 0.85,
+    timeframe: Timeframe | str = "1d",
+    seed: int = 0,
+    start_ts: int = DEFAULT_START_TS,
+    start_price: float = 100.0,
+) -> pd.DataFrame:
+    """``n`` candles whose log returns are a plain GARCH(1,1) with Gaussian shocks and zero mean.
+
+    sigma2_t = omega + alpha r_{t-1}^2 + beta sigma2_{t-1}, with omega set so the unconditional volatility is
+    ``annual_vol`` (365-day year of ``timeframe`` bars). No regimes or jumps: a known volatility process for
+    testing volatility forecasts and volatility targeting. Open = previous close; high/low 0.1 % beyond.
+    """
+    tf = Timeframe.parse(str(timeframe))
+    if n < 1 or not annual_vol > 0 or alpha < 0 or beta < 0 or not alpha + beta < 1:
+        raise ConfigError(
+            "GARCH(1,1) needs n >= 1, annual_vol > 0, alpha, beta >= 0 and alpha + beta < 1",
+            hint="e.g. garch_candles(3000, annual_vol=0.8, alpha=0.1, beta=0.85)",
+        )
+    var = annual_vol**2 / (YEAR_MS / tf.ms)
+    omega = var * (1.0 - alpha - beta)
+    shocks = np.random.default_rng(seed).standard_normal(n)
+    rets = np.empty(n)
+    for i in range(n):
+        rets[i] = math.sqrt(var) * shocks[i]
+        var = omega + alpha * rets[i] ** 2 + beta * var
+    close = start_price * np.exp(np.cumsum(rets))
+    open_ = np.r_[start_price, close[:-1]]
+    frame = pd.DataFrame(
+        {
+            "ts": start_ts + tf.ms * np.arange(n, dtype=np.int64),
+            "open": open_,
+            "high": np.maximum(open_, close) * 1.001,
+            "low": np.minimum(open_, close) * 0.999,
+            "close": close,
+            "volume": np.full(n, 1_000.0),
+        }
+    )
+    return as_candle_frame(frame)
+
+
 __all__ = [
     "DEFAULT_START_TS",
     "MarketParams",
     "Regime",
     "SyntheticMarket",
     "extend_with_synthetic",
+    "garch_candles",
     "generate_market",
     "regime_labels",
     "simulate_market",

@@ -9,7 +9,11 @@
 4. **features**: the strategy's features and bar history take this bar (O(1) incremental updates);
 5. **strategy**: ``on_bar(ctx)`` sees this bar and earlier ones only;
 6. **orders**: sizing and risk turn a decision into an order that is pending until the open of the next bar
-   (``latency_bars`` later with a latency setting): never at this bar's close.
+   (``latency_bars`` later with a latency setting): never at this bar's close. With a price-dependent sizer
+   that has a ``rebalance_band`` (volatility targeting), the sizer is re-evaluated at every close while the
+   strategy's last decision wants a position and no order is pending; when its fraction differs from the held
+   exposure by more than ``band`` x the held exposure, a resize order (reason ``rebalance``) goes out the same
+   way. A protective exit ends that stance until the strategy decides again.
 
 The kernel holds no data beyond the candles it was given, so a decision at bar t cannot depend on bar t+1.
 Candles of one symbol must arrive in increasing ``ts``; across symbols, timestamps must not go back.
@@ -70,6 +74,8 @@ class _SymbolState:
         "pending",
         "slippage",
         "slippage_updates",
+        "stance",
+        "stance_decision",
         "stops",
         "strategy",
         "symbol",
@@ -96,6 +102,8 @@ class _SymbolState:
         self.bar_index = -1
         self.last_ts = -(2**63)
         self.target_fraction = 0.0
+        self.stance = 0  # the sign the strategy's last decision wants (0 after a protective exit)
+        self.stance_decision: Decision | None = None
 
 
 class Kernel:
@@ -114,6 +122,8 @@ class Kernel:
         self._states: dict[str, _SymbolState] = {}
         self._next_order_id = 1
         self._finished = False
+        sizer = cfg.sizer
+        self._rebalances = sizer.rebalance_band is not None and sizer.lookback > 0
 
     # ----------------------------------------------------------------------------------------- set-up
     def _add_symbol(self, symbol: str) -> _SymbolState:
@@ -214,9 +224,11 @@ class Kernel:
             ctx = BarContext(symbol, i, bar, pos.quantity, pos.avg_price, st.history, values, st.feature_index)
         decision = st.strategy.on_bar(ctx)
 
-        # 6. a decision becomes an order pending for a later open
+        # 6. a decision becomes an order pending for a later open; a price-dependent sizer may resize
         if decision is not None:
             self._decide(st, decision, ts, i, c)
+        if self._rebalances and st.stance != 0 and st.pending is None:
+            self._rebalance(st, ts, i, c)
 
     def warm_up(self, symbol: str, bar: Candle) -> None:
         """Feed a bar to features, history and strategy (steps 4-6) without fills, exits or equity records.
@@ -244,6 +256,8 @@ class Kernel:
         decision = st.strategy.on_bar(BarContext(symbol, i, bar, 0.0, NAN, st.history, values, st.feature_index))
         if decision is not None:
             self._decide(st, decision, ts, i, c)
+        if self._rebalances and st.stance != 0 and st.pending is None:
+            self._rebalance(st, ts, i, c)
 
     def finish(self, close_positions: bool | None = None) -> list[Position]:
         """End the run: cancel pending orders; close positions at their last close if asked
@@ -259,8 +273,13 @@ class Kernel:
             if close and st.symbol in self.portfolio.positions:
                 pos = self.portfolio.positions[st.symbol]
                 self.broker.execute(
-                    st.symbol, -pos.quantity, pos.last_price, st.last_ts, st.bar_index,
-                    slippage=st.slippage.fraction, reason="end_of_data",
+                    st.symbol,
+                    -pos.quantity,
+                    pos.last_price,
+                    st.last_ts,
+                    st.bar_index,
+                    slippage=st.slippage.fraction,
+                    reason="end_of_data",
                 )
                 st.stops = None
                 st.target_fraction = 0.0
@@ -303,6 +322,7 @@ class Kernel:
         st.stops = None
         if st.pending is None:
             st.target_fraction = 0.0
+            st.stance = 0
 
     def _other_gross_fraction(self, st: _SymbolState) -> float:
         """Gross exposure / equity of the other symbols, counting their pending targets as if filled."""
@@ -336,6 +356,7 @@ class Kernel:
         sign = DIRECTION_SIGN[decision.direction]
         if sign < 0 and cfg.long_only:
             sign = 0
+        st.stance, st.stance_decision = sign, decision
         current = self._current_sign(st)
         if sign == current and (sign == 0 or decision.size is None):
             if sign != 0:
@@ -358,27 +379,57 @@ class Kernel:
             fraction = cfg.risk.limit_fraction(fraction, self._other_gross_fraction(st))
             if fraction == 0.0 and current == 0:
                 return  # no room (exposure limits) or no size (sizer): nothing to do
-            if sign == current and abs(fraction - st.target_fraction) < 1e-12:
-                self._update_levels(st, decision)
+            if sign == current and (
+                abs(fraction - st.target_fraction) < 1e-12 or (st.pending is None and self._within_band(st, fraction))
+            ):
+                self._update_levels(st, decision)  # a sized repeat resizes only outside a rebalancing sizer's band
                 return
         if st.pending is not None:
             st.pending.status = "cancelled"
+        self._send(st, fraction, ts, i, decision, decision.reason)
+
+    def _send(self, st: _SymbolState, fraction: float, ts: int, i: int, levels: Decision | None, reason: str) -> None:
+        """Make ``fraction`` the symbol's pending order, with ``levels``' protective levels."""
         order = Order(
             order_id=self._next_order_id,
             symbol=st.symbol,
             target_fraction=fraction,
             created_ts=ts,
             created_bar=i,
-            fill_bar=i + 1 + cfg.latency_bars,
-            stop_loss=decision.stop_loss,
-            take_profit=decision.take_profit,
-            trailing_stop=decision.trailing_stop,
-            reason=decision.reason,
+            fill_bar=i + 1 + self.config.latency_bars,
+            stop_loss=levels.stop_loss if levels is not None else None,
+            take_profit=levels.take_profit if levels is not None else None,
+            trailing_stop=levels.trailing_stop if levels is not None else None,
+            reason=reason,
         )
         self._next_order_id += 1
         self.orders.append(order)
         st.pending = order
         st.target_fraction = fraction
+
+    def _within_band(self, st: _SymbolState, fraction: float) -> bool:
+        """Whether ``fraction`` is within a rebalancing sizer's band around the held exposure (False without)."""
+        band = self.config.sizer.rebalance_band
+        if not self._rebalances or band is None:
+            return False
+        held = self._held_fraction(st.symbol)
+        return abs(fraction - held) <= band * abs(held)
+
+    def _rebalance(self, st: _SymbolState, ts: int, i: int, close: float) -> None:
+        """Resize toward the sizer's fraction at this close when it left the band around the held exposure."""
+        decision = st.stance_decision
+        if decision is None:
+            return
+        cfg = self.config
+        sizer = cfg.sizer
+        fraction = st.stance * sizer.fraction(decision, close, st.history.closes(sizer.lookback + 1))
+        fraction = cfg.risk.limit_fraction(fraction, self._other_gross_fraction(st))
+        if self._within_band(st, fraction):
+            return
+        held = self._held_fraction(st.symbol)
+        # entering from flat takes the decision's levels; a resize keeps the levels in force
+        entering = (held > 0) - (held < 0) != st.stance
+        self._send(st, fraction, ts, i, decision if entering else None, "rebalance")
 
     def _update_levels(self, st: _SymbolState, decision: Decision) -> None:
         """A decision repeating the direction may move its protective levels (effective from the next bar)."""

@@ -9,7 +9,10 @@ the same order, so trades and equity agree with the event-driven driver to the l
 2. stops/targets/trailing stops inside the bar (gap → open, stop before target, trail from earlier bars);
 3. mark at the close: one equity point;
 4. the slippage tracker takes the bar;
-5. the bar's decision code (see :mod:`smartmarket.strategies.arrays`) becomes a pending order.
+5. the bar's decision code (see :mod:`smartmarket.strategies.arrays`) becomes a pending order;
+6. with a rebalance band (``F_BAND`` not NaN: a price-dependent sizer that rebalances), while the last decision
+   wants a position and no order is pending, a resize order when the bar's size fraction left the band around
+   the held exposure (the kernel's ``_rebalance``).
 
 Decision codes (int8 bit set): ``1`` long, ``2`` short, ``4`` flat if long, ``8`` flat if short.
 """
@@ -23,15 +26,15 @@ from numba import njit, prange
 
 # float parameters (``fparams``)
 F_CASH, F_MAKER, F_TAKER, F_SLIP_BASE, F_SLIP_MULT, F_SLIP_ALPHA = 0, 1, 2, 3, 4, 5
-F_SL_PCT, F_TP_PCT, F_TRAIL_PCT, F_MAX_POSITION, F_MAX_GROSS = 6, 7, 8, 9, 10
-N_FPARAMS = 11
+F_SL_PCT, F_TP_PCT, F_TRAIL_PCT, F_MAX_POSITION, F_MAX_GROSS, F_BAND = 6, 7, 8, 9, 10, 11
+N_FPARAMS = 12
 # int parameters (``iparams``)
 I_SLIP_VOL, I_LATENCY, I_LONG_ONLY, I_CLOSE_AT_END = 0, 1, 2, 3
 N_IPARAMS = 4
 
 # exit reasons
-R_SIGNAL, R_STOP_LOSS, R_TAKE_PROFIT, R_TRAILING_STOP, R_END_OF_DATA = 0, 1, 2, 3, 4
-EXIT_REASONS = ("signal", "stop_loss", "take_profit", "trailing_stop", "end_of_data")
+R_SIGNAL, R_STOP_LOSS, R_TAKE_PROFIT, R_TRAILING_STOP, R_END_OF_DATA, R_REBALANCE = 0, 1, 2, 3, 4, 5
+EXIT_REASONS = ("signal", "stop_loss", "take_profit", "trailing_stop", "end_of_data", "rebalance")
 
 # trade record columns
 TF_ENTRY_PRICE, TF_EXIT_PRICE, TF_QUANTITY, TF_PNL, TF_FEES = 0, 1, 2, 3, 4
@@ -85,6 +88,8 @@ def simulate(
     slip_base, slip_mult, slip_alpha = fp[F_SLIP_BASE], fp[F_SLIP_MULT], fp[F_SLIP_ALPHA]
     sl_pct, tp_pct, trail_pct = fp[F_SL_PCT], fp[F_TP_PCT], fp[F_TRAIL_PCT]
     max_pos, max_gross = fp[F_MAX_POSITION], fp[F_MAX_GROSS]
+    band = fp[F_BAND]
+    rebalances = not math.isnan(band)
     slip_vol = ip[I_SLIP_VOL] != 0
     latency = ip[I_LATENCY]
     long_only = ip[I_LONG_ONLY] != 0
@@ -108,6 +113,8 @@ def simulate(
     has_pending = False
     pend_frac = 0.0
     pend_bar = 0  # (the kernel's ``target_fraction`` only matters for sized decisions, which codes never carry)
+    pend_reason = R_SIGNAL
+    stance = 0  # the sign the last decision wants (0 after a protective exit)
     # protective stops
     has_stops = False
     st_side = 0
@@ -150,6 +157,7 @@ def simulate(
                     continue
                 has_pending = False
                 is_order = True
+                freason = pend_reason
             else:
                 if not has_stops:
                     continue
@@ -194,6 +202,8 @@ def simulate(
                     continue
                 fq = -qty
                 has_stops = False
+                if not has_pending:
+                    stance = 0
 
             # an order: close the other side, then size the new one (paper_broker.fill_target)
             n_parts = 1
@@ -274,7 +284,12 @@ def simulate(
                     remainder = fq + (closed if old > 0 else -closed)
                     if abs(remainder) > 1e-12 * abs(fq):
                         qty, avg, entry_ts, entry_bar, entry_fees, last = (
-                            remainder, price, t, bi, fee - exit_fee, price
+                            remainder,
+                            price,
+                            t,
+                            bi,
+                            fee - exit_fee,
+                            price,
                         )
             if is_order:
                 # kernel._after_order_fill: stops for a new side, levels kept for the same side
@@ -326,38 +341,52 @@ def simulate(
 
         # the decision
         code = codes[i]
-        if code == 0:
-            continue
+        dsign = 2  # no decision
         if code & 1:
             dsign = 1
         elif code & 2:
             dsign = -1
         elif ((code & 4) and qty > 0) or ((code & 8) and qty < 0):
             dsign = 0
-        else:
-            continue
-        if dsign < 0 and long_only:
-            dsign = 0
-        held_sign = _sign(qty)
-        current = _sign(pend_frac) if has_pending else held_sign
-        if dsign == current:
-            continue
-        if has_pending and dsign == held_sign:
-            has_pending = False  # back to the held side before the change filled: cancel it
-            continue
-        fraction = 0.0
-        if dsign != 0:
+        if dsign != 2:
+            if dsign < 0 and long_only:
+                dsign = 0
+            stance = dsign
+            held_sign = _sign(qty)
+            current = _sign(pend_frac) if has_pending else held_sign
+            if dsign == current:
+                pass
+            elif has_pending and dsign == held_sign:
+                has_pending = False  # back to the held side before the change filled: cancel it
+            else:
+                fraction = 0.0
+                if dsign != 0:
+                    eq_now = cash + qty * last if qty != 0.0 else cash
+                    other = 0.0 if eq_now > 0 else math.inf
+                    fraction = dsign * max(0.0, size_frac[i])
+                    room = max(0.0, max_gross - other)
+                    cap = min(max_pos, room)
+                    fraction = max(-cap, min(cap, fraction))
+                if dsign == 0 or fraction != 0.0 or current != 0:
+                    has_pending = True
+                    pend_frac = fraction
+                    pend_bar = bi + 1 + latency
+                    pend_reason = R_SIGNAL
+
+        # a price-dependent sizer resizes the wanted position (kernel._rebalance)
+        if rebalances and stance != 0 and not has_pending:
             eq_now = cash + qty * last if qty != 0.0 else cash
             other = 0.0 if eq_now > 0 else math.inf
-            fraction = dsign * max(0.0, size_frac[i])
+            fraction = stance * max(0.0, size_frac[i])
             room = max(0.0, max_gross - other)
             cap = min(max_pos, room)
             fraction = max(-cap, min(cap, fraction))
-            if fraction == 0.0 and current == 0:
-                continue
-        has_pending = True
-        pend_frac = fraction
-        pend_bar = bi + 1 + latency
+            held = qty * last / eq_now if qty != 0.0 and eq_now > 0 else 0.0
+            if abs(fraction - held) > band * abs(held):
+                has_pending = True
+                pend_frac = fraction
+                pend_bar = bi + 1 + latency
+                pend_reason = R_REBALANCE
 
     # finish(): cancel the pending order, close at the last close when asked
     if end > start and close_at_end and qty != 0.0:

@@ -3,7 +3,9 @@
 A sizer returns an *unsigned fraction of equity* for a long or short decision (the kernel applies the sign);
 the broker turns it into a quantity at the fill price. A decision carrying its own ``size`` overrides the
 sizer. Sizers that need recent prices declare ``lookback`` (closes required); they receive the closes up to
-and including the decision bar, oldest first.
+and including the decision bar, oldest first. A sizer with a ``rebalance_band`` (and a lookback) is
+re-evaluated by the kernel at every close while its strategy wants a position: the position is resized when the
+sizer's fraction differs from the held one by more than ``band`` x the held fraction (see ``engine.kernel``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from smartmarket.analytics.metrics import periods_per_year
 from smartmarket.core.errors import ConfigError
+from smartmarket.core.types import Timeframe
 from smartmarket.execution.orders import Decision
 
 
@@ -23,6 +27,7 @@ class Sizer(ABC):
 
     __slots__ = ()
     lookback: int = 0
+    rebalance_band: float | None = None  # None: size at the decision only
 
     def fraction(self, decision: Decision, price: float, closes: Sequence[float] = ()) -> float:
         """Fraction of equity for ``decision`` taken at a bar closing at ``price``."""
@@ -67,28 +72,100 @@ def realised_volatility(closes: Sequence[float]) -> float:
     return math.sqrt(sum((r - mean) ** 2 for r in rets) / (n - 1))
 
 
+def ewma_volatility(closes: Sequence[float], decay: float) -> float:
+    """RiskMetrics volatility of the log returns of ``closes``: sqrt(sum w_k r_k^2 / sum w_k), w_k = decay^age.
+
+    Zero-mean (the RiskMetrics convention), newest return weight 1; the weights are normalised over the window
+    given, so a truncated window is not biased low. NaN with fewer than 2 returns or a non-positive close.
+    """
+    n = len(closes)
+    if n < 3:
+        return math.nan
+    num = 0.0
+    den = 0.0
+    weight = 1.0
+    for k in range(n - 1, 0, -1):  # newest first
+        a, b = closes[k - 1], closes[k]
+        if not (a > 0 and b > 0):
+            return math.nan
+        r = math.log(b / a)
+        num += weight * r * r
+        den += weight
+        weight *= decay
+    return math.sqrt(num / den)
+
+
 @dataclass(frozen=True, slots=True)
 class VolatilityTarget(Sizer):
-    """Size so the position's volatility is ``target_vol`` per bar: ``target_vol / realised vol``, capped.
+    """Size so the position's volatility is ``target_vol`` per bar: ``target_vol / forecast vol``, capped.
 
-    Realised volatility is the standard deviation of the last ``lookback`` log returns. For an annual target,
-    pass ``target_vol = annual / sqrt(bars_per_year)``. Until enough closes exist it sizes zero (no estimate,
-    no position).
+    The forecast is, over the last ``lookback`` log returns, their sample standard deviation (``decay`` None)
+    or the RiskMetrics EWMA with that decay (e.g. 0.94). For an annual target pass
+    ``target_vol = annual / sqrt(bars_per_year)``. Until ``lookback + 1`` closes exist it sizes zero (no
+    estimate, no position). ``rebalance_band``: the kernel resizes a held position at a close when the target
+    moved by more than this fraction of the held exposure (None: size at the decision only). A decision with
+    its own ``size`` (in [0, 1]) gets that share of the volatility budget and of the cap.
     """
 
     target_vol: float = 0.01
     lookback: int = 20
     max_fraction: float = 1.0
+    decay: float | None = None
+    rebalance_band: float | None = 0.1
 
     def __post_init__(self) -> None:
         if not (self.target_vol > 0 and self.lookback >= 2 and self.max_fraction > 0):
-            raise ConfigError("volatility targeting needs target_vol > 0, lookback >= 2, max_fraction > 0")
+            raise ConfigError(
+                "volatility targeting needs target_vol > 0, lookback >= 2, max_fraction > 0",
+                hint="e.g. --vol-target 0.2 --max-leverage 1",
+            )
+        if self.decay is not None and not 0 < self.decay < 1:
+            raise ConfigError(f"EWMA decay must be in (0, 1), got {self.decay!r}", hint="RiskMetrics uses 0.94")
+        if self.rebalance_band is not None and not self.rebalance_band >= 0:
+            raise ConfigError(f"rebalance band must be >= 0, got {self.rebalance_band!r}", hint="e.g. 0.1 (10 %)")
+
+    def fraction(self, decision: Decision, price: float, closes: Sequence[float] = ()) -> float:
+        """A decision's own ``size`` (e.g. the ensemble's strength) scales the volatility budget, not replaces it."""
+        scale = 1.0 if decision.size is None else max(0.0, float(decision.size))
+        return scale * max(0.0, self._fraction(decision, price, closes))
+
+    def forecast(self, closes: Sequence[float]) -> float:
+        """Per-bar volatility forecast from the closes up to now (NaN until ``lookback + 1`` closes)."""
+        window = list(closes)[-(self.lookback + 1) :]
+        if len(window) < self.lookback + 1:
+            return math.nan
+        return realised_volatility(window) if self.decay is None else ewma_volatility(window, self.decay)
 
     def _fraction(self, decision: Decision, price: float, closes: Sequence[float]) -> float:
-        vol = realised_volatility(list(closes)[-(self.lookback + 1) :])
+        vol = self.forecast(closes)
         if not vol > 0:
             return 0.0
-        return min(self.max_fraction, self.target_vol / vol)
+        return float(min(self.max_fraction, self.target_vol / vol))
+
+
+EWMA_DECAY = 0.94  # RiskMetrics (J.P. Morgan 1996), daily data
+EWMA_LOOKBACK = 75  # returns in the window: the weights left out (0.94^75 < 1 %) are negligible
+
+
+def annual_volatility_target(
+    annual: float, timeframe: Timeframe, *, max_leverage: float = 1.0, band: float = 0.1, share: float = 1.0
+) -> VolatilityTarget:
+    """The EWMA volatility-targeting sizer for an annualised target on ``timeframe`` bars.
+
+    ``share``: the part of the account this position runs on (1/N with N symbols): its target is
+    ``annual x share`` and its cap ``max_leverage x share``.
+    """
+    if not annual > 0:
+        raise ConfigError(f"--vol-target must be positive (annualised), got {annual!r}", hint="e.g. --vol-target 0.2")
+    if not max_leverage > 0:
+        raise ConfigError(f"--max-leverage must be positive, got {max_leverage!r}", hint="e.g. --max-leverage 1")
+    if not band >= 0:
+        raise ConfigError(f"--rebalance-band must be >= 0, got {band!r}", hint="e.g. --rebalance-band 0.1 (10 %)")
+    per_bar = annual * share / math.sqrt(periods_per_year(timeframe))
+    return VolatilityTarget(
+        target_vol=per_bar, lookback=EWMA_LOOKBACK, max_fraction=max_leverage * share, decay=EWMA_DECAY,
+        rebalance_band=band,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,4 +196,14 @@ class RiskPerTrade(Sizer):
         return min(self.max_fraction, self.risk_fraction / distance)
 
 
-__all__ = ["FixedFraction", "RiskPerTrade", "Sizer", "VolatilityTarget", "realised_volatility"]
+__all__ = [
+    "EWMA_DECAY",
+    "EWMA_LOOKBACK",
+    "FixedFraction",
+    "RiskPerTrade",
+    "Sizer",
+    "VolatilityTarget",
+    "annual_volatility_target",
+    "ewma_volatility",
+    "realised_volatility",
+]
