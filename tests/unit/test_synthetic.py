@@ -162,14 +162,14 @@ def test_generate_command_stores_a_synthetic_series(sm_home: Path) -> None:
     from smartmarket.cli.app import app
     from smartmarket.store.url import open_store
 
-    runner = CliRunner()
+    runner = CliRunner(env={"COLUMNS": "200"})
     args = ["generate", "--symbol", "syn/usdt", "--timeframe", "1h", "--rows", "500", "--seed", "3"]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
-    assert "inserted 500" in first.output
+    assert "500 inserted" in first.output
     again = runner.invoke(app, args)
     assert again.exit_code == 0, again.output
-    assert "inserted 0, unchanged 500" in again.output
+    assert "0 inserted, 500 unchanged" in again.output
 
     with open_store(Settings().store_url) as store:
         info = store.series_info("SYNUSDT", Timeframe.H1)
