@@ -14,6 +14,7 @@ from smartmarket.core.errors import ConfigError, StoreError
 from smartmarket.core.redaction import (
     RedactingFilter,
     install_log_redaction,
+    redact_record,
     redact_text,
     redact_url,
     url_secrets,
@@ -126,3 +127,19 @@ def test_a_corrupt_checkpoint_is_one_error_naming_the_file_and_the_fix(tmp_path:
     line = exc.value.one_line()
     assert str(path) in line and "delete that file" in line and "--resume" in line
     assert "\n" not in line
+
+
+def test_formatters_that_read_the_arguments_still_work_after_redaction() -> None:
+    """uvicorn's access log unpacks ``record.args`` (a 5-tuple) itself: redaction keeps the tuple, masking a
+    secret inside an argument (every request of ``serve`` printed "--- Logging error --- TypeError" before)."""
+    from uvicorn.logging import AccessFormatter
+
+    formatter = AccessFormatter('%(client_addr)s - "%(request_line)s" %(status_code)s', use_colors=False)
+    plain = ("127.0.0.1:5000", "GET", "/api/health", "1.1", 200)
+    secret = ("127.0.0.1:5000", "GET", f"/api/x?password={PW}", "1.1", 200)
+    lines = []
+    for args in (plain, secret):
+        record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d', args, None)
+        lines.append(formatter.format(redact_record(record)))
+    assert lines[0] == '127.0.0.1:5000 - "GET /api/health HTTP/1.1" 200 OK'
+    assert PW not in lines[1] and lines[1].startswith('127.0.0.1:5000 - "GET /api/x?password=') and "200" in lines[1]

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 SECRET_PARAMS = frozenset({"password", "passfile", "sslpassword", "token", "secret", "api_key", "apikey"})
@@ -107,6 +108,14 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+def _redacted_args(args: Any) -> Any:
+    if isinstance(args, tuple):
+        return tuple(redact_text(a) if isinstance(a, str) else a for a in args)
+    if isinstance(args, Mapping):
+        return {k: redact_text(v) if isinstance(v, str) else v for k, v in args.items()}
+    return args
+
+
 def redact_record(record: logging.LogRecord) -> logging.LogRecord:
     """Redact ``record`` in place: its formatted message, then its traceback text (formatted once, cached in
     ``exc_text`` where every standard formatter reads it)."""
@@ -116,9 +125,16 @@ def redact_record(record: logging.LogRecord) -> logging.LogRecord:
         message = record.getMessage()
     except Exception:  # a broken format string: leave it to the handler to report, as logging does
         return record
-    clean = redact_text(message)
-    if clean != message or record.args:
-        record.msg, record.args = clean, None
+    if redact_text(message) != message:
+        # Redact the arguments one by one, so formatters that read ``record.args`` themselves (uvicorn's access
+        # log unpacks a 5-tuple) still find them; only a secret spread over the format string itself (rare)
+        # collapses the record into its redacted text.
+        record.args = _redacted_args(record.args)
+        if isinstance(record.msg, str):
+            record.msg = redact_text(record.msg)
+        message = record.getMessage()
+        if redact_text(message) != message:
+            record.msg, record.args = redact_text(message), None
     if record.exc_info and not record.exc_text:
         record.exc_text = logging.Formatter().formatException(record.exc_info)
     if record.exc_text:
