@@ -154,6 +154,21 @@ class CandleShape(KernelIndicator):
 
 
 @njit(cache=True)
+def _ring_zscore(s, start, n, x):  # type: ignore[no-untyped-def]
+    """z-score of ``x`` against the ``n`` values ``s[start:start + n]`` (sample std; 0 when flat)."""
+    mean = 0.0
+    for j in range(n):
+        mean += s[start + j]
+    mean /= n
+    ss = 0.0
+    for j in range(n):
+        d = s[start + j] - mean
+        ss += d * d
+    std = math.sqrt(ss / (n - 1))
+    return (x - mean) / std if std > 0.0 else 0.0
+
+
+@njit(cache=True)
 def volz_step(p, s, o, h, lo, c, v, out, r):  # type: ignore[no-untyped-def]
     out[r, 0] = np.nan
     if not (_finite(o, h, lo, c, v) and v >= 0.0):
@@ -163,18 +178,8 @@ def volz_step(p, s, o, h, lo, c, v, out, r):  # type: ignore[no-untyped-def]
     count = int(s[0])
     x = math.log1p(v)
     s[1 + (count - 1) % n] = x
-    if count < n:
-        return
-    mean = 0.0
-    for j in range(n):
-        mean += s[1 + j]
-    mean /= n
-    ss = 0.0
-    for j in range(n):
-        d = s[1 + j] - mean
-        ss += d * d
-    std = math.sqrt(ss / (n - 1))
-    out[r, 0] = (x - mean) / std if std > 0.0 else 0.0
+    if count >= n:
+        out[r, 0] = _ring_zscore(s, 1, n, x)
 
 
 @njit(cache=True)
@@ -209,18 +214,8 @@ def obvz_step(p, s, o, h, lo, c, v, out, r):  # type: ignore[no-untyped-def]
     s[1] = c
     x = s[2]
     s[3 + (count - 1) % n] = x
-    if count < n:
-        return
-    mean = 0.0
-    for j in range(n):
-        mean += s[3 + j]
-    mean /= n
-    ss = 0.0
-    for j in range(n):
-        d = s[3 + j] - mean
-        ss += d * d
-    std = math.sqrt(ss / (n - 1))
-    out[r, 0] = (x - mean) / std if std > 0.0 else 0.0
+    if count >= n:
+        out[r, 0] = _ring_zscore(s, 3, n, x)
 
 
 @njit(cache=True)
