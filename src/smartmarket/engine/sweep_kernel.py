@@ -57,6 +57,14 @@ def _sign(x: float) -> int:
     return (x > 0) - (x < 0)
 
 
+@njit(cache=True, inline="always")
+def _limited_fraction(sign: int, size: float, equity: float, max_gross: float, max_pos: float) -> float:
+    """The signed target fraction within the exposure limits (``RiskConfig.limit_fraction``, one symbol)."""
+    other = 0.0 if equity > 0 else math.inf
+    cap = min(max_pos, max(0.0, max_gross - other))
+    return max(-cap, min(cap, sign * max(0.0, size)))
+
+
 @njit(cache=True)
 def simulate(
     ts: np.ndarray,
@@ -362,11 +370,7 @@ def simulate(
                 fraction = 0.0
                 if dsign != 0:
                     eq_now = cash + qty * last if qty != 0.0 else cash
-                    other = 0.0 if eq_now > 0 else math.inf
-                    fraction = dsign * max(0.0, size_frac[i])
-                    room = max(0.0, max_gross - other)
-                    cap = min(max_pos, room)
-                    fraction = max(-cap, min(cap, fraction))
+                    fraction = _limited_fraction(dsign, size_frac[i], eq_now, max_gross, max_pos)
                 if dsign == 0 or fraction != 0.0 or current != 0:
                     has_pending = True
                     pend_frac = fraction
@@ -376,11 +380,7 @@ def simulate(
         # a price-dependent sizer resizes the wanted position (kernel._rebalance)
         if rebalances and stance != 0 and not has_pending:
             eq_now = cash + qty * last if qty != 0.0 else cash
-            other = 0.0 if eq_now > 0 else math.inf
-            fraction = stance * max(0.0, size_frac[i])
-            room = max(0.0, max_gross - other)
-            cap = min(max_pos, room)
-            fraction = max(-cap, min(cap, fraction))
+            fraction = _limited_fraction(stance, size_frac[i], eq_now, max_gross, max_pos)
             held = qty * last / eq_now if qty != 0.0 and eq_now > 0 else 0.0
             if abs(fraction - held) > band * abs(held):
                 has_pending = True
