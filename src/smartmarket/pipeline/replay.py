@@ -173,6 +173,7 @@ def replay(
     window_candles: set[str] = set()  # correlation ids of candles inside the window
     regenerated: dict[str, Message] = {}
     seen: set[str] = set()
+    candles: list[tuple[int, CandleClosed]] = []
     for stored in store.read_events(types=["CandleClosed"]):
         candle = stored.message
         if not isinstance(candle, CandleClosed) or candle.symbol not in symbols or candle.event_id in seen:
@@ -180,8 +181,13 @@ def replay(
         if candle.timeframe != spec.timeframe:
             continue
         seen.add(candle.event_id)
+        candles.append((stored.seq, candle))
+    # The stages fold each symbol's candles in time order, whatever order the log got them in: after a lost bus a
+    # candle re-published from the outbox is recorded after later ones (stable: log order within one time).
+    candles.sort(key=lambda item: item[1].ts)
+    for seq, candle in candles:
         report.candles += 1
-        if _in_window(stored.seq, candle.ts_event, from_seq, to_seq, start, end):
+        if _in_window(seq, candle.ts_event, from_seq, to_seq, start, end):
             window_candles.add(candle.event_id)
         for message in cores.on_candle(candle):
             if message.type_name in compared:
