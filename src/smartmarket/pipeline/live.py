@@ -27,7 +27,6 @@ are scoped to the event store this deployment records into (``Bus.bind_scope``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import logging
 import signal
@@ -310,8 +309,7 @@ class LivePipeline:
                 task.exception()  # retrieved: reported by _supervise, not by asyncio at exit
         if sampler is not None:
             sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sampler
+            await asyncio.wait({sampler}, timeout=self.options.stop_timeout_s)  # bounded, like every shutdown wait
 
     async def _drive(self, source: CandleSource | None) -> None:
         """Play the source; then wait until drained (finite source) or until stopped."""
@@ -504,11 +502,17 @@ class LivePipeline:
             )
 
     async def _sample_pending(self) -> None:
+        this = asyncio.current_task()
         while True:
             for topic in TOPICS:
                 for symbol in self.spec.symbols:
-                    with contextlib.suppress(Exception):
+                    try:
                         self.metrics.pending.labels(topic, symbol).set(await self.bus.backlog(topic, symbol))
+                    except Exception:
+                        # A client library may turn our cancellation into its own error; swallowing it here
+                        # would keep the sampler alive for ever and the shutdown waiting on it (a run hung so).
+                        if this is not None and this.cancelling():
+                            raise asyncio.CancelledError from None
             await asyncio.sleep(self.options.sample_every_s)
 
     def _summarise(self, seconds: float) -> None:
