@@ -37,14 +37,8 @@ def get_events(
         payload = {k: v for k, v in m.to_dict().items() if k not in ("type", "event_id", "ts_event", "ts_init")}
         events.append(
             EventOut(
-                seq=stored.seq,
-                type=m.type_name,
-                event_id=m.event_id,
-                ts_event=m.ts_event,
-                ts_init=m.ts_init,
-                correlation_id=m.correlation_id,
-                causation_id=m.causation_id,
-                payload=json_safe(payload),
+                seq=stored.seq, type=m.type_name, event_id=m.event_id, ts_event=m.ts_event, ts_init=m.ts_init,
+                correlation_id=m.correlation_id, causation_id=m.causation_id, payload=json_safe(payload),
             )
         )
     return EventsOut(count=len(events), last_seq=events[-1].seq if events else (since or 0), events=events)
