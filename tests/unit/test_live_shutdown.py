@@ -5,7 +5,6 @@ Before the fix such a run (``run --bus redis://…`` in the CLI tests) hung for 
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 from smartmarket.bus.inprocess import InProcessBus
@@ -43,7 +42,6 @@ def test_a_run_ends_when_the_sampler_s_cancellation_becomes_an_error(tmp_path: P
     frames = {"BTCUSDT": generate_market(300, seed=3)}
     bus = CancellationEatingBus()
     options = RunOptions(sample_every_s=0.0, stop_timeout_s=2.0, drain_timeout_s=30)
-    started = time.monotonic()
 
     async def go() -> object:
         return await asyncio.wait_for(run_file(spec, store, bus, frames, options=options), 60)
@@ -51,4 +49,3 @@ def test_a_run_ends_when_the_sampler_s_cancellation_becomes_an_error(tmp_path: P
     with open_store(f"duckdb:///{tmp_path / 'events.duckdb'}") as store:
         summary = asyncio.run(go())
     assert getattr(summary, "drained", False) and bus.sampled > 0
-    assert time.monotonic() - started < 30
