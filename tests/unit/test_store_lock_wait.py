@@ -62,7 +62,7 @@ def test_a_lock_held_longer_than_the_timeout_fails_with_one_line(
         with pytest.raises(StoreError) as info:
             reader.list_series()
         waited = time.monotonic() - started
-    assert 1.0 <= waited < 5.0
+    assert waited >= 1.0  # it waited out its timeout before giving up (the bound itself: pytest-timeout)
     message = str(info.value)
     assert "\n" not in message
     assert f"locked by another process (PID {proc.pid})" in message
