@@ -83,21 +83,30 @@ def test_two_workers_one_killed_study_completes(pg_url: str) -> None:
     candles = random_walk_candles(30_000, seed=5, step_ms=3_600_000)  # smc_bos: about 1 s per trial
     with open_store(pg_url) as store:
         store.write_candles("TESTUSDT", Timeframe.parse("1h"), candles)
-    a, b = _worker(pg_url), _worker(pg_url)
+    # B starts once A is inside its first trial, so B still has most of the study ahead when A dies: the stale
+    # trial is failed only by a survivor that starts a trial after the grace period (CI once saw B finish the
+    # study within A's grace period when both started together, leaving A's trial RUNNING).
+    a = _worker(pg_url)
+    b: subprocess.Popen[str] | None = None
     try:
         deadline = time.monotonic() + 120
-        while _running(pg_url) < 2:  # both workers are inside a trial
-            assert a.poll() is None and b.poll() is None, (a.stderr.read() if a.stderr else "") + (
-                b.stderr.read() if b.stderr else ""
-            )
+        while True:
+            running = _running(pg_url)
+            if b is None and running >= 1:
+                b = _worker(pg_url)
+            elif b is not None and running >= 2:
+                break  # both workers are inside a trial
+            for p in (a, b):
+                assert p is None or p.poll() is None, p.stderr.read() if p and p.stderr else ""
             assert time.monotonic() < deadline, "the workers never ran two trials at once"
             time.sleep(0.1)
+        assert b is not None
         a.send_signal(signal.SIGKILL)
         a.wait(10)
         out, err = b.communicate(timeout=240)
     finally:
         for p in (a, b):
-            if p.poll() is None:
+            if p is not None and p.poll() is None:
                 p.kill()
                 p.wait(10)
     assert b.returncode == 0, err
