@@ -208,3 +208,15 @@ def test_a_password_in_the_file_is_never_printed(cwd: Path, capsys: pytest.Captu
     assert "127.0.0.1" in err
     for text in (table, json.dumps(shown), err):
         assert PASSWORD not in text
+
+
+def test_the_example_file_in_the_docs_is_valid(cwd: Path) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "config.md").read_text(encoding="utf-8")
+    example = doc.split("# smartmarket.toml\n", 1)[1].split("```", 1)[0]
+    (cwd / "smartmarket.toml").write_text(example, encoding="utf-8")
+    files = load_config_files(None, home=cwd / "no-home", cwd=cwd)
+    root = typer.main.get_command(app).make_context("smartmarket", ["config", "show"])
+    defaults = command_defaults(root, files)
+    assert defaults["backtest"] == {"slippage_bps": 2, "cash": 25000}
+    assert defaults["models"]["promote"] == {"force": False}
+    assert show()["settings"]["store"]["value"] == files.settings["store"]
