@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from smartmarket.cli.app import app, main
 from smartmarket.cli.config import command_defaults
 from smartmarket.core.config import Settings, load_config_files
-from smartmarket.core.errors import ConfigError
+from smartmarket.core.errors import ConfigError, NotFoundError
 from smartmarket.core.types import MINUTE_MS, Timeframe
 from smartmarket.store import open_store
 
@@ -220,3 +220,13 @@ def test_the_example_file_in_the_docs_is_valid(cwd: Path) -> None:
     assert defaults["backtest"] == {"slippage_bps": 2, "cash": 25000}
     assert defaults["models"]["promote"] == {"force": False}
     assert show()["settings"]["store"]["value"] == files.settings["store"]
+
+
+def test_debug_from_the_file_shows_the_traceback(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = cwd / "missing" / "x.duckdb"
+    (cwd / "smartmarket.toml").write_text(f'store = "duckdb:///{missing}"\ndebug = true\n', encoding="utf-8")
+    with pytest.raises(NotFoundError):  # --debug's behaviour: the exception itself, not the one-line message
+        main(["symbols"])
+    (cwd / "smartmarket.toml").write_text(f'store = "duckdb:///{missing}"\n', encoding="utf-8")
+    assert main(["symbols"]) == 2
+    assert str(missing) in capsys.readouterr().err
