@@ -161,6 +161,10 @@ def test_a_global_setting_defaults_every_option_reading_its_env_var(cwd: Path) -
                                   "'limit'?"),
         ("[models.promot]\nforce = true\n", "unknown command table [models.promot] in config file at {file} — did "
                                             "you mean 'promote'?"),
+        ("[models]\npromote = 5\n", "'promote' in [models] is a subcommand of `models`, not an option at {file} — "
+                                    "give its option defaults in a [models.promote] table"),
+        ("[candles.x]\ny = 1\n", "unknown command table [candles.x] in config file at {file} — `candles` has no "
+                                 "subcommands"),
         ("[backtest]\nslippage = 2\n", "unknown option 'slippage' in [backtest] of config file at {file} — did you "
                                        "mean 'slippage_bps'?"),
         ('[candles]\nsymbol = "BTCUSDT"\n', "'symbol' in [candles] is an argument of `candles`, not an option at "

@@ -132,6 +132,12 @@ def _table_defaults(
                 hint=did_you_mean(key, list(subcommands), f"subcommands of `{name}`")
                 if subcommands else f"`{name}` has no subcommands; its options are keys of [{'.'.join(path)}]",
             )  # fmt: skip
+        if key in subcommands:
+            raise ConfigError(
+                f"{key!r} in [{'.'.join(path)}] is a subcommand of `{name}`, not an option",
+                where=str(where),
+                hint=f"give its option defaults in a [{'.'.join((*path, key))}] table",
+            )
         param = keys.get(key.replace("-", "_"))
         if param is None:
             argument = next((p for p in command.params if p.name == key.replace("-", "_")), None)
