@@ -70,13 +70,16 @@ def test_version() -> None:
 
 def test_help_constants_mirror_the_library() -> None:
     """Names the CLI spells out for --help (so as not to import the library at start-up) equal the real ones."""
+    from smartmarket.cli.app import CONFIG_ENV
     from smartmarket.cli.features import SET_NAMES
     from smartmarket.cli.ops import ZSTD_LEVEL
+    from smartmarket.core import config
     from smartmarket.features.sets import FEATURE_SETS
     from smartmarket.ops.parquet_io import DEFAULT_ZSTD_LEVEL
 
     assert tuple(FEATURE_SETS) == SET_NAMES
     assert ZSTD_LEVEL == DEFAULT_ZSTD_LEVEL
+    assert CONFIG_ENV == config.CONFIG_ENV
 
 
 def _commands(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, Any]]:

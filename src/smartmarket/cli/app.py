@@ -40,6 +40,7 @@ COMMAND_MODULES = (
     "smartmarket.cli.pipeline",
     "smartmarket.cli.promotion",
     "smartmarket.cli.optimize",
+    "smartmarket.cli.config",
 )
 
 # Commands that write to the store: they may create a DuckDB file that does not exist yet (and say so once).
@@ -56,6 +57,13 @@ STORE_HELP = (
     "Put a password in the environment (SMARTMARKET_STORE) rather than on the command line; it is never printed."
 )
 
+CONFIG_ENV = "SMARTMARKET_CONFIG"  # = core.config.CONFIG_ENV (not imported here: pydantic loads with it)
+CONFIG_HELP = (
+    "Config file (TOML) to read instead of smartmarket.toml in SMARTMARKET_HOME and the working directory: "
+    "global settings (store, home, bus, debug) as top-level keys, per-command option defaults in [command] tables. "
+    "See docs/config.md and `smartmarket config show`."
+)
+
 _debug = False
 
 
@@ -66,6 +74,12 @@ def _failing() -> bool:
         return False
     code = getattr(exc, "exit_code", getattr(exc, "code", 1))  # typer/click Exit, SystemExit
     return isinstance(exc, BaseException) and code not in (0, None)
+
+
+def _on_command_line(ctx: typer.Context, name: str) -> bool:
+    """Whether option ``name`` was typed on the command line (not taken from the environment or a default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
 
 
 def _version(value: bool) -> None:
@@ -90,11 +104,21 @@ def root(
         typer.Option("--home", envvar="SMARTMARKET_HOME", help="Directory for everything written by default."),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", envvar=CONFIG_ENV, help=CONFIG_HELP, dir_okay=False),
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
-    from smartmarket.core.config import Settings, register_env_secrets  # pydantic: not needed by --help
+    from smartmarket.cli.config import command_defaults
+    from smartmarket.core.config import (  # pydantic: not needed by --help
+        build_settings,
+        default_home,
+        load_config_files,
+        register_env_secrets,
+    )
 
     global _debug
     _debug = debug
@@ -102,13 +126,27 @@ def root(
     # and every log record (ours, uvicorn's, a library's) is redacted whatever handler writes it.
     register_env_secrets()
     install_log_redaction()
-    overrides: dict[str, object] = {"debug": debug}
-    if store:
-        overrides["store"] = store
-    if home:
-        overrides["home"] = home
-    settings = Settings(**overrides)  # type: ignore[arg-type]
-    app_ctx = AppContext(settings=settings, may_create=ctx.invoked_subcommand in WRITING_COMMANDS)
+    # Layers: defaults → config files → environment → the flags given on the command line. --store and --home
+    # also read their environment variables (click): only values typed on the command line are "cli".
+    given = {
+        name: value
+        for name, value in (("store", store), ("home", home), ("debug", debug))
+        if _on_command_line(ctx, name)
+    }
+    named_by = None
+    if config is not None:
+        named_by = "--config" if _on_command_line(ctx, "config") else CONFIG_ENV
+    files = load_config_files(config, home=home or default_home(), cwd=Path.cwd(), named_by=named_by)
+    settings, sources = build_settings(files, given)
+    _debug = settings.debug
+    # Per-command defaults from the files' [command] tables: click applies them below the environment.
+    ctx.default_map = command_defaults(ctx, files)
+    app_ctx = AppContext(
+        settings=settings,
+        may_create=ctx.invoked_subcommand in WRITING_COMMANDS,
+        config_files=files,
+        sources=sources,
+    )
     ctx.obj = app_ctx
     ctx.call_on_close(lambda: app_ctx.close(failed=_failing()))
 

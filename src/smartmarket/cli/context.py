@@ -1,4 +1,5 @@
-"""What every CLI command shares: settings from the global options, a lazily opened store, the console."""
+"""What every CLI command shares: settings from the config files and global options, a lazily opened store, the
+console."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from smartmarket.core.errors import NotFoundError
 from smartmarket.core.redaction import redact_url
 
 if TYPE_CHECKING:  # the store (pandas, DuckDB) and settings (pydantic) load when a command uses them
-    from smartmarket.core.config import Settings
+    from smartmarket.core.config import ConfigFiles, Settings
     from smartmarket.store.base import Store
 
 console = Console()
@@ -34,6 +35,8 @@ class AppContext:
 
     settings: Settings
     may_create: bool = True
+    config_files: ConfigFiles | None = None  # the smartmarket.toml files read (None: built without the CLI)
+    sources: dict[str, str] = field(default_factory=dict)  # setting → default | file path | env var | cli
     _store: Store | None = field(default=None, repr=False)
     _created: list[Path] = field(default_factory=list, repr=False)  # the new file, then new folders, deepest first
 
