@@ -589,8 +589,9 @@ def _walk_forward(
         if "too few" not in str(exc):
             raise
         raise ConfigError(str(exc), hint="use fewer --walk-forward folds or fewer --test-bars/--fit-bars") from exc
-    command = (f"smartmarket evaluate-signals {sym} {tf} --walk-forward {folds} --members {','.join(cfg.members)} "
-               f"--test-bars {test_bars} --fit-bars {fit_bars} --train-bars {train_bars}")  # fmt: skip
+    command = (f"smartmarket evaluate-signals -s {sym} -t {tf} --walk-forward {folds} "
+               f"--members {','.join(cfg.members)} --test-bars {test_bars} --fit-bars {fit_bars} "
+               f"--train-bars {train_bars}")  # fmt: skip
     if networks:
         command += " " + budget.options()
     if start:
