@@ -116,7 +116,9 @@ def register(app: typer.Typer) -> None:
         set_name: Annotated[str, typer.Option("--set", help=f"Feature set: {', '.join(SET_NAMES)}.")] = "default",
         start: Annotated[str | None, typer.Option("--start", help="First bar in the output (UTC).")] = None,
         end: Annotated[str | None, typer.Option("--end", help="Bars before this time (UTC, exclusive).")] = None,
-        fmt: Annotated[OutputFormat, typer.Option("--format", help="table, csv or parquet.")] = OutputFormat.table,
+        fmt: Annotated[
+            OutputFormat, typer.Option("--format", "-f", help="table, csv or parquet.")
+        ] = OutputFormat.table,
         output: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file.")] = None,
         warmup: Annotated[
             int | None,

@@ -498,7 +498,7 @@ def _register_train(app: typer.Typer) -> None:
             get_context(ctx).store, symbol, timeframe, feature_set, start=parse_time(start), end=parse_time(end)
         )
         started = time.perf_counter()
-        description = f"{kind} {market.symbol} {market.timeframe}"
+        description = f"{grammar.display_kind(kind)} {market.symbol} {market.timeframe}"
         network = kind in ("transformer", "cnn_lstm")
         bar = rich_progress(description, transient=as_json, console=err_console) if network else nullcontext(None)
         with bar as progress:
@@ -605,7 +605,8 @@ def _register_registry(models_app: typer.Typer) -> None:
             typer.echo(_json(record.metadata))
             return
         meta = record.metadata
-        console.print(f"[bold]{record.model_id}[/] · {record.kind} · stage {record.stage}", highlight=False)
+        kind = grammar.display_kind(record.kind)
+        console.print(f"[bold]{record.model_id}[/] · {kind} · stage {record.stage}", highlight=False)
         console.print(
             f"{record.symbol} {record.timeframe}, feature set '{meta.get('feature_set')}' "
             f"({len(meta.get('feature_columns', []))} columns), context {meta.get('context')} bars, "
@@ -710,7 +711,9 @@ def _register_compare(app: typer.Typer) -> None:
         last: Annotated[int | None, typer.Option("--last", min=100, help="Use only the last N candles.")] = None,
         threads: Annotated[int | None, typer.Option("--threads", help="torch intra-op threads.")] = None,
         seed: Annotated[int, typer.Option("--seed")] = 0,
-        out: Annotated[Path | None, typer.Option("--out", help="Markdown report (a .json twin is written).")] = None,
+        out: Annotated[
+            Path | None, typer.Option("--out", "-o", help="Markdown report (a .json twin is written).")
+        ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the JSON document.")] = False,
     ) -> None:
         """Walk-forward comparison on identical test samples: Transformer, CNN-LSTM, logistic, LightGBM, majority.

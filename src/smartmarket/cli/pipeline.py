@@ -352,7 +352,7 @@ def register(app: typer.Typer) -> None:
         until: Annotated[str | None, typer.Option("--end", help="ts_event before (ISO time or epoch ms).")] = None,
         symbol: Annotated[str | None, typer.Option("--symbol", "-s", help="Only this symbol.")] = None,
         limit: Annotated[int, typer.Option("--limit", help="At most this many events (the latest).")] = 200,
-        fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+        fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv or json.")] = "table",
         old_since: Annotated[str | None, grammar.SINCE.option()] = None,
         old_until: Annotated[str | None, grammar.UNTIL.option()] = None,
     ) -> None:
@@ -416,7 +416,7 @@ def register(app: typer.Typer) -> None:
         no_risk_checks: Annotated[
             bool | None, typer.Option("--no-risk-checks", help="With --artifact: the run's.", show_default=False)
         ] = None,
-        fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+        fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
     ) -> None:
         """Re-run the pipeline from the log's candles and compare what it derives with what was recorded, field by
         field (all fields but ts_init): signals, orders, risk rejections and, for a paper-trading run, the broker's

@@ -388,7 +388,7 @@ def register(app: typer.Typer) -> None:
         timeframe: grammar.TimeframeOpt = None,
         start: StartOpt = None,
         end: EndOpt = None,
-        fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+        fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv or json.")] = "table",
         artifact: ArtifactOpt = "latest",
         warmup: WarmupOpt = DEFAULT_WARMUP,
         limit: Annotated[int, typer.Option("--limit", help="Table only: show the last N signals.")] = 30,
