@@ -218,11 +218,11 @@ def register(app: typer.Typer) -> None:
             table.add_column(col, justify="left" if col == "regime" else "right")
         for row in report.itertuples():
             if row.bars == 0:
-                table.add_row(str(row.regime), grammar.pct(0.0, digits=1), "0", "-", "-", "-")
+                table.add_row(str(row.regime), grammar.pct(0.0), "0", "-", "-", "-")
                 continue
             share, fwd_return, fwd_vol = (float(v) for v in (row.share, row.fwd_return, row.fwd_vol))  # type: ignore[arg-type]
             table.add_row(
-                str(row.regime), grammar.pct(share, digits=1), f"{row.episodes:,}", f"{row.mean_bars:.1f}",
+                str(row.regime), grammar.pct(share), f"{row.episodes:,}", f"{row.mean_bars:.1f}",
                 grammar.pct(fwd_return, signed=True, digits=3), grammar.pct(fwd_vol, digits=3),
             )  # fmt: skip
         console.print(table)

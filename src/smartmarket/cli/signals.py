@@ -173,7 +173,7 @@ def _json_text(doc: Any) -> str:
 
 
 def _pct(value: float | None) -> str:
-    return grammar.pct(value, digits=1)
+    return grammar.pct(value)
 
 
 def _f(value: float | None, digits: int = 3) -> str:
