@@ -25,7 +25,17 @@ from smartmarket.strategies.registry import STRATEGIES
 
 runner = CliRunner(env={"COLUMNS": "200", "SMARTMARKET_STORE": None})
 YEAR_2023 = ("--start", "2023-01-01", "--end", "2024-01-01")
-SMA = ("backtest", "--symbol", "BTCUSDT", "--timeframe", "1h", "--strategy", "sma_cross", "--params", "fast=10,slow=30")
+SMA = (
+    "backtest",
+    "--symbols",
+    "BTCUSDT",
+    "--timeframe",
+    "1h",
+    "--strategy",
+    "sma_cross",
+    "--params",
+    "fast=10,slow=30",
+)
 METRIC_KEYS = {
     "total_return", "annual_return", "sharpe", "sortino", "calmar", "max_drawdown",
     "win_rate", "profit_factor", "expectancy", "num_trades", "exposure",
@@ -54,7 +64,7 @@ def run(home: Path, *args: str) -> str:
 
 
 def run_json(home: Path, out: Path, *args: str) -> dict[str, Any]:
-    run(home, *args, "--json", str(out))
+    run(home, *args, "--out", str(out))
     document: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
     return document
 
@@ -63,7 +73,7 @@ def run_json(home: Path, out: Path, *args: str) -> dict[str, Any]:
 def outputs(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """sma_cross over 2023 with default fees, JSON and HTML written, plus the printed summary."""
     out = tmp_path_factory.mktemp("out")
-    text = run(home, *SMA, *YEAR_2023, "--json", str(out / "a.json"), "--report", str(out / "a.html"))
+    text = run(home, *SMA, *YEAR_2023, "--out", str(out / "a.json"), "--out", str(out / "a.html"))
     (out / "summary.txt").write_text(text, encoding="utf-8")
     return out
 
@@ -140,7 +150,7 @@ def test_summary_table_shows_the_headline_numbers(outputs: Path, document: dict[
     for label in ("Total return", "Sharpe", "Sortino", "Calmar", "Max drawdown", "Win rate", "Profit factor",
                   "Expectancy", "Trades", "Exposure", "Final equity", "Buy and hold"):  # fmt: skip
         assert label in text, label
-    assert f"{document['metrics']['total_return'] * 100:+.2f}%" in text
+    assert f"{document['metrics']['total_return'] * 100:+.2f} %" in text  # the one percent format (docs/cli.md)
     assert f"{document['final_equity']:,.2f}" in text
 
 
@@ -153,7 +163,7 @@ def test_html_report_is_self_contained_and_matches_the_json(outputs: Path, docum
 
 
 def test_same_run_twice_is_byte_identical(home: Path, outputs: Path, tmp_path: Path) -> None:
-    run(home, *SMA, *YEAR_2023, "--json", str(tmp_path / "b.json"), "--report", str(tmp_path / "b.html"))
+    run(home, *SMA, *YEAR_2023, "--out", str(tmp_path / "b.json"), "--out", str(tmp_path / "b.html"))
     assert (tmp_path / "b.json").read_bytes() == (outputs / "a.json").read_bytes()
     assert (tmp_path / "b.html").read_bytes() == (outputs / "a.html").read_bytes()
 
@@ -177,7 +187,7 @@ def test_keep_open_reports_the_open_position(home: Path, document: dict[str, Any
 
 
 def test_fees_drag_the_return_down(home: Path, document: dict[str, Any], tmp_path: Path) -> None:
-    free = run_json(home, tmp_path / "f.json", *SMA, *YEAR_2023, "--fees", "0")
+    free = run_json(home, tmp_path / "f.json", *SMA, *YEAR_2023, "--fee-bps", "0")
     paid = document
     assert all(t["fees"] == 0.0 for t in free["trades"])
     # Fees do not change the signals: the same round trips at the same prices, only the costs differ.
@@ -196,7 +206,7 @@ def test_fees_drag_the_return_down(home: Path, document: dict[str, Any], tmp_pat
 
 def test_several_symbols_share_one_account(home: Path, tmp_path: Path) -> None:
     doc = run_json(home, tmp_path / "m.json", "backtest", "-s", "BTCUSDT,ETHUSDT", "-t", "4h", *YEAR_2023,
-                   "--report", str(tmp_path / "m.html"))  # fmt: skip
+                   "--out", str(tmp_path / "m.html"))  # fmt: skip
     assert doc["symbols"] == ["BTCUSDT", "ETHUSDT"]
     assert {t["symbol"] for t in doc["trades"]} == {"BTCUSDT", "ETHUSDT"}
     assert [d["symbol"] for d in doc["provenance"]["data"]] == ["BTCUSDT", "ETHUSDT"]
@@ -268,4 +278,4 @@ def test_parse_params_types() -> None:
 
 def test_help_has_an_example() -> None:
     out = runner.invoke(app, ["backtest", "--help"]).stdout
-    assert "smartmarket backtest --symbol BTCUSDT --timeframe 1h --strategy sma_cross" in out
+    assert "smartmarket backtest --symbols BTCUSDT --timeframe 1h --strategy sma_cross" in out

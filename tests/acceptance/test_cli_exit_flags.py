@@ -53,8 +53,8 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def backtest(home: Path, out: Path, symbol: str, *flags: str) -> dict[str, Any]:
-    args = ["--home", str(home), "backtest", "-s", symbol, "-t", "1h", "--strategy", "buy_hold", "--fees", "0"]
-    result = runner.invoke(app, [*args, *flags, "--json", str(out)])
+    args = ["--home", str(home), "backtest", "-s", symbol, "-t", "1h", "--strategy", "buy_hold", "--fee-bps", "0"]
+    result = runner.invoke(app, [*args, *flags, "--out", str(out)])
     assert result.exit_code == 0, result.output
     doc: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
     return doc

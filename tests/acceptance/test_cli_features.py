@@ -41,7 +41,7 @@ def run(home: Path, *args: str) -> str:
 
 def test_csv_has_ts_then_one_column_per_feature_from_start(home: Path, tmp_path: Path) -> None:
     out = tmp_path / "btc.csv"
-    printed = run(home, "features", "BTCUSDT", "1h", "--start", START, "--format", "csv", "--output", str(out))
+    printed = run(home, "features", "-s", "BTCUSDT", "-t", "1h", "--start", START, "--format", "csv", "--out", str(out))
     assert "warm-up bars read and dropped" in printed
     frame = pd.read_csv(out)
     pipeline = FeaturePipeline("default", "1h")
@@ -65,8 +65,8 @@ def test_csv_has_ts_then_one_column_per_feature_from_start(home: Path, tmp_path:
 
 def test_parquet_output_is_readable_and_end_is_exclusive(home: Path, tmp_path: Path) -> None:
     out = tmp_path / "btc.parquet"
-    run(home, "features", "BTCUSDT", "1h", "--set", "minimal", "--start", START, "--end", "2020-03-02",
-        "--format", "parquet", "--output", str(out))  # fmt: skip
+    run(home, "features", "-s", "BTCUSDT", "-t", "1h", "--set", "minimal", "--start", START, "--end", "2020-03-02",
+        "--format", "parquet", "--out", str(out))  # fmt: skip
     frame = pd.read_parquet(out)
     assert list(frame.columns) == ["ts", *FeaturePipeline("minimal", "1h").columns]
     assert len(frame) == 24
@@ -74,16 +74,18 @@ def test_parquet_output_is_readable_and_end_is_exclusive(home: Path, tmp_path: P
 
 
 def test_csv_to_stdout_and_table(home: Path) -> None:
-    printed = run(home, "features", "BTCUSDT", "4h", "--set", "minimal", "--start", "2020-02-01", "--format", "csv")
+    printed = run(
+        home, "features", "-s", "BTCUSDT", "-t", "4h", "--set", "minimal", "--start", "2020-02-01", "--format", "csv"
+    )
     lines = printed.strip().splitlines()
     assert lines[0].startswith("ts,rsi_14,")
     assert len(lines) > 150
-    table = run(home, "features", "BTCUSDT", "1h", "--start", START, "--rows", "3")
+    table = run(home, "features", "-s", "BTCUSDT", "-t", "1h", "--start", START, "--rows", "3")
     assert "htf_regime" in table and "2020-" in table
 
 
 def test_regimes_report(home: Path) -> None:
-    printed = run(home, "regimes", "BTCUSDT", "1h", "--horizon", "12")
+    printed = run(home, "regimes", "-s", "BTCUSDT", "-t", "1h", "--horizon", "12")
     for label in ("ranging", "trending_up", "trending_down", "volatile"):
         assert label in printed
     assert "evaluation only" in printed
@@ -92,8 +94,8 @@ def test_regimes_report(home: Path) -> None:
 
 def test_errors_are_clear(home: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown feature set"):
-        run(home, "features", "BTCUSDT", "1h", "--set", "nope")
-    with pytest.raises(ConfigError, match="needs --output"):
-        run(home, "features", "BTCUSDT", "1h", "--format", "parquet")
+        run(home, "features", "-s", "BTCUSDT", "-t", "1h", "--set", "nope")
+    with pytest.raises(ConfigError, match="needs --out"):
+        run(home, "features", "-s", "BTCUSDT", "-t", "1h", "--format", "parquet")
     help_text = run(home, "features", "--help")
     assert "Warm-up" in help_text and "Examples" in help_text

@@ -70,7 +70,7 @@ def test_train_saves_models_with_out_of_sample_metrics(home: Path, trained: dict
 
 
 def test_train_prints_id_and_metrics_table(home: Path) -> None:
-    text = run(home, "train", "--model", "lgbm", *SLICE)
+    text = run(home, "train", "--model", "lightgbm", *SLICE)
     assert "saved lightgbm-BTCUSDT-1h-" in text
     assert "balanced_accuracy" in text and "validation" in text and "test" in text
 

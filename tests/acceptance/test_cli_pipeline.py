@@ -153,7 +153,7 @@ def test_run_paper_trades_a_named_strategy_with_the_backtests_decisions(sm_home:
     stored = store.read_candles("SOLUSDT", Timeframe.parse("1m"))
     pd.testing.assert_frame_equal(stored.reset_index(drop=True), candles.reset_index(drop=True), check_dtype=False)
     store.close()
-    code, out = invoke("candles", "SOLUSDT", "1m", "--format", "csv")
+    code, out = invoke("candles", "-s", "SOLUSDT", "-t", "1m", "--format", "csv")
     assert code == 0 and len(out.strip().splitlines()) == len(candles) + 1
 
 

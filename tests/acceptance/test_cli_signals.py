@@ -49,7 +49,9 @@ def run(home: Path, *args: str) -> str:
 
 @pytest.fixture(scope="module")
 def fitted(home: Path) -> dict[str, Any]:
-    return json.loads(run(home, "fit-signals", "BTCUSDT", "1h", "--members", "technical,smc", *FIT, "--json"))
+    return json.loads(
+        run(home, "fit-signals", "-s", "BTCUSDT", "-t", "1h", "--members", "technical,smc", *FIT, "--json")
+    )
 
 
 def test_fit_signals_saves_an_artifact_in_the_registry(home: Path, fitted: dict[str, Any]) -> None:
@@ -62,7 +64,7 @@ def test_fit_signals_saves_an_artifact_in_the_registry(home: Path, fitted: dict[
 
 
 def test_signals_csv_header_and_value_ranges(home: Path, fitted: dict[str, Any]) -> None:
-    text = run(home, "signals", "BTCUSDT", "1h", *WINDOW, "--format", "csv")
+    text = run(home, "signals", "-s", "BTCUSDT", "-t", "1h", *WINDOW, "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(text)))
     assert text.splitlines()[0].startswith("ts,time,direction,confidence,strength,regime,p_down,p_flat,p_up")
     assert len(rows) == 14 * 24
@@ -73,15 +75,15 @@ def test_signals_csv_header_and_value_ranges(home: Path, fitted: dict[str, Any])
         assert row["regime"] in {"ranging", "trending_up", "trending_down", "volatile"}
         assert row["direction"] != "flat" or row["strength"] == "none"
         assert abs(sum(float(row[k]) for k in ("p_down", "p_flat", "p_up")) - 1.0) < 1e-6
-    as_json = json.loads(run(home, "signals", "BTCUSDT", "1h", *WINDOW, "--format", "json"))
+    as_json = json.loads(run(home, "signals", "-s", "BTCUSDT", "-t", "1h", *WINDOW, "--format", "json"))
     assert as_json["artifact"] == fitted["id"] and len(as_json["signals"]) == len(rows)
     assert [s["direction"] for s in as_json["signals"]] == [r["direction"] for r in rows]
-    assert "signals" in run(home, "signals", "BTCUSDT", "1h", *WINDOW)
+    assert "signals" in run(home, "signals", "-s", "BTCUSDT", "-t", "1h", *WINDOW)
 
 
 def test_evaluate_signals_json_keys(home: Path, fitted: dict[str, Any]) -> None:
-    doc = json.loads(run(home, "evaluate-signals", "BTCUSDT", "1h", "--start", "2023-07-01", "--end", "2023-08-01",
-                         "--json"))  # fmt: skip
+    doc = json.loads(run(home, "evaluate-signals", "-s", "BTCUSDT", "-t", "1h", "--start", "2023-07-01",
+                         "--end", "2023-08-01", "--json"))  # fmt: skip
     assert {"hit_rate", "brier", "ece", "weights", "false_signal_rate", "signals", "signal_rate"} <= set(doc)
     assert doc["out_of_sample"] is True and doc["decisions"] == 31 * 24
     assert set(doc["weights"]) == {"technical", "smc"}
@@ -91,22 +93,26 @@ def test_evaluate_signals_json_keys(home: Path, fitted: dict[str, Any]) -> None:
 
 
 def test_monitor_reports_groups_and_alarms(home: Path, fitted: dict[str, Any]) -> None:
-    doc = json.loads(run(home, "monitor", "BTCUSDT", "1h", "--start", "2023-07-01", "--end", "2023-08-01", "--json"))
+    doc = json.loads(
+        run(home, "monitor", "-s", "BTCUSDT", "-t", "1h", "--start", "2023-07-01", "--end", "2023-08-01", "--json")
+    )
     assert "all" in doc["current"] and isinstance(doc["alarms"], list)
     assert doc["current"]["all"]["n_decisions"] > 0
-    assert "signal quality" in run(home, "monitor", "BTCUSDT", "1h", "--start", "2023-07-01", "--end", "2023-07-10")
+    assert "signal quality" in run(
+        home, "monitor", "-s", "BTCUSDT", "-t", "1h", "--start", "2023-07-01", "--end", "2023-07-10"
+    )
 
 
 def test_backtest_strategy_ensemble_runs(home: Path, fitted: dict[str, Any]) -> None:
-    text = run(home, "backtest", "--symbol", "BTCUSDT", "--timeframe", "1h", "--strategy", "ensemble",
+    text = run(home, "backtest", "--symbols", "BTCUSDT", "--timeframe", "1h", "--strategy", "ensemble",
                "--start", "2023-07-01", "--end", "2023-08-01", "--params", "timeframe=1h")  # fmt: skip
     assert "ensemble(" in text and "Total return" in text and "Trades" in text
 
 
 def test_errors_are_one_line(home: Path) -> None:
-    result = invoke(home, "fit-signals", "BTCUSDT", "1h", "--members", "astrology")
+    result = invoke(home, "fit-signals", "-s", "BTCUSDT", "-t", "1h", "--members", "astrology")
     assert result.exit_code != 0
-    result = invoke(home, "signals", "ETHUSDT", "1h")
+    result = invoke(home, "signals", "-s", "ETHUSDT", "-t", "1h")
     assert result.exit_code != 0
 
 
@@ -122,10 +128,10 @@ def test_demo_signals_stage(home: Path) -> None:
 
 def test_walk_forward_with_a_network_member_records_its_budget(home: Path, tmp_path: Path) -> None:
     report = tmp_path / "wf.md"
-    doc = json.loads(run(home, "evaluate-signals", "BTCUSDT", "1h", "--start", "2023-01-01", "--end", "2023-05-15",
-                         "--walk-forward", "1", "--members", "technical,cnn_lstm", "--test-bars", "300",
-                         "--fit-bars", "700", "--train-bars", "1500", "--network-epochs", "1",
-                         "--network-steps-per-epoch", "2", "--network-batch-size", "16", "--report", str(report),
+    doc = json.loads(run(home, "evaluate-signals", "-s", "BTCUSDT", "-t", "1h", "--start", "2023-01-01",
+                         "--end", "2023-05-15", "--walk-forward", "1", "--members", "technical,cnn_lstm",
+                         "--test-bars", "300", "--fit-bars", "700", "--train-bars", "1500", "--network-epochs", "1",
+                         "--network-steps-per-epoch", "2", "--network-batch-size", "16", "--out", str(report),
                          "--json"))  # fmt: skip
     assert doc["network_budget"]["epochs"] == 1 and doc["network_budget"]["steps_per_epoch"] == 2
     assert doc["network_budget"]["batch_size"] == 16 and doc["network_budget"]["torch_threads"] == 1
@@ -141,8 +147,10 @@ def test_walk_forward_with_a_network_member_records_its_budget(home: Path, tmp_p
 def test_walk_forward_refuses_unknown_members_and_presets(home: Path) -> None:
     from smartmarket.core.errors import ConfigError
 
-    result = invoke(home, "evaluate-signals", "BTCUSDT", "1h", "--walk-forward", "2", "--members", "technical,astro")
+    result = invoke(
+        home, "evaluate-signals", "-s", "BTCUSDT", "-t", "1h", "--walk-forward", "2", "--members", "technical,astro"
+    )
     assert isinstance(result.exception, ConfigError) and "astro" in str(result.exception)
-    result = invoke(home, "evaluate-signals", "BTCUSDT", "1h", "--walk-forward", "2", "--members", "cnn_lstm",
-                    "--network-preset", "huge")  # fmt: skip
+    result = invoke(home, "evaluate-signals", "-s", "BTCUSDT", "-t", "1h", "--walk-forward", "2",
+                    "--members", "cnn_lstm", "--network-preset", "huge")  # fmt: skip
     assert isinstance(result.exception, ConfigError) and "huge" in str(result.exception)

@@ -121,12 +121,12 @@ def test_a_strategy_file_backtests_like_the_same_class_registered(
     params = ("--params", "period=10,low=25,high=75")
     proc = smartmarket_process(
         home, "backtest", "-s", "ETHUSDT", "-t", "4h", "--strategy", f"{user_dir}/my_rsi.py:MyRsi", *params,
-        *WINDOW, "--json", str(tmp_path / "file.json"),
+        *WINDOW, "--out", str(tmp_path / "file.json"),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     in_process(
         home, "backtest", "-s", "ETHUSDT", "-t", "4h", "--strategy", registered_twin, *params, *WINDOW,
-        "--json", str(tmp_path / "registered.json"),
+        "--out", str(tmp_path / "registered.json"),
     )  # fmt: skip
     from_file = json.loads((tmp_path / "file.json").read_text(encoding="utf-8"))
     registered = json.loads((tmp_path / "registered.json").read_text(encoding="utf-8"))
@@ -139,7 +139,7 @@ def test_the_documented_example_backtests_with_a_stop_loss(home: Path, tmp_path:
     out = tmp_path / "ema.json"
     in_process(
         home, "backtest", "-s", "ETHUSDT", "-t", "4h", "--strategy", f"{EXAMPLE}:EmaCross",
-        "--params", "fast=12,slow=26", "--stop-loss", "5", *WINDOW, "--json", str(out),
+        "--params", "fast=12,slow=26", "--stop-loss", "5", *WINDOW, "--out", str(out),
     )  # fmt: skip
     doc = json.loads(out.read_text(encoding="utf-8"))
     assert doc["params"] == {"fast": 12, "slow": 26, "rsi_max": 70.0}

@@ -23,7 +23,7 @@ from smartmarket.execution.sizing import VolatilityTarget
 from smartmarket.store import open_store
 
 runner = CliRunner(env={"COLUMNS": "200", "SMARTMARKET_STORE": None})
-BUY_HOLD = ("backtest", "--symbol", "BTCUSDT", "--timeframe", "1d", "--strategy", "buy_hold")
+BUY_HOLD = ("backtest", "--symbols", "BTCUSDT", "--timeframe", "1d", "--strategy", "buy_hold")
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def home(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
 
 def run(home: Path, *args: str) -> tuple[str, dict[str, Any]]:
     out = home.parent / "bt.json"
-    result = runner.invoke(app, ["--home", str(home), *args, "--json", str(out)])
+    result = runner.invoke(app, ["--home", str(home), *args, "--out", str(out)])
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     assert result.exit_code == 0, result.output
@@ -49,7 +49,7 @@ def test_buy_hold_vol_target_prints_and_meets_its_target(home: Path) -> None:
     text, plain = run(home, *BUY_HOLD)
     assert "Volatility target" not in text
     text, doc = run(home, *BUY_HOLD, "--vol-target", "0.2")
-    line = re.search(r"Volatility target 20\.00%: realised ([\d.]+)% a year; turnover ([\d.]+)x", text)
+    line = re.search(r"Volatility target 20\.00 %: realised ([\d.]+) % a year; turnover ([\d.]+)x", text)
     assert line is not None, text
     realised = float(line.group(1)) / 100
     assert realised == pytest.approx(doc["metrics"]["volatility"], abs=1e-4)

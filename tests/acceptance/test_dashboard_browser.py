@@ -57,14 +57,21 @@ def momentum_signals(candles: pd.DataFrame, *, every: int = 20, lookback: int = 
         ts = int(candles["ts"].iloc[i])
         signals.append(
             SignalGenerated(
-                ts_event=ts + Timeframe.H1.ms, symbol="BTCUSDT", timeframe=Timeframe.H1, ts=ts, direction=direction,
-                confidence=confidence, strength=strength, regime=str(regimes[i]),
+                ts_event=ts + Timeframe.H1.ms,
+                symbol="BTCUSDT",
+                timeframe=Timeframe.H1,
+                ts=ts,
+                direction=direction,
+                confidence=confidence,
+                strength=strength,
+                regime=str(regimes[i]),
                 member_probabilities={
                     "technical": {"long": up * 0.8, "flat": 0.2, "short": (1 - up) * 0.8},
                     "smc": {"long": 0.4, "flat": 0.3, "short": 0.3},
                 },
                 member_weights={"technical": 0.65, "smc": 0.35},
-                reason=f"{lookback}-bar return {move:+.2%}", correlation_id=f"browser-test-{ts}",
+                reason=f"{lookback}-bar return {move:+.2%}",
+                correlation_id=f"browser-test-{ts}",
             )
         )
     return signals

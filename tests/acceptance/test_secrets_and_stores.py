@@ -128,8 +128,8 @@ def test_no_password_in_any_output_log_or_file(
     assert code == 0 and "stored in postgresql://postgres@127.0.0.1" in out
     assert cli(*g, "symbols")[0] == 0
     assert [s["symbol"] for s in json.loads(cli(*g, "symbols", "-f", "json")[1])] == ["AAA", "ZZZ"]
-    assert cli(*g, "candles", "AAA", "1h", "-n", "3")[0] == 0
-    assert cli(*g, "candles", "NOPE", "1h")[0] == 2  # an error naming the store
+    assert cli(*g, "candles", "-s", "AAA", "-t", "1h", "-n", "3")[0] == 0
+    assert cli(*g, "candles", "-s", "NOPE", "-t", "1h")[0] == 2  # an error naming the store
     assert cli(*g, "events", "--limit", "5")[0] == 0
     assert cli(*g, "backup", "--to", tmp_path / "backups")[0] == 0
     monkeypatch.setenv("SMARTMARKET_BUS", redis_pw)
@@ -204,9 +204,9 @@ def _listing(root: Path) -> list[str]:
     [
         ("symbols",),
         ("symbols", "-f", "json"),
-        ("candles", "BTCUSDT", "1h"),
+        ("candles", "-s", "BTCUSDT", "-t", "1h"),
         ("events",),
-        ("backtest", "--symbol", "BTCUSDT", "--timeframe", "1h"),
+        ("backtest", "--symbols", "BTCUSDT", "--timeframe", "1h"),
         ("backup", "--to", "bk"),
     ],
 )
@@ -252,7 +252,7 @@ def test_reading_the_default_store_before_any_ingest_says_so_and_creates_nothing
     code, out, err = cli("--home", home, "symbols", "-f", "json")
     assert code == 0 and json.loads(out) == []
     assert "nothing is stored yet" in err and "smartmarket ingest" in err and "smartmarket.duckdb" in err
-    code, _, err = cli("--home", home, "candles", "BTCUSDT", "1h")
+    code, _, err = cli("--home", home, "candles", "-s", "BTCUSDT", "-t", "1h")
     assert code == 2 and "BTCUSDT" in err
     assert not home.exists()
     code, _, err = cli("--home", home, "generate", "--rows", "20")

@@ -112,7 +112,7 @@ def test_serve_and_every_command_share_the_default_store(served: tuple[Path, str
         "run": cli(home, "run", "--symbols", "ETHUSDT", "--timeframe", "4h", "--source", f"file:{eth4h}",
                    "--strategy", "sma_cross", "--params", "fast=10,slow=30"),
         "ingest": cli(home, "ingest", str(btc1h)),
-        "backtest": cli(home, "backtest", "--symbol", "ETHUSDT", "--timeframe", "1d", "--strategy", "sma_cross",
+        "backtest": cli(home, "backtest", "--symbols", "ETHUSDT", "--timeframe", "1d", "--strategy", "sma_cross",
                         "--params", "fast=10,slow=30"),
     }  # fmt: skip
     symbols_runs = []

@@ -15,13 +15,15 @@ import typer
 from rich import box
 from rich.table import Table
 
-from smartmarket.cli.context import console, get_context
+from smartmarket.cli import grammar
+from smartmarket.cli.context import console, err_console, get_context
 from smartmarket.core.errors import ConfigError, NotFoundError
 from smartmarket.core.timeutil import format_ms, parse_time
 from smartmarket.core.types import Timeframe, normalize_symbol
 
 if TYPE_CHECKING:  # the engine, analytics and pandas load when the command runs (fast start-up)
     import pandas as pd
+    from rich.console import Console
 
     from smartmarket.analytics import Metrics
     from smartmarket.backtest.runner import BacktestResult
@@ -32,7 +34,7 @@ if TYPE_CHECKING:  # the engine, analytics and pandas load when the command runs
 HELP = """Backtest a strategy over stored candles: metrics table, optional JSON result and HTML report.
 
 Orders decided at a bar's close fill at a later bar's open, with fees and slippage. Several symbols
-(--symbol BTCUSDT,ETHUSDT) share one cash account; each gets --fraction of equity (default 1/N).
+(--symbols BTCUSDT,ETHUSDT) share one cash account; each gets --fraction of equity (default 1/N).
 Open positions are closed at the last close (taker fee) unless --keep-open, so the trades' P&L adds up to
 the change in equity. Strategies: buy_hold, sma_cross, rsi_reversion, smc_bos, ensemble (the fitted signal
 ensemble, sized by signal strength; fit it first with `smartmarket fit-signals`), or your own class:
@@ -43,9 +45,9 @@ Times are ISO-8601 or epoch ms; --start is inclusive, --end exclusive. Same inpu
 
 Examples:
 
-  smartmarket backtest --symbol BTCUSDT --timeframe 1h --strategy sma_cross --params fast=10,slow=30
+  smartmarket backtest --symbols BTCUSDT --timeframe 1h --strategy sma_cross --params fast=10,slow=30
 
-  smartmarket backtest -s BTCUSDT,ETHUSDT -t 4h --start 2023-01-01 --end 2024-01-01 --json bt.json --report bt.html
+  smartmarket backtest -s BTCUSDT,ETHUSDT -t 4h --start 2023-01-01 --end 2024-01-01 --out bt.json --out bt.html
 
   smartmarket backtest -s ETHUSDT -t 4h --strategy examples/strategies/ema_cross.py:EmaCross --stop-loss 5
 """
@@ -93,7 +95,7 @@ def parse_symbols(text: str) -> list[str]:
             if symbol not in symbols:
                 symbols.append(symbol)
     if not symbols:
-        raise ConfigError("no symbol given", hint="e.g. --symbol BTCUSDT or --symbol BTCUSDT,ETHUSDT")
+        raise ConfigError("no symbol given", hint="e.g. --symbols BTCUSDT or --symbols BTCUSDT,ETHUSDT")
     return symbols
 
 
@@ -205,11 +207,11 @@ def full_params(strategy: str, params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value * 100:+.2f}%"
+    return grammar.pct(value, signed=True)
 
 
 def _frac(value: float | None) -> str:
-    return "n/a" if value is None else f"{value * 100:.2f}%"
+    return grammar.pct(value)
 
 
 def _ratio(value: float | None) -> str:
@@ -281,7 +283,9 @@ BAND_HELP = (
 
 def backtest(
     ctx: typer.Context,
-    symbol: Annotated[str, typer.Option("--symbol", "-s", help="Symbol(s), comma-separated: BTCUSDT,ETHUSDT.")],
+    symbols_opt: Annotated[
+        str | None, typer.Option("--symbols", "-s", help="Symbol(s), comma-separated: BTCUSDT,ETHUSDT (required).")
+    ] = None,
     timeframe: Annotated[str, typer.Option("--timeframe", "-t", help="Bar timeframe, e.g. 1h, 4h, 1d.")] = "1h",
     strategy: Annotated[
         str, typer.Option("--strategy", help="Strategy name (see above) or path/to/file.py:ClassName.")
@@ -292,7 +296,7 @@ def backtest(
     start: Annotated[str | None, typer.Option("--start", help="First bar open time (inclusive).")] = None,
     end: Annotated[str | None, typer.Option("--end", help="Bars opening before this time.")] = None,
     cash: Annotated[float, typer.Option("--cash", help="Starting cash.")] = 10_000.0,
-    fees: Annotated[float, typer.Option("--fees", help="Fee rate per side, a fraction (0.001 = 0.1 %).")] = 0.001,
+    fee_bps: Annotated[float, typer.Option("--fee-bps", help="Fee per side, basis points (10 = 0.1 %).")] = 10.0,
     slippage_bps: Annotated[
         float, typer.Option("--slippage-bps", help="Adverse slippage per market fill, basis points.")
     ] = 0.0,
@@ -317,19 +321,35 @@ def backtest(
     vol_target: Annotated[float | None, typer.Option("--vol-target", help=VOL_TARGET_HELP)] = None,
     max_leverage: Annotated[float, typer.Option("--max-leverage", help=MAX_LEVERAGE_HELP)] = 1.0,
     rebalance_band: Annotated[float, typer.Option("--rebalance-band", help=BAND_HELP)] = 0.1,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write the full result as JSON here.")] = None,
-    report_path: Annotated[Path | None, typer.Option("--report", help="Write the HTML report here.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the full result as JSON on stdout instead of the tables.")
+    ] = False,
+    out: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--out", "-o", help="Write a file: PATH.json (the full result) or PATH.html (the report); repeatable."
+        ),
+    ] = None,
     inline: Annotated[
         bool, typer.Option("--inline", help="Embed plotly.js in the report (one 5 MB file) instead of beside it.")
     ] = False,
+    old_symbol: Annotated[str | None, grammar.SYMBOL_LIST.option()] = None,
+    old_fees: Annotated[float | None, grammar.FEES.option()] = None,
+    old_report: Annotated[Path | None, grammar.REPORT.option()] = None,
+    old_json_path: Annotated[Path | None, grammar.JSON_PATH.argument()] = None,
 ) -> None:
-    from smartmarket.analytics import compute_metrics, monthly_returns, write_report
+    from smartmarket.analytics import compute_metrics, monthly_returns
     from smartmarket.backtest.provenance import backtest_provenance
-    from smartmarket.backtest.result_json import backtest_document, write_document
+    from smartmarket.backtest.result_json import backtest_document, dumps_document
     from smartmarket.backtest.runner import run_backtest, warmup_frames
     from smartmarket.execution.risk import exits_from_percent
     from smartmarket.strategies.registry import strategy_factory
 
+    symbol = grammar.require(
+        grammar.SYMBOL_LIST.resolve(symbols_opt, old_symbol), "--symbols/-s", "smartmarket backtest -s BTCUSDT -t 1h"
+    )
+    fee_bps = grammar.FEES.resolve(fee_bps, old_fees)
+    json_path, report_path, as_json = _outputs(out or [], old_report, old_json_path, as_json)
     symbols = parse_symbols(symbol)
     tf = Timeframe.parse(timeframe)
     strategy_params = parse_params(params)
@@ -340,7 +360,7 @@ def backtest(
         raise ConfigError(f"--end ({end}) must be after --start ({start})")
     config = kernel_config(
         cash=cash,
-        fees=fees,
+        fees=grammar.bps_to_fraction(fee_bps),
         slippage_bps=slippage_bps,
         fraction=fraction if fraction is not None else 1.0 / len(symbols),
         latency=latency,
@@ -370,6 +390,22 @@ def backtest(
     )
     title = _title(strategy, resolved, symbols, tf)
 
+    document = None
+    if as_json or json_path is not None:
+        document = backtest_document(
+            result,
+            metrics=metrics.to_dict(),
+            monthly_returns=monthly.to_records(),
+            provenance=provenance,
+            benchmark={"buy_hold_return": buy_hold},
+            params=resolved,
+        )
+    if as_json:  # stdout carries the JSON document only; what else is said goes to stderr
+        assert document is not None
+        typer.echo(dumps_document(document))
+        _report_outputs(json_path, report_path, document, frames, result, metrics, monthly, provenance, title,
+                        symbols, buy_hold, inline, err_console)  # fmt: skip
+        return
     console.print(summary_table(title, metrics, result, buy_hold))
     first, last = int(result.equity.index[0]), int(result.equity.index[-1])
     per_symbol = f" x {len(symbols)} symbols" if len(symbols) > 1 else ""
@@ -383,16 +419,57 @@ def backtest(
     if vol_target is not None:
         console.print(vol_target_line(metrics, vol_target), highlight=False)
 
+    _report_outputs(json_path, report_path, document, frames, result, metrics, monthly, provenance, title,
+                    symbols, buy_hold, inline, console)  # fmt: skip
+
+
+def _outputs(
+    out: Sequence[Path], old_report: Path | None, old_json_path: Path | None, as_json: bool
+) -> tuple[Path | None, Path | None, bool]:
+    """``--out`` files by suffix (.json: the result, .html: the report), plus the deprecated ``--report PATH``
+    and ``--json PATH`` (now ``--json`` is a flag: the path arrives as a hidden positional)."""
+    json_path: Path | None = None
+    report_path: Path | None = grammar.REPORT.resolve(None, old_report)
+    if old_json_path is not None:
+        if not as_json:
+            raise ConfigError(f"unexpected argument {str(old_json_path)!r}", hint="backtest takes options only")
+        json_path, as_json = grammar.JSON_PATH.resolve(None, old_json_path), False  # the old form: tables + a file
+    for path in out:
+        suffix = path.suffix.lower()
+        if suffix == ".json":
+            json_path = path
+        elif suffix in (".html", ".htm"):
+            report_path = path
+        else:
+            raise ConfigError(
+                f"--out {path}: unknown file type {suffix or '(none)'!r}",
+                hint="PATH.json writes the full result, PATH.html the report",
+            )
+    return json_path, report_path, as_json
+
+
+def _report_outputs(
+    json_path: Path | None,
+    report_path: Path | None,
+    document: Mapping[str, Any] | None,
+    frames: Mapping[str, pd.DataFrame],
+    result: BacktestResult,
+    metrics: Metrics,
+    monthly: Any,
+    provenance: Mapping[str, Any],
+    title: str,
+    symbols: Sequence[str],
+    buy_hold: float,
+    inline: bool,
+    out: Console,
+) -> None:
+    """Write the ``--out`` files and say where (on ``out``: stderr when stdout carries JSON)."""
+    from smartmarket.analytics import write_report
+    from smartmarket.backtest.result_json import write_document
+
     if json_path is not None:
-        document = backtest_document(
-            result,
-            metrics=metrics.to_dict(),
-            monthly_returns=monthly.to_records(),
-            provenance=provenance,
-            benchmark={"buy_hold_return": buy_hold},
-            params=resolved,
-        )
-        console.print(f"JSON result: {write_document(json_path, document)}", highlight=False)
+        assert document is not None
+        out.print(f"JSON result: {write_document(json_path, document)}", highlight=False)
     if report_path is not None:
         chart_symbol = symbols[0]
         written = write_report(
@@ -410,12 +487,12 @@ def backtest(
             },
             inline=inline,
         )
-        console.print(f"HTML report: {written}", highlight=False)
+        out.print(f"HTML report: {written}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
-    app.command("backtest", help=HELP)(backtest)
+    app.command("backtest", help=HELP, cls=grammar.Command)(backtest)
 
 
 __all__ = [

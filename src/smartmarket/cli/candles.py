@@ -10,6 +10,7 @@ import typer
 from rich import box
 from rich.table import Table
 
+from smartmarket.cli import grammar
 from smartmarket.cli.context import console, err_console, get_context
 from smartmarket.core.errors import ConfigError
 from smartmarket.core.timeutil import format_ms, parse_time
@@ -29,9 +30,9 @@ CSV columns: ts,open,high,low,close,volume with ts in UTC epoch ms of the candle
 
 Examples:
 
-  smartmarket candles BTCUSDT 1h --limit 24
+  smartmarket candles -s BTCUSDT -t 1h --limit 24
 
-  smartmarket candles BTC/USDT 1d --start 2024-01-01 --end 2024-02-01 --format csv > btc-jan.csv
+  smartmarket candles -s BTC/USDT -t 1d --start 2024-01-01 --end 2024-02-01 --format csv > btc-jan.csv
 """
 
 SYMBOLS_HELP = """List the stored series: candle count, first and last candle time, synthetic flag.
@@ -110,10 +111,8 @@ def _candle_table(frame: pd.DataFrame, title: str) -> Table:
 
 def candles(
     ctx: typer.Context,
-    symbol: Annotated[str, typer.Argument(help="Symbol, e.g. BTCUSDT or BTC/USDT.")],
-    timeframe: Annotated[
-        str, typer.Argument(help="Timeframe: 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w 1M (calendar month).")
-    ],
+    symbol: grammar.SymbolOpt = None,
+    timeframe: grammar.TimeframeOpt = None,
     start: Annotated[str | None, typer.Option("--start", help="First candle open time (inclusive).")] = None,
     end: Annotated[str | None, typer.Option("--end", help="Candles opening before this time.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, help="At most N candles.")] = None,
@@ -124,7 +123,10 @@ def candles(
     include_partial: Annotated[
         bool, typer.Option("--include-partial", help="Keep a trailing resampled candle that is not complete yet.")
     ] = False,
+    old_symbol: grammar.OldSymbolArg = None,
+    old_timeframe: grammar.OldTimeframeArg = None,
 ) -> None:
+    symbol, timeframe = grammar.positional_or_option(symbol, timeframe, old_symbol, old_timeframe, "candles")
     tf = Timeframe.parse(timeframe)
     sym = normalize_symbol(symbol)
     if limit is not None and show_all:
@@ -198,7 +200,7 @@ def symbols(
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
-    app.command("candles", help=CANDLES_HELP)(candles)
+    app.command("candles", help=CANDLES_HELP, cls=grammar.Command)(candles)
     app.command("symbols", help=SYMBOLS_HELP)(symbols)
 
 

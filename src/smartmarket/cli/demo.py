@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
+from smartmarket.cli import grammar
 from smartmarket.cli.context import AppContext, console, get_context
 from smartmarket.core.timeutil import format_ms
 from smartmarket.core.types import Timeframe
@@ -77,7 +78,10 @@ def stage_features(store: Store, symbol: str, tf: Timeframe) -> None:
     last = features.iloc[-1]
     console.print("last bar: " + ", ".join(f"{c}={last[c]:.4g}" for c in sample if c in features.columns))
     shares = label_regimes(candles).value_counts(normalize=True)
-    console.print("regimes (share of bars): " + ", ".join(f"{name} {share:.0%}" for name, share in shares.items()))
+    console.print(
+        "regimes (share of bars): "
+        + ", ".join(f"{name} {grammar.pct(share, digits=0)}" for name, share in shares.items())
+    )
 
 
 def stage_backtest(app_ctx: AppContext, symbol: str, tf: Timeframe) -> None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
+from smartmarket.cli import grammar
 from smartmarket.cli.context import console, get_context
 from smartmarket.core.errors import ConfigError, NotFoundError
 from smartmarket.core.timeutil import format_ms, parse_time
@@ -107,21 +108,26 @@ def regime_report(candles: pd.DataFrame, codes: np.ndarray, horizon: int) -> pd.
 def register(app: typer.Typer) -> None:
     """Add ``features`` and ``regimes`` to ``app``."""
 
-    @app.command("features")
+    @app.command("features", cls=grammar.Command)
     def features(
         ctx: typer.Context,
-        symbol: Annotated[str, typer.Argument(help="Symbol, e.g. BTCUSDT.")],
-        timeframe: Annotated[str, typer.Argument(help="Timeframe, e.g. 1h (resampled from a finer one if needed).")],
+        symbol: grammar.SymbolOpt = None,
+        timeframe: grammar.TimeframeOpt = None,
         set_name: Annotated[str, typer.Option("--set", help=f"Feature set: {', '.join(SET_NAMES)}.")] = "default",
         start: Annotated[str | None, typer.Option("--start", help="First bar in the output (UTC).")] = None,
         end: Annotated[str | None, typer.Option("--end", help="Bars before this time (UTC, exclusive).")] = None,
-        fmt: Annotated[OutputFormat, typer.Option("--format", help="table, csv or parquet.")] = OutputFormat.table,
-        output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file.")] = None,
+        fmt: Annotated[
+            OutputFormat, typer.Option("--format", "-f", help="table, csv or parquet.")
+        ] = OutputFormat.table,
+        output: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file.")] = None,
         warmup: Annotated[
             int | None,
             typer.Option("--warmup", min=0, help="Warm-up candles read before --start (default: automatic)."),
         ] = None,
         rows: Annotated[int, typer.Option("--rows", min=1, help="Bars shown by --format table.")] = 5,
+        old_symbol: grammar.OldSymbolArg = None,
+        old_timeframe: grammar.OldTimeframeArg = None,
+        old_output: Annotated[Path | None, grammar.OUTPUT.option()] = None,
     ) -> None:
         """Compute a feature set over stored candles: ts first, then one column per feature.
 
@@ -131,10 +137,12 @@ def register(app: typer.Typer) -> None:
         depend a little on where the history starts. Every value is causal: bar t uses bars ≤ t only.
 
         Examples:
-          smartmarket features BTCUSDT 1h --start 2024-01-01 --format csv --output btc-1h.csv
-          smartmarket features BTCUSDT 4h --set minimal --format parquet -o btc-4h.parquet
-          smartmarket features BTCUSDT 1h --start 2024-06-01 --end 2024-06-02
+          smartmarket features -s BTCUSDT -t 1h --start 2024-01-01 --format csv --out btc-1h.csv
+          smartmarket features -s BTCUSDT -t 4h --set minimal --format parquet -o btc-4h.parquet
+          smartmarket features -s BTCUSDT -t 1h --start 2024-06-01 --end 2024-06-02
         """
+        symbol, timeframe = grammar.positional_or_option(symbol, timeframe, old_symbol, old_timeframe, "features")
+        output = grammar.OUTPUT.resolve(output, old_output)
         from smartmarket.features.pipeline import FeaturePipeline
 
         store = get_context(ctx).store
@@ -149,7 +157,7 @@ def register(app: typer.Typer) -> None:
 
         if fmt is OutputFormat.parquet:
             if output is None:
-                raise ConfigError("--format parquet needs --output FILE")
+                raise ConfigError("--format parquet needs --out FILE")
             result.to_parquet(output, index=False)
         elif fmt is OutputFormat.csv:
             if output is None:
@@ -157,7 +165,7 @@ def register(app: typer.Typer) -> None:
             else:
                 result.to_csv(output, index=False)
         elif output is not None:
-            raise ConfigError("--output needs --format csv or parquet")
+            raise ConfigError("--out needs --format csv or parquet")
         else:
             _print_table(result, rows)
         if output is not None:
@@ -167,14 +175,16 @@ def register(app: typer.Typer) -> None:
                 highlight=False,
             )
 
-    @app.command("regimes")
+    @app.command("regimes", cls=grammar.Command)
     def regimes(
         ctx: typer.Context,
-        symbol: Annotated[str, typer.Argument(help="Symbol, e.g. BTCUSDT.")],
-        timeframe: Annotated[str, typer.Argument(help="Timeframe, e.g. 1h.")],
+        symbol: grammar.SymbolOpt = None,
+        timeframe: grammar.TimeframeOpt = None,
         start: Annotated[str | None, typer.Option("--start", help="First bar evaluated (UTC).")] = None,
         end: Annotated[str | None, typer.Option("--end", help="Bars before this time (UTC, exclusive).")] = None,
         horizon: Annotated[int, typer.Option("--horizon", min=1, help="Forward bars for the evaluation.")] = 24,
+        old_symbol: grammar.OldSymbolArg = None,
+        old_timeframe: grammar.OldTimeframeArg = None,
     ) -> None:
         """Label every bar (trending up/down, ranging, volatile) and show what the labels were followed by.
 
@@ -183,9 +193,10 @@ def register(app: typer.Typer) -> None:
         With --start, earlier candles are read first as warm-up and left out of the statistics.
 
         Examples:
-          smartmarket regimes BTCUSDT 1h
-          smartmarket regimes BTCUSDT 4h --start 2022-01-01 --horizon 12
+          smartmarket regimes -s BTCUSDT -t 1h
+          smartmarket regimes -s BTCUSDT -t 4h --start 2022-01-01 --horizon 12
         """
+        symbol, timeframe = grammar.positional_or_option(symbol, timeframe, old_symbol, old_timeframe, "regimes")
         from smartmarket.features.regimes import RegimeConfig, RegimeFeature
 
         store = get_context(ctx).store
@@ -207,11 +218,12 @@ def register(app: typer.Typer) -> None:
             table.add_column(col, justify="left" if col == "regime" else "right")
         for row in report.itertuples():
             if row.bars == 0:
-                table.add_row(str(row.regime), "0.0%", "0", "-", "-", "-")
+                table.add_row(str(row.regime), grammar.pct(0.0), "0", "-", "-", "-")
                 continue
+            share, fwd_return, fwd_vol = (float(v) for v in (row.share, row.fwd_return, row.fwd_vol))  # type: ignore[arg-type]
             table.add_row(
-                str(row.regime), f"{row.share:.1%}", f"{row.episodes:,}", f"{row.mean_bars:.1f}",
-                f"{row.fwd_return:+.3%}", f"{row.fwd_vol:.3%}",
+                str(row.regime), grammar.pct(share), f"{row.episodes:,}", f"{row.mean_bars:.1f}",
+                grammar.pct(fwd_return, signed=True, digits=3), grammar.pct(fwd_vol, digits=3),
             )  # fmt: skip
         console.print(table)
 

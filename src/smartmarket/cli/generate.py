@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from smartmarket.cli import grammar
 from smartmarket.cli.context import console, get_context, shown_url
 from smartmarket.core.errors import ConfigError
 from smartmarket.core.timeutil import format_ms, parse_time
@@ -23,7 +24,7 @@ def _regime_shares(regimes: np.ndarray) -> str:
 
     counts = np.bincount(regimes, minlength=len(Regime))
     total = max(int(counts.sum()), 1)
-    return ", ".join(f"{r.name.lower().replace('_', ' ')} {counts[r] / total:.0%}" for r in Regime)
+    return ", ".join(f"{r.name.lower().replace('_', ' ')} {grammar.pct(counts[r] / total, digits=0)}" for r in Regime)
 
 
 def register(app: typer.Typer) -> None:
@@ -32,8 +33,8 @@ def register(app: typer.Typer) -> None:
     @app.command("generate")
     def generate(
         ctx: typer.Context,
-        symbol: Annotated[str, typer.Option("--symbol", help="Symbol to store the market under.")] = "SYN",
-        timeframe: Annotated[str, typer.Option("--timeframe", help="Candle timeframe, e.g. 1m, 1h, 1d.")] = "1m",
+        symbol: Annotated[str, typer.Option("--symbol", "-s", help="Symbol to store the market under.")] = "SYN",
+        timeframe: Annotated[str, typer.Option("--timeframe", "-t", help="Candle timeframe, e.g. 1m, 1h, 1d.")] = "1m",
         rows: Annotated[int, typer.Option("--rows", min=1, help="Number of candles to generate.")] = 100_000,
         seed: Annotated[int, typer.Option("--seed", help="Seed: the same seed gives the same market.")] = 0,
         start: Annotated[str, typer.Option("--start", help="Open time of the first candle (UTC).")] = "2024-01-01",

@@ -11,6 +11,7 @@ import typer
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from smartmarket.cli import grammar
 from smartmarket.cli.context import console, err_console, get_context
 from smartmarket.core.errors import ConfigError
 from smartmarket.core.timeutil import format_ms, parse_time
@@ -36,7 +37,7 @@ Examples:
 
   smartmarket ingest BTCUSDT-1h-2024-01.csv --format binance
 
-  smartmarket ingest --exchange binance -s BTC/USDT -t 1h --since 2024-01-01
+  smartmarket ingest --exchange binance -s BTC/USDT -t 1h --start 2024-01-01
 """
 
 
@@ -101,8 +102,8 @@ def _ingest_exchange(
 ) -> IngestReport:
     if not (symbol and timeframe and since):
         raise ConfigError(
-            "--exchange needs --symbol, --timeframe and --since",
-            hint="e.g. smartmarket ingest --exchange binance --symbol BTC/USDT --timeframe 1h --since 2024-01-01",
+            "--exchange needs --symbol, --timeframe and --start",
+            hint="e.g. smartmarket ingest --exchange binance --symbol BTC/USDT --timeframe 1h --start 2024-01-01",
         )
     from smartmarket.data.exchange import ingest_from_exchange  # needs ccxt: imported only when used
 
@@ -137,16 +138,19 @@ def ingest(
     exchange: Annotated[
         str | None, typer.Option("--exchange", help="Download from an exchange (ccxt id, e.g. binance).")
     ] = None,
-    since: Annotated[str | None, typer.Option("--since", help="Exchange form: start time (2024-01-01).")] = None,
-    until: Annotated[str | None, typer.Option("--until", help="Exchange form: end time (default: now).")] = None,
+    since: Annotated[str | None, typer.Option("--start", help="Exchange form: start time (2024-01-01).")] = None,
+    until: Annotated[str | None, typer.Option("--end", help="Exchange form: end time (default: now).")] = None,
+    old_since: Annotated[str | None, grammar.SINCE.option()] = None,
+    old_until: Annotated[str | None, grammar.UNTIL.option()] = None,
 ) -> None:
+    since, until = grammar.SINCE.resolve(since, old_since), grammar.UNTIL.resolve(until, old_until)
     if fmt != "auto" and fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}", hint=f"use auto or one of: {', '.join(FORMATS)}")
     if exchange and files:
         raise ConfigError("give either files or --exchange, not both")
     if not exchange and not files:
         raise ConfigError(
-            "nothing to ingest", hint="give candle files, or --exchange with --symbol/--timeframe/--since"
+            "nothing to ingest", hint="give candle files, or --exchange with --symbol/--timeframe/--start"
         )
 
     from smartmarket.data.ingest import ingest_file

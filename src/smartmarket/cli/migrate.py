@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
             str, typer.Option("--to", help="Target store URL; a DuckDB file is created if missing (path printed).")
         ],
         symbols: Annotated[
-            str | None, typer.Option("--symbols", help="Comma-separated symbols (events are then skipped).")
+            str | None, typer.Option("--symbols", "-s", help="Comma-separated symbols (events are then skipped).")
         ] = None,
         resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted migration.")] = False,
         verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Read every chunk back and compare.")] = True,

@@ -29,6 +29,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from smartmarket.cli import grammar
 from smartmarket.cli.context import console, err_console, get_context
 from smartmarket.core.errors import ConfigError, NotFoundError
 from smartmarket.core.timeutil import format_ms, parse_time
@@ -41,24 +42,11 @@ if TYPE_CHECKING:  # numpy, pandas, torch and LightGBM load inside the commands 
     from smartmarket.models.training import EpochReport
     from smartmarket.store.base import CandleStore
 
-KIND_ALIASES: dict[str, str] = {
-    "transformer": "transformer",
-    "cnn_lstm": "cnn_lstm",
-    "logistic": "logreg",
-    "logreg": "logreg",
-    "lgbm": "lightgbm",
-    "lightgbm": "lightgbm",
-    "majority": "majority",
-}
+# The model kinds the CLI accepts, as stored (``logistic`` is stored as ``logreg``; ``lgbm``/``logreg`` are
+# deprecated spellings, see cli/grammar.py).
+KIND_ALIASES: dict[str, str] = {k: grammar.stored_kind(k) for k in grammar.MODEL_KINDS}
+KIND_HELP = "Model kind: " + ", ".join(grammar.MODEL_KINDS) + "."
 HEADLINE_METRICS = ("balanced_accuracy", "accuracy", "log_loss", "brier", "auc_ovr", "n")
-
-
-class ModelChoice(StrEnum):
-    transformer = "transformer"
-    cnn_lstm = "cnn_lstm"
-    logistic = "logistic"
-    lgbm = "lgbm"
-    majority = "majority"
 
 
 class Preset(StrEnum):
@@ -135,10 +123,8 @@ def set_threads(threads: int | None) -> None:
 
 
 def _kind(choice: str) -> str:
-    try:
-        return KIND_ALIASES[choice]
-    except KeyError:
-        raise ConfigError(f"unknown model {choice!r}", hint=f"use one of {', '.join(KIND_ALIASES)}") from None
+    """A kind in the one vocabulary (deprecated spellings warned about) as artifacts store it."""
+    return grammar.stored_kind(grammar.model_kind(choice))
 
 
 def _epoch_logger(prefix: str) -> Any:
@@ -388,14 +374,15 @@ def _print_evaluation(doc: Mapping[str, Any]) -> None:
     t = doc["trading"]
     trading = Table(
         title=f"trading: long/short at p ≥ {t['threshold']} ({'long only, ' if t['long_only'] else ''}"
-        f"fees {t['fee_per_side'] * 100:.2f} % per side)",
+        f"fees {grammar.pct(t['fee_per_side'])} per side)",
         title_justify="left",
     )
     for col in ("total return", "buy & hold", "Sharpe", "max drawdown", "trades", "win rate", "exposure"):
         trading.add_column(col, justify="right")
     trading.add_row(
-        f"{t['total_return'] * 100:+.2f}%", f"{t['buy_hold_return'] * 100:+.2f}%", _f(t["sharpe"], 2),
-        f"{t['max_drawdown'] * 100:.2f}%", str(t["num_trades"]), _f(t["win_rate"]), _f(t["exposure"]),
+        grammar.pct(t["total_return"], signed=True), grammar.pct(t["buy_hold_return"], signed=True),
+        _f(t["sharpe"], 2), grammar.pct(t["max_drawdown"]), str(t["num_trades"]), grammar.pct(t["win_rate"]),
+        grammar.pct(t["exposure"]),
     )  # fmt: skip
     console.print(trading)
 
@@ -479,9 +466,9 @@ def _register_train(app: typer.Typer) -> None:
     @app.command("train")
     def train_command(
         ctx: typer.Context,
-        model: Annotated[ModelChoice, typer.Option("--model", help="Model kind.")],
-        symbol: Annotated[str, typer.Option("--symbol")] = "BTCUSDT",
-        timeframe: Annotated[str, typer.Option("--timeframe")] = "1h",
+        model: Annotated[str, typer.Option("--model", help=KIND_HELP)],
+        symbol: Annotated[str, typer.Option("--symbol", "-s")] = "BTCUSDT",
+        timeframe: Annotated[str, typer.Option("--timeframe", "-t")] = "1h",
         preset: Annotated[Preset, typer.Option("--preset", help="Network size (networks only).")] = Preset.small,
         start: Annotated[str | None, typer.Option("--start", help="First candle used.")] = None,
         end: Annotated[str | None, typer.Option("--end", help="Candles before this time only.")] = None,
@@ -506,12 +493,12 @@ def _register_train(app: typer.Typer) -> None:
         from smartmarket.models.training import rich_progress
 
         set_threads(threads)
-        kind = _kind(model.value)
+        kind = _kind(model)
         market = load_market(
             get_context(ctx).store, symbol, timeframe, feature_set, start=parse_time(start), end=parse_time(end)
         )
         started = time.perf_counter()
-        description = f"{kind} {market.symbol} {market.timeframe}"
+        description = f"{grammar.display_kind(kind)} {market.symbol} {market.timeframe}"
         network = kind in ("transformer", "cnn_lstm")
         bar = rich_progress(description, transient=as_json, console=err_console) if network else nullcontext(None)
         with bar as progress:
@@ -552,11 +539,12 @@ def _register_evaluate(app: typer.Typer) -> None:
         model_id: Annotated[str, typer.Argument(help="A registry id (or a unique prefix).")],
         start: Annotated[str | None, typer.Option("--start", help="Default: the model's test period start.")] = None,
         end: Annotated[str | None, typer.Option("--end", help="Bars before this time only.")] = None,
-        fee: Annotated[float, typer.Option("--fee", help="Fee per side, fraction (0.001 = 0.1 %).")] = 0.001,
+        fee_bps: Annotated[float, typer.Option("--fee-bps", help="Fee per side, basis points (10 = 0.1 %).")] = 10.0,
         threshold: Annotated[float, typer.Option("--threshold", help="Probability needed to take a side.")] = 0.45,
         long_only: Annotated[bool, typer.Option("--long-only", help="Flat instead of short.")] = False,
         threads: Annotated[int | None, typer.Option("--threads", help="torch intra-op threads.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+        old_fee: Annotated[float | None, grammar.FEE.option()] = None,
     ) -> None:
         """Out-of-sample metrics and a trading evaluation (after fees) of a registered model.
 
@@ -564,6 +552,7 @@ def _register_evaluate(app: typer.Typer) -> None:
 
         Example: smartmarket evaluate transformer-BTCUSDT-1h --json
         """
+        fee = grammar.bps_to_fraction(grammar.FEE.resolve(fee_bps, old_fee))
         set_threads(threads)
         model = _registry(ctx).load(model_id)
         doc = evaluate_model(
@@ -581,9 +570,9 @@ def _register_registry(models_app: typer.Typer) -> None:
     @models_app.command("list")
     def list_command(
         ctx: typer.Context,
-        symbol: Annotated[str | None, typer.Option("--symbol")] = None,
-        timeframe: Annotated[str | None, typer.Option("--timeframe")] = None,
-        kind: Annotated[str | None, typer.Option("--kind")] = None,
+        symbol: Annotated[str | None, typer.Option("--symbol", "-s")] = None,
+        timeframe: Annotated[str | None, typer.Option("--timeframe", "-t")] = None,
+        kind: Annotated[str | None, typer.Option("--kind", help=KIND_HELP)] = None,
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Registered models, oldest first, with their test metrics.
@@ -616,7 +605,8 @@ def _register_registry(models_app: typer.Typer) -> None:
             typer.echo(_json(record.metadata))
             return
         meta = record.metadata
-        console.print(f"[bold]{record.model_id}[/] · {record.kind} · stage {record.stage}", highlight=False)
+        kind = grammar.display_kind(record.kind)
+        console.print(f"[bold]{record.model_id}[/] · {kind} · stage {record.stage}", highlight=False)
         console.print(
             f"{record.symbol} {record.timeframe}, feature set '{meta.get('feature_set')}' "
             f"({len(meta.get('feature_columns', []))} columns), context {meta.get('context')} bars, "
@@ -669,8 +659,8 @@ def _register_registry(models_app: typer.Typer) -> None:
     def compare_command(
         ctx: typer.Context,
         model_ids: Annotated[list[str] | None, typer.Argument(help="Ids to compare (default: all).")] = None,
-        symbol: Annotated[str | None, typer.Option("--symbol")] = None,
-        timeframe: Annotated[str | None, typer.Option("--timeframe")] = None,
+        symbol: Annotated[str | None, typer.Option("--symbol", "-s")] = None,
+        timeframe: Annotated[str | None, typer.Option("--timeframe", "-t")] = None,
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Registered models' test metrics side by side (fair only on the same test period: see the note).
@@ -705,8 +695,8 @@ def _register_compare(app: typer.Typer) -> None:
     @app.command("compare-models")
     def compare_models_command(
         ctx: typer.Context,
-        symbol: Annotated[str, typer.Option("--symbol")] = "BTCUSDT",
-        timeframe: Annotated[str, typer.Option("--timeframe")] = "1h",
+        symbol: Annotated[str, typer.Option("--symbol", "-s")] = "BTCUSDT",
+        timeframe: Annotated[str, typer.Option("--timeframe", "-t")] = "1h",
         folds: Annotated[int, typer.Option("--folds", min=1, help="Rolling walk-forward folds (the latest N).")] = 3,
         preset: Annotated[Preset, typer.Option("--preset", help="Network size for both networks.")] = Preset.small,
         epochs: Annotated[int, typer.Option("--epochs", min=1, help="Maximum epochs per network.")] = 10,
@@ -721,7 +711,9 @@ def _register_compare(app: typer.Typer) -> None:
         last: Annotated[int | None, typer.Option("--last", min=100, help="Use only the last N candles.")] = None,
         threads: Annotated[int | None, typer.Option("--threads", help="torch intra-op threads.")] = None,
         seed: Annotated[int, typer.Option("--seed")] = 0,
-        out: Annotated[Path | None, typer.Option("--out", help="Markdown report (a .json twin is written).")] = None,
+        out: Annotated[
+            Path | None, typer.Option("--out", "-o", help="Markdown report (a .json twin is written).")
+        ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the JSON document.")] = False,
     ) -> None:
         """Walk-forward comparison on identical test samples: Transformer, CNN-LSTM, logistic, LightGBM, majority.
@@ -867,7 +859,7 @@ def _print_comparison(document: Mapping[str, Any]) -> None:
         mean, se = claim["relative_improvement_mean"], claim["relative_improvement_se"]
         console.print(
             f'claim "Transformer 20–30 % better than CNN-LSTM" (balanced accuracy, paired per fold): '
-            f"{mean * 100:+.1f} % ± {(se or 0) * 100:.1f} % → [bold]{claim['verdict']}[/]",
+            f"{grammar.pct(mean, signed=True)} ± {grammar.pct(se or 0)} → [bold]{claim['verdict']}[/]",
             highlight=False,
         )
 

@@ -12,6 +12,7 @@ import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from smartmarket.cli import grammar
 from smartmarket.cli.backtest import (
     BAND_HELP,
     MAX_LEVERAGE_HELP,
@@ -92,8 +93,8 @@ def print_report(report: OptimizeReport) -> None:
         ("configurations tried", f"{report.n_trials:,} of {report.n_points:,}"),
         ("engine", report.engine),
         ("bars", f"{report.bars:,} from {format_ms(report.start_ts)} to {format_ms(report.end_ts)}"),
-        ("total return (best, in-sample)", _num(report.best_metrics.get("total_return"), "{:.2%}")),
-        ("max drawdown (best, in-sample)", _num(report.best_metrics.get("max_drawdown"), "{:.2%}")),
+        ("total return (best, in-sample)", grammar.pct(report.best_metrics.get("total_return"), signed=True)),
+        ("max drawdown (best, in-sample)", grammar.pct(report.best_metrics.get("max_drawdown"))),
         ("trades (best, in-sample)", str(report.best_metrics.get("trades"))),
     ]
     if report.study:
@@ -117,7 +118,7 @@ def print_report(report: OptimizeReport) -> None:
     for entry in report.top:
         top.add_row(
             ", ".join(f"{k}={v}" for k, v in entry["params"].items()), _num(entry["value"]),
-            f"{entry['total_return']:.2%}", str(entry["trades"]), f"{entry['max_drawdown']:.2%}",
+            grammar.pct(entry["total_return"], signed=True), str(entry["trades"]), grammar.pct(entry["max_drawdown"]),
         )  # fmt: skip
     console.print(top)
     for note in report.notes:
@@ -138,7 +139,7 @@ def optimize_command(
     start: Annotated[str | None, typer.Option("--start", help="First bar open time (inclusive).")] = None,
     end: Annotated[str | None, typer.Option("--end", help="Bars opening before this time.")] = None,
     cash: Annotated[float, typer.Option("--cash", help="Starting cash.")] = 10_000.0,
-    fees: Annotated[float, typer.Option("--fees", help="Fee rate per side, a fraction (0.001 = 0.1 %).")] = 0.001,
+    fee_bps: Annotated[float, typer.Option("--fee-bps", help="Fee per side, basis points (10 = 0.1 %).")] = 10.0,
     slippage_bps: Annotated[float, typer.Option("--slippage-bps", help="Slippage per market fill, bps.")] = 0.0,
     long_only: Annotated[bool, typer.Option("--long-only", help="Never short: short signals go flat.")] = False,
     vol_target: Annotated[float | None, typer.Option("--vol-target", help=VOL_TARGET_HELP)] = None,
@@ -158,9 +159,13 @@ def optimize_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Also write an HTML report (summary, parameter plateau heat maps) to this file."),
+        typer.Option(
+            "--out", "-o", help="Also write an HTML report (summary, parameter plateau heat maps) to this file."
+        ),
     ] = None,
+    old_fees: Annotated[float | None, grammar.FEES.option()] = None,
 ) -> None:
+    fees = grammar.bps_to_fraction(grammar.FEES.resolve(fee_bps, old_fees))
     from smartmarket.ops.optimize import OptimizeRequest, optimize, parse_space, write_optimize_report
 
     symbols = [normalize_symbol(s) for s in symbol.split(",") if s.strip()]

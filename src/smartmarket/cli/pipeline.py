@@ -19,14 +19,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from smartmarket.cli import grammar
 from smartmarket.cli.context import console, err_console, get_context
 from smartmarket.core.errors import ConfigError
 from smartmarket.core.redaction import redact_text
 from smartmarket.core.timeutil import format_ms, parse_time
 from smartmarket.core.types import Timeframe, normalize_symbol
 
-SymbolsOpt = Annotated[str, typer.Option("--symbols", help="Comma-separated symbols, e.g. BTCUSDT,ETHUSDT.")]
-TimeframeOpt = Annotated[str, typer.Option("--timeframe", help="Candle timeframe, e.g. 1m, 1h.")]
+SymbolsOpt = Annotated[str, typer.Option("--symbols", "-s", help="Comma-separated symbols, e.g. BTCUSDT,ETHUSDT.")]
+TimeframeOpt = Annotated[str, typer.Option("--timeframe", "-t", help="Candle timeframe, e.g. 1m, 1h.")]
 BusOpt = Annotated[
     str,
     typer.Option("--bus", envvar="SMARTMARKET_BUS", help="memory:// (in-process, default) or redis://host:6379/0."),
@@ -347,16 +348,19 @@ def register(app: typer.Typer) -> None:
         type_: Annotated[
             list[str] | None, typer.Option("--type", help="Event type, e.g. SignalGenerated (repeatable).")
         ] = None,
-        since: Annotated[str | None, typer.Option("--since", help="ts_event from (ISO time or epoch ms).")] = None,
-        until: Annotated[str | None, typer.Option("--until", help="ts_event before (ISO time or epoch ms).")] = None,
-        symbol: Annotated[str | None, typer.Option("--symbol", help="Only this symbol.")] = None,
+        since: Annotated[str | None, typer.Option("--start", help="ts_event from (ISO time or epoch ms).")] = None,
+        until: Annotated[str | None, typer.Option("--end", help="ts_event before (ISO time or epoch ms).")] = None,
+        symbol: Annotated[str | None, typer.Option("--symbol", "-s", help="Only this symbol.")] = None,
         limit: Annotated[int, typer.Option("--limit", help="At most this many events (the latest).")] = 200,
-        fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+        fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv or json.")] = "table",
+        old_since: Annotated[str | None, grammar.SINCE.option()] = None,
+        old_until: Annotated[str | None, grammar.UNTIL.option()] = None,
     ) -> None:
         """Show recorded events: a candle's whole chain with --correlation, or filtered by type and time.
 
-        Example: smartmarket events --type SignalGenerated --since 2024-01-01 --format csv
+        Example: smartmarket events --type SignalGenerated --start 2024-01-01 --format csv
         """
+        since, until = grammar.SINCE.resolve(since, old_since), grammar.UNTIL.resolve(until, old_until)
         if fmt not in ("table", "csv", "json"):
             raise ConfigError(f"unknown format {fmt!r}", hint="use table, csv or json")
         from smartmarket.core.events import MESSAGE_TYPES
@@ -390,8 +394,10 @@ def register(app: typer.Typer) -> None:
         run: Annotated[
             str | None, typer.Option("--run", help="The recorded run to replay (id or prefix; default: the latest).")
         ] = None,
-        symbols: Annotated[str | None, typer.Option("--symbols", help="Default: every symbol of the run.")] = None,
-        timeframe: Annotated[str | None, typer.Option("--timeframe", help="Default: the log's only one.")] = None,
+        symbols: Annotated[
+            str | None, typer.Option("--symbols", "-s", help="Default: every symbol of the run.")
+        ] = None,
+        timeframe: Annotated[str | None, typer.Option("--timeframe", "-t", help="Default: the log's only one.")] = None,
         artifact: Annotated[
             str,
             typer.Option(
@@ -410,7 +416,7 @@ def register(app: typer.Typer) -> None:
         no_risk_checks: Annotated[
             bool | None, typer.Option("--no-risk-checks", help="With --artifact: the run's.", show_default=False)
         ] = None,
-        fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+        fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
     ) -> None:
         """Re-run the pipeline from the log's candles and compare what it derives with what was recorded, field by
         field (all fields but ts_init): signals, orders, risk rejections and, for a paper-trading run, the broker's

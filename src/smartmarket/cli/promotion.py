@@ -3,7 +3,7 @@
 smartmarket models evaluate-candidate ensemble-BTCUSDT-1h-2026…   # out of sample vs production, attached
 smartmarket models promote ensemble-BTCUSDT-1h-2026…              # refuses without a current evaluation
 smartmarket run --symbols BTCUSDT --timeframe 1h --source … --shadow ensemble-BTCUSDT-1h-2027…
-smartmarket ab-report --since 2026-11-01
+smartmarket ab-report --start 2026-11-01
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from smartmarket.cli import grammar
 from smartmarket.cli.context import console, err_console, get_context
 from smartmarket.core.errors import ConfigError
 from smartmarket.core.timeutil import format_ms, parse_time
@@ -38,7 +39,7 @@ def _fmt(value: Any, kind: str) -> str:
     if kind == "d":
         return f"{int(value):,}"
     if kind == "%":
-        return f"{100 * float(value):.2f}%"
+        return grammar.pct(float(value))
     return f"{float(value):.4f}"
 
 
@@ -49,7 +50,7 @@ def print_comparison(doc: Mapping[str, Any], title: str) -> None:
         console.print(f"{doc.get('candles', 0)} paired candles with known outcomes: {doc.get('verdict')}")
         return
     span = f"{format_ms(doc['first_ts'])} → {format_ms(doc['last_ts'])}"
-    fee = f"fee {doc['fee'] * 100:.2f}% per side"
+    fee = f"fee {grammar.pct(doc['fee'])} per side"
     console.print(f"{doc['candles']:,} paired candles with known outcomes, {span}; {fee}")
     table = Table(title_justify="left")
     table.add_column("metric")
@@ -77,18 +78,21 @@ def register(app: typer.Typer) -> None:
     @app.command("ab-report")
     def ab_report_command(
         ctx: typer.Context,
-        since: Annotated[str | None, typer.Option("--since", help="From this time (ISO or epoch ms).")] = None,
-        until: Annotated[str | None, typer.Option("--until", help="Before this time (ISO or epoch ms).")] = None,
-        symbol: Annotated[str | None, typer.Option("--symbol", help="Only this symbol.")] = None,
+        since: Annotated[str | None, typer.Option("--start", help="From this time (ISO or epoch ms).")] = None,
+        until: Annotated[str | None, typer.Option("--end", help="Before this time (ISO or epoch ms).")] = None,
+        symbol: Annotated[str | None, typer.Option("--symbol", "-s", help="Only this symbol.")] = None,
         fee_bps: Annotated[float, typer.Option("--fee-bps", help="Fee per side for the simulated P&L.")] = 10.0,
         level: Annotated[float, typer.Option("--level", help="Significance level of the tests.")] = 0.05,
         as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+        old_since: Annotated[str | None, grammar.SINCE.option()] = None,
+        old_until: Annotated[str | None, grammar.UNTIL.option()] = None,
     ) -> None:
         """Shadow candidates vs production on the outcomes seen so far, with a significance test.
 
         Pairs every ShadowSignalGenerated (from `run --shadow`) with production's SignalGenerated of the same candle.
-        Example: smartmarket ab-report --since 2026-11-01 --symbol BTCUSDT
+        Example: smartmarket ab-report --start 2026-11-01 --symbol BTCUSDT
         """
+        since, until = grammar.SINCE.resolve(since, old_since), grammar.UNTIL.resolve(until, old_until)
         from smartmarket.ops.abtest import shadow_report
 
         if not 0 < level < 1:

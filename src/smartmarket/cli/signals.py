@@ -23,6 +23,7 @@ import typer
 from rich import box
 from rich.table import Table
 
+from smartmarket.cli import grammar
 from smartmarket.cli.context import console, err_console, get_context
 from smartmarket.core.errors import ConfigError, NotFoundError
 from smartmarket.core.timeutil import format_ms, parse_time
@@ -172,7 +173,7 @@ def _json_text(doc: Any) -> str:
 
 
 def _pct(value: float | None) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{value * 100:.1f}%"
+    return grammar.pct(value)
 
 
 def _f(value: float | None, digits: int = 3) -> str:
@@ -340,11 +341,11 @@ def demo_signals_stage(store: CandleStore, symbol: str, timeframe: str, registry
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
 
-    @app.command("fit-signals")
+    @app.command("fit-signals", cls=grammar.Command)
     def fit_command(
         ctx: typer.Context,
-        symbol: SymbolArg,
-        timeframe: TimeframeArg,
+        symbol: grammar.SymbolOpt = None,
+        timeframe: grammar.TimeframeOpt = None,
         members: Annotated[
             str,
             typer.Option(
@@ -356,11 +357,15 @@ def register(app: typer.Typer) -> None:
         start: StartOpt = None,
         end: EndOpt = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+        old_symbol: grammar.OldSymbolArg = None,
+        old_timeframe: grammar.OldTimeframeArg = None,
     ) -> None:
         """Fit a deployable ensemble artifact (calibration, weights, confidence, thresholds) and save it.
 
-        Example: smartmarket fit-signals BTCUSDT 1h --members technical,smc --start 2022-01-01 --end 2024-01-01
+        Example: smartmarket fit-signals -s BTCUSDT -t 1h --members technical,smc --start 2022-01-01 --end 2024-01-01
         """
+        symbol, timeframe = grammar.positional_or_option(symbol, timeframe, old_symbol, old_timeframe, "fit-signals")
+        members = grammar.members_text(members)
         from smartmarket.signals.members import parse_members
 
         app_ctx = get_context(ctx)
@@ -376,22 +381,25 @@ def register(app: typer.Typer) -> None:
         if warning:
             err_console.print(warning, style="yellow", highlight=False, markup=False, soft_wrap=True)
 
-    @app.command("signals")
+    @app.command("signals", cls=grammar.Command)
     def signals_command(
         ctx: typer.Context,
-        symbol: SymbolArg,
-        timeframe: TimeframeArg,
+        symbol: grammar.SymbolOpt = None,
+        timeframe: grammar.TimeframeOpt = None,
         start: StartOpt = None,
         end: EndOpt = None,
-        fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+        fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv or json.")] = "table",
         artifact: ArtifactOpt = "latest",
         warmup: WarmupOpt = DEFAULT_WARMUP,
         limit: Annotated[int, typer.Option("--limit", help="Table only: show the last N signals.")] = 30,
+        old_symbol: grammar.OldSymbolArg = None,
+        old_timeframe: grammar.OldTimeframeArg = None,
     ) -> None:
         """Per-candle ensemble signals (direction, confidence, strength, regime, reason) over stored candles.
 
-        Example: smartmarket signals BTCUSDT 1h --start 2024-06-01 --format csv > signals.csv
+        Example: smartmarket signals -s BTCUSDT -t 1h --start 2024-06-01 --format csv > signals.csv
         """
+        symbol, timeframe = grammar.positional_or_option(symbol, timeframe, old_symbol, old_timeframe, "signals")
         if fmt not in FORMATS:
             raise ConfigError(f"unknown --format {fmt!r}", hint=f"use one of: {', '.join(FORMATS)}")
         engine, signals, art, first = run_engine(ctx, symbol, timeframe, artifact, start, end, warmup)
@@ -413,11 +421,11 @@ def register(app: typer.Typer) -> None:
             active = sum(1 for s in shown if s.direction != "flat")
             console.print(f"{len(shown):,} bars, {active:,} long/short signals", style="dim", highlight=False)
 
-    @app.command("evaluate-signals")
+    @app.command("evaluate-signals", cls=grammar.Command)
     def evaluate_command(
         ctx: typer.Context,
-        symbol: SymbolArg,
-        timeframe: TimeframeArg,
+        symbol: grammar.SymbolOpt = None,
+        timeframe: grammar.TimeframeOpt = None,
         start: StartOpt = None,
         end: EndOpt = None,
         artifact: ArtifactOpt = "latest",
@@ -434,7 +442,7 @@ def register(app: typer.Typer) -> None:
         test_bars: Annotated[int, typer.Option("--test-bars", help="Walk-forward: test bars per fold.")] = 7000,
         fit_bars: Annotated[int, typer.Option("--fit-bars", help="Walk-forward: signal-system fit bars.")] = 12000,
         train_bars: Annotated[int, typer.Option("--train-bars", help="Walk-forward: model training bars.")] = 20000,
-        report: Annotated[Path | None, typer.Option("--report", help="Walk-forward: write Markdown (+ .json).")] = None,
+        report: Annotated[Path | None, typer.Option("--out", "-o", help="Walk-forward: Markdown (+.json).")] = None,
         network_preset: Annotated[
             str, typer.Option("--network-preset", help="Walk-forward networks: size preset (small or seed).")
         ] = NETWORK_PRESET,
@@ -452,6 +460,9 @@ def register(app: typer.Typer) -> None:
         threads: Annotated[
             int, typer.Option("--threads", min=1, help="Walk-forward networks: torch intra-op threads.")
         ] = NETWORK_THREADS,
+        old_symbol: grammar.OldSymbolArg = None,
+        old_timeframe: grammar.OldTimeframeArg = None,
+        old_report: Annotated[Path | None, grammar.REPORT.option()] = None,
     ) -> None:  # fmt: skip
         """Measure signals out of sample: hit rate, Brier, ECE, weights, false-signal rate (see docs/signals.md).
 
@@ -459,8 +470,12 @@ def register(app: typer.Typer) -> None:
         after the artifact's data). With --walk-forward N: refit everything per fold and compare the ensemble with
         each member alone and buy-and-hold through the backtester.
 
-        Example: smartmarket evaluate-signals BTCUSDT 1h --walk-forward 4 --report docs/results/signals-BTCUSDT-1h.md
+        Example: smartmarket evaluate-signals -s BTCUSDT -t 1h --walk-forward 4 --out docs/results/signals-BTCUSDT-1h.md
         """
+        symbol, timeframe = grammar.positional_or_option(symbol, timeframe, old_symbol, old_timeframe,
+                                                         "evaluate-signals")  # fmt: skip
+        report = grammar.REPORT.resolve(report, old_report)
+        members = grammar.members_text(members)
         if walk_forward > 0:
             budget = NetworkBudget(network_preset, network_epochs, network_steps, network_batch, threads)
             _walk_forward(ctx, symbol, timeframe, start, end, walk_forward, members, test_bars, fit_bars, train_bars,
@@ -478,22 +493,25 @@ def register(app: typer.Typer) -> None:
         else:
             _print_evaluation(doc)
 
-    @app.command("monitor")
+    @app.command("monitor", cls=grammar.Command)
     def monitor_command(
         ctx: typer.Context,
-        symbol: SymbolArg,
-        timeframe: TimeframeArg,
+        symbol: grammar.SymbolOpt = None,
+        timeframe: grammar.TimeframeOpt = None,
         start: StartOpt = None,
         end: EndOpt = None,
         artifact: ArtifactOpt = "latest",
         warmup: WarmupOpt = DEFAULT_WARMUP,
         as_json: Annotated[bool, typer.Option("--json", help="Print the monitor summary as JSON.")] = False,
+        old_symbol: grammar.OldSymbolArg = None,
+        old_timeframe: grammar.OldTimeframeArg = None,
     ) -> None:
         """Signal quality over time: rolling hit rate, Brier/ECE, member contribution, signal rate, per regime,
         and drift alarms (reference: the first outcomes of the range).
 
-        Example: smartmarket monitor BTCUSDT 1h --start 2024-01-01
+        Example: smartmarket monitor -s BTCUSDT -t 1h --start 2024-01-01
         """
+        symbol, timeframe = grammar.positional_or_option(symbol, timeframe, old_symbol, old_timeframe, "monitor")
         engine, _, art, _ = run_engine(ctx, symbol, timeframe, artifact, start, end, warmup)
         summary = engine.monitor.summary()
         if as_json:
@@ -571,8 +589,9 @@ def _walk_forward(
         if "too few" not in str(exc):
             raise
         raise ConfigError(str(exc), hint="use fewer --walk-forward folds or fewer --test-bars/--fit-bars") from exc
-    command = (f"smartmarket evaluate-signals {sym} {tf} --walk-forward {folds} --members {','.join(cfg.members)} "
-               f"--test-bars {test_bars} --fit-bars {fit_bars} --train-bars {train_bars}")  # fmt: skip
+    command = (f"smartmarket evaluate-signals -s {sym} -t {tf} --walk-forward {folds} "
+               f"--members {','.join(cfg.members)} --test-bars {test_bars} --fit-bars {fit_bars} "
+               f"--train-bars {train_bars}")  # fmt: skip
     if networks:
         command += " " + budget.options()
     if start:

@@ -296,7 +296,7 @@ def load_artifact(
             hint = (
                 "ambiguous id prefix"
                 if matches
-                else f"fit one with `smartmarket fit-signals {symbol or 'SYMBOL'} {timeframe or 'TIMEFRAME'}`"
+                else f"fit one with `smartmarket fit-signals -s {symbol or 'SYMBOL'} -t {timeframe or 'TIMEFRAME'}`"
             )
         if len(matches) != 1:
             raise NotFoundError(f"no ensemble artifact {str(ref)!r} for {what}", where=str(registry_dir), hint=hint)
