@@ -167,8 +167,8 @@ def test_a_global_setting_defaults_every_option_reading_its_env_var(cwd: Path) -
                                  "subcommands"),
         ("[backtest]\nslippage = 2\n", "unknown option 'slippage' in [backtest] of config file at {file} — did you "
                                        "mean 'slippage_bps'?"),
-        ('[candles]\nsymbol = "BTCUSDT"\n', "'symbol' in [candles] is an argument of `candles`, not an option at "
-                                            "{file} — give it on the command line"),
+        ('[evaluate]\nmodel_id = "x"\n', "'model_id' in [evaluate] is an argument of `evaluate`, not an option "
+                                           "at {file} — give it on the command line"),
         ("[candles]\nlimit = 0\n", "invalid value for 'limit' in [candles] of config file:"),
         ('debug = "maybe"\n', "invalid setting debug (from {file}):"),
         ("[candles]\nlimit = 3\nformat = \n", "invalid TOML: Invalid value at {file}:3:10 — fix the file"),
