@@ -90,6 +90,12 @@ def root(
         typer.Option("--home", envvar="SMARTMARKET_HOME", help="Directory for everything written by default."),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", envvar="SMARTMARKET_QUIET", help="No progress on stderr (results and errors still print)."
+        ),
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
@@ -108,7 +114,7 @@ def root(
     if home:
         overrides["home"] = home
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    app_ctx = AppContext(settings=settings, may_create=ctx.invoked_subcommand in WRITING_COMMANDS)
+    app_ctx = AppContext(settings=settings, may_create=ctx.invoked_subcommand in WRITING_COMMANDS, quiet=quiet)
     ctx.obj = app_ctx
     ctx.call_on_close(lambda: app_ctx.close(failed=_failing()))
 

@@ -15,7 +15,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from smartmarket.cli.context import console, get_context
+from smartmarket.cli.context import console, get_context, stage, task
 from smartmarket.core.errors import ConfigError, NotFoundError
 from smartmarket.core.timeutil import format_ms, parse_time
 from smartmarket.core.types import Timeframe, normalize_symbol
@@ -353,13 +353,18 @@ def backtest(
         timeframe=tf,
     )
 
-    store = get_context(ctx).store
+    app_ctx = get_context(ctx)
+    store = app_ctx.store
     frames = read_frames(store, symbols, tf, start_ms, end_ms)
     warmup = None
     if start_ms is not None:  # the strategy sees the candles before --start first, as a live run would have
         factory = strategy_factory(strategy, **strategy_params)
         warmup = warmup_frames(store, symbols, tf, start_ms, factory, extra_bars=config.sizer.lookback + 1)
-    result = run_backtest(frames, strategy, params=strategy_params, config=config, timeframe=tf, warmup=warmup)
+    with app_ctx.progress() as progress:
+        result = run_backtest(
+            frames, strategy, params=strategy_params, config=config, timeframe=tf, warmup=warmup,
+            progress=task(progress, f"backtest {strategy}"),
+        )  # fmt: skip
     metrics = compute_metrics(
         result.equity, result.trades, tf, exposure=result.exposure, traded_notional=result.traded_notional
     )
@@ -395,21 +400,22 @@ def backtest(
         console.print(f"JSON result: {write_document(json_path, document)}", highlight=False)
     if report_path is not None:
         chart_symbol = symbols[0]
-        written = write_report(
-            report_path,
-            title=title if len(symbols) == 1 else f"{title} — price chart: {chart_symbol}",
-            prices=frames[chart_symbol],
-            trades=[t for t in result.trades if t.symbol == chart_symbol],
-            equity=result.equity,
-            metrics=metrics,
-            monthly=monthly,
-            provenance={
-                "report_scope": _report_scope(symbols),
-                "buy_and_hold": f"{_pct(buy_hold)} over the same bars (last close / first close, no fees)",
-                **provenance,
-            },
-            inline=inline,
-        )
+        with app_ctx.progress() as progress, stage(progress, "write the HTML report"):
+            written = write_report(
+                report_path,
+                title=title if len(symbols) == 1 else f"{title} — price chart: {chart_symbol}",
+                prices=frames[chart_symbol],
+                trades=[t for t in result.trades if t.symbol == chart_symbol],
+                equity=result.equity,
+                metrics=metrics,
+                monthly=monthly,
+                provenance={
+                    "report_scope": _report_scope(symbols),
+                    "buy_and_hold": f"{_pct(buy_hold)} over the same bars (last close / first close, no fees)",
+                    **provenance,
+                },
+                inline=inline,
+            )
         console.print(f"HTML report: {written}", highlight=False)
 
 
