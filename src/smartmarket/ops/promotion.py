@@ -121,7 +121,7 @@ def evaluate_candidate(
             f"{datetime.fromtimestamp(window_start / 1000, UTC):%Y-%m-%d %H:%M} (where both entries are out of sample)",
             where="promotion evaluation", hint="ingest newer candles, then evaluate again",
         )  # fmt: skip
-    candles = frame.iloc[max(0, first - warmup):].reset_index(drop=True)
+    candles = frame.iloc[max(0, first - warmup) :].reset_index(drop=True)
     cand = _forecasts(candidate, registry, candles, window_start, "candidate", progress)
     labels = production.label_config if production is not None else candidate.label_config
     if production is not None:
