@@ -8,9 +8,12 @@ import sys
 from pathlib import Path
 
 
-def _demo(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _demo(home: Path, *args: str, quiet: bool = False) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SMARTMARKET_HOME": str(home), "COLUMNS": "160"}
     env.pop("SMARTMARKET_STORE", None)
+    env.pop("SMARTMARKET_QUIET", None)
+    if quiet:
+        env["SMARTMARKET_QUIET"] = "1"
     return subprocess.run(
         [sys.executable, "-m", "smartmarket.cli.app", "demo", *args],
         capture_output=True,
@@ -51,8 +54,18 @@ def test_demo_runs_every_stage_on_a_synthetic_market(tmp_path: Path) -> None:
     else:
         assert "promoted ensemble-DEMOBTC-15m-" in out and "trading the production ensemble" in out
     assert "dashboard: http://127.0.0.1:8000/" in out
-    again = _demo(tmp_path, "--rows", "20000", "--seed", "5")
+    # progress on stderr (a pipe here): plain lines, one when each stage starts and one when it ends, with the
+    # steps inside (the backtest, the signal engine's run) every ~10 %; never a carriage return
+    err = run.stderr
+    assert "\r" not in err and "\x1b" not in err
+    for n in range(1, 10):
+        started = [line for line in err.splitlines() if line.startswith(f"demo stage {n}/9: ") and line.endswith(" …")]
+        ended = [line for line in err.splitlines() if line.startswith(f"demo stage {n}/9: ") and " done in " in line]
+        assert len(started) == 1 and len(ended) == 1, err
+    assert any(line.startswith("backtest sma_cross(10, 30) over ") and " 100 %, " in line for line in err.splitlines())
+    again = _demo(tmp_path, "--rows", "20000", "--seed", "5", quiet=True)
     assert again.returncode == 0, again.stderr
+    assert "demo stage" not in again.stderr and " 100 %, " not in again.stderr  # SMARTMARKET_QUIET / --quiet
     assert "0 inserted, 20,000 unchanged" in again.stdout  # re-running is idempotent
     if not never:  # the second run's ensemble (same data, same fit) is compared with the first one, in production
         assert "p = 1.000 → no significant difference" in " ".join(again.stdout.split())

@@ -134,9 +134,11 @@ def test_damaged_snapshot_and_conflicting_target_are_one_line_errors(
         store.delete_range("BTCUSDT", Timeframe.M1, START, START + MINUTE_MS)
         store.write_candles("BTCUSDT", Timeframe.M1, minutes(1).assign(close=1.0, low=0.5))
     capsys.readouterr()
-    assert main(["--home", str(home), "restore", "--from", str(snapshot)]) == 2
+    # --quiet: stderr holds the error alone (without it, the verification's progress lines come first)
+    assert main(["--quiet", "--home", str(home), "restore", "--from", str(snapshot)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "BTCUSDT/1m has 1 candles with other values" in err
+    assert len(err.splitlines()) == 1
 
     parquet = snapshot / "candles" / "BTCUSDT-1m.parquet"
     data = bytearray(parquet.read_bytes())
@@ -144,7 +146,8 @@ def test_damaged_snapshot_and_conflicting_target_are_one_line_errors(
     parquet.write_bytes(bytes(data))
     assert main(["--home", str(tmp_path / "h3"), "restore", "--from", str(snapshot)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error:") and "candles/BTCUSDT-1m.parquet is damaged" in err
+    assert err.splitlines()[-1].startswith("error:") and "candles/BTCUSDT-1m.parquet is damaged" in err
+    assert all(line.startswith("verify ") for line in err.splitlines()[:-1])  # plain progress lines, then the error
     assert "restore another snapshot" in err
 
 

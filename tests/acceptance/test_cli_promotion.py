@@ -89,9 +89,10 @@ def test_rollout_with_a_shadow_candidate(setup: tuple[str, str, Path]) -> None:
     assert code == 0, out
     assert "identical" in out
 
-    code, out = invoke("models", "evaluate-candidate", candidate, "--json")
-    assert code == 0 and json.loads(out)["against"] == production
-    verdict = json.loads(out)["verdict"]
+    result = runner.invoke(app, ["models", "evaluate-candidate", candidate, "--json"])
+    doc = json.loads(result.stdout)  # stdout is the document alone: progress lines go to stderr
+    assert result.exit_code == 0 and doc["against"] == production and " 100 %, " in result.stderr
+    verdict = doc["verdict"]
     code, out = invoke("models", "promote", candidate, *(["--force"] if verdict == "production better" else []))
     assert code == 0 and f"{production}: retired" in out
     code, out = invoke("models", "list", "--json")

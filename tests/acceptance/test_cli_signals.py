@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,18 @@ def test_evaluate_signals_json_keys(home: Path, fitted: dict[str, Any]) -> None:
     assert 0 < doc["brier"] < 2 and 0 <= doc["ece"] <= 1
     for key in ("hit_rate", "false_signal_rate"):
         assert doc[key] is None or 0 <= doc[key] <= 1
+
+
+def test_evaluate_signals_progress_on_stderr_json_pure_on_stdout(home: Path, fitted: dict[str, Any]) -> None:
+    args = ("evaluate-signals", "BTCUSDT", "1h", "--start", "2023-07-01", "--end", "2023-07-15", "--json")
+    result = invoke(home, *args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["artifact"] == fitted["id"]  # stdout: the JSON document and nothing else
+    lines = [line for line in result.stderr.splitlines() if line.startswith(f"signals of {fitted['id']} over ")]
+    assert 2 <= len(lines) <= 11 and "\r" not in result.stderr  # the start, every ~10 %, the end
+    assert re.fullmatch(r"signals of \S+ over [\d,]+ candles: 100 %, \d+\.\d s", lines[-1]), lines
+    quiet = invoke(home, "--quiet", *args)
+    assert quiet.exit_code == 0 and json.loads(quiet.stdout) == json.loads(result.stdout) and quiet.stderr == ""
 
 
 def test_monitor_reports_groups_and_alarms(home: Path, fitted: dict[str, Any]) -> None:

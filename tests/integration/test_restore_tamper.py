@@ -150,9 +150,9 @@ def _pg_state(store: Store) -> tuple[object, ...]:
 
 
 def _refused(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    """Run the CLI, expect exit 2 and one error line; return it."""
+    """Run the CLI (--quiet: no progress lines), expect exit 2 and one error line; return it."""
     capsys.readouterr()
-    assert main(args) == 2
+    assert main(["--quiet", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "\n" not in err, err
     assert "Traceback" not in err

@@ -108,6 +108,12 @@ def root(
         Path | None,
         typer.Option("--config", envvar=CONFIG_ENV, help=CONFIG_HELP, dir_okay=False),
     ] = None,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", envvar="SMARTMARKET_QUIET", help="No progress on stderr (results and errors still print)."
+        ),
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
@@ -146,6 +152,7 @@ def root(
         may_create=ctx.invoked_subcommand in WRITING_COMMANDS,
         config_files=files,
         sources=sources,
+        quiet=quiet,
     )
     ctx.obj = app_ctx
     ctx.call_on_close(lambda: app_ctx.close(failed=_failing()))

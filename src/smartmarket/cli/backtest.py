@@ -16,7 +16,7 @@ from rich import box
 from rich.table import Table
 
 from smartmarket.cli import grammar
-from smartmarket.cli.context import console, err_console, get_context
+from smartmarket.cli.context import AppContext, console, err_console, get_context, stage, task
 from smartmarket.core.errors import ConfigError, NotFoundError
 from smartmarket.core.timeutil import format_ms, parse_time
 from smartmarket.core.types import Timeframe, normalize_symbol
@@ -373,13 +373,18 @@ def backtest(
         timeframe=tf,
     )
 
-    store = get_context(ctx).store
+    app_ctx = get_context(ctx)
+    store = app_ctx.store
     frames = read_frames(store, symbols, tf, start_ms, end_ms)
     warmup = None
     if start_ms is not None:  # the strategy sees the candles before --start first, as a live run would have
         factory = strategy_factory(strategy, **strategy_params)
         warmup = warmup_frames(store, symbols, tf, start_ms, factory, extra_bars=config.sizer.lookback + 1)
-    result = run_backtest(frames, strategy, params=strategy_params, config=config, timeframe=tf, warmup=warmup)
+    with app_ctx.progress() as progress:
+        result = run_backtest(
+            frames, strategy, params=strategy_params, config=config, timeframe=tf, warmup=warmup,
+            progress=task(progress, f"backtest {strategy}"),
+        )  # fmt: skip
     metrics = compute_metrics(
         result.equity, result.trades, tf, exposure=result.exposure, traded_notional=result.traded_notional
     )
@@ -404,7 +409,7 @@ def backtest(
         assert document is not None
         typer.echo(dumps_document(document))
         _report_outputs(json_path, report_path, document, frames, result, metrics, monthly, provenance, title,
-                        symbols, buy_hold, inline, err_console)  # fmt: skip
+                        symbols, buy_hold, inline, err_console, app_ctx)  # fmt: skip
         return
     console.print(summary_table(title, metrics, result, buy_hold))
     first, last = int(result.equity.index[0]), int(result.equity.index[-1])
@@ -420,7 +425,7 @@ def backtest(
         console.print(vol_target_line(metrics, vol_target), highlight=False)
 
     _report_outputs(json_path, report_path, document, frames, result, metrics, monthly, provenance, title,
-                    symbols, buy_hold, inline, console)  # fmt: skip
+                    symbols, buy_hold, inline, console, app_ctx)  # fmt: skip
 
 
 def _outputs(
@@ -462,6 +467,7 @@ def _report_outputs(
     buy_hold: float,
     inline: bool,
     out: Console,
+    app_ctx: AppContext,
 ) -> None:
     """Write the ``--out`` files and say where (on ``out``: stderr when stdout carries JSON)."""
     from smartmarket.analytics import write_report
@@ -472,21 +478,22 @@ def _report_outputs(
         out.print(f"JSON result: {write_document(json_path, document)}", highlight=False)
     if report_path is not None:
         chart_symbol = symbols[0]
-        written = write_report(
-            report_path,
-            title=title if len(symbols) == 1 else f"{title} — price chart: {chart_symbol}",
-            prices=frames[chart_symbol],
-            trades=[t for t in result.trades if t.symbol == chart_symbol],
-            equity=result.equity,
-            metrics=metrics,
-            monthly=monthly,
-            provenance={
-                "report_scope": _report_scope(symbols),
-                "buy_and_hold": f"{_pct(buy_hold)} over the same bars (last close / first close, no fees)",
-                **provenance,
-            },
-            inline=inline,
-        )
+        with app_ctx.progress() as progress, stage(progress, "write the HTML report"):
+            written = write_report(
+                report_path,
+                title=title if len(symbols) == 1 else f"{title} — price chart: {chart_symbol}",
+                prices=frames[chart_symbol],
+                trades=[t for t in result.trades if t.symbol == chart_symbol],
+                equity=result.equity,
+                metrics=metrics,
+                monthly=monthly,
+                provenance={
+                    "report_scope": _report_scope(symbols),
+                    "buy_and_hold": f"{_pct(buy_hold)} over the same bars (last close / first close, no fees)",
+                    **provenance,
+                },
+                inline=inline,
+            )
         out.print(f"HTML report: {written}", highlight=False)
 
 

@@ -3,8 +3,9 @@ console."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from smartmarket.core.errors import NotFoundError
 from smartmarket.core.redaction import redact_url
@@ -23,6 +24,9 @@ if TYPE_CHECKING:  # the store (pandas, DuckDB) and settings (pydantic) load whe
 
 console = Console()
 err_console = Console(stderr=True)
+
+ProgressFn = Callable[[str, int, int], None]
+"""The progress convention of every use case: ``progress(name, done, total)``, one task per name."""
 
 
 @dataclass
@@ -37,6 +41,7 @@ class AppContext:
     may_create: bool = True
     config_files: ConfigFiles | None = None  # the smartmarket.toml files read (None: built without the CLI)
     sources: dict[str, str] = field(default_factory=dict)  # setting → default | file path | env var | cli
+    quiet: bool = False  # ``--quiet``: no progress on stderr (results and errors still print)
     _store: Store | None = field(default=None, repr=False)
     _created: list[Path] = field(default_factory=list, repr=False)  # the new file, then new folders, deepest first
 
@@ -77,6 +82,10 @@ class AppContext:
         store = open_store("duckdb:///:memory:")
         store.url = url  # messages name the store the user asked for
         return store
+
+    def progress(self) -> AbstractContextManager[ProgressFn]:
+        """``task_progress`` for this command: silent under ``--quiet``."""
+        return task_progress(quiet=self.quiet)
 
     def close(self, *, failed: bool = False) -> None:
         """Close the store. One this command created is announced, or removed when the command ``failed``
@@ -146,25 +155,96 @@ def get_context(ctx: typer.Context) -> AppContext:
     return obj
 
 
+class PlainProgress:
+    """Progress for a stderr that is not a terminal (a pipe, a CI log): plain lines, never a carriage return.
+
+    A task of ``total`` 1 is a stage: one line when it starts, one with its seconds when it ends. Any other task:
+    one line when it starts, one each time it passes another ``step`` of its total (10 % by default) and one when
+    it ends, each with the share done and the seconds since it started (counts are left out: their units vary,
+    candles, bytes, milliseconds of a span; a task's name says what it counts when that matters)."""
+
+    def __init__(self, out: Console, *, step: float = 0.1, clock: Callable[[], float] = time.monotonic) -> None:
+        self._out, self._clock = out, clock
+        self._buckets = max(1, round(1 / step))
+        self._tasks: dict[str, tuple[float, int]] = {}  # name -> (started, last bucket printed)
+
+    def __call__(self, name: str, done: int, total: int) -> None:
+        now = self._clock()
+        started, last = self._tasks.get(name, (now, -1))
+        finished = total > 0 and done >= total
+        if finished:
+            bucket = self._buckets
+        elif total > 0:
+            bucket = min(self._buckets - 1, int(max(done, 0) * self._buckets // total))
+        else:  # unknown total: the start line only, then the end is unknown too
+            bucket = 0
+        if bucket <= last:
+            return
+        self._tasks[name] = (started, bucket)
+        seconds = now - started
+        if total == 1:
+            line = f"{name}: done in {seconds:.1f} s" if finished else f"{name} …"
+        elif total > 0:
+            line = f"{name}: {100 * min(max(done, 0), total) / total:.0f} %, {seconds:.1f} s"
+        else:
+            line = f"{name}: started"
+        self._out.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+def _ignore(name: str, done: int, total: int) -> None:
+    return None
+
+
 @contextmanager
-def task_progress() -> Iterator[Callable[[str, int, int], None]]:
-    """A rich progress display; yields ``progress(task, done, total)`` adding one bar per task name."""
+def task_progress(*, quiet: bool = False, out: Console | None = None) -> Iterator[ProgressFn]:
+    """The one progress display of the CLI, on stderr (stdout stays for results: ``--json`` stays pure JSON).
+
+    Yields ``progress(name, done, total)`` (one task per name): a rich progress bar per task when stderr is a
+    terminal (removed when done), plain lines when it is not (``PlainProgress``), nothing with ``quiet``."""
+    out = out or err_console
+    if quiet:
+        yield _ignore
+        return
+    if not out.is_terminal:
+        yield PlainProgress(out)
+        return
     with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>5.1f}%"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
+        TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
+        console=out, transient=True, redirect_stdout=console.is_terminal,  # stdout to a file stays there
+    ) as bar:  # fmt: skip
         tasks: dict[str, TaskID] = {}
 
         def progress(name: str, done: int, total: int) -> None:
             if name not in tasks:
-                tasks[name] = bar.add_task(name, total=max(total, 1))
-            bar.update(tasks[name], completed=done)
+                tasks[name] = bar.add_task(name, total=total if total > 0 else None)
+            bar.update(tasks[name], completed=done, total=total if total > 0 else None)
 
         yield progress
 
 
-__all__ = ["AppContext", "announce_created", "console", "err_console", "get_context", "shown_url", "task_progress"]
+@contextmanager
+def stage(progress: ProgressFn, name: str) -> Iterator[None]:
+    """Report a step without counts of its own as a task of total 1: started, then done (when it succeeds)."""
+    progress(name, 0, 1)
+    yield
+    progress(name, 1, 1)
+
+
+def task(progress: ProgressFn, name: str) -> Callable[[int, int], None]:
+    """``progress`` for the functions that report ``(done, total)`` of a single task (ingest, the backtester)."""
+    return lambda done, total: progress(name, done, total)
+
+
+__all__ = [
+    "AppContext",
+    "PlainProgress",
+    "ProgressFn",
+    "announce_created",
+    "console",
+    "err_console",
+    "get_context",
+    "shown_url",
+    "stage",
+    "task",
+    "task_progress",
+]

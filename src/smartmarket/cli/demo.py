@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,7 +12,7 @@ import typer
 from rich.table import Table
 
 from smartmarket.cli import grammar
-from smartmarket.cli.context import AppContext, console, get_context
+from smartmarket.cli.context import AppContext, ProgressFn, console, get_context, stage, task
 from smartmarket.core.timeutil import format_ms
 from smartmarket.core.types import Timeframe
 
@@ -34,17 +35,30 @@ def _candle_table(title: str, frame: pd.DataFrame) -> Table:
     return table
 
 
-def _stage(n: int, text: str) -> None:
+STAGES = 9
+
+
+def _stage(progress: ProgressFn, n: int, text: str) -> AbstractContextManager[None]:
+    """A stage: its rule on stdout, and a progress task on stderr (started, done with its seconds)."""
     console.rule(f"[bold]stage {n}[/] · {text}")
+    return stage(progress, f"demo stage {n}/{STAGES}: {text}")
 
 
-def stage_data(app_ctx: AppContext, data: Path | None, rows: int, seed: int) -> IngestReport:
+def _ignore(name: str, done: int, total: int) -> None:
+    return None
+
+
+def stage_data(
+    app_ctx: AppContext, data: Path | None, rows: int, seed: int, progress: ProgressFn = _ignore
+) -> IngestReport:
     from smartmarket.data.ingest import ingest_file, ingest_frame
     from smartmarket.data.synthetic import generate_market
 
     settings, store = app_ctx.settings, app_ctx.store
     if data is not None:
-        return ingest_file(store, data, quarantine_dir=settings.quarantine_dir)
+        return ingest_file(
+            store, data, quarantine_dir=settings.quarantine_dir, progress=task(progress, f"ingest {data.name}")
+        )
     frame = generate_market(rows, timeframe=Timeframe.M1, seed=seed, start_ts=DEMO_START_TS)
     return ingest_frame(
         store,
@@ -84,7 +98,7 @@ def stage_features(store: Store, symbol: str, tf: Timeframe) -> None:
     )
 
 
-def stage_backtest(app_ctx: AppContext, symbol: str, tf: Timeframe) -> None:
+def stage_backtest(app_ctx: AppContext, symbol: str, tf: Timeframe, progress: ProgressFn = _ignore) -> None:
     from smartmarket.analytics import compute_metrics, monthly_returns, write_report
     from smartmarket.backtest.runner import run_backtest
     from smartmarket.cli.backtest import buy_hold_return, kernel_config, summary_table
@@ -94,7 +108,10 @@ def stage_backtest(app_ctx: AppContext, symbol: str, tf: Timeframe) -> None:
     config = kernel_config(
         cash=10_000.0, fees=0.001, slippage_bps=2.0, fraction=1.0, latency=0, long_only=False, close_at_end=True
     )
-    result = run_backtest({symbol: candles}, "sma_cross", params=params, config=config, timeframe=tf)
+    result = run_backtest(
+        {symbol: candles}, "sma_cross", params=params, config=config, timeframe=tf,
+        progress=task(progress, f"backtest sma_cross(10, 30) over {len(candles):,} candles"),
+    )  # fmt: skip
     metrics = compute_metrics(
         result.equity, result.trades, tf, exposure=result.exposure, traded_notional=result.traded_notional
     )
@@ -129,11 +146,11 @@ def stage_training(app_ctx: AppContext, symbol: str, tf: Timeframe) -> None:
     console.print("(a small logistic baseline; `smartmarket train --model transformer` trains the Transformer)")
 
 
-def stage_signals(app_ctx: AppContext, symbol: str, tf: Timeframe) -> str:
+def stage_signals(app_ctx: AppContext, symbol: str, tf: Timeframe, progress: ProgressFn = _ignore) -> str:
     """Fit and measure the ensemble; returns the new artifact's id."""
     from smartmarket.cli.signals import demo_signals_stage
 
-    summary = demo_signals_stage(app_ctx.store, symbol, str(tf), app_ctx.settings.registry_dir)
+    summary = demo_signals_stage(app_ctx.store, symbol, str(tf), app_ctx.settings.registry_dir, progress)
     last = summary["last_signal"]
 
     def fmt(value: object) -> str:
@@ -153,13 +170,13 @@ def stage_signals(app_ctx: AppContext, symbol: str, tf: Timeframe) -> str:
     return str(summary["artifact"])
 
 
-def stage_rollout(app_ctx: AppContext, artifact_id: str) -> None:
+def stage_rollout(app_ctx: AppContext, artifact_id: str, progress: ProgressFn = _ignore) -> None:
     """Evaluate the new artifact against production out of sample, promote it if the evaluation allows."""
     from smartmarket.models.registry import Registry
     from smartmarket.ops.promotion import evaluate_and_attach
 
     registry = Registry(app_ctx.settings.registry_dir)
-    doc = evaluate_and_attach(registry.directory, app_ctx.store, artifact_id)
+    doc = evaluate_and_attach(registry.directory, app_ctx.store, artifact_id, progress=progress)
     against = doc["against"] or "the base rates (nothing in production yet)"
     test = doc.get("test") or {}
     console.print(
@@ -207,6 +224,71 @@ def stage_paper_trading(
     console.print("every event is in the store: try `smartmarket events --type SignalGenerated --limit 5`")
 
 
+def run_stages(app_ctx: AppContext, data: Path | None, rows: int, seed: int, progress: ProgressFn) -> None:
+    """Stages 1-9 of the demo; ``progress(name, done, total)`` hears each stage and the steps inside it."""
+    store = app_ctx.store
+    console.print(f"SMARTMARKET_HOME = {app_ctx.settings.home}\nstore = {store.url}")
+
+    with _stage(progress, 1, "ingest candles" if data else "generate a synthetic market"):
+        t0 = time.perf_counter()
+        report = stage_data(app_ctx, data, rows, seed, progress)
+        console.print(
+            f"{report.symbol} {report.timeframe}: {report.rows_read:,} read, {report.inserted:,} inserted, "
+            f"{report.unchanged:,} unchanged, {report.quarantined:,} quarantined, {len(report.gaps):,} gaps "
+            f"({report.missing_candles:,} missing candles) in {time.perf_counter() - t0:.2f} s"
+        )
+
+    symbol, tf = report.symbol, report.timeframe
+    with _stage(progress, 2, "query and resample"):
+        console.print(_candle_table(f"latest 5 {symbol} {tf} candles", store.latest(symbol, tf, 5)))
+        for target in (Timeframe.H4, Timeframe.D1):
+            if target.ms <= tf.ms:
+                continue
+            t0 = time.perf_counter()
+            resampled = store.read_candles(symbol, target)
+            took = (time.perf_counter() - t0) * 1000
+            console.print(
+                _candle_table(
+                    f"{symbol} {tf} → {target}: {len(resampled):,} complete candles in {took:.1f} ms (last 3)",
+                    resampled.tail(3),
+                )
+            )
+
+    work_tf = analysis_timeframe(tf)
+    with _stage(progress, 3, f"features and market regimes ({symbol} {work_tf})"):
+        stage_features(store, symbol, work_tf)
+
+    with _stage(progress, 4, f"backtest ({symbol} {work_tf})"):
+        stage_backtest(app_ctx, symbol, work_tf, progress)
+
+    with _stage(progress, 5, f"train a model ({symbol} {work_tf})"):
+        stage_training(app_ctx, symbol, work_tf)
+
+    with _stage(progress, 6, f"signal ensemble ({symbol} {work_tf})"):
+        artifact_id = stage_signals(app_ctx, symbol, work_tf, progress)
+
+    with _stage(progress, 7, "evaluate against production and promote"):
+        stage_rollout(app_ctx, artifact_id, progress)
+
+    with _stage(progress, 8, f"paper trading on the in-process bus ({symbol} {work_tf})"):
+        stage_paper_trading(app_ctx, symbol, work_tf, artifact_id)
+
+    with _stage(progress, 9, "summary"):
+        table = Table(title="stored series")
+        for col in ("symbol", "timeframe", "candles", "first", "last", "synthetic"):
+            table.add_column(col)
+        for info in store.list_series():
+            table.add_row(
+                info.symbol,
+                str(info.timeframe),
+                f"{info.count:,}",
+                format_ms(info.first_ts, short=True),
+                format_ms(info.last_ts, short=True),
+                "yes" if info.synthetic else "no",
+            )
+        console.print(table)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
@@ -227,67 +309,9 @@ def register(app: typer.Typer) -> None:
         Example: smartmarket demo --data ../shared/data/BTCUSDT-1h.csv.gz
         """
         app_ctx = get_context(ctx)
+        with app_ctx.progress() as progress:
+            run_stages(app_ctx, data, rows, seed, progress)
         store = app_ctx.store
-        console.print(f"SMARTMARKET_HOME = {app_ctx.settings.home}\nstore = {store.url}")
-
-        _stage(1, "ingest candles" if data else "generate a synthetic market")
-        t0 = time.perf_counter()
-        report = stage_data(app_ctx, data, rows, seed)
-        console.print(
-            f"{report.symbol} {report.timeframe}: {report.rows_read:,} read, {report.inserted:,} inserted, "
-            f"{report.unchanged:,} unchanged, {report.quarantined:,} quarantined, {len(report.gaps):,} gaps "
-            f"({report.missing_candles:,} missing candles) in {time.perf_counter() - t0:.2f} s"
-        )
-
-        _stage(2, "query and resample")
-        symbol, tf = report.symbol, report.timeframe
-        console.print(_candle_table(f"latest 5 {symbol} {tf} candles", store.latest(symbol, tf, 5)))
-        for target in (Timeframe.H4, Timeframe.D1):
-            if target.ms <= tf.ms:
-                continue
-            t0 = time.perf_counter()
-            resampled = store.read_candles(symbol, target)
-            took = (time.perf_counter() - t0) * 1000
-            console.print(
-                _candle_table(
-                    f"{symbol} {tf} → {target}: {len(resampled):,} complete candles in {took:.1f} ms (last 3)",
-                    resampled.tail(3),
-                )
-            )
-
-        work_tf = analysis_timeframe(tf)
-        _stage(3, f"features and market regimes ({symbol} {work_tf})")
-        stage_features(store, symbol, work_tf)
-
-        _stage(4, f"backtest ({symbol} {work_tf})")
-        stage_backtest(app_ctx, symbol, work_tf)
-
-        _stage(5, f"train a model ({symbol} {work_tf})")
-        stage_training(app_ctx, symbol, work_tf)
-
-        _stage(6, f"signal ensemble ({symbol} {work_tf})")
-        artifact_id = stage_signals(app_ctx, symbol, work_tf)
-
-        _stage(7, "evaluate against production and promote")
-        stage_rollout(app_ctx, artifact_id)
-
-        _stage(8, f"paper trading on the in-process bus ({symbol} {work_tf})")
-        stage_paper_trading(app_ctx, symbol, work_tf, artifact_id)
-
-        _stage(9, "summary")
-        table = Table(title="stored series")
-        for col in ("symbol", "timeframe", "candles", "first", "last", "synthetic"):
-            table.add_column(col)
-        for info in store.list_series():
-            table.add_row(
-                info.symbol,
-                str(info.timeframe),
-                f"{info.count:,}",
-                format_ms(info.first_ts, short=True),
-                format_ms(info.last_ts, short=True),
-                "yes" if info.synthetic else "no",
-            )
-        console.print(table)
 
         url = f"http://127.0.0.1:{port}/"
         if not serve:

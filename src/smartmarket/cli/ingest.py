@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from smartmarket.cli import grammar
-from smartmarket.cli.context import console, err_console, get_context
+from smartmarket.cli.context import console, err_console, get_context, task
 from smartmarket.core.errors import ConfigError
 from smartmarket.core.timeutil import format_ms, parse_time
 from smartmarket.core.types import Timeframe
@@ -39,25 +36,6 @@ Examples:
 
   smartmarket ingest --exchange binance -s BTC/USDT -t 1h --start 2024-01-01
 """
-
-
-@contextmanager
-def _progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
-    """A progress bar on stderr; yields the ``progress(done, total)`` callback."""
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(label, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
 
 
 def _summary(report: IngestReport) -> Table:
@@ -108,7 +86,7 @@ def _ingest_exchange(
     from smartmarket.data.exchange import ingest_from_exchange  # needs ccxt: imported only when used
 
     app_ctx = get_context(ctx)
-    with _progress_bar(f"{exchange} {symbol} {timeframe}") as progress:
+    with app_ctx.progress() as progress:
         return ingest_from_exchange(
             app_ctx.store,
             exchange_id=exchange,
@@ -117,7 +95,7 @@ def _ingest_exchange(
             since_ms=parse_time(since),
             until_ms=parse_time(until),
             quarantine_dir=app_ctx.settings.quarantine_dir,
-            progress=progress,
+            progress=task(progress, f"{exchange} {symbol} {timeframe}"),
         )
 
 
@@ -162,7 +140,7 @@ def ingest(
         app_ctx = get_context(ctx)
         tf = Timeframe.parse(timeframe) if timeframe else None
         for path in files or []:
-            with _progress_bar(f"ingest {path.name}") as progress:
+            with app_ctx.progress() as progress:
                 report = ingest_file(
                     app_ctx.store,
                     path,
@@ -171,7 +149,7 @@ def ingest(
                     timeframe=tf,
                     fmt=None if fmt == "auto" else fmt,
                     overwrite=overwrite,
-                    progress=progress,
+                    progress=task(progress, f"ingest {path.name}"),
                 )
             reports.append(report)
             _show(report)

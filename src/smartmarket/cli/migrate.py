@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from smartmarket.cli.context import announce_created, console, get_context, shown_url, task_progress
+from smartmarket.cli.context import announce_created, console, get_context, shown_url
 from smartmarket.core.timeutil import format_ms
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ def register(app: typer.Typer) -> None:
             dst = open_store(target, create=True)
             announce_created(dst)
             try:
-                with task_progress() as progress:
+                with get_context(ctx).progress() as progress:
                     report = migrate(
                         src,
                         dst,

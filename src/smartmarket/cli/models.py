@@ -30,7 +30,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from smartmarket.cli import grammar
-from smartmarket.cli.context import console, err_console, get_context
+from smartmarket.cli.context import ProgressFn, console, err_console, get_context
 from smartmarket.core.errors import ConfigError, NotFoundError
 from smartmarket.core.timeutil import format_ms, parse_time
 from smartmarket.core.types import Timeframe, normalize_symbol
@@ -735,11 +735,12 @@ def _register_compare(app: typer.Typer) -> None:
             steps_per_epoch=steps_per_epoch, batch_size=batch_size, horizon=horizon, feature_set=feature_set,
             start=start, end=end, last=last, threads=threads, seed=seed, out=out,
         )  # fmt: skip
-        results, setup = run_comparison(
-            market, COMPARISON_KINDS, folds=folds, preset=preset.value, epochs=epochs,
-            steps_per_epoch=steps_per_epoch, batch_size=batch_size, horizon=horizon, seed=seed, command=command,
-            threads=threads,
-        )  # fmt: skip
+        with app_ctx.progress() as progress:
+            results, setup = run_comparison(
+                market, COMPARISON_KINDS, folds=folds, preset=preset.value, epochs=epochs,
+                steps_per_epoch=steps_per_epoch, batch_size=batch_size, horizon=horizon, seed=seed, command=command,
+                threads=threads, progress=None if app_ctx.quiet else progress,
+            )  # fmt: skip
         document = comparison_document(results, setup)
         for entry in document["summary"]:
             if entry.get("no_skill"):
@@ -778,8 +779,10 @@ def run_comparison(
     seed: int,
     command: str,
     threads: int | None = None,
+    progress: ProgressFn | None = None,
 ) -> tuple[pd.DataFrame, Any]:
-    """Run :func:`compare_models` on the last ``folds`` rolling folds that fit ``market``; results and setup."""
+    """Run :func:`compare_models` on the last ``folds`` rolling folds that fit ``market``; results and setup.
+    ``progress(name, done, total)``: the fits done; with it, one line per network epoch too (on stderr)."""
     import numpy as np
 
     from smartmarket.models.compare import ComparisonSetup, walk_forward_layout
@@ -800,7 +803,7 @@ def run_comparison(
     started = time.perf_counter()
     results = compare_models(
         list(kinds), market.model_features, market.candles, layout, label_config=labels, preset=preset,
-        train_config=config, seed=seed, progress=_epoch_logger("  network"),
+        train_config=config, seed=seed, progress=_epoch_logger("  network") if progress else None, fits=progress,
     )  # fmt: skip
     if results.empty:
         raise NotFoundError("no walk-forward fold had training and test samples: use more data or fewer folds")

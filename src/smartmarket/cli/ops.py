@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from smartmarket.cli.context import announce_created, console, get_context, shown_url, task_progress
+from smartmarket.cli.context import announce_created, console, get_context, shown_url
 from smartmarket.core.errors import ConfigError
 from smartmarket.core.timeutil import format_ms
 from smartmarket.core.types import DAY_MS
@@ -166,7 +166,7 @@ def register(app: typer.Typer) -> None:
 
         app_ctx = get_context(ctx)
         settings = app_ctx.settings
-        with task_progress() as progress:
+        with app_ctx.progress() as progress:
             result = create_backup(
                 app_ctx.store,
                 to,
@@ -222,7 +222,7 @@ def register(app: typer.Typer) -> None:
         app_ctx = get_context(ctx)
         settings = app_ctx.settings
         restore_point(open_snapshot(source), until_seq)  # a bad --until-seq is refused before the copy
-        with task_progress() as progress, stage_snapshot(source, staging_dir=staging, progress=progress) as staged:
+        with app_ctx.progress() as progress, stage_snapshot(source, staging_dir=staging, progress=progress) as staged:
             refuse_conflicts(file_conflicts(staged.manifest, settings.quarantine_dir, settings.registry_dir), None)
             # Only now, the snapshot verified, is the target opened (a DuckDB file may be created) and written.
             store = open_store(target) if target else app_ctx.store
@@ -296,7 +296,7 @@ def register(app: typer.Typer) -> None:
             keep_last=keep_last,
             dead_letter_age_ms=dead_letters_days * DAY_MS if dead_letters_days is not None else None,
         )
-        with task_progress() as progress:
+        with app_ctx.progress() as progress:
             report = apply_retention(
                 app_ctx.store,
                 policy,

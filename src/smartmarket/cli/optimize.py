@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from smartmarket.cli import grammar
@@ -48,26 +45,6 @@ Examples:
 
   smartmarket optimize --strategy sma_cross -s BTCUSDT -t 1h --space fast=5:50:5,slow=20:200:10 --out opt.html
 """
-
-
-@contextmanager
-def stderr_progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
-    """A rich progress display on stderr; yields ``progress(task, done, total)`` (None when disabled)."""
-    if not enabled:
-        yield None
-        return
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(), console=err_console, transient=True,
-    ) as bar:  # fmt: skip
-        tasks: dict[str, TaskID] = {}
-
-        def progress(name: str, done: int, total: int) -> None:
-            if name not in tasks:
-                tasks[name] = bar.add_task(name, total=max(total, 1))
-            bar.update(tasks[name], completed=done, total=max(total, 1))
-
-        yield progress
 
 
 def _num(value: float | None, fmt: str = "{:.3f}") -> str:
@@ -198,8 +175,9 @@ def optimize_command(
     from smartmarket.strategies.registry import make_strategy
 
     make_strategy(strategy, **dict(request.fixed))  # unknown strategy: fail before reading data
-    frame = read_frames(get_context(ctx).store, symbols, tf, start_ms, end_ms)[symbols[0]]
-    with stderr_progress(err_console.is_terminal) as progress:
+    app_ctx = get_context(ctx)
+    frame = read_frames(app_ctx.store, symbols, tf, start_ms, end_ms)[symbols[0]]
+    with app_ctx.progress() as progress:
         report = optimize(frame, request, progress=progress, heartbeat_s=heartbeat_s, grace_s=grace_s)
     if out is not None:
         written = write_optimize_report(report, out)
@@ -216,4 +194,4 @@ def register(app: typer.Typer) -> None:
     app.command("optimize", help=HELP)(optimize_command)
 
 
-__all__ = ["optimize_command", "print_report", "register", "stderr_progress"]
+__all__ = ["optimize_command", "print_report", "register"]

@@ -137,10 +137,11 @@ def register_models(models_app: typer.Typer) -> None:
         from smartmarket.ops.promotion import evaluate_and_attach
 
         context = get_context(ctx)
-        doc = evaluate_and_attach(
-            context.settings.registry_dir, context.store, model_id, start=parse_time(start), end=parse_time(end),
-            fee=fee_bps / 10_000, level=level,
-        )  # fmt: skip
+        with context.progress() as progress:
+            doc = evaluate_and_attach(
+                context.settings.registry_dir, context.store, model_id, start=parse_time(start), end=parse_time(end),
+                fee=fee_bps / 10_000, level=level, progress=progress,
+            )  # fmt: skip
         if as_json:
             typer.echo(json.dumps(doc, indent=2, default=str))
             return

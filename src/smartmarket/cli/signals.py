@@ -24,7 +24,7 @@ from rich import box
 from rich.table import Table
 
 from smartmarket.cli import grammar
-from smartmarket.cli.context import console, err_console, get_context
+from smartmarket.cli.context import ProgressFn, console, err_console, get_context, stage, task
 from smartmarket.core.errors import ConfigError, NotFoundError
 from smartmarket.core.timeutil import format_ms, parse_time
 from smartmarket.core.types import Timeframe, normalize_symbol
@@ -89,10 +89,10 @@ def _load(ctx: typer.Context, ref: str, symbol: str, tf: Timeframe) -> tuple[Ens
 
 def run_engine(
     ctx: typer.Context, symbol: str, timeframe: str, artifact: str, start: str | None, end: str | None, warmup: int,
-    *, default_after_fit: bool = False,
+    *, default_after_fit: bool = False, progress: ProgressFn | None = None,
 ) -> tuple[SignalEngine, list[Signal], EnsembleArtifact, int]:  # fmt: skip
     """The engine fed every candle of the range (plus warm-up); returns ``(engine, signals, artifact, first)``
-    where ``signals[first:]`` are the bars at or after ``--start``."""
+    where ``signals[first:]`` are the bars at or after ``--start``. ``progress``: the run, candle by candle."""
     from smartmarket.signals.engine import SignalEngine
 
     sym, tf = normalize_symbol(symbol), Timeframe.parse(timeframe)
@@ -107,7 +107,8 @@ def run_engine(
             hint="the artifact was fitted on all stored candles: pass --start/--end, or refit on an earlier span",
         )
     engine = SignalEngine.from_artifact(art, registry_dir=registry)
-    return engine, engine.run(frame), art, begin
+    name = f"signals of {art.artifact_id} over {len(frame):,} candles"
+    return engine, engine.run(frame, progress=task(progress, name) if progress else None), art, begin
 
 
 def _num(value: float) -> float | None:
@@ -185,16 +186,20 @@ def _f(value: float | None, digits: int = 3) -> str:
 
 def fit_signals(
     store: CandleStore, symbol: str, timeframe: str, members: Sequence[str], registry_dir: Path,
-    start: int | None = None, end: int | None = None,
+    start: int | None = None, end: int | None = None, progress: ProgressFn | None = None,
 ) -> EnsembleArtifact:  # fmt: skip
-    """Fit and save an ensemble artifact from stored candles (used by ``fit-signals`` and the demo)."""
+    """Fit and save an ensemble artifact from stored candles (used by ``fit-signals`` and the demo).
+    ``progress``: loading the members, then the fit."""
     from smartmarket.signals.fit import fit_artifact, save_artifact
     from smartmarket.signals.members import make_member
 
     sym, tf = normalize_symbol(symbol), Timeframe.parse(timeframe)
-    built = [make_member(m, registry_dir=registry_dir, symbol=sym, timeframe=str(tf)) for m in members]
+    report = progress or (lambda _name, _done, _total: None)
+    with stage(report, f"load the members ({', '.join(members)})"):
+        built = [make_member(m, registry_dir=registry_dir, symbol=sym, timeframe=str(tf)) for m in members]
     frame, _ = read_candles(store, sym, tf, start, end)
-    artifact = fit_artifact(frame, built, symbol=sym, timeframe=str(tf))
+    with stage(report, f"fit the ensemble ({', '.join(members)}) on {len(frame):,} {sym} {tf} candles"):
+        artifact = fit_artifact(frame, built, symbol=sym, timeframe=str(tf))
     save_artifact(artifact, registry_dir)
     return artifact
 
@@ -305,7 +310,9 @@ def _print_evaluation(doc: Mapping[str, Any]) -> None:
 # ------------------------------------------------------------------------------------------ demo
 
 
-def demo_signals_stage(store: CandleStore, symbol: str, timeframe: str, registry_dir: Path) -> dict[str, Any]:
+def demo_signals_stage(
+    store: CandleStore, symbol: str, timeframe: str, registry_dir: Path, progress: ProgressFn | None = None
+) -> dict[str, Any]:
     """The demo's signal stage: fit technical + SMC on all but the last 1,000 candles (at most 8,000 before
     them), save the artifact, run the engine over the last 1,000 and summarise (seconds, not minutes)."""
     import numpy as np
@@ -316,12 +323,13 @@ def demo_signals_stage(store: CandleStore, symbol: str, timeframe: str, registry
     fit_from = max(0, len(frame) - test - 8000)
     ts = frame["ts"].to_numpy(np.int64)
     art = fit_signals(store, sym, str(tf), ("technical", "smc"), registry_dir, int(ts[fit_from]),
-                      int(ts[len(frame) - test]))  # fmt: skip
+                      int(ts[len(frame) - test]), progress)  # fmt: skip
     from smartmarket.signals.engine import SignalEngine
 
     engine = SignalEngine.from_artifact(art, registry_dir=registry_dir)
     warm = max(0, len(frame) - test - DEFAULT_WARMUP)
-    signals = engine.run(frame.iloc[warm:])
+    run = f"signals of {art.artifact_id} over the last {len(frame) - warm:,} candles"
+    signals = engine.run(frame.iloc[warm:], progress=task(progress, run) if progress else None)
     doc = evaluate_engine_run(engine, signals, len(frame) - test - warm)
     last = signals[-1]
     return {
@@ -370,8 +378,9 @@ def register(app: typer.Typer) -> None:
 
         app_ctx = get_context(ctx)
         start_ms, end_ms = _span(start, end)
-        art = fit_signals(app_ctx.store, symbol, timeframe, parse_members(members), app_ctx.settings.registry_dir,
-                          start_ms, end_ms)  # fmt: skip
+        with app_ctx.progress() as progress:
+            art = fit_signals(app_ctx.store, symbol, timeframe, parse_members(members),
+                              app_ctx.settings.registry_dir, start_ms, end_ms, progress)  # fmt: skip
         doc = _fit_summary(art)
         if as_json:
             typer.echo(_json_text(doc))
@@ -402,7 +411,9 @@ def register(app: typer.Typer) -> None:
         symbol, timeframe = grammar.positional_or_option(symbol, timeframe, old_symbol, old_timeframe, "signals")
         if fmt not in FORMATS:
             raise ConfigError(f"unknown --format {fmt!r}", hint=f"use one of: {', '.join(FORMATS)}")
-        engine, signals, art, first = run_engine(ctx, symbol, timeframe, artifact, start, end, warmup)
+        with get_context(ctx).progress() as progress:
+            engine, signals, art, first = run_engine(ctx, symbol, timeframe, artifact, start, end, warmup,
+                                                     progress=progress)  # fmt: skip
         shown = signals[first:]
         if fmt == "csv":
             typer.echo(signals_csv(shown, engine.member_names), nl=False)
@@ -481,8 +492,9 @@ def register(app: typer.Typer) -> None:
             _walk_forward(ctx, symbol, timeframe, start, end, walk_forward, members, test_bars, fit_bars, train_bars,
                           report, as_json, budget)  # fmt: skip
             return
-        engine, signals, art, first = run_engine(ctx, symbol, timeframe, artifact, start, end, warmup,
-                                                 default_after_fit=True)  # fmt: skip
+        with get_context(ctx).progress() as progress:
+            engine, signals, art, first = run_engine(ctx, symbol, timeframe, artifact, start, end, warmup,
+                                                     default_after_fit=True, progress=progress)  # fmt: skip
         doc = evaluate_engine_run(engine, signals, first)
         doc["artifact"] = art.artifact_id
         doc["span"] = [format_ms(int(signals[first].ts or 0)), format_ms(int(signals[-1].ts or 0))]
@@ -582,7 +594,12 @@ def _walk_forward(
                            network_preset=budget.preset, network_epochs=budget.epochs,
                            network_steps_per_epoch=budget.steps_per_epoch or None,
                            network_batch_size=budget.batch_size, torch_threads=budget.threads)  # fmt: skip
-    say = (lambda line: None) if as_json else (lambda line: console.print(f"[dim]{line}[/]", highlight=False))
+
+    # one line per step, on stderr like every progress display (stdout keeps the report or the JSON)
+    def say(line: str) -> None:
+        if not get_context(ctx).quiet:
+            err_console.print(line, style="dim", highlight=False, markup=False)
+
     try:
         doc = run_walk_forward(frame, symbol=sym, timeframe=str(tf), config=cfg, progress=say)
     except ValueError as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -375,8 +375,11 @@ def compare_models(
     seed: int = 0,
     group_patterns: Mapping[str, Sequence[str]] | None = None,
     progress: ProgressCallback | None = None,
+    fits: Callable[[str, int, int], None] | None = None,
 ) -> pd.DataFrame:
-    """Walk-forward comparison: one row per (fold, kind) of test metrics, every kind on the same test samples."""
+    """Walk-forward comparison: one row per (fold, kind) of test metrics, every kind on the same test samples.
+
+    ``progress``: each network's epochs; ``fits(name, done, total)``: the (fold, kind) fits done so far."""
     label_config = label_config or LabelConfig()
     values, columns = _aligned_inputs(features, candles)
     groups = assign_groups(columns, group_patterns)
@@ -393,9 +396,11 @@ def compare_models(
     folds = walk_forward(labels.t1, walk, eligible=complete_windows(values, context))
     rows = []
     ts = candles["ts"].to_numpy()
-    for split in folds:
-        if split.train.size == 0 or split.test.size == 0:
-            continue
+    usable = [split for split in folds if split.train.size and split.test.size]
+    name, total = f"walk-forward fits ({len(usable)} folds x {len(kinds)} models)", len(usable) * len(kinds)
+    if fits is not None:
+        fits(name, 0, total)
+    for split in usable:
         for kind in kinds:
             model = _fit_and_measure(
                 kind, fresh(kind), split, values, columns, groups, labels, label_config, candles,
@@ -411,6 +416,8 @@ def compare_models(
                     **model.metrics["test"],
                 }
             )
+            if fits is not None:
+                fits(name, len(rows), total)
     return pd.DataFrame(rows)
 
 

@@ -15,6 +15,7 @@ window; models through their batch prediction (``ModelMember.batch``) over the w
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +32,9 @@ from smartmarket.ops.abtest import Forecasts, candle_outcomes, compare
 from smartmarket.store.base import CandleStore
 
 ENSEMBLE = "ensemble"
+
+Progress = Callable[[str, int, int], None]
+"""``progress(name, done, total)``, the convention of every use case."""
 
 
 @dataclass(frozen=True)
@@ -55,23 +59,29 @@ def _entry(record: ModelRecord, timeframe: Timeframe) -> Entry:
 
 
 def _forecasts(
-    entry: Entry, registry: Registry, candles: pd.DataFrame, window_start: int, name: str
+    entry: Entry, registry: Registry, candles: pd.DataFrame, window_start: int, name: str,
+    progress: Progress | None = None,
 ) -> Forecasts:  # fmt: skip
     record = entry.record
+    task = f"run the {name} {record.model_id}"
+    report = progress or (lambda _name, _done, _total: None)
     if record.kind == ENSEMBLE:
         from smartmarket.signals.engine import SignalEngine
         from smartmarket.signals.fit import load_artifact
 
         artifact = load_artifact(record.path)
-        signals = SignalEngine.from_artifact(artifact, registry_dir=registry.directory).run(candles)
+        engine = SignalEngine.from_artifact(artifact, registry_dir=registry.directory)
+        signals = engine.run(candles, progress=lambda done, total: report(task, done, total))
         forecasts = Forecasts.from_signals(name, record.model_id, signals)
     else:
         from smartmarket.features.pipeline import FeaturePipeline
         from smartmarket.signals.members import ModelMember
 
+        report(task, 0, 1)
         member = ModelMember(registry.load(record.model_id))
         features = FeaturePipeline(member.feature_set or "default", record.timeframe).batch(candles)
         probs = member.batch(candles, features)
+        report(task, 1, 1)
         forecasts = Forecasts.from_probabilities(name, record.model_id, candles["ts"].to_numpy(np.int64), probs)
     keep = forecasts.ts >= window_start
     return forecasts.at(forecasts.ts[keep])
@@ -89,9 +99,10 @@ def base_rates(candles: pd.DataFrame, labels: LabelConfig) -> np.ndarray:
 
 def evaluate_candidate(
     registry: Registry, store: CandleStore, candidate_id: str, *, start: int | None = None, end: int | None = None,
-    warmup: int = 1500, fee: float = 0.001, level: float = 0.05,
+    warmup: int = 1500, fee: float = 0.001, level: float = 0.05, progress: Progress | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """The promotion evaluation of ``candidate_id`` (see the module docstring); not attached here."""
+    """The promotion evaluation of ``candidate_id`` (see the module docstring); not attached here.
+    ``progress(name, done, total)``: each entry's run over the candles."""
     record = registry.show(candidate_id)
     timeframe = Timeframe.parse(record.timeframe)
     candidate = _entry(record, timeframe)
@@ -110,11 +121,11 @@ def evaluate_candidate(
             f"{datetime.fromtimestamp(window_start / 1000, UTC):%Y-%m-%d %H:%M} (where both entries are out of sample)",
             where="promotion evaluation", hint="ingest newer candles, then evaluate again",
         )  # fmt: skip
-    candles = frame.iloc[max(0, first - warmup):].reset_index(drop=True)
-    cand = _forecasts(candidate, registry, candles, window_start, "candidate")
+    candles = frame.iloc[max(0, first - warmup) :].reset_index(drop=True)
+    cand = _forecasts(candidate, registry, candles, window_start, "candidate", progress)
     labels = production.label_config if production is not None else candidate.label_config
     if production is not None:
-        prod = _forecasts(production, registry, candles, window_start, "production")
+        prod = _forecasts(production, registry, candles, window_start, "production", progress)
     else:
         prod = Forecasts.climatology(cand.ts, base_rates(frame.iloc[:first], labels), "no production: base rates")
     doc = compare(prod, cand, candles, labels, fee=fee, level=level)

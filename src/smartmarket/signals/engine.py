@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -187,16 +187,31 @@ class SignalEngine:
         self.tracker.add(bar, candle, signal)
         return signal
 
-    def run(self, candles: pd.DataFrame | Iterable[Sequence[float]]) -> list[Signal]:
-        """``on_candle`` for each candle in order (a candle frame, or rows ``ts, o, h, l, c, v``)."""
+    def run(
+        self, candles: pd.DataFrame | Iterable[Sequence[float]], progress: Callable[[int, int], None] | None = None
+    ) -> list[Signal]:
+        """``on_candle`` for each candle in order (a candle frame, or rows ``ts, o, h, l, c, v``).
+
+        ``progress(done, total)`` (a frame only: its length is the total) about every 1 % of the candles and once
+        at the end."""
         if isinstance(candles, pd.DataFrame):
             rows: Iterable[Sequence[float]] = zip(
                 *(candles[c].to_numpy().tolist() for c in ("ts", "open", "high", "low", "close", "volume")),
                 strict=True,
             )
+            total = len(candles)
         else:
-            rows = candles
-        return [self.on_candle(int(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in rows]
+            rows, total = candles, 0
+        if progress is None or total == 0:
+            return [self.on_candle(int(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in rows]
+        every = max(1, total // 100)
+        signals: list[Signal] = []
+        progress(0, total)
+        for done, r in enumerate(rows, start=1):
+            signals.append(self.on_candle(int(r[0]), r[1], r[2], r[3], r[4], r[5]))
+            if done % every == 0 or done == total:
+                progress(done, total)
+        return signals
 
     # ------------------------------------------------------------------------------------------- internals
 
