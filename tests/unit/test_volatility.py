@@ -133,20 +133,41 @@ def rescaled(candles: pd.DataFrame, price: float = 10.0, volume: float = 7.0) ->
     return out
 
 
-@pytest.mark.parametrize("kind", ["constant", "ewma", "har", "har_plain", "lightgbm"])
+TINY_NET = {"epochs": 2, "steps_per_epoch": 5, "batch_size": 16}
+
+
+@pytest.mark.parametrize("kind", ["constant", "ewma", "har", "har_plain", "lightgbm", "transformer"])
 def test_forecasts_are_scale_free(kind: str) -> None:
     candles = generate_market(2_500, timeframe=Timeframe.H1, seed=3)
     data = []
     for frame in (candles, rescaled(candles)):
-        features = model_inputs(FeaturePipeline("minimal", Timeframe.H1).batch(frame)) if kind == "lightgbm" else None
+        with_features = kind in ("lightgbm", "transformer")
+        features = model_inputs(FeaturePipeline("minimal", Timeframe.H1).batch(frame)) if with_features else None
         data.append(volatility_data(frame["close"].to_numpy(), 6, features, har_days=(1, 5, 10)))
-    eligible = np.flatnonzero(data[0].eligible())
-    assert np.array_equal(eligible, np.flatnonzero(data[1].eligible()))
+    options = TINY_NET if kind == "transformer" else {}
+    context = 256 if kind == "transformer" else 1
+    eligible = np.flatnonzero(data[0].eligible(context))
+    assert np.array_equal(eligible, np.flatnonzero(data[1].eligible(context)))
     train, test = eligible[:1500], eligible[1600:]
-    a = volatility_forecaster(kind).fit(data[0], train, test[:200]).predict(data[0], test)
-    b = volatility_forecaster(kind).fit(data[1], train, test[:200]).predict(data[1], test)
+    a = volatility_forecaster(kind, **options).fit(data[0], train, test[:200]).predict(data[0], test)
+    b = volatility_forecaster(kind, **options).fit(data[1], train, test[:200]).predict(data[1], test)
     assert np.isfinite(a).all()
-    assert a == pytest.approx(b, rel=1e-9, abs=1e-9)
+    # the network computes in float32: features equal to ~1e-12 give forecasts equal to float32 rounding
+    tolerance = 1e-5 if kind == "transformer" else 1e-9
+    assert a == pytest.approx(b, rel=tolerance, abs=tolerance)
+
+
+def test_transformer_forecaster_trains_on_full_windows_at_the_right_level() -> None:
+    """On GARCH data a short training gives finite, varying forecasts at the level of the training variance."""
+    candles = garch_candles(3_000, annual_vol=0.6, timeframe="1h", seed=2)
+    data = volatility_data(candles["close"].to_numpy(), 6, har_days=(1, 5, 10))
+    eligible = np.flatnonzero(data.eligible(256))
+    assert eligible[0] >= 255  # a full 256-bar window of complete inputs
+    train, val, test = eligible[:1800], eligible[1850:2200], eligible[2250:]
+    model = volatility_forecaster("transformer", epochs=3, steps_per_epoch=30, batch_size=32)
+    forecast = model.fit(data, train, val).predict(data, test)
+    assert np.isfinite(forecast).all() and forecast.std() > 0
+    assert abs(forecast.mean() - np.log(np.mean(np.exp(data.target[train])))) < 1.0  # the right level, in logs
 
 
 def test_user_errors_are_one_line_config_errors() -> None:

@@ -736,13 +736,21 @@ def _register_compare(app: typer.Typer) -> None:
                 "variance over --horizon bars (constant, EWMA, HAR-RV, LightGBM) scored by QLIKE and log-MSE.",
             ),
         ] = CompareTarget.direction,
+        vol_models: Annotated[
+            str,
+            typer.Option(
+                "--vol-models",
+                help="With --target volatility: comma-separated forecasters among constant, ewma, har, har_plain, "
+                "lightgbm, transformer (the Transformer trains with --preset/--epochs/--steps-per-epoch/--batch-size).",
+            ),
+        ] = "constant,ewma,har,lightgbm",
     ) -> None:
         """Walk-forward comparison on identical test samples: Transformer, CNN-LSTM, logistic, LightGBM, majority.
 
         Writes a markdown table and a JSON document, and checks the claim "the Transformer is 20–30 % better than
         the CNN-LSTM" in numbers (balanced accuracy and log-loss, with standard errors). With ``--target
         volatility`` it compares volatility forecasters instead (``--preset``, ``--epochs``, ``--steps-per-epoch``
-        and ``--batch-size`` do not apply).
+        and ``--batch-size`` apply only to a Transformer named in ``--vol-models``).
 
         Example: smartmarket compare-models --symbol BTCUSDT --timeframe 1h --folds 3 --out report.md
         """
@@ -754,12 +762,20 @@ def _register_compare(app: typer.Typer) -> None:
             app_ctx.store, symbol, timeframe, feature_set, start=parse_time(start), end=parse_time(end), tail=last
         )
         if target is CompareTarget.volatility:
+            kinds = tuple(k.strip() for k in vol_models.split(",") if k.strip())
+            network = {"preset": preset.value, "epochs": epochs, "batch_size": batch_size}
+            if steps_per_epoch is not None:
+                network["steps_per_epoch"] = steps_per_epoch
+            with_net = "transformer" in kinds
             _compare_volatility(
-                market, folds=folds, horizon=horizon, seed=seed, out=out, as_json=as_json,
+                market, kinds, network, folds=folds, horizon=horizon, seed=seed, out=out, as_json=as_json,
                 default_dir=app_ctx.settings.reports_dir,
                 command=_canonical_command(
                     target="volatility", symbol=market.symbol, timeframe=market.timeframe.value, folds=folds,
-                    horizon=horizon, feature_set=feature_set, start=start, end=end, last=last, seed=seed, out=out,
+                    horizon=horizon, vol_models=",".join(kinds), feature_set=feature_set, start=start, end=end,
+                    last=last, preset=preset.value if with_net else None, epochs=epochs if with_net else None,
+                    steps_per_epoch=steps_per_epoch if with_net else None,
+                    batch_size=batch_size if with_net else None, threads=threads, seed=seed, out=out,
                 ),
             )  # fmt: skip
             return
@@ -790,15 +806,16 @@ def _register_compare(app: typer.Typer) -> None:
 
 
 def _compare_volatility(
-    market: MarketData, *, folds: int, horizon: int, seed: int, out: Path | None, as_json: bool, default_dir: Path,
-    command: str,
+    market: MarketData, kinds: Sequence[str], network: Mapping[str, Any], *, folds: int, horizon: int, seed: int,
+    out: Path | None, as_json: bool, default_dir: Path, command: str,
 ) -> None:  # fmt: skip
     """``compare-models --target volatility``: run the use case (models.volatility_compare), write, print."""
     from smartmarket.models.volatility_compare import verdicts, volatility_comparison, write_volatility_comparison
 
     document = volatility_comparison(
         market.candles, market.model_features, symbol=market.symbol, timeframe=market.timeframe.value,
-        horizon=horizon, folds=folds, feature_set=market.feature_set, command=command, seed=seed,
+        horizon=horizon, folds=folds, feature_set=market.feature_set, command=command, seed=seed, kinds=kinds,
+        network=network,
     )  # fmt: skip
     path = out or default_dir / f"volatility-{market.symbol}-{market.timeframe}.md"
     md_path, json_path = write_volatility_comparison(document, path)

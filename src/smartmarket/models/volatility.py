@@ -50,7 +50,10 @@ VOLATILITY_LABELS: dict[str, str] = {
     "har": "HAR-RV (log, OLS)",
     "har_plain": "HAR-RV (plain, OLS)",
     "lightgbm": "LightGBM",
+    "transformer": "Transformer (regression head)",
 }
+ALL_KINDS: tuple[str, ...] = (*VOLATILITY_KINDS, "har_plain", "transformer")
+"""Every forecaster; ``VOLATILITY_KINDS`` is the default set (the Transformer is opt-in: it costs minutes)."""
 HAR_DAYS: tuple[int, ...] = (1, 5, 22)
 VARIANCE_FLOOR = 1e-12
 """Floor for a trailing realised variance before its log (a window without any price change)."""
@@ -129,12 +132,17 @@ class VolatilityData:
         bars = np.arange(self.n, dtype=np.int64)
         return np.where(np.isfinite(self.target), bars + self.horizon, -1)
 
-    def eligible(self) -> np.ndarray:
-        """Bars where every forecaster has its inputs and the target is defined."""
+    def eligible(self, context: int = 1) -> np.ndarray:
+        """Bars where every forecaster has its inputs and the target is defined; with ``context`` > 1, also a
+        window of that many bars of complete inputs (the Transformer's)."""
         ok = np.isfinite(self.target) & np.isfinite(self.har).all(axis=1)
         ok &= np.arange(self.n) >= EWMA_LOOKBACK
         if self.features is not None:
             ok &= np.isfinite(self.features).all(axis=1)
+        if context > 1:
+            from smartmarket.models.datasets import complete_windows
+
+            ok &= complete_windows(window_inputs(self), context)
         return ok
 
     def closes(self) -> list[float]:
@@ -361,8 +369,137 @@ class LightGBMVolatility(VolatilityForecaster):
         return {**self.params, "early_stopping_rounds": self.early_stopping_rounds, "best_iteration": best}
 
 
-def volatility_forecaster(kind: str, *, seed: int = 0) -> VolatilityForecaster:
-    """A fresh forecaster of ``kind`` (one of ``VOLATILITY_KINDS`` or ``har_plain``)."""
+def window_inputs(data: VolatilityData) -> np.ndarray:
+    """``(T, 3 + F)`` per-bar inputs of the windowed network: the HAR components, then the scale-free features."""
+    parts = [data.har] + ([data.features] if data.features is not None else [])
+    return np.column_stack(parts)
+
+
+class TransformerVolatility(VolatilityForecaster):
+    """The project's group-patch Transformer with a one-output regression head on ``log RV_fwd``.
+
+    Inputs: windows of ``context`` bars of the HAR components and the scale-free features, scaled by training
+    statistics (no per-window RevIN: it would remove the volatility level, the thing to forecast). Target
+    standardised by its training mean and std; MSE loss, AdamW, ``epochs`` × ``steps_per_epoch`` random batches,
+    early stopping on the validation MSE (best weights kept), smearing term from the validation residuals.
+    """
+
+    kind = "transformer"
+
+    def __init__(
+        self,
+        *,
+        preset: str = "small",
+        epochs: int = 6,
+        steps_per_epoch: int = 100,
+        batch_size: int = 64,
+        lr: float = 1e-3,
+        patience: int = 2,
+        validation_cap: int = 2000,
+        seed: int = 0,
+    ) -> None:
+        from smartmarket.models.networks import network_config
+
+        self.config = network_config("transformer", preset, n_classes=1, revin=False)
+        self.preset, self.epochs, self.steps_per_epoch, self.batch_size = preset, epochs, steps_per_epoch, batch_size
+        self.lr, self.patience, self.validation_cap, self.seed = lr, patience, validation_cap, seed
+        self.context = int(self.config.context)
+        self.module: Any = None
+        self.y_mean, self.y_std, self.smearing = 0.0, 1.0, 0.0
+        self.best_epoch = 0
+
+    def _dataset(self, data: VolatilityData, rows: np.ndarray) -> Any:
+        from smartmarket.models.datasets import WindowDataset
+
+        values = np.nan_to_num(window_inputs(data), nan=0.0, posinf=0.0, neginf=0.0)
+        return WindowDataset(values, rows, np.zeros(len(rows), dtype=np.int64), self.context)
+
+    def _raw(self, data: VolatilityData, rows: np.ndarray) -> np.ndarray:
+        import torch
+
+        dataset = self._dataset(data, rows)
+        self.module.eval()
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(dataset), 512):
+                positions = np.arange(start, min(start + 512, len(dataset)))
+                out.append(self.module(dataset.batch(positions)).float()[:, 0].numpy())
+        return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+
+    def fit(
+        self, data: VolatilityData, train: np.ndarray, validation: np.ndarray | None = None
+    ) -> TransformerVolatility:
+        import torch
+
+        from smartmarket.models.datasets import training_statistics
+        from smartmarket.models.device import deterministic
+        from smartmarket.models.networks import build_network
+
+        train = np.asarray(train, dtype=np.int64)
+        train = train[train >= self.context - 1]
+        if train.size == 0:
+            raise ConfigError(f"the Transformer needs training bars with {self.context} bars of history")
+        y = data.target[train]
+        self.y_mean, self.y_std = float(y.mean()), float(y.std()) or 1.0
+        dataset = self._dataset(data, train)
+        with deterministic(self.seed):
+            module = build_network("transformer", self.config, dataset.n_features)
+            module.normaliser.set_statistics(*training_statistics(dataset))
+            self.module = module
+            target = torch.as_tensor((y - self.y_mean) / self.y_std, dtype=torch.float32)
+            optimiser = torch.optim.AdamW(module.parameters(), lr=self.lr, weight_decay=1e-4)
+            generator = torch.Generator().manual_seed(self.seed)
+            val = None
+            if validation is not None and len(validation) > 0:
+                val = np.asarray(validation, dtype=np.int64)
+                if val.size > self.validation_cap:  # evenly spaced: early stopping only needs a fair sample
+                    val = val[np.linspace(0, val.size - 1, self.validation_cap).astype(np.int64)]
+            best, best_state, bad = math.inf, None, 0
+            for epoch in range(1, self.epochs + 1):
+                module.train()
+                for _ in range(self.steps_per_epoch):
+                    positions = torch.randint(0, len(dataset), (self.batch_size,), generator=generator).numpy()
+                    optimiser.zero_grad(set_to_none=True)
+                    loss = torch.nn.functional.mse_loss(module(dataset.batch(positions))[:, 0], target[positions])
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
+                    optimiser.step()
+                if val is None:
+                    continue
+                pred = self._raw(data, val) * self.y_std + self.y_mean
+                mse = float(np.mean(np.square(data.target[val] - pred)))
+                if mse < best:
+                    best, bad, self.best_epoch = mse, 0, epoch
+                    best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+                else:
+                    bad += 1
+                    if bad >= self.patience:
+                        break
+            if best_state is not None:
+                module.load_state_dict(best_state)
+            module.eval()
+        held = val if val is not None else train
+        self.smearing = _smearing(data.target[held] - (self._raw(data, held) * self.y_std + self.y_mean))
+        return self
+
+    def predict(self, data: VolatilityData, rows: np.ndarray) -> np.ndarray:
+        if self.module is None:
+            raise RuntimeError("fit the model first")
+        return self._raw(data, np.asarray(rows, dtype=np.int64)) * self.y_std + self.y_mean + self.smearing
+
+    def hyperparameters(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return {
+            "network": asdict(self.config), "preset": self.preset, "epochs": self.epochs,
+            "steps_per_epoch": self.steps_per_epoch, "batch_size": self.batch_size, "lr": self.lr,
+            "patience": self.patience, "best_epoch": self.best_epoch, "smearing": self.smearing,
+        }  # fmt: skip
+
+
+def volatility_forecaster(kind: str, *, seed: int = 0, **options: Any) -> VolatilityForecaster:
+    """A fresh forecaster of ``kind`` (``VOLATILITY_KINDS``, ``har_plain`` or ``transformer``; ``options`` go to
+    the Transformer: preset, epochs, steps_per_epoch, batch_size)."""
     if kind == "constant":
         return ConstantVariance()
     if kind == "ewma":
@@ -373,12 +510,13 @@ def volatility_forecaster(kind: str, *, seed: int = 0) -> VolatilityForecaster:
         return HARForecaster(log=False)
     if kind == "lightgbm":
         return LightGBMVolatility(seed=seed)
-    raise ConfigError(
-        f"unknown volatility forecaster {kind!r}", hint="choose from " + ", ".join((*VOLATILITY_KINDS, "har_plain"))
-    )
+    if kind == "transformer":
+        return TransformerVolatility(seed=seed, **options)
+    raise ConfigError(f"unknown volatility forecaster {kind!r}", hint="choose from " + ", ".join(ALL_KINDS))
 
 
 __all__ = [
+    "ALL_KINDS",
     "HAR_DAYS",
     "VOLATILITY_KINDS",
     "VOLATILITY_LABELS",
@@ -386,6 +524,7 @@ __all__ = [
     "EWMAForecaster",
     "HARForecaster",
     "LightGBMVolatility",
+    "TransformerVolatility",
     "VolatilityData",
     "VolatilityForecaster",
     "forward_realised_variance",

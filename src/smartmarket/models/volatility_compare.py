@@ -98,18 +98,25 @@ def evaluate_volatility(
     folds: int,
     kinds: Sequence[str] = VOLATILITY_KINDS,
     seed: int = 0,
+    network: Mapping[str, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, np.ndarray]], dict[str, Any]]:
     """Fit and score ``kinds`` on the last ``folds`` walk-forward folds of ``data``.
 
-    Returns the fold rows, the per-sample test losses per kind (``qlike``/``mse``/``bar``, time order) and the
-    layout used. Raises ``ConfigError`` when the data cannot hold the folds.
+    ``network``: options of the Transformer (preset, epochs, steps_per_epoch, batch_size). Returns the fold rows,
+    the per-sample test losses per kind (``qlike``/``mse``/``bar``, time order) and the layout used. Raises
+    ``ConfigError`` when the data cannot hold the folds.
     """
     if folds < 1:
         raise ConfigError(f"--folds must be >= 1, got {folds}")
     kinds = list(dict.fromkeys(kinds))
+    if not kinds:
+        raise ConfigError("no volatility forecaster to compare", hint="e.g. --vol-models constant,ewma,har,lightgbm")
+    network = dict(network or {})
+    context = 1
     for kind in kinds:
-        volatility_forecaster(kind)  # unknown kinds fail before any fitting
-    eligible = data.eligible()
+        model = volatility_forecaster(kind, **(network if kind == "transformer" else {}))  # unknown kinds fail now
+        context = max(context, int(getattr(model, "context", 1)))
+    eligible = data.eligible(context)
     if not eligible.any():
         raise NotFoundError("no bar has a defined target and complete inputs: too little data")
     try:
@@ -126,7 +133,8 @@ def evaluate_volatility(
         y = data.target[split.test]
         for kind in kinds:
             started = time.perf_counter()
-            model = volatility_forecaster(kind, seed=seed).fit(data, split.train, split.validation)
+            options = network if kind == "transformer" else {}
+            model = volatility_forecaster(kind, seed=seed, **options).fit(data, split.train, split.validation)
             forecast = model.predict(data, split.test)
             q, m = qlike(y, forecast), squared_log_error(y, forecast)
             smearing = float(getattr(model, "smearing", 0.0))
@@ -185,6 +193,7 @@ def volatility_comparison(
     command: str,
     kinds: Sequence[str] = VOLATILITY_KINDS,
     seed: int = 0,
+    network: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The use case: target, walk-forward fits and scores → the JSON document (setup, summary, fold rows)."""
     from datetime import UTC, datetime
@@ -195,7 +204,7 @@ def volatility_comparison(
     if features is None and "lightgbm" in kinds:
         raise ConfigError("LightGBM needs the feature set's model inputs")
     data = volatility_data(candles["close"].to_numpy(dtype=np.float64), horizon, features)
-    rows, pooled, meta = evaluate_volatility(data, folds=folds, kinds=kinds, seed=seed)
+    rows, pooled, meta = evaluate_volatility(data, folds=folds, kinds=kinds, seed=seed, network=network)
     ts = candles["ts"].to_numpy()
     for row in rows:
         row["test_first_ts"], row["test_last_ts"] = int(ts[row["test_first_bar"]]), int(ts[row["test_last_bar"]])
