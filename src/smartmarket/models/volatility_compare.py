@@ -170,7 +170,7 @@ def summarise_volatility(
         mine = [r for r in rows if r["kind"] == kind]
         entry: dict[str, Any] = {"kind": kind, "model": VOLATILITY_LABELS.get(kind, kind), "folds": len(mine)}
         entry["test_samples"] = int(sum(r["n"] for r in mine))
-        for metric in ("qlike", "mse_log"):
+        for metric in ("qlike", "mse_log", "mse_log_no_smearing"):
             entry[f"{metric}_mean"], entry[f"{metric}_se"] = _mean_se([r[metric] for r in mine])
         if REFERENCE in pooled and kind != REFERENCE:
             entry["vs_har"] = {
@@ -273,19 +273,23 @@ def render_volatility_markdown(document: Mapping[str, Any]) -> str:
         f"test {wf['test']:,}, embargo {wf['embargo']} bars; training targets purged where they reach the "
         "evaluated periods. Every forecaster is scored on the same test bars.",
         "",
-        "QLIKE = σ²/σ̂² − log(σ²/σ̂²) − 1 (0 is perfect); MSE of log-variance. ± is the standard error across folds. "
+        "QLIKE = σ²/σ̂² − log(σ²/σ̂²) − 1 (0 is perfect); MSE of log-variance. Forecasts are of the variance "
+        "(its mean): models fitted on logs add the smearing term log mean exp(residual); 'MSE, E[log] forecast' "
+        "scores them without it (the forecast MSE on logs calls for). ± is the standard error across folds. "
         f"vs HAR-RV: mean per-sample loss difference (negative = better than HAR-RV) over all test bars, "
         f"Diebold–Mariano z with a Newey–West lag of {DM_LAG_HORIZONS * h} bars.",
         "",
         "## Results (test folds)",
         "",
-        "| forecaster | QLIKE | MSE log-variance | QLIKE vs HAR-RV | MSE vs HAR-RV | folds | test samples |",
-        "|---|---|---|---|---|---|---|",
+        "| forecaster | QLIKE | MSE log-variance | MSE, E[log] forecast | QLIKE vs HAR-RV | MSE vs HAR-RV | folds "
+        "| test samples |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for s in summary:
         lines.append(
             f"| {s['model']} | {_fmt(s['qlike_mean'], s['qlike_se'])} | {_fmt(s['mse_log_mean'], s['mse_log_se'])} "
-            f"| {_dm(s, 'qlike')} | {_dm(s, 'mse_log')} | {s['folds']} | {s['test_samples']:,} |"
+            f"| {_fmt(s['mse_log_no_smearing_mean'], s['mse_log_no_smearing_se'])} | {_dm(s, 'qlike')} "
+            f"| {_dm(s, 'mse_log')} | {s['folds']} | {s['test_samples']:,} |"
         )
     lines += ["", "## Reading", ""] + [f"- {line}" for line in verdicts(summary)]
     lines += ["", "## Per fold", "", "| fold | test period | forecaster | n | QLIKE | MSE log-variance |",
