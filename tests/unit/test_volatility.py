@@ -16,6 +16,7 @@ from smartmarket.features import FeaturePipeline, model_inputs
 from smartmarket.models.volatility import (
     EWMAForecaster,
     HARForecaster,
+    check_kinds,
     forward_realised_variance,
     qlike,
     squared_log_error,
@@ -189,3 +190,11 @@ def test_on_iid_returns_har_does_not_beat_the_constant() -> None:
     _, pooled, _ = evaluate_volatility(volatility_data(close, 8), folds=3, kinds=("constant", "har"))
     dm = diebold_mariano(pooled["har"]["qlike"], pooled["constant"]["qlike"], lag=40)
     assert dm["z"] > -2.0, dm
+
+
+def test_forecaster_names_are_checked_before_any_work() -> None:
+    assert check_kinds(["har", " ewma", "har", ""]) == ("har", "ewma")
+    with pytest.raises(ConfigError, match="unknown volatility forecaster 'garch'"):
+        check_kinds(["har", "garch"])
+    with pytest.raises(ConfigError, match="no volatility forecaster"):
+        check_kinds([" "])

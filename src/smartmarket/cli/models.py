@@ -758,11 +758,14 @@ def _register_compare(app: typer.Typer) -> None:
 
         set_threads(threads)
         app_ctx = get_context(ctx)
+        if target is CompareTarget.volatility:
+            from smartmarket.models.volatility import check_kinds
+
+            kinds = check_kinds(vol_models.split(","))  # before the (slow) feature computation
         market = load_market(
             app_ctx.store, symbol, timeframe, feature_set, start=parse_time(start), end=parse_time(end), tail=last
         )
         if target is CompareTarget.volatility:
-            kinds = tuple(k.strip() for k in vol_models.split(",") if k.strip())
             network = {"preset": preset.value, "epochs": epochs, "batch_size": batch_size}
             if steps_per_epoch is not None:
                 network["steps_per_epoch"] = steps_per_epoch

@@ -32,6 +32,7 @@ from __future__ import annotations
 import inspect
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -497,6 +498,17 @@ class TransformerVolatility(VolatilityForecaster):
         }  # fmt: skip
 
 
+def check_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
+    """The forecaster names, deduplicated in order; ``ConfigError`` for an empty list or an unknown name."""
+    out = tuple(dict.fromkeys(k.strip() for k in kinds if k.strip()))
+    unknown = [k for k in out if k not in ALL_KINDS]
+    if unknown or not out:
+        names = ", ".join(map(repr, unknown))
+        what = f"unknown volatility forecaster {names}" if unknown else "no volatility forecaster"
+        raise ConfigError(what, hint="choose from " + ", ".join(ALL_KINDS))
+    return out
+
+
 def volatility_forecaster(kind: str, *, seed: int = 0, **options: Any) -> VolatilityForecaster:
     """A fresh forecaster of ``kind`` (``VOLATILITY_KINDS``, ``har_plain`` or ``transformer``; ``options`` go to
     the Transformer: preset, epochs, steps_per_epoch, batch_size)."""
@@ -527,6 +539,7 @@ __all__ = [
     "TransformerVolatility",
     "VolatilityData",
     "VolatilityForecaster",
+    "check_kinds",
     "forward_realised_variance",
     "log_returns",
     "qlike",
