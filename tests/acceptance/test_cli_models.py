@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from smartmarket.cli.app import app
 from smartmarket.cli.models import train_demo_model
 from smartmarket.core.config import Settings
+from smartmarket.core.errors import ConfigError
 from smartmarket.core.timeutil import parse_time
 from smartmarket.data.ingest import ingest_file
 from smartmarket.models.registry import Registry
@@ -169,3 +170,23 @@ def test_train_demo_model(home: Path, tmp_path: Path) -> None:
     assert model_id.startswith("logreg-BTCUSDT-1h-")
     assert set(metrics) >= METRIC_KEYS and metrics["n"] > 500
     assert Registry(tmp_path / "registry").show(model_id).kind == "logreg"
+
+
+def test_compare_models_volatility_target(home: Path, tmp_path: Path) -> None:
+    out = tmp_path / "vol.md"
+    document = run_json(
+        home, "compare-models", "--target", "volatility", "--symbol", "BTCUSDT", "--timeframe", "1h", "--folds", "2",
+        "--horizon", "24", "--last", "6000", "--out", str(out),
+    )  # fmt: skip
+    assert [s["kind"] for s in document["summary"]] == ["constant", "ewma", "har", "lightgbm"]
+    assert document["setup"]["command"].startswith("smartmarket compare-models --target volatility --symbol BTCUSDT")
+    for s in document["summary"]:
+        assert s["folds"] == 2 and s["qlike_mean"] > 0 and s["mse_log_mean"] > 0 and s["qlike_se"] is not None
+        assert ("vs_har" in s) is (s["kind"] != "har")
+    assert len({(r["fold"], r["test_first_ts"], r["n"]) for r in document["folds"]}) == 2  # same test bars for all
+    markdown = out.read_text(encoding="utf-8")
+    assert "| HAR-RV (log, OLS) |" in markdown and document["setup"]["command"] in markdown
+    assert json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))["summary"] == document["summary"]
+    bad = runner.invoke(app, ["--home", str(home), "compare-models", "--target", "volatility", "--folds", "40",
+                              "--last", "2000", "--out", str(tmp_path / "x.md")])  # fmt: skip
+    assert isinstance(bad.exception, ConfigError) and "fewer --folds" in str(bad.exception)  # main prints one line

@@ -54,6 +54,11 @@ class Preset(StrEnum):
     seed = "seed"
 
 
+class CompareTarget(StrEnum):
+    direction = "direction"
+    volatility = "volatility"
+
+
 # ------------------------------------------------------------------------------------------ data
 
 
@@ -715,11 +720,29 @@ def _register_compare(app: typer.Typer) -> None:
             Path | None, typer.Option("--out", "-o", help="Markdown report (a .json twin is written).")
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the JSON document.")] = False,
+        target: Annotated[
+            CompareTarget,
+            typer.Option(
+                "--target",
+                help="direction: the classifiers on triple-barrier labels; volatility: forecasters of the realised "
+                "variance over --horizon bars (constant, EWMA, HAR-RV, LightGBM) scored by QLIKE and log-MSE.",
+            ),
+        ] = CompareTarget.direction,
+        vol_models: Annotated[
+            str,
+            typer.Option(
+                "--vol-models",
+                help="With --target volatility: comma-separated forecasters among constant, ewma, har, har_plain, "
+                "lightgbm, transformer (the Transformer trains with --preset/--epochs/--steps-per-epoch/--batch-size).",
+            ),
+        ] = "constant,ewma,har,lightgbm",
     ) -> None:
         """Walk-forward comparison on identical test samples: Transformer, CNN-LSTM, logistic, LightGBM, majority.
 
         Writes a markdown table and a JSON document, and checks the claim "the Transformer is 20–30 % better than
-        the CNN-LSTM" in numbers (balanced accuracy and log-loss, with standard errors).
+        the CNN-LSTM" in numbers (balanced accuracy and log-loss, with standard errors). With ``--target
+        volatility`` it compares volatility forecasters instead (``--preset``, ``--epochs``, ``--steps-per-epoch``
+        and ``--batch-size`` apply only to a Transformer named in ``--vol-models``).
 
         Example: smartmarket compare-models --symbol BTCUSDT --timeframe 1h --folds 3 --out report.md
         """
@@ -727,9 +750,30 @@ def _register_compare(app: typer.Typer) -> None:
 
         set_threads(threads)
         app_ctx = get_context(ctx)
+        if target is CompareTarget.volatility:
+            from smartmarket.models.volatility import check_kinds
+
+            kinds = check_kinds(vol_models.split(","))  # before the (slow) feature computation
         market = load_market(
             app_ctx.store, symbol, timeframe, feature_set, start=parse_time(start), end=parse_time(end), tail=last
         )
+        if target is CompareTarget.volatility:
+            network = {"preset": preset.value, "epochs": epochs, "batch_size": batch_size}
+            if steps_per_epoch is not None:
+                network["steps_per_epoch"] = steps_per_epoch
+            with_net = "transformer" in kinds
+            _compare_volatility(
+                market, kinds, network, folds=folds, horizon=horizon, seed=seed, out=out, as_json=as_json,
+                default_dir=app_ctx.settings.reports_dir,
+                command=_canonical_command(
+                    target="volatility", symbol=market.symbol, timeframe=market.timeframe.value, folds=folds,
+                    horizon=horizon, vol_models=",".join(kinds), feature_set=feature_set, start=start, end=end,
+                    last=last, preset=preset.value if with_net else None, epochs=epochs if with_net else None,
+                    steps_per_epoch=steps_per_epoch if with_net else None,
+                    batch_size=batch_size if with_net else None, threads=threads, seed=seed, out=out,
+                ),
+            )  # fmt: skip
+            return
         command = _canonical_command(
             symbol=market.symbol, timeframe=market.timeframe.value, folds=folds, preset=preset.value, epochs=epochs,
             steps_per_epoch=steps_per_epoch, batch_size=batch_size, horizon=horizon, feature_set=feature_set,
@@ -755,6 +799,41 @@ def _register_compare(app: typer.Typer) -> None:
             return
         _print_comparison(document)
         console.print(f"written: {md_path} and {json_path}", highlight=False)
+
+
+def _compare_volatility(
+    market: MarketData, kinds: Sequence[str], network: Mapping[str, Any], *, folds: int, horizon: int, seed: int,
+    out: Path | None, as_json: bool, default_dir: Path, command: str,
+) -> None:  # fmt: skip
+    """``compare-models --target volatility``: run the use case (models.volatility_compare), write, print."""
+    from smartmarket.models.volatility_compare import verdicts, volatility_comparison, write_volatility_comparison
+
+    document = volatility_comparison(
+        market.candles, market.model_features, symbol=market.symbol, timeframe=market.timeframe.value,
+        horizon=horizon, folds=folds, feature_set=market.feature_set, command=command, seed=seed, kinds=kinds,
+        network=network,
+    )  # fmt: skip
+    path = out or default_dir / f"volatility-{market.symbol}-{market.timeframe}.md"
+    md_path, json_path = write_volatility_comparison(document, path)
+    if as_json:
+        typer.echo(_json(document))
+        return
+    table = Table(
+        title=f"volatility over {horizon} bars, walk-forward test folds (mean ± standard error across folds)",
+        title_justify="left",
+    )
+    for col in ("forecaster", "QLIKE", "MSE log-variance", "folds", "test n"):
+        table.add_column(col, justify="left" if col == "forecaster" else "right")
+    for s in document["summary"]:
+        table.add_row(
+            s["model"], _f(s["qlike_mean"]) + ("" if s["qlike_se"] is None else f" ± {s['qlike_se']:.3f}"),
+            _f(s["mse_log_mean"]) + ("" if s["mse_log_se"] is None else f" ± {s['mse_log_se']:.3f}"),
+            str(s["folds"]), f"{s['test_samples']:,}",
+        )  # fmt: skip
+    console.print(table)
+    for line in verdicts(document["summary"]):
+        console.print(line, highlight=False)
+    console.print(f"written: {md_path} and {json_path}", highlight=False)
 
 
 def _canonical_command(**options: Any) -> str:
