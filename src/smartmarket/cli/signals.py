@@ -416,8 +416,9 @@ def register(app: typer.Typer) -> None:
     @app.command("evaluate-signals")
     def evaluate_command(
         ctx: typer.Context,
-        symbol: SymbolArg,
-        timeframe: TimeframeArg,
+        symbol: Annotated[str | None, typer.Argument(help="Symbol, e.g. BTCUSDT (with --symbols: the timeframe).",
+                                                      show_default=False)] = None,
+        timeframe: Annotated[str | None, typer.Argument(help="Bar timeframe, e.g. 1h.", show_default=False)] = None,
         start: StartOpt = None,
         end: EndOpt = None,
         artifact: ArtifactOpt = "latest",
@@ -452,6 +453,22 @@ def register(app: typer.Typer) -> None:
         threads: Annotated[
             int, typer.Option("--threads", min=1, help="Walk-forward networks: torch intra-op threads.")
         ] = NETWORK_THREADS,
+        symbols: Annotated[
+            str | None,
+            typer.Option("--symbols", help="Universe report: comma-separated symbols traded as one account "
+                         "(then the only argument is TIMEFRAME; needs --walk-forward)."),
+        ] = None,
+        out: Annotated[
+            Path | None, typer.Option("--out", help="Walk-forward: write the Markdown report here (+ .json).")
+        ] = None,
+        fee_bps: Annotated[
+            float, typer.Option("--fee-bps", min=0.0, help="Walk-forward: fee per side in basis points.")
+        ] = 10.0,
+        vol_target: Annotated[
+            float | None,
+            typer.Option("--vol-target", help="Universe report: size every system's positions for this annualised "
+                         "volatility (the vol-targeted buy-and-hold baseline uses it too; default 0.2 for it)."),
+        ] = None,
     ) -> None:  # fmt: skip
         """Measure signals out of sample: hit rate, Brier, ECE, weights, false-signal rate (see docs/signals.md).
 
@@ -461,10 +478,28 @@ def register(app: typer.Typer) -> None:
 
         Example: smartmarket evaluate-signals BTCUSDT 1h --walk-forward 4 --report docs/results/signals-BTCUSDT-1h.md
         """
+        budget = NetworkBudget(network_preset, network_epochs, network_steps, network_batch, threads)
+        if symbols is not None:
+            if timeframe is not None or symbol is None:
+                raise ConfigError(
+                    "with --symbols give only the TIMEFRAME argument",
+                    hint="e.g. smartmarket evaluate-signals --symbols BTCUSDT,ETHUSDT 4h --walk-forward 4",
+                )
+            if walk_forward < 1:
+                raise ConfigError("--symbols needs --walk-forward N", hint="e.g. --walk-forward 4")
+            layout = WalkForwardLayout(walk_forward, members, test_bars, fit_bars, train_bars, fee_bps)
+            _universe(ctx, symbols, symbol, start, end, layout, out or report, as_json, vol_target, budget)
+            return
+        if symbol is None or timeframe is None:
+            raise ConfigError(
+                "evaluate-signals needs SYMBOL and TIMEFRAME",
+                hint="e.g. smartmarket evaluate-signals BTCUSDT 1h, or --symbols S1,S2 TIMEFRAME",
+            )
+        if vol_target is not None:
+            raise ConfigError("--vol-target applies to the universe report", hint="add --symbols S1,S2,…")
         if walk_forward > 0:
-            budget = NetworkBudget(network_preset, network_epochs, network_steps, network_batch, threads)
             _walk_forward(ctx, symbol, timeframe, start, end, walk_forward, members, test_bars, fit_bars, train_bars,
-                          report, as_json, budget)  # fmt: skip
+                          out or report, as_json, budget, fee_bps)  # fmt: skip
             return
         engine, signals, art, first = run_engine(ctx, symbol, timeframe, artifact, start, end, warmup,
                                                  default_after_fit=True)  # fmt: skip
@@ -533,37 +568,16 @@ class NetworkBudget:
 def _walk_forward(
     ctx: typer.Context, symbol: str, timeframe: str, start: str | None, end: str | None, folds: int, members: str,
     test_bars: int, fit_bars: int, train_bars: int, report: Path | None, as_json: bool,
-    budget: NetworkBudget | None = None,
+    budget: NetworkBudget | None = None, fee_bps: float = 10.0,
 ) -> None:  # fmt: skip
-    from smartmarket.backtest.signal_evaluation import (
-        MODEL_KINDS,
-        NETWORK_KINDS,
-        EvaluationConfig,
-        markdown_report,
-        run_walk_forward,
-    )
-    from smartmarket.signals.members import RULE_MEMBERS, parse_members
+    from smartmarket.backtest.signal_evaluation import markdown_report, run_walk_forward
 
     budget = budget or NetworkBudget()
-    names = parse_members(members)
-    unknown = [m for m in names if m not in MODEL_KINDS and m not in RULE_MEMBERS]
-    if unknown:
-        raise ConfigError(f"unknown walk-forward member(s) {', '.join(unknown)}",
-                          hint="use technical, smc, logistic, lightgbm, transformer, cnn_lstm")  # fmt: skip
-    networks = any(m in NETWORK_KINDS for m in names)
-    if networks:
-        from smartmarket.models.networks import CNN_LSTM_PRESETS
-
-        if budget.preset not in CNN_LSTM_PRESETS:
-            raise ConfigError(f"unknown --network-preset {budget.preset!r}",
-                              hint=f"use one of: {', '.join(sorted(CNN_LSTM_PRESETS))}")  # fmt: skip
+    cfg = _evaluation_config(WalkForwardLayout(folds, members, test_bars, fit_bars, train_bars, fee_bps), budget)
+    networks = any(m in ("transformer", "cnn_lstm") for m in cfg.members)
     sym, tf = normalize_symbol(symbol), Timeframe.parse(timeframe)
     start_ms, end_ms = _span(start, end)
     frame, _ = read_candles(get_context(ctx).store, sym, tf, start_ms, end_ms)
-    cfg = EvaluationConfig(members=names, folds=folds, test_bars=test_bars, fit_bars=fit_bars, train_bars=train_bars,
-                           network_preset=budget.preset, network_epochs=budget.epochs,
-                           network_steps_per_epoch=budget.steps_per_epoch or None,
-                           network_batch_size=budget.batch_size, torch_threads=budget.threads)  # fmt: skip
     say = (lambda line: None) if as_json else (lambda line: console.print(f"[dim]{line}[/]", highlight=False))
     try:
         doc = run_walk_forward(frame, symbol=sym, timeframe=str(tf), config=cfg, progress=say)
@@ -573,6 +587,8 @@ def _walk_forward(
         raise ConfigError(str(exc), hint="use fewer --walk-forward folds or fewer --test-bars/--fit-bars") from exc
     command = (f"smartmarket evaluate-signals {sym} {tf} --walk-forward {folds} --members {','.join(cfg.members)} "
                f"--test-bars {test_bars} --fit-bars {fit_bars} --train-bars {train_bars}")  # fmt: skip
+    if fee_bps != 10.0:
+        command += f" --fee-bps {fee_bps:g}"
     if networks:
         command += " " + budget.options()
     if start:
@@ -593,8 +609,90 @@ def _walk_forward(
         console.print(markdown_report(doc, command), highlight=False)
 
 
+@dataclass(frozen=True)
+class WalkForwardLayout:
+    """The walk-forward options as given on the command line."""
+
+    folds: int
+    members: str
+    test_bars: int
+    fit_bars: int
+    train_bars: int
+    fee_bps: float = 10.0
+
+    def options(self, members: Sequence[str]) -> str:
+        text = (f"--walk-forward {self.folds} --members {','.join(members)} --test-bars {self.test_bars} "
+                f"--fit-bars {self.fit_bars} --train-bars {self.train_bars}")  # fmt: skip
+        return text + (f" --fee-bps {self.fee_bps:g}" if self.fee_bps != 10.0 else "")
+
+
+def _evaluation_config(layout: WalkForwardLayout, budget: NetworkBudget) -> Any:
+    """The research ``EvaluationConfig`` for these options (members and network preset checked)."""
+    from smartmarket.backtest.signal_evaluation import MODEL_KINDS, NETWORK_KINDS, EvaluationConfig
+    from smartmarket.signals.members import RULE_MEMBERS, parse_members
+
+    names = parse_members(layout.members)
+    unknown = [m for m in names if m not in MODEL_KINDS and m not in RULE_MEMBERS]
+    if unknown:
+        raise ConfigError(f"unknown walk-forward member(s) {', '.join(unknown)}",
+                          hint="use technical, smc, logistic, lightgbm, transformer, cnn_lstm")  # fmt: skip
+    if any(m in NETWORK_KINDS for m in names):
+        from smartmarket.models.networks import CNN_LSTM_PRESETS
+
+        if budget.preset not in CNN_LSTM_PRESETS:
+            raise ConfigError(f"unknown --network-preset {budget.preset!r}",
+                              hint=f"use one of: {', '.join(sorted(CNN_LSTM_PRESETS))}")  # fmt: skip
+    return EvaluationConfig(members=names, folds=layout.folds, test_bars=layout.test_bars, fit_bars=layout.fit_bars,
+                            train_bars=layout.train_bars, fee=layout.fee_bps / 10_000.0,
+                            network_preset=budget.preset, network_epochs=budget.epochs,
+                            network_steps_per_epoch=budget.steps_per_epoch or None,
+                            network_batch_size=budget.batch_size, torch_threads=budget.threads)  # fmt: skip
+
+
+def _universe(
+    ctx: typer.Context, symbols: str, timeframe: str, start: str | None, end: str | None, layout: WalkForwardLayout,
+    out: Path | None, as_json: bool, vol_target: float | None, budget: NetworkBudget,
+) -> None:  # fmt: skip
+    """``evaluate-signals --symbols … TIMEFRAME --walk-forward N``: parse, call ``ops.universe_report``, print."""
+    from smartmarket.ops.universe_report import UniverseConfig, markdown_report, universe_report
+
+    names = [normalize_symbol(s) for s in symbols.split(",") if s.strip()]
+    if not names or len(set(names)) != len(names):
+        raise ConfigError(f"--symbols {symbols!r} must name distinct symbols", hint="e.g. --symbols BTCUSDT,ETHUSDT")
+    if vol_target is not None and not vol_target > 0:
+        raise ConfigError(f"--vol-target must be positive (annualised), got {vol_target!r}", hint="e.g. 0.2")
+    tf = Timeframe.parse(timeframe)
+    start_ms, end_ms = _span(start, end)
+    cfg = _evaluation_config(layout, budget)
+    store = get_context(ctx).store
+    frames = {sym: read_candles(store, sym, tf, start_ms, end_ms)[0] for sym in names}
+    say = (lambda line: None) if as_json else (lambda line: err_console.print(f"[dim]{line}[/]", highlight=False))
+    ucfg = UniverseConfig(evaluation=cfg, vol_target=vol_target,
+                          baseline_vol_target=vol_target if vol_target is not None else 0.2)  # fmt: skip
+    doc = universe_report(frames, str(tf), ucfg, progress=say)
+    command = f"smartmarket evaluate-signals --symbols {','.join(names)} {tf} {layout.options(cfg.members)}"
+    if vol_target is not None:
+        command += f" --vol-target {vol_target:g}"
+    if doc.get("network_budget"):
+        command += " " + budget.options()
+    command += (f" --start {start}" if start else "") + (f" --end {end}" if end else "")
+    doc["command"] = command
+    text = markdown_report(doc, command)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        out.with_suffix(".json").write_text(_json_text(doc) + "\n")
+    if as_json:
+        typer.echo(_json_text(doc))
+    elif out is None:
+        console.print(text, highlight=False, markup=False)
+    else:
+        console.print(f"wrote {out} and {out.with_suffix('.json')}", highlight=False)
+
+
 __all__ = [
     "NetworkBudget",
+    "WalkForwardLayout",
     "demo_signals_stage",
     "display_confidence",
     "evaluate_engine_run",
