@@ -14,9 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from smartmarket.cli.app import app
-from smartmarket.cli.signals import demo_signals_stage
 from smartmarket.core.config import Settings
 from smartmarket.data.ingest import ingest_file
+from smartmarket.ops.signals import demo_signals_stage
 from smartmarket.store import open_store
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

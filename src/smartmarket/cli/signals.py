@@ -29,12 +29,9 @@ from smartmarket.core.timeutil import format_ms, parse_time
 from smartmarket.core.types import Timeframe, normalize_symbol
 
 if TYPE_CHECKING:  # numpy, pandas, torch and sklearn load inside the commands (fast start-up)
-    import pandas as pd
-
     from smartmarket.signals.engine import SignalEngine
     from smartmarket.signals.fit import EnsembleArtifact
     from smartmarket.signals.strength import Signal
-    from smartmarket.store.base import CandleStore
 
 FORMATS = ("table", "csv", "json")
 DEFAULT_WARMUP = 1000
@@ -52,24 +49,6 @@ WarmupOpt = Annotated[int, typer.Option("--warmup", help="Bars before --start fe
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-
-def read_candles(
-    store: CandleStore, symbol: str, tf: Timeframe, start: int | None, end: int | None, warmup: int = 0
-) -> tuple[pd.DataFrame, int]:
-    """Candles in ``[start - warmup bars, end)`` and the row where ``start`` begins."""
-    import numpy as np
-
-    first = None if start is None else start - warmup * tf.ms
-    try:
-        frame = store.read_candles(symbol, tf, first, end)
-    except NotFoundError as exc:
-        raise NotFoundError(exc.what, where=exc.where, hint="load candles with `smartmarket ingest FILE`") from None
-    if frame.empty:
-        raise NotFoundError(f"no {symbol} {tf} candles in the requested range", hint="see `smartmarket symbols`")
-    frame = frame.reset_index(drop=True)
-    begin = 0 if start is None else int(np.searchsorted(frame["ts"].to_numpy(np.int64), start, side="left"))
-    return frame, begin
 
 
 def _span(start: str | None, end: str | None) -> tuple[int | None, int | None]:
@@ -92,6 +71,7 @@ def run_engine(
 ) -> tuple[SignalEngine, list[Signal], EnsembleArtifact, int]:  # fmt: skip
     """The engine fed every candle of the range (plus warm-up); returns ``(engine, signals, artifact, first)``
     where ``signals[first:]`` are the bars at or after ``--start``."""
+    from smartmarket.ops.signals import read_candles
     from smartmarket.signals.engine import SignalEngine
 
     sym, tf = normalize_symbol(symbol), Timeframe.parse(timeframe)
@@ -109,39 +89,10 @@ def run_engine(
     return engine, engine.run(frame), art, begin
 
 
-def _num(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
-
-
-def display_confidence(signal: Signal) -> float:
-    """The calibrated probability of the favoured outcome: the signal's confidence for a long/short candidate,
-    P(flat) when the ensemble favours flat, 0 while warming up (see docs/signals.md)."""
-    if math.isfinite(signal.confidence):
-        return float(signal.confidence)
-    probs = [p for p in signal.probabilities if math.isfinite(p)]
-    return max(probs) if probs else 0.0
-
-
-def signal_record(signal: Signal) -> dict[str, Any]:
-    ts = int(signal.ts or 0)
-    return {
-        "ts": ts,
-        "time": format_ms(ts),
-        "direction": str(signal.direction),
-        "confidence": round(display_confidence(signal), 6),
-        "strength": str(signal.strength),
-        "regime": signal.regime,
-        "p_down": _num(signal.probabilities[0]),
-        "p_flat": _num(signal.probabilities[1]),
-        "p_up": _num(signal.probabilities[2]),
-        "weights": {k: round(v, 6) for k, v in signal.member_weights.items()},
-        "members": {k: [round(x, 6) for x in v] for k, v in signal.member_probabilities.items()},
-        "reason": signal.reason,
-    }
-
-
 def signals_csv(signals: Sequence[Signal], members: Sequence[str]) -> str:
     out = io.StringIO()
+    from smartmarket.ops.signals import signal_record
+
     writer = csv.writer(out, lineterminator="\n")
     header = ["ts", "time", "direction", "confidence", "strength", "regime", "p_down", "p_flat", "p_up"]
     writer.writerow(header + [f"weight_{m}" for m in members] + ["reason"])
@@ -182,48 +133,6 @@ def _f(value: float | None, digits: int = 3) -> str:
 # ------------------------------------------------------------------------------------------ fit
 
 
-def fit_signals(
-    store: CandleStore, symbol: str, timeframe: str, members: Sequence[str], registry_dir: Path,
-    start: int | None = None, end: int | None = None,
-) -> EnsembleArtifact:  # fmt: skip
-    """Fit and save an ensemble artifact from stored candles (used by ``fit-signals`` and the demo)."""
-    from smartmarket.signals.fit import fit_artifact, save_artifact
-    from smartmarket.signals.members import make_member
-
-    sym, tf = normalize_symbol(symbol), Timeframe.parse(timeframe)
-    built = [make_member(m, registry_dir=registry_dir, symbol=sym, timeframe=str(tf)) for m in members]
-    frame, _ = read_candles(store, sym, tf, start, end)
-    artifact = fit_artifact(frame, built, symbol=sym, timeframe=str(tf))
-    save_artifact(artifact, registry_dir)
-    return artifact
-
-
-def _fit_summary(art: EnsembleArtifact) -> dict[str, Any]:
-    report = art.system.report()
-    return {
-        "id": art.artifact_id,
-        "symbol": art.symbol,
-        "timeframe": art.timeframe,
-        "members": art.member_names,
-        "member_model_ids": [s.get("model_id") for s in art.member_specs if s.get("model_id")],
-        "data": art.data,
-        "weights": (report["ensemble"] or {}).get("weights"),
-        "member_skill": report["member_skill"],
-        "calibration": report["calibration"],
-        "confidence": report["confidence"],
-        "thresholds": report["thresholds"],
-        "regime_filter": report["regime_filter"],
-        "never_signals": art.system.never_signals(),
-    }
-
-
-def never_signals_line(artifact_id: str | None, reason: str | None) -> str | None:
-    """The one warning line for an artifact that can never produce a signal (None when it can)."""
-    if not reason:
-        return None
-    return f"warning: {artifact_id} can never produce a signal: {reason}; `models promote` refuses it without --force"
-
-
 def _print_fit(doc: Mapping[str, Any]) -> None:
     console.print(f"saved [bold]{doc['id']}[/] ({doc['data']['samples']:,} samples "
                   f"{doc['data']['first']} → {doc['data']['last']})", highlight=False)  # fmt: skip
@@ -243,43 +152,6 @@ def _print_fit(doc: Mapping[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------------------ evaluation
-
-
-def engine_outcomes(engine: SignalEngine) -> Any:
-    """The engine's resolved outcomes as per-bar arrays (``pipeline.OutcomeArrays``)."""
-    import numpy as np
-
-    from smartmarket.signals.pipeline import OutcomeArrays
-
-    n = engine.bar + 1
-    y, t1 = np.full(n, np.nan), np.full(n, -1, dtype=np.int64)
-    exits, ret = np.full(n, "", dtype=object), np.full(n, np.nan)
-    for o in engine.outcomes:
-        y[o.bar], t1[o.bar], exits[o.bar], ret[o.bar] = o.label, o.t1, o.exit, o.ret
-    return OutcomeArrays(y, t1, exits, ret)
-
-
-def evaluate_engine_run(
-    engine: SignalEngine, signals: Sequence[Signal], first: int, fee: float = 0.001
-) -> dict[str, Any]:
-    """Hit rate, Brier, ECE, false-signal rate, weights and per-strength hit rates of ``signals[first:]``."""
-    import numpy as np
-
-    from smartmarket.backtest.signal_evaluation import signal_metrics
-
-    decided = [s for s in signals[first:] if s.member_weights]
-    bars = np.array([s.bar for s in decided], dtype=np.int64)
-    outcomes = engine_outcomes(engine)
-    doc: dict[str, Any] = dict(signal_metrics(decided, bars, outcomes, fee))
-    names = engine.member_names
-    doc["weights"] = {n: float(np.mean([s.member_weights[n] for s in decided])) if decided else 0.0 for n in names}
-    per_strength: dict[str, dict[str, Any]] = {}
-    for strength in ("weak", "moderate", "strong"):
-        rows = [s for s in decided if s.strength == strength and outcomes.t1[s.bar] >= 0]
-        hits = [(outcomes.y[s.bar] == (2 if s.direction == "long" else 0)) for s in rows]
-        per_strength[strength] = {"signals": len(rows), "hit_rate": float(np.mean(hits)) if hits else None}
-    doc["per_strength"] = per_strength
-    return doc
 
 
 def _print_evaluation(doc: Mapping[str, Any]) -> None:
@@ -304,34 +176,17 @@ def _print_evaluation(doc: Mapping[str, Any]) -> None:
 # ------------------------------------------------------------------------------------------ demo
 
 
-def demo_signals_stage(store: CandleStore, symbol: str, timeframe: str, registry_dir: Path) -> dict[str, Any]:
-    """The demo's signal stage: fit technical + SMC on all but the last 1,000 candles (at most 8,000 before
-    them), save the artifact, run the engine over the last 1,000 and summarise (seconds, not minutes)."""
-    import numpy as np
+_MOVED = ("demo_signals_stage", "display_confidence", "engine_outcomes", "evaluate_engine_run", "fit_signals",
+          "fit_summary", "never_signals_line", "read_candles", "signal_record")  # fmt: skip
 
-    sym, tf = normalize_symbol(symbol), Timeframe.parse(timeframe)
-    frame = store.read_candles(sym, tf).reset_index(drop=True)
-    test = min(1000, len(frame) // 4)
-    fit_from = max(0, len(frame) - test - 8000)
-    ts = frame["ts"].to_numpy(np.int64)
-    art = fit_signals(store, sym, str(tf), ("technical", "smc"), registry_dir, int(ts[fit_from]),
-                      int(ts[len(frame) - test]))  # fmt: skip
-    from smartmarket.signals.engine import SignalEngine
 
-    engine = SignalEngine.from_artifact(art, registry_dir=registry_dir)
-    warm = max(0, len(frame) - test - DEFAULT_WARMUP)
-    signals = engine.run(frame.iloc[warm:])
-    doc = evaluate_engine_run(engine, signals, len(frame) - test - warm)
-    last = signals[-1]
-    return {
-        "artifact": art.artifact_id,
-        "members": list(art.member_names),
-        "fit_weights": _fit_summary(art)["weights"],
-        "never_signals": never_signals_line(art.artifact_id, art.system.never_signals()),
-        "test_bars": test,
-        "last_signal": signal_record(last),
-        **{k: doc[k] for k in ("signals", "hit_rate", "false_signal_rate", "brier", "ece", "weights")},
-    }
+def __getattr__(name: str) -> Any:
+    """The use cases moved to ``ops.signals`` stay importable from here (imported on first use: fast start-up)."""
+    if name in _MOVED:
+        from smartmarket.ops import signals as use_cases
+
+        return getattr(use_cases, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ------------------------------------------------------------------------------------------ commands
@@ -361,13 +216,14 @@ def register(app: typer.Typer) -> None:
 
         Example: smartmarket fit-signals BTCUSDT 1h --members technical,smc --start 2022-01-01 --end 2024-01-01
         """
+        from smartmarket.ops.signals import fit_signals, fit_summary, never_signals_line
         from smartmarket.signals.members import parse_members
 
         app_ctx = get_context(ctx)
         start_ms, end_ms = _span(start, end)
         art = fit_signals(app_ctx.store, symbol, timeframe, parse_members(members), app_ctx.settings.registry_dir,
                           start_ms, end_ms)  # fmt: skip
-        doc = _fit_summary(art)
+        doc = fit_summary(art)
         if as_json:
             typer.echo(_json_text(doc))
         else:
@@ -392,6 +248,8 @@ def register(app: typer.Typer) -> None:
 
         Example: smartmarket signals BTCUSDT 1h --start 2024-06-01 --format csv > signals.csv
         """
+        from smartmarket.ops.signals import signal_record
+
         if fmt not in FORMATS:
             raise ConfigError(f"unknown --format {fmt!r}", hint=f"use one of: {', '.join(FORMATS)}")
         engine, signals, art, first = run_engine(ctx, symbol, timeframe, artifact, start, end, warmup)
@@ -503,6 +361,8 @@ def register(app: typer.Typer) -> None:
             return
         engine, signals, art, first = run_engine(ctx, symbol, timeframe, artifact, start, end, warmup,
                                                  default_after_fit=True)  # fmt: skip
+        from smartmarket.ops.signals import evaluate_engine_run
+
         doc = evaluate_engine_run(engine, signals, first)
         doc["artifact"] = art.artifact_id
         doc["span"] = [format_ms(int(signals[first].ts or 0)), format_ms(int(signals[-1].ts or 0))]
@@ -571,6 +431,7 @@ def _walk_forward(
     budget: NetworkBudget | None = None, fee_bps: float = 10.0,
 ) -> None:  # fmt: skip
     from smartmarket.backtest.signal_evaluation import markdown_report, run_walk_forward
+    from smartmarket.ops.signals import read_candles
 
     budget = budget or NetworkBudget()
     cfg = _evaluation_config(WalkForwardLayout(folds, members, test_bars, fit_bars, train_bars, fee_bps), budget)
@@ -654,6 +515,7 @@ def _universe(
     out: Path | None, as_json: bool, vol_target: float | None, budget: NetworkBudget,
 ) -> None:  # fmt: skip
     """``evaluate-signals --symbols … TIMEFRAME --walk-forward N``: parse, call ``ops.universe_report``, print."""
+    from smartmarket.ops.signals import read_candles
     from smartmarket.ops.universe_report import UniverseConfig, markdown_report, universe_report
 
     names = [normalize_symbol(s) for s in symbols.split(",") if s.strip()]
@@ -693,13 +555,7 @@ def _universe(
 __all__ = [
     "NetworkBudget",
     "WalkForwardLayout",
-    "demo_signals_stage",
-    "display_confidence",
-    "evaluate_engine_run",
-    "fit_signals",
-    "read_candles",
     "register",
     "run_engine",
-    "signal_record",
     "signals_csv",
 ]

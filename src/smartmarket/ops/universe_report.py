@@ -374,6 +374,10 @@ def markdown_report(doc: Mapping[str, Any], command: str) -> str:
         "base rates (3 classes).",
         "",
     ]  # fmt: skip
+    spans_text = "; ".join(
+        f"{s} {format_ms(v[0], short=True)} → {format_ms(v[1], short=True)}" for s, v in spans.items()
+    )
+    lines += [f"Per-symbol test spans (UTC): {spans_text}.", ""]
     budget = doc.get("network_budget")
     if budget:
         steps = budget["steps_per_epoch"]
@@ -408,6 +412,8 @@ def markdown_report(doc: Mapping[str, Any], command: str) -> str:
         "A point comparison: where the Sharpe intervals overlap the difference is not established.",
         "",
     ]
+    if not budget:
+        lines += ["The networks (transformer, cnn_lstm) were not run here: pass them in --members (with a budget).", ""]
     return "\n".join(lines) + "\n"
 
 
