@@ -334,7 +334,14 @@ def register(app: typer.Typer) -> None:
         after the artifact's data). With --walk-forward N: refit everything per fold and compare the ensemble with
         each member alone and buy-and-hold through the backtester.
 
+        With --symbols S1,S2,… TIMEFRAME --walk-forward N: the universe report — every system over all symbols as one
+        account (equal capital split), with IC, Brier skill, Sharpe with a bootstrap CI, deflated Sharpe, and both
+        buy-and-hold baselines (equal weight and volatility-targeted); see docs/signals.md.
+
         Example: smartmarket evaluate-signals BTCUSDT 1h --walk-forward 4 --report docs/results/signals-BTCUSDT-1h.md
+
+        Example: smartmarket evaluate-signals --symbols BTCUSDT,ETHUSDT 4h --walk-forward 4 --test-bars 1500
+        --fit-bars 2000 --train-bars 4000 --out docs/results/universe-4h.md
         """
         budget = NetworkBudget(network_preset, network_epochs, network_steps, network_batch, threads)
         if symbols is not None:
