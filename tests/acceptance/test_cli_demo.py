@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 
 def _demo(home: Path, *args: str, quiet: bool = False) -> subprocess.CompletedProcess[str]:
@@ -36,6 +39,7 @@ def test_demo_runs_every_stage_on_a_synthetic_market(tmp_path: Path) -> None:
     ):
         assert stage in out
     assert "DEMOBTC 1m: 20,000 read, 20,000 inserted" in out
+    assert "PLANTED EDGE: this synthetic market has an edge put there on purpose" in " ".join(out.split())
     assert (tmp_path / "smartmarket.duckdb").exists()
     assert 100_000 < (tmp_path / "reports" / "demo-backtest.html").stat().st_size < 1_000_000
     assert next((tmp_path / "reports").glob("plotly-*.min.js")).stat().st_size > 1_000_000  # shared, not inlined
@@ -70,6 +74,19 @@ def test_demo_runs_every_stage_on_a_synthetic_market(tmp_path: Path) -> None:
     if not never:  # the second run's ensemble (same data, same fit) is compared with the first one, in production
         assert "p = 1.000 → no significant difference" in " ".join(again.stdout.split())
         assert "retired ensemble-DEMOBTC-15m-" in " ".join(again.stdout.split())
+
+
+@pytest.mark.slow
+def test_the_demo_ensemble_learns_signals_and_paper_trades_the_planted_edge(tmp_path: Path) -> None:
+    run = _demo(tmp_path)  # the default market: 100,000 1m candles with the planted edge (about 40 s)
+    assert run.returncode == 0, run.stderr
+    out = " ".join(run.stdout.split())
+    assert "PLANTED EDGE" in out and "these signals trade the edge PLANTED in this synthetic market" in out
+    signals = int(re.search(r"out of sample\): ([\d,]+) signals", out).group(1).replace(",", ""))  # type: ignore[union-attr]
+    assert signals > 0 and "can never produce a signal" not in out
+    assert "→ candidate better" in out and "trading the production ensemble" in out
+    filled = int(re.search(r"OrderFilled (\d+)", out).group(1))  # type: ignore[union-attr]
+    assert filled > 0
 
 
 def test_demo_ingests_a_real_file(tmp_path: Path, shared_data: Path) -> None:

@@ -15,9 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from smartmarket.cli.app import app
-from smartmarket.cli.signals import demo_signals_stage
 from smartmarket.core.config import Settings
 from smartmarket.data.ingest import ingest_file
+from smartmarket.ops.signals import demo_signals_stage
 from smartmarket.store import open_store
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -94,7 +94,7 @@ def test_evaluate_signals_json_keys(home: Path, fitted: dict[str, Any]) -> None:
 
 
 def test_evaluate_signals_progress_on_stderr_json_pure_on_stdout(home: Path, fitted: dict[str, Any]) -> None:
-    args = ("evaluate-signals", "BTCUSDT", "1h", "--start", "2023-07-01", "--end", "2023-07-15", "--json")
+    args = ("evaluate-signals", "-s", "BTCUSDT", "-t", "1h", "--start", "2023-07-01", "--end", "2023-07-15", "--json")
     result = invoke(home, *args)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["artifact"] == fitted["id"]  # stdout: the JSON document and nothing else

@@ -191,20 +191,28 @@ def _decide(
     return system.signals(samples.take(target)), rows[target], system.report()
 
 
-def run_walk_forward(
-    candles: pd.DataFrame,
-    *,
-    symbol: str,
-    timeframe: str,
-    config: EvaluationConfig | None = None,
-    progress: ProgressFn | None = None,
-) -> dict[str, Any]:
-    """The evaluation document (see the module docstring); ``progress`` receives one line per step."""
+@dataclass
+class WalkForwardRuns:
+    """One symbol's walk-forward before measuring: the frame, its research data, each system's out-of-sample
+    signals over the test span ``[first_test, len(frame))`` and the per-fold records."""
+
+    symbol: str
+    frame: pd.DataFrame
+    data: ResearchData
+    runs: dict[str, SystemRun]
+    folds: list[dict[str, Any]]
+    first_test: int
+    networks: bool
+
+
+def walk_forward_runs(
+    candles: pd.DataFrame, *, symbol: str, timeframe: str, config: EvaluationConfig, progress: ProgressFn | None = None
+) -> WalkForwardRuns:
+    """Train, fit and decide every fold (see the module docstring); nothing is measured yet."""
     from smartmarket.features.pipeline import FeaturePipeline
 
-    cfg = config or EvaluationConfig()
+    cfg = config
     say = progress or (lambda _: None)
-    started, wall_started = time.process_time(), time.perf_counter()
     frame = candles.reset_index(drop=True)
     n = len(frame)
     trained = [m for m in cfg.members if m in MODEL_KINDS]
@@ -271,10 +279,27 @@ def run_walk_forward(
                 "thresholds": report["thresholds"],
             }
         folds.append(fold_doc)
+    return WalkForwardRuns(symbol, frame, data, runs, folds, first_test, networks)
+
+
+def run_walk_forward(
+    candles: pd.DataFrame,
+    *,
+    symbol: str,
+    timeframe: str,
+    config: EvaluationConfig | None = None,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """The evaluation document (see the module docstring); ``progress`` receives one line per step."""
+    cfg = config or EvaluationConfig()
+    say = progress or (lambda _: None)
+    started, wall_started = time.process_time(), time.perf_counter()
+    wf = walk_forward_runs(candles, symbol=symbol, timeframe=timeframe, config=cfg, progress=say)
+    frame, outcomes, first_test, n = wf.frame, wf.data.outcomes, wf.first_test, len(wf.frame)
 
     say("replaying signals through the backtester")
     test_span = (first_test, n)
-    results = {name: measure(run, frame, outcomes, test_span, cfg, timeframe) for name, run in runs.items()}
+    results = {name: measure(run, frame, outcomes, test_span, cfg, timeframe) for name, run in wf.runs.items()}
     results["buy_and_hold"] = buy_and_hold(frame, test_span, cfg, timeframe)
     doc = {
         "symbol": symbol,
@@ -286,11 +311,11 @@ def run_walk_forward(
             "first_ts": int(frame.ts.iloc[first_test]),
             "last_ts": int(frame.ts.iloc[-1]),
         },
-        "folds": folds,
+        "folds": wf.folds,
         "results": results,
         "default_choice": default_choice(results, cfg.ensemble_kinds),
         "claims": claims(results, cfg),
-        "network_budget": network_budget(cfg) if networks else None,
+        "network_budget": network_budget(cfg) if wf.networks else None,
         "cpu_seconds": round(time.process_time() - started, 1),
         "wall_seconds": round(time.perf_counter() - wall_started, 1),
     }
@@ -380,14 +405,13 @@ def _backtest(
     }
 
 
-def measure(
-    run: SystemRun, frame: pd.DataFrame, outcomes: Any, span: tuple[int, int], cfg: EvaluationConfig, timeframe: str
-) -> dict[str, Any]:
-    """Signal metrics and the replayed backtest of one system over the test span."""
+def replay_strategy(
+    run: SystemRun, frame: pd.DataFrame, span: tuple[int, int], cfg: EvaluationConfig, max_size: float = 1.0
+) -> Callable[[], Any]:
+    """A maker of fresh ``ReplaySignals`` trading ``run``'s non-flat signals over ``frame``'s bars ``span``."""
     from smartmarket.strategies.ensemble import ReplaySignals
 
     bars = np.concatenate(run.bars) if run.bars else np.zeros(0, dtype=np.int64)
-    metrics: dict[str, Any] = dict(signal_metrics(run.signals, bars, outcomes, cfg.fee))
     ts = frame["ts"].to_numpy(np.int64)
     replay = {
         int(ts[b]): (1 if s.direction == "long" else -1, str(s.strength), float(s.confidence))
@@ -397,12 +421,23 @@ def measure(
     scale_all = barrier_scale(frame, cfg.label_config.scale, cfg.label_config.scale_window)
     scale = {int(ts[i]): float(scale_all[i]) for i in range(span[0], span[1])}
     lc = cfg.label_config
+
+    def make() -> ReplaySignals:
+        return ReplaySignals(replay, scale, horizon=lc.horizon, take_profit=lc.take_profit, stop_loss=lc.stop_loss,
+                             max_size=max_size)  # fmt: skip
+
+    return make
+
+
+def measure(
+    run: SystemRun, frame: pd.DataFrame, outcomes: Any, span: tuple[int, int], cfg: EvaluationConfig, timeframe: str
+) -> dict[str, Any]:
+    """Signal metrics and the replayed backtest of one system over the test span."""
+    bars = np.concatenate(run.bars) if run.bars else np.zeros(0, dtype=np.int64)
+    metrics: dict[str, Any] = dict(signal_metrics(run.signals, bars, outcomes, cfg.fee))
+    strategy = replay_strategy(run, frame, span, cfg)
     test = frame.iloc[span[0] : span[1]].reset_index(drop=True)
-
-    def factory(_symbol: str) -> ReplaySignals:
-        return ReplaySignals(replay, scale, horizon=lc.horizon, take_profit=lc.take_profit, stop_loss=lc.stop_loss)
-
-    metrics.update(_backtest(test, factory, cfg, timeframe))
+    metrics.update(_backtest(test, lambda _symbol: strategy(), cfg, timeframe))
     weights = [r["ensemble"]["weights"] for r in run.reports if r.get("ensemble")]
     if weights:
         metrics["mean_weights"] = {k: float(np.mean([w[k] for w in weights])) for k in weights[0]}
@@ -561,12 +596,15 @@ __all__ = [
     "NETWORK_KINDS",
     "EvaluationConfig",
     "SystemRun",
+    "WalkForwardRuns",
     "buy_and_hold",
     "claims",
     "default_choice",
     "markdown_report",
     "measure",
     "network_budget",
+    "replay_strategy",
     "run_walk_forward",
     "signal_metrics",
+    "walk_forward_runs",
 ]

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from smartmarket.data.ingest import IngestReport
+    from smartmarket.data.synthetic import MarketParams
     from smartmarket.store.base import Store
 
 DEMO_START_TS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
@@ -59,16 +60,36 @@ def stage_data(
         return ingest_file(
             store, data, quarantine_dir=settings.quarantine_dir, progress=task(progress, f"ingest {data.name}")
         )
-    frame = generate_market(rows, timeframe=Timeframe.M1, seed=seed, start_ts=DEMO_START_TS)
+    params = demo_market_params()
+    frame = generate_market(rows, timeframe=Timeframe.M1, seed=seed, start_ts=DEMO_START_TS, params=params)
+    console.print(
+        f"PLANTED EDGE: this synthetic market has an edge put there on purpose — each 1m bar drifts "
+        f"{params.planted_edge:g} bar sigmas in the direction of the trailing {params.planted_edge_lookback}-bar "
+        f"({params.planted_edge_lookback // 60} h) return — so the demo's models have something real to find. "
+        "Real markets carry no such planted edge; see `smartmarket evaluate-signals --symbols …` for them.",
+        style="bold yellow",
+        highlight=False,
+    )
     return ingest_frame(
         store,
         "DEMOBTC",
         Timeframe.M1,
         frame,
-        source=f"synthetic:seed={seed}",
+        source=f"synthetic:seed={seed}:planted_edge={params.planted_edge:g}/{params.planted_edge_lookback}",
         quarantine_dir=settings.quarantine_dir,
         synthetic=True,
     )
+
+
+DEMO_PLANTED_EDGE = 0.12  # bar sigmas per 1m bar: about 0.45 sigma per 15m bar
+DEMO_PLANTED_LOOKBACK = 300  # 1m bars: the trailing 5 h (20 bars of the demo's 15m analysis timeframe)
+
+
+def demo_market_params() -> MarketParams:
+    """The demo's synthetic market: the default market with a planted momentum edge (``data.synthetic``)."""
+    from smartmarket.data.synthetic import MarketParams
+
+    return MarketParams(planted_edge=DEMO_PLANTED_EDGE, planted_edge_lookback=DEMO_PLANTED_LOOKBACK)
 
 
 def analysis_timeframe(stored: Timeframe) -> Timeframe:
@@ -146,9 +167,11 @@ def stage_training(app_ctx: AppContext, symbol: str, tf: Timeframe) -> None:
     console.print("(a small logistic baseline; `smartmarket train --model transformer` trains the Transformer)")
 
 
-def stage_signals(app_ctx: AppContext, symbol: str, tf: Timeframe, progress: ProgressFn = _ignore) -> str:
-    """Fit and measure the ensemble; returns the new artifact's id."""
-    from smartmarket.cli.signals import demo_signals_stage
+def stage_signals(
+    app_ctx: AppContext, symbol: str, tf: Timeframe, progress: ProgressFn = _ignore, planted: bool = False
+) -> str:
+    """Fit and measure the ensemble; returns the new artifact's id. ``planted``: the market has a planted edge."""
+    from smartmarket.ops.signals import demo_signals_stage
 
     summary = demo_signals_stage(app_ctx.store, symbol, str(tf), app_ctx.settings.registry_dir, progress)
     last = summary["last_signal"]
@@ -165,6 +188,18 @@ def stage_signals(app_ctx: AppContext, symbol: str, tf: Timeframe, progress: Pro
         f"ECE {fmt(summary['ece'])}"
     )
     console.print(f"latest signal: {last.get('direction')} ({last.get('strength')}) — {last.get('reason')}")
+    if planted and summary["signals"]:
+        console.print(
+            "these signals trade the edge PLANTED in this synthetic market (stage 1), not a market inefficiency: "
+            "they show the loop finding a real edge, not what to expect on real data",
+            style="yellow", highlight=False,
+        )  # fmt: skip
+    elif planted:
+        console.print(
+            "the edge PLANTED in this synthetic market (stage 1) was not found on so few candles: run the demo "
+            "with more --rows (the default 100,000 finds it)",
+            style="yellow", highlight=False,
+        )  # fmt: skip
     if summary.get("never_signals"):
         console.print(summary["never_signals"], style="yellow", highlight=False, markup=False, soft_wrap=True)
     return str(summary["artifact"])
@@ -265,7 +300,7 @@ def run_stages(app_ctx: AppContext, data: Path | None, rows: int, seed: int, pro
         stage_training(app_ctx, symbol, work_tf)
 
     with _stage(progress, 6, f"signal ensemble ({symbol} {work_tf})"):
-        artifact_id = stage_signals(app_ctx, symbol, work_tf, progress)
+        artifact_id = stage_signals(app_ctx, symbol, work_tf, progress, planted=data is None)
 
     with _stage(progress, 7, "evaluate against production and promote"):
         stage_rollout(app_ctx, artifact_id, progress)
@@ -304,7 +339,8 @@ def register(app: typer.Typer) -> None:
         """Run SmartMarket end to end on the embedded store: data → store → features → backtest → model →
         signal ensemble → evaluation and promotion → paper trading over the pipeline → dashboard URL.
 
-        Without --data it generates a reproducible synthetic 1m market (marked synthetic in the store).
+        Without --data it generates a reproducible synthetic 1m market (marked synthetic in the store) with a
+        planted momentum edge, and says so, so the ensemble has something real to learn and trade.
 
         Example: smartmarket demo --data ../shared/data/BTCUSDT-1h.csv.gz
         """

@@ -24,18 +24,15 @@ from rich import box
 from rich.table import Table
 
 from smartmarket.cli import grammar
-from smartmarket.cli.context import ProgressFn, console, err_console, get_context, stage, task
+from smartmarket.cli.context import ProgressFn, console, err_console, get_context, task
 from smartmarket.core.errors import ConfigError, NotFoundError
 from smartmarket.core.timeutil import format_ms, parse_time
 from smartmarket.core.types import Timeframe, normalize_symbol
 
 if TYPE_CHECKING:  # numpy, pandas, torch and sklearn load inside the commands (fast start-up)
-    import pandas as pd
-
     from smartmarket.signals.engine import SignalEngine
     from smartmarket.signals.fit import EnsembleArtifact
     from smartmarket.signals.strength import Signal
-    from smartmarket.store.base import CandleStore
 
 FORMATS = ("table", "csv", "json")
 DEFAULT_WARMUP = 1000
@@ -53,24 +50,6 @@ WarmupOpt = Annotated[int, typer.Option("--warmup", help="Bars before --start fe
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-
-def read_candles(
-    store: CandleStore, symbol: str, tf: Timeframe, start: int | None, end: int | None, warmup: int = 0
-) -> tuple[pd.DataFrame, int]:
-    """Candles in ``[start - warmup bars, end)`` and the row where ``start`` begins."""
-    import numpy as np
-
-    first = None if start is None else start - warmup * tf.ms
-    try:
-        frame = store.read_candles(symbol, tf, first, end)
-    except NotFoundError as exc:
-        raise NotFoundError(exc.what, where=exc.where, hint="load candles with `smartmarket ingest FILE`") from None
-    if frame.empty:
-        raise NotFoundError(f"no {symbol} {tf} candles in the requested range", hint="see `smartmarket symbols`")
-    frame = frame.reset_index(drop=True)
-    begin = 0 if start is None else int(np.searchsorted(frame["ts"].to_numpy(np.int64), start, side="left"))
-    return frame, begin
 
 
 def _span(start: str | None, end: str | None) -> tuple[int | None, int | None]:
@@ -93,6 +72,7 @@ def run_engine(
 ) -> tuple[SignalEngine, list[Signal], EnsembleArtifact, int]:  # fmt: skip
     """The engine fed every candle of the range (plus warm-up); returns ``(engine, signals, artifact, first)``
     where ``signals[first:]`` are the bars at or after ``--start``. ``progress``: the run, candle by candle."""
+    from smartmarket.ops.signals import read_candles
     from smartmarket.signals.engine import SignalEngine
 
     sym, tf = normalize_symbol(symbol), Timeframe.parse(timeframe)
@@ -111,39 +91,10 @@ def run_engine(
     return engine, engine.run(frame, progress=task(progress, name) if progress else None), art, begin
 
 
-def _num(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
-
-
-def display_confidence(signal: Signal) -> float:
-    """The calibrated probability of the favoured outcome: the signal's confidence for a long/short candidate,
-    P(flat) when the ensemble favours flat, 0 while warming up (see docs/signals.md)."""
-    if math.isfinite(signal.confidence):
-        return float(signal.confidence)
-    probs = [p for p in signal.probabilities if math.isfinite(p)]
-    return max(probs) if probs else 0.0
-
-
-def signal_record(signal: Signal) -> dict[str, Any]:
-    ts = int(signal.ts or 0)
-    return {
-        "ts": ts,
-        "time": format_ms(ts),
-        "direction": str(signal.direction),
-        "confidence": round(display_confidence(signal), 6),
-        "strength": str(signal.strength),
-        "regime": signal.regime,
-        "p_down": _num(signal.probabilities[0]),
-        "p_flat": _num(signal.probabilities[1]),
-        "p_up": _num(signal.probabilities[2]),
-        "weights": {k: round(v, 6) for k, v in signal.member_weights.items()},
-        "members": {k: [round(x, 6) for x in v] for k, v in signal.member_probabilities.items()},
-        "reason": signal.reason,
-    }
-
-
 def signals_csv(signals: Sequence[Signal], members: Sequence[str]) -> str:
     out = io.StringIO()
+    from smartmarket.ops.signals import signal_record
+
     writer = csv.writer(out, lineterminator="\n")
     header = ["ts", "time", "direction", "confidence", "strength", "regime", "p_down", "p_flat", "p_up"]
     writer.writerow(header + [f"weight_{m}" for m in members] + ["reason"])
@@ -184,52 +135,6 @@ def _f(value: float | None, digits: int = 3) -> str:
 # ------------------------------------------------------------------------------------------ fit
 
 
-def fit_signals(
-    store: CandleStore, symbol: str, timeframe: str, members: Sequence[str], registry_dir: Path,
-    start: int | None = None, end: int | None = None, progress: ProgressFn | None = None,
-) -> EnsembleArtifact:  # fmt: skip
-    """Fit and save an ensemble artifact from stored candles (used by ``fit-signals`` and the demo).
-    ``progress``: loading the members, then the fit."""
-    from smartmarket.signals.fit import fit_artifact, save_artifact
-    from smartmarket.signals.members import make_member
-
-    sym, tf = normalize_symbol(symbol), Timeframe.parse(timeframe)
-    report = progress or (lambda _name, _done, _total: None)
-    with stage(report, f"load the members ({', '.join(members)})"):
-        built = [make_member(m, registry_dir=registry_dir, symbol=sym, timeframe=str(tf)) for m in members]
-    frame, _ = read_candles(store, sym, tf, start, end)
-    with stage(report, f"fit the ensemble ({', '.join(members)}) on {len(frame):,} {sym} {tf} candles"):
-        artifact = fit_artifact(frame, built, symbol=sym, timeframe=str(tf))
-    save_artifact(artifact, registry_dir)
-    return artifact
-
-
-def _fit_summary(art: EnsembleArtifact) -> dict[str, Any]:
-    report = art.system.report()
-    return {
-        "id": art.artifact_id,
-        "symbol": art.symbol,
-        "timeframe": art.timeframe,
-        "members": art.member_names,
-        "member_model_ids": [s.get("model_id") for s in art.member_specs if s.get("model_id")],
-        "data": art.data,
-        "weights": (report["ensemble"] or {}).get("weights"),
-        "member_skill": report["member_skill"],
-        "calibration": report["calibration"],
-        "confidence": report["confidence"],
-        "thresholds": report["thresholds"],
-        "regime_filter": report["regime_filter"],
-        "never_signals": art.system.never_signals(),
-    }
-
-
-def never_signals_line(artifact_id: str | None, reason: str | None) -> str | None:
-    """The one warning line for an artifact that can never produce a signal (None when it can)."""
-    if not reason:
-        return None
-    return f"warning: {artifact_id} can never produce a signal: {reason}; `models promote` refuses it without --force"
-
-
 def _print_fit(doc: Mapping[str, Any]) -> None:
     console.print(f"saved [bold]{doc['id']}[/] ({doc['data']['samples']:,} samples "
                   f"{doc['data']['first']} → {doc['data']['last']})", highlight=False)  # fmt: skip
@@ -249,43 +154,6 @@ def _print_fit(doc: Mapping[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------------------ evaluation
-
-
-def engine_outcomes(engine: SignalEngine) -> Any:
-    """The engine's resolved outcomes as per-bar arrays (``pipeline.OutcomeArrays``)."""
-    import numpy as np
-
-    from smartmarket.signals.pipeline import OutcomeArrays
-
-    n = engine.bar + 1
-    y, t1 = np.full(n, np.nan), np.full(n, -1, dtype=np.int64)
-    exits, ret = np.full(n, "", dtype=object), np.full(n, np.nan)
-    for o in engine.outcomes:
-        y[o.bar], t1[o.bar], exits[o.bar], ret[o.bar] = o.label, o.t1, o.exit, o.ret
-    return OutcomeArrays(y, t1, exits, ret)
-
-
-def evaluate_engine_run(
-    engine: SignalEngine, signals: Sequence[Signal], first: int, fee: float = 0.001
-) -> dict[str, Any]:
-    """Hit rate, Brier, ECE, false-signal rate, weights and per-strength hit rates of ``signals[first:]``."""
-    import numpy as np
-
-    from smartmarket.backtest.signal_evaluation import signal_metrics
-
-    decided = [s for s in signals[first:] if s.member_weights]
-    bars = np.array([s.bar for s in decided], dtype=np.int64)
-    outcomes = engine_outcomes(engine)
-    doc: dict[str, Any] = dict(signal_metrics(decided, bars, outcomes, fee))
-    names = engine.member_names
-    doc["weights"] = {n: float(np.mean([s.member_weights[n] for s in decided])) if decided else 0.0 for n in names}
-    per_strength: dict[str, dict[str, Any]] = {}
-    for strength in ("weak", "moderate", "strong"):
-        rows = [s for s in decided if s.strength == strength and outcomes.t1[s.bar] >= 0]
-        hits = [(outcomes.y[s.bar] == (2 if s.direction == "long" else 0)) for s in rows]
-        per_strength[strength] = {"signals": len(rows), "hit_rate": float(np.mean(hits)) if hits else None}
-    doc["per_strength"] = per_strength
-    return doc
 
 
 def _print_evaluation(doc: Mapping[str, Any]) -> None:
@@ -310,37 +178,17 @@ def _print_evaluation(doc: Mapping[str, Any]) -> None:
 # ------------------------------------------------------------------------------------------ demo
 
 
-def demo_signals_stage(
-    store: CandleStore, symbol: str, timeframe: str, registry_dir: Path, progress: ProgressFn | None = None
-) -> dict[str, Any]:
-    """The demo's signal stage: fit technical + SMC on all but the last 1,000 candles (at most 8,000 before
-    them), save the artifact, run the engine over the last 1,000 and summarise (seconds, not minutes)."""
-    import numpy as np
+_MOVED = ("demo_signals_stage", "display_confidence", "engine_outcomes", "evaluate_engine_run", "fit_signals",
+          "fit_summary", "never_signals_line", "read_candles", "signal_record")  # fmt: skip
 
-    sym, tf = normalize_symbol(symbol), Timeframe.parse(timeframe)
-    frame = store.read_candles(sym, tf).reset_index(drop=True)
-    test = min(1000, len(frame) // 4)
-    fit_from = max(0, len(frame) - test - 8000)
-    ts = frame["ts"].to_numpy(np.int64)
-    art = fit_signals(store, sym, str(tf), ("technical", "smc"), registry_dir, int(ts[fit_from]),
-                      int(ts[len(frame) - test]), progress)  # fmt: skip
-    from smartmarket.signals.engine import SignalEngine
 
-    engine = SignalEngine.from_artifact(art, registry_dir=registry_dir)
-    warm = max(0, len(frame) - test - DEFAULT_WARMUP)
-    run = f"signals of {art.artifact_id} over the last {len(frame) - warm:,} candles"
-    signals = engine.run(frame.iloc[warm:], progress=task(progress, run) if progress else None)
-    doc = evaluate_engine_run(engine, signals, len(frame) - test - warm)
-    last = signals[-1]
-    return {
-        "artifact": art.artifact_id,
-        "members": list(art.member_names),
-        "fit_weights": _fit_summary(art)["weights"],
-        "never_signals": never_signals_line(art.artifact_id, art.system.never_signals()),
-        "test_bars": test,
-        "last_signal": signal_record(last),
-        **{k: doc[k] for k in ("signals", "hit_rate", "false_signal_rate", "brier", "ece", "weights")},
-    }
+def __getattr__(name: str) -> Any:
+    """The use cases moved to ``ops.signals`` stay importable from here (imported on first use: fast start-up)."""
+    if name in _MOVED:
+        from smartmarket.ops import signals as use_cases
+
+        return getattr(use_cases, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ------------------------------------------------------------------------------------------ commands
@@ -374,6 +222,7 @@ def register(app: typer.Typer) -> None:
         """
         symbol, timeframe = grammar.positional_or_option(symbol, timeframe, old_symbol, old_timeframe, "fit-signals")
         members = grammar.members_text(members)
+        from smartmarket.ops.signals import fit_signals, fit_summary, never_signals_line
         from smartmarket.signals.members import parse_members
 
         app_ctx = get_context(ctx)
@@ -381,7 +230,7 @@ def register(app: typer.Typer) -> None:
         with app_ctx.progress() as progress:
             art = fit_signals(app_ctx.store, symbol, timeframe, parse_members(members),
                               app_ctx.settings.registry_dir, start_ms, end_ms, progress)  # fmt: skip
-        doc = _fit_summary(art)
+        doc = fit_summary(art)
         if as_json:
             typer.echo(_json_text(doc))
         else:
@@ -408,6 +257,8 @@ def register(app: typer.Typer) -> None:
 
         Example: smartmarket signals -s BTCUSDT -t 1h --start 2024-06-01 --format csv > signals.csv
         """
+        from smartmarket.ops.signals import signal_record
+
         symbol, timeframe = grammar.positional_or_option(symbol, timeframe, old_symbol, old_timeframe, "signals")
         if fmt not in FORMATS:
             raise ConfigError(f"unknown --format {fmt!r}", hint=f"use one of: {', '.join(FORMATS)}")
@@ -435,7 +286,11 @@ def register(app: typer.Typer) -> None:
     @app.command("evaluate-signals", cls=grammar.Command)
     def evaluate_command(
         ctx: typer.Context,
-        symbol: grammar.SymbolOpt = None,
+        symbols: Annotated[
+            str | None,
+            typer.Option("--symbols", "-s", help="One symbol, or several comma-separated for the universe report "
+                         "(traded as one account; needs --walk-forward)."),
+        ] = None,
         timeframe: grammar.TimeframeOpt = None,
         start: StartOpt = None,
         end: EndOpt = None,
@@ -453,7 +308,6 @@ def register(app: typer.Typer) -> None:
         test_bars: Annotated[int, typer.Option("--test-bars", help="Walk-forward: test bars per fold.")] = 7000,
         fit_bars: Annotated[int, typer.Option("--fit-bars", help="Walk-forward: signal-system fit bars.")] = 12000,
         train_bars: Annotated[int, typer.Option("--train-bars", help="Walk-forward: model training bars.")] = 20000,
-        report: Annotated[Path | None, typer.Option("--out", "-o", help="Walk-forward: Markdown (+.json).")] = None,
         network_preset: Annotated[
             str, typer.Option("--network-preset", help="Walk-forward networks: size preset (small or seed).")
         ] = NETWORK_PRESET,
@@ -471,9 +325,21 @@ def register(app: typer.Typer) -> None:
         threads: Annotated[
             int, typer.Option("--threads", min=1, help="Walk-forward networks: torch intra-op threads.")
         ] = NETWORK_THREADS,
+        out: Annotated[
+            Path | None, typer.Option("--out", "-o", help="Walk-forward: write the Markdown report here (+ .json).")
+        ] = None,
+        fee_bps: Annotated[
+            float, typer.Option("--fee-bps", min=0.0, help="Walk-forward: fee per side in basis points.")
+        ] = 10.0,
+        vol_target: Annotated[
+            float | None,
+            typer.Option("--vol-target", help="Universe report: size every system's positions for this annualised "
+                         "volatility (the vol-targeted buy-and-hold baseline uses it too; default 0.2 for it)."),
+        ] = None,
         old_symbol: grammar.OldSymbolArg = None,
         old_timeframe: grammar.OldTimeframeArg = None,
         old_report: Annotated[Path | None, grammar.REPORT.option()] = None,
+        old_symbol_opt: Annotated[str | None, grammar.SYMBOL_LIST.option()] = None,
     ) -> None:  # fmt: skip
         """Measure signals out of sample: hit rate, Brier, ECE, weights, false-signal rate (see docs/signals.md).
 
@@ -481,20 +347,43 @@ def register(app: typer.Typer) -> None:
         after the artifact's data). With --walk-forward N: refit everything per fold and compare the ensemble with
         each member alone and buy-and-hold through the backtester.
 
+        With -s S1,S2,… (several symbols) -t TIMEFRAME --walk-forward N: the universe report — every system over
+        all symbols as one account (equal capital split), with IC, Brier skill, Sharpe with a bootstrap CI, deflated
+        Sharpe, and both buy-and-hold baselines (equal weight and volatility-targeted); see docs/signals.md.
+
         Example: smartmarket evaluate-signals -s BTCUSDT -t 1h --walk-forward 4 --out docs/results/signals-BTCUSDT-1h.md
+
+        Example: smartmarket evaluate-signals -s BTCUSDT,ETHUSDT -t 4h --walk-forward 4 --test-bars 1500
+        --fit-bars 2000 --train-bars 4000 --out docs/results/universe-4h.md
         """
-        symbol, timeframe = grammar.positional_or_option(symbol, timeframe, old_symbol, old_timeframe,
-                                                         "evaluate-signals")  # fmt: skip
-        report = grammar.REPORT.resolve(report, old_report)
+        report = grammar.REPORT.resolve(out, old_report)
         members = grammar.members_text(members)
+        budget = NetworkBudget(network_preset, network_epochs, network_steps, network_batch, threads)
+        symbols = grammar.SYMBOL_LIST.resolve(symbols, old_symbol_opt)
+        if symbols is not None and "," in symbols:  # several symbols: the universe report
+            example = "smartmarket evaluate-signals -s BTCUSDT,ETHUSDT -t 4h --walk-forward 4"
+            if old_symbol is not None or old_timeframe is not None:
+                raise ConfigError(f"unexpected argument {old_symbol or old_timeframe!r}", hint=f"e.g. {example}")
+            timeframe = grammar.require(timeframe, "--timeframe/-t", example)
+            if walk_forward < 1:
+                raise ConfigError("several --symbols need --walk-forward N (the universe report)",
+                                  hint="e.g. --walk-forward 4")  # fmt: skip
+            layout = WalkForwardLayout(walk_forward, members, test_bars, fit_bars, train_bars, fee_bps)
+            _universe(ctx, symbols, timeframe, start, end, layout, report, as_json, vol_target, budget)
+            return
+        symbol, timeframe = grammar.positional_or_option(symbols, timeframe, old_symbol, old_timeframe,
+                                                         "evaluate-signals")  # fmt: skip
+        if vol_target is not None:
+            raise ConfigError("--vol-target applies to the universe report", hint="give several symbols: -s S1,S2,…")
         if walk_forward > 0:
-            budget = NetworkBudget(network_preset, network_epochs, network_steps, network_batch, threads)
             _walk_forward(ctx, symbol, timeframe, start, end, walk_forward, members, test_bars, fit_bars, train_bars,
-                          report, as_json, budget)  # fmt: skip
+                          report, as_json, budget, fee_bps)  # fmt: skip
             return
         with get_context(ctx).progress() as progress:
             engine, signals, art, first = run_engine(ctx, symbol, timeframe, artifact, start, end, warmup,
                                                      default_after_fit=True, progress=progress)  # fmt: skip
+        from smartmarket.ops.signals import evaluate_engine_run
+
         doc = evaluate_engine_run(engine, signals, first)
         doc["artifact"] = art.artifact_id
         doc["span"] = [format_ms(int(signals[first].ts or 0)), format_ms(int(signals[-1].ts or 0))]
@@ -563,37 +452,17 @@ class NetworkBudget:
 def _walk_forward(
     ctx: typer.Context, symbol: str, timeframe: str, start: str | None, end: str | None, folds: int, members: str,
     test_bars: int, fit_bars: int, train_bars: int, report: Path | None, as_json: bool,
-    budget: NetworkBudget | None = None,
+    budget: NetworkBudget | None = None, fee_bps: float = 10.0,
 ) -> None:  # fmt: skip
-    from smartmarket.backtest.signal_evaluation import (
-        MODEL_KINDS,
-        NETWORK_KINDS,
-        EvaluationConfig,
-        markdown_report,
-        run_walk_forward,
-    )
-    from smartmarket.signals.members import RULE_MEMBERS, parse_members
+    from smartmarket.backtest.signal_evaluation import markdown_report, run_walk_forward
+    from smartmarket.ops.signals import read_candles
 
     budget = budget or NetworkBudget()
-    names = parse_members(members)
-    unknown = [m for m in names if m not in MODEL_KINDS and m not in RULE_MEMBERS]
-    if unknown:
-        raise ConfigError(f"unknown walk-forward member(s) {', '.join(unknown)}",
-                          hint="use technical, smc, logistic, lightgbm, transformer, cnn_lstm")  # fmt: skip
-    networks = any(m in NETWORK_KINDS for m in names)
-    if networks:
-        from smartmarket.models.networks import CNN_LSTM_PRESETS
-
-        if budget.preset not in CNN_LSTM_PRESETS:
-            raise ConfigError(f"unknown --network-preset {budget.preset!r}",
-                              hint=f"use one of: {', '.join(sorted(CNN_LSTM_PRESETS))}")  # fmt: skip
+    cfg = _evaluation_config(WalkForwardLayout(folds, members, test_bars, fit_bars, train_bars, fee_bps), budget)
+    networks = any(m in ("transformer", "cnn_lstm") for m in cfg.members)
     sym, tf = normalize_symbol(symbol), Timeframe.parse(timeframe)
     start_ms, end_ms = _span(start, end)
     frame, _ = read_candles(get_context(ctx).store, sym, tf, start_ms, end_ms)
-    cfg = EvaluationConfig(members=names, folds=folds, test_bars=test_bars, fit_bars=fit_bars, train_bars=train_bars,
-                           network_preset=budget.preset, network_epochs=budget.epochs,
-                           network_steps_per_epoch=budget.steps_per_epoch or None,
-                           network_batch_size=budget.batch_size, torch_threads=budget.threads)  # fmt: skip
 
     # one line per step, on stderr like every progress display (stdout keeps the report or the JSON)
     def say(line: str) -> None:
@@ -609,6 +478,8 @@ def _walk_forward(
     command = (f"smartmarket evaluate-signals -s {sym} -t {tf} --walk-forward {folds} "
                f"--members {','.join(cfg.members)} --test-bars {test_bars} --fit-bars {fit_bars} "
                f"--train-bars {train_bars}")  # fmt: skip
+    if fee_bps != 10.0:
+        command += f" --fee-bps {fee_bps:g}"
     if networks:
         command += " " + budget.options()
     if start:
@@ -629,15 +500,95 @@ def _walk_forward(
         console.print(markdown_report(doc, command), highlight=False)
 
 
+@dataclass(frozen=True)
+class WalkForwardLayout:
+    """The walk-forward options as given on the command line."""
+
+    folds: int
+    members: str
+    test_bars: int
+    fit_bars: int
+    train_bars: int
+    fee_bps: float = 10.0
+
+    def options(self, members: Sequence[str]) -> str:
+        text = (f"--walk-forward {self.folds} --members {','.join(members)} --test-bars {self.test_bars} "
+                f"--fit-bars {self.fit_bars} --train-bars {self.train_bars}")  # fmt: skip
+        return text + (f" --fee-bps {self.fee_bps:g}" if self.fee_bps != 10.0 else "")
+
+
+def _evaluation_config(layout: WalkForwardLayout, budget: NetworkBudget) -> Any:
+    """The research ``EvaluationConfig`` for these options (members and network preset checked)."""
+    from smartmarket.backtest.signal_evaluation import MODEL_KINDS, NETWORK_KINDS, EvaluationConfig
+    from smartmarket.signals.members import RULE_MEMBERS, parse_members
+
+    names = parse_members(layout.members)
+    unknown = [m for m in names if m not in MODEL_KINDS and m not in RULE_MEMBERS]
+    if unknown:
+        raise ConfigError(f"unknown walk-forward member(s) {', '.join(unknown)}",
+                          hint="use technical, smc, logistic, lightgbm, transformer, cnn_lstm")  # fmt: skip
+    if any(m in NETWORK_KINDS for m in names):
+        from smartmarket.models.networks import CNN_LSTM_PRESETS
+
+        if budget.preset not in CNN_LSTM_PRESETS:
+            raise ConfigError(f"unknown --network-preset {budget.preset!r}",
+                              hint=f"use one of: {', '.join(sorted(CNN_LSTM_PRESETS))}")  # fmt: skip
+    return EvaluationConfig(members=names, folds=layout.folds, test_bars=layout.test_bars, fit_bars=layout.fit_bars,
+                            train_bars=layout.train_bars, fee=layout.fee_bps / 10_000.0,
+                            network_preset=budget.preset, network_epochs=budget.epochs,
+                            network_steps_per_epoch=budget.steps_per_epoch or None,
+                            network_batch_size=budget.batch_size, torch_threads=budget.threads)  # fmt: skip
+
+
+def _universe(
+    ctx: typer.Context, symbols: str, timeframe: str, start: str | None, end: str | None, layout: WalkForwardLayout,
+    out: Path | None, as_json: bool, vol_target: float | None, budget: NetworkBudget,
+) -> None:  # fmt: skip
+    """``evaluate-signals --symbols … TIMEFRAME --walk-forward N``: parse, call ``ops.universe_report``, print."""
+    from smartmarket.ops.signals import read_candles
+    from smartmarket.ops.universe_report import UniverseConfig, markdown_report, universe_report
+
+    names = [normalize_symbol(s) for s in symbols.split(",") if s.strip()]
+    if not names or len(set(names)) != len(names):
+        raise ConfigError(f"--symbols {symbols!r} must name distinct symbols", hint="e.g. --symbols BTCUSDT,ETHUSDT")
+    if vol_target is not None and not vol_target > 0:
+        raise ConfigError(f"--vol-target must be positive (annualised), got {vol_target!r}", hint="e.g. 0.2")
+    tf = Timeframe.parse(timeframe)
+    start_ms, end_ms = _span(start, end)
+    cfg = _evaluation_config(layout, budget)
+    store = get_context(ctx).store
+    frames = {sym: read_candles(store, sym, tf, start_ms, end_ms)[0] for sym in names}
+    def say(line: str) -> None:  # one line per step on stderr (stdout keeps the report or the JSON)
+        if not get_context(ctx).quiet:
+            err_console.print(line, style="dim", highlight=False, markup=False)
+
+    ucfg = UniverseConfig(evaluation=cfg, vol_target=vol_target,
+                          baseline_vol_target=vol_target if vol_target is not None else 0.2)  # fmt: skip
+    doc = universe_report(frames, str(tf), ucfg, progress=say)
+    command = f"smartmarket evaluate-signals -s {','.join(names)} -t {tf} {layout.options(cfg.members)}"
+    if vol_target is not None:
+        command += f" --vol-target {vol_target:g}"
+    if doc.get("network_budget"):
+        command += " " + budget.options()
+    command += (f" --start {start}" if start else "") + (f" --end {end}" if end else "")
+    doc["command"] = command
+    text = markdown_report(doc, command)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        out.with_suffix(".json").write_text(_json_text(doc) + "\n")
+    if as_json:
+        typer.echo(_json_text(doc))
+    elif out is None:
+        console.print(text, highlight=False, markup=False)
+    else:
+        console.print(f"wrote {out} and {out.with_suffix('.json')}", highlight=False)
+
+
 __all__ = [
     "NetworkBudget",
-    "demo_signals_stage",
-    "display_confidence",
-    "evaluate_engine_run",
-    "fit_signals",
-    "read_candles",
+    "WalkForwardLayout",
     "register",
     "run_engine",
-    "signal_record",
     "signals_csv",
 ]
