@@ -85,6 +85,26 @@ def test_cross_section_ranks_become_model_inputs(home: Path) -> None:
     assert meta["data"]["cross_section_window"] == 12
 
 
+def test_fit_signals_symbols_pools_one_artifact_over_the_universe(home: Path) -> None:
+    trained = run_json(home, "train", "--model", "logistic", "--timeframe", "4h", "--symbols", "BTCUSDT,ETHUSDT")
+    doc = run_json(home, "fit-signals", "4h", "--symbols", "BTCUSDT,ETHUSDT", "--members", "technical,logistic")
+    assert doc["id"].startswith("ensemble-UNIVERSE-4h-") and doc["symbols"] == ["BTCUSDT", "ETHUSDT"]
+    assert doc["member_model_ids"] == [trained["id"]]  # the model member is the pooled model
+    per_symbol = doc["data"]["per_symbol"]
+    assert set(per_symbol) == {"BTCUSDT", "ETHUSDT"}
+    # samples start after the pooled model's training + validation, for each symbol
+    validation_end = trained["split"]["validation_ts"][1]
+    assert doc["data"]["sample_first_ts"] > validation_end
+    assert doc["data"]["samples"] > 500
+    assert set(doc["weights"]) == {"technical", "logistic"}
+
+
+def test_fit_signals_universe_refuses_a_symbol_argument(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--home", str(home), "fit-signals", "BTCUSDT", "4h", "--universe", "all"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: with --symbols/--universe give the timeframe only")
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

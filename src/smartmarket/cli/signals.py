@@ -203,6 +203,7 @@ def _fit_summary(art: EnsembleArtifact) -> dict[str, Any]:
     return {
         "id": art.artifact_id,
         "symbol": art.symbol,
+        "symbols": art.data.get("symbols", []),
         "timeframe": art.timeframe,
         "members": art.member_names,
         "member_model_ids": [s.get("model_id") for s in art.member_specs if s.get("model_id")],
@@ -343,8 +344,8 @@ def register(app: typer.Typer) -> None:
     @app.command("fit-signals")
     def fit_command(
         ctx: typer.Context,
-        symbol: SymbolArg,
-        timeframe: TimeframeArg,
+        symbol: Annotated[str, typer.Argument(help="Symbol, e.g. BTCUSDT (with --symbols: the timeframe).")],
+        timeframe: Annotated[str | None, typer.Argument(help="Bar timeframe, e.g. 1h.")] = None,
         members: Annotated[
             str,
             typer.Option(
@@ -355,9 +356,18 @@ def register(app: typer.Typer) -> None:
         ] = "technical,smc",
         start: StartOpt = None,
         end: EndOpt = None,
+        symbols: Annotated[
+            str | None, typer.Option("--symbols", help="Pool these symbols (comma list) into one artifact.")
+        ] = None,
+        universe: Annotated[
+            str | None, typer.Option("--universe", help="'all': pool every symbol stored for the timeframe.")
+        ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     ) -> None:
         """Fit a deployable ensemble artifact (calibration, weights, confidence, thresholds) and save it.
+
+        With --symbols S1,S2,… (or --universe all), one artifact is fitted on every symbol's samples pooled by
+        timestamp; model members are then the pooled models (train --symbols): `fit-signals 4h --symbols A,B`.
 
         Example: smartmarket fit-signals BTCUSDT 1h --members technical,smc --start 2022-01-01 --end 2024-01-01
         """
@@ -365,8 +375,27 @@ def register(app: typer.Typer) -> None:
 
         app_ctx = get_context(ctx)
         start_ms, end_ms = _span(start, end)
-        art = fit_signals(app_ctx.store, symbol, timeframe, parse_members(members), app_ctx.settings.registry_dir,
-                          start_ms, end_ms)  # fmt: skip
+        if symbols is not None or universe is not None:
+            from smartmarket.ops import universe_training as uni
+
+            if timeframe is None:
+                symbol, timeframe = uni.UNIVERSE_NAME, symbol
+            if normalize_symbol(symbol) != uni.UNIVERSE_NAME:
+                raise ConfigError(
+                    f"with --symbols/--universe give the timeframe only, not the symbol {symbol}",
+                    hint=f"smartmarket fit-signals {timeframe} --symbols S1,S2,…",
+                )  # fmt: skip
+            chosen = uni.resolve_universe(
+                app_ctx.store, timeframe, symbols=None if symbols is None else uni.parse_symbols(symbols),
+                universe=universe,
+            )  # fmt: skip
+            art = uni.fit_universe_signals(app_ctx.store, chosen, timeframe, parse_members(members),
+                                       app_ctx.settings.registry_dir, start=start_ms, end=end_ms)  # fmt: skip
+        else:
+            if timeframe is None:
+                raise ConfigError("missing TIMEFRAME", hint="smartmarket fit-signals SYMBOL TIMEFRAME, e.g. BTCUSDT 1h")
+            art = fit_signals(app_ctx.store, symbol, timeframe, parse_members(members),
+                              app_ctx.settings.registry_dir, start_ms, end_ms)  # fmt: skip
         doc = _fit_summary(art)
         if as_json:
             typer.echo(_json_text(doc))

@@ -17,10 +17,13 @@ from smartmarket.core.errors import ConfigError, NotFoundError
 from smartmarket.core.types import Timeframe, normalize_symbol
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pandas as pd
 
     from smartmarket.models.pipeline import TrainedModel
     from smartmarket.models.training import ProgressCallback
+    from smartmarket.signals.fit import EnsembleArtifact
     from smartmarket.store.base import CandleStore
 
 UNIVERSE_NAME = "UNIVERSE"
@@ -156,4 +159,40 @@ def train_universe(
     return model
 
 
-__all__ = ["UNIVERSE_NAME", "load_universe", "parse_symbols", "resolve_universe", "train_universe"]
+def fit_universe_signals(
+    store: CandleStore,
+    symbols: Sequence[str],
+    timeframe: Timeframe | str,
+    members: Sequence[str],
+    registry_dir: Path,
+    *,
+    start: int | None = None,
+    end: int | None = None,
+) -> EnsembleArtifact:
+    """Fit and save one ensemble artifact over ``symbols`` (``fit-signals --symbols``). Model members resolve
+    to the pooled models (registry symbol ``UNIVERSE``) of this timeframe: train them first with
+    ``train --symbols``."""
+    from smartmarket.signals.fit import fit_universe_artifact, save_artifact
+    from smartmarket.signals.members import make_member
+
+    tf = Timeframe.parse(timeframe)
+    built = [make_member(m, registry_dir=registry_dir, symbol=UNIVERSE_NAME, timeframe=str(tf)) for m in members]
+    frames = {}
+    for symbol in symbols:
+        frame = store.read_candles(symbol, tf, start, end)
+        if frame.empty:
+            raise NotFoundError(f"no {symbol} {tf} candles in the requested range", where=store.url)
+        frames[symbol] = frame.reset_index(drop=True)
+    artifact = fit_universe_artifact(frames, built, timeframe=str(tf), name=UNIVERSE_NAME)
+    save_artifact(artifact, registry_dir)
+    return artifact
+
+
+__all__ = [
+    "UNIVERSE_NAME",
+    "fit_universe_signals",
+    "load_universe",
+    "parse_symbols",
+    "resolve_universe",
+    "train_universe",
+]
