@@ -176,3 +176,17 @@ def test_cross_sectional_ranks_use_same_timestamp_closed_data_only() -> None:
         assert pair == [0.0, 1.0]
     # warm-up: no rank before a full window
     assert ranks["X"][ret_col].iloc[:window].isna().all()
+
+
+def test_cross_sectional_ranks_are_scale_free_model_inputs() -> None:
+    from smartmarket.features.scale_free import check_model_inputs
+
+    full = frames()
+    ranks = cross_section_ranks(full, 5)
+    scaled = dict(full)
+    scaled["Y"] = full["Y"].assign(**{c: full["Y"][c] * 10 for c in ("open", "high", "low", "close")})
+    scaled["Y"]["volume"] *= 7
+    again = cross_section_ranks(scaled, 5)
+    for name in full:
+        pd.testing.assert_frame_equal(ranks[name], again[name])
+    check_model_inputs(list(cross_section_columns(5)))  # accepted as model inputs (raises otherwise)

@@ -23,7 +23,18 @@ GROUPS: tuple[str, ...] = ("price", "volume", "volatility")
 DEFAULT_GROUP_PATTERNS: dict[str, tuple[str, ...]] = {
     # Checked in this order; the first group with a matching pattern wins; unmatched columns are "price".
     "volume": (r"volume", r"^obv", r"^vrel", r"^vwap", r"^mfi", r"^taker", r"^trades"),
-    "volatility": (r"^atr", r"^natr", r"^rvol", r"^bb_width", r"^chop", r"volatil", r"^std", r"^range", r"_vol$"),
+    "volatility": (
+        r"^xs_vol_rank",
+        r"^atr",
+        r"^natr",
+        r"^rvol",
+        r"^bb_width",
+        r"^chop",
+        r"volatil",
+        r"^std",
+        r"^range",
+        r"_vol$",
+    ),
     "price": (r".",),
 }
 
