@@ -21,7 +21,7 @@ from smartmarket.models.registry import Registry
 from smartmarket.store import open_store
 
 runner = CliRunner(env={"COLUMNS": "200", "SMARTMARKET_STORE": None})
-SLICE = ("--symbol", "BTCUSDT", "--timeframe", "1h", "--start", "2023-01-01", "--end", "2024-01-01", "--threads", "1")
+SLICE = ("-s", "BTCUSDT", "--timeframe", "1h", "--start", "2023-01-01", "--end", "2024-01-01", "--threads", "1")
 METRIC_KEYS = {"n", "accuracy", "balanced_accuracy", "log_loss", "brier", "auc_ovr", "chance_balanced_accuracy"}
 TRADING_KEYS = {"total_return", "sharpe", "max_drawdown", "num_trades", "fee_per_side", "buy_hold_return"}
 

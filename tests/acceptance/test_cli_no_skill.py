@@ -62,7 +62,7 @@ def test_registry_views_show_one_warning_line_with_the_baseline(market: pd.DataF
 
 
 def test_train_and_evaluate_warn_exactly_when_the_model_has_no_skill(market: pd.DataFrame) -> None:
-    code, out = invoke("train", "--model", "logistic", "--symbol", SYMBOL, "--timeframe", "1m", "--horizon", "12")
+    code, out = invoke("train", "--model", "logistic", "-s", SYMBOL, "--timeframe", "1m", "--horizon", "12")
     assert code == 0, out
     record = Registry(Settings().registry_dir).list()[-1]
     skill = record.skill
@@ -80,7 +80,7 @@ def test_train_and_evaluate_warn_exactly_when_the_model_has_no_skill(market: pd.
 
 def test_fit_signals_warns_and_promote_refuses_a_never_signalling_artifact(market: pd.DataFrame) -> None:
     end = str(int(market["ts"].iloc[2000]))
-    code, out = invoke("fit-signals", SYMBOL, "1m", "--members", "technical,smc", "--end", end)
+    code, out = invoke("fit-signals", "-s", SYMBOL, "-t", "1m", "--members", "technical,smc", "--end", end)
     assert code == 0, out
     lines = warnings(out)
     assert len(lines) == 1 and "can never produce a signal" in lines[0] and "--force" in lines[0], out

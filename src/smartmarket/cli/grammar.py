@@ -88,7 +88,9 @@ _POSITIONAL = ("candles", "features", "regimes", "signals", "fit-signals", "eval
 
 FEES = Deprecated("--fees", "--fee-bps", ("backtest", "optimize"), "10 = 0.1 %", fraction_to_bps)
 FEE = Deprecated("--fee", "--fee-bps", ("evaluate",), "10 = 0.1 %", fraction_to_bps)
-SYMBOL_LIST = Deprecated("--symbol", "--symbols/-s", ("backtest", "evaluate-signals"), "one or more, comma-separated")
+SYMBOL_LIST = Deprecated(
+    "--symbol", "--symbols/-s", ("backtest", "evaluate-signals", "train", "fit-signals"), "one or more, comma-separated"
+)
 OUTPUT = Deprecated("--output", "--out", ("features",))
 REPORT = Deprecated("--report", "--out", ("backtest", "evaluate-signals"))
 JSON_PATH = Deprecated("--json PATH", "--out PATH.json", ("backtest",), "--json alone prints JSON to stdout")

@@ -429,6 +429,7 @@ def _record_summary(record: Any) -> dict[str, Any]:
         "kind": record.kind,
         "symbol": record.symbol,
         "timeframe": record.timeframe,
+        "symbols": meta.get("symbols") or [],
         "stage": record.stage,
         "created": record.created,
         "feature_set": meta.get("feature_set"),
@@ -472,8 +473,19 @@ def _register_train(app: typer.Typer) -> None:
     def train_command(
         ctx: typer.Context,
         model: Annotated[str, typer.Option("--model", help=KIND_HELP)],
-        symbol: Annotated[str, typer.Option("--symbol", "-s")] = "BTCUSDT",
+        symbols: Annotated[
+            str | None,
+            typer.Option("--symbols", "-s", help="One symbol (default BTCUSDT), or several comma-separated pooled "
+                         "into one model (universe training: split and purged by timestamp)."),
+        ] = None,
         timeframe: Annotated[str, typer.Option("--timeframe", "-t")] = "1h",
+        universe: Annotated[
+            str | None, typer.Option("--universe", help="'all': pool every symbol stored for the timeframe.")
+        ] = None,
+        cross_section: Annotated[
+            int | None,
+            typer.Option("--cross-section", min=2, help="Universe: add return/volatility ranks over N bars."),
+        ] = None,
         preset: Annotated[Preset, typer.Option("--preset", help="Network size (networks only).")] = Preset.small,
         start: Annotated[str | None, typer.Option("--start", help="First candle used.")] = None,
         end: Annotated[str | None, typer.Option("--end", help="Candles before this time only.")] = None,
@@ -490,27 +502,57 @@ def _register_train(app: typer.Typer) -> None:
         threads: Annotated[int | None, typer.Option("--threads", help="torch intra-op threads.")] = None,
         seed: Annotated[int, typer.Option("--seed")] = 0,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+        old_symbol: Annotated[str | None, grammar.SYMBOL_LIST.option()] = None,
     ) -> None:
         """Train a model on stored candles, save it to the registry, print its out-of-sample metrics.
 
-        Example: smartmarket train --model cnn_lstm --symbol BTCUSDT --timeframe 1h --epochs 5
+        With -s S1,S2,… (several symbols, or --universe all) one model is trained on every symbol's windows
+        pooled, split and purged by timestamp; it needs no symbol identity to predict.
+
+        Example: smartmarket train --model cnn_lstm -s BTCUSDT -t 1h --epochs 5
         """
         from smartmarket.models.training import rich_progress
 
         set_threads(threads)
         kind = _kind(model)
-        market = load_market(
-            get_context(ctx).store, symbol, timeframe, feature_set, start=parse_time(start), end=parse_time(end)
-        )
+        store = get_context(ctx).store
+        given = grammar.SYMBOL_LIST.resolve(symbols, old_symbol)
+        if given is not None and universe is not None:
+            raise ConfigError("give either -s S1,S2,… or --universe all, not both")
+        symbols = given or "BTCUSDT"
+        pooled = "," in symbols or universe is not None
+        if not pooled and cross_section is not None:
+            raise ConfigError("--cross-section ranks a symbol within a universe", hint="give several: -s S1,S2,…")
+        if pooled and walk_forward:
+            raise ConfigError("--walk-forward is not available with several symbols or --universe yet",
+                              hint="drop it")  # fmt: skip
         started = time.perf_counter()
-        description = f"{grammar.display_kind(kind)} {market.symbol} {market.timeframe}"
         network = kind in ("transformer", "cnn_lstm")
-        bar = rich_progress(description, transient=as_json, console=err_console) if network else nullcontext(None)
-        with bar as progress:
-            trained = train_from_market(
-                market, kind, preset=preset.value, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                batch_size=batch_size, horizon=horizon, walk_forward_folds=walk_forward, seed=seed, progress=progress,
-            )  # fmt: skip
+        if pooled:
+            from smartmarket.ops.universe_training import parse_symbols, resolve_universe, train_universe
+
+            chosen = resolve_universe(
+                store, timeframe, symbols=None if universe is not None else parse_symbols(symbols), universe=universe
+            )
+            description = f"{grammar.display_kind(kind)} {','.join(chosen)} {Timeframe.parse(timeframe)}"
+            bar = rich_progress(description, transient=as_json, console=err_console) if network else nullcontext(None)
+            with bar as progress:
+                trained = train_universe(
+                    store, chosen, timeframe, kind, feature_set=feature_set, start=parse_time(start),
+                    end=parse_time(end), cross_section=cross_section, preset=preset.value, epochs=epochs,
+                    steps_per_epoch=steps_per_epoch, batch_size=batch_size, horizon=horizon, seed=seed,
+                    progress=progress,
+                )  # fmt: skip
+        else:
+            market = load_market(store, symbols, timeframe, feature_set, start=parse_time(start), end=parse_time(end))
+            description = f"{grammar.display_kind(kind)} {market.symbol} {market.timeframe}"
+            bar = rich_progress(description, transient=as_json, console=err_console) if network else nullcontext(None)
+            with bar as progress:
+                trained = train_from_market(
+                    market, kind, preset=preset.value, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                    batch_size=batch_size, horizon=horizon, walk_forward_folds=walk_forward, seed=seed,
+                    progress=progress,
+                )  # fmt: skip
         model_id = _registry(ctx).save(trained)
         elapsed = time.perf_counter() - started
         warn(_registry(ctx).show(model_id).no_skill_warning)
@@ -518,6 +560,8 @@ def _register_train(app: typer.Typer) -> None:
             typer.echo(_json({"id": model_id, "seconds": elapsed, **_record_summary(_registry(ctx).show(model_id))}))
             return
         console.print(f"saved [bold]{model_id}[/] ({elapsed:.1f} s)", highlight=False)
+        if trained.symbols:
+            console.print(f"pooled over {', '.join(trained.symbols)} (split by timestamp)", highlight=False)
         split = trained.split
         periods = {name: split.get(f"{name}_ts") or [None, None] for name in ("train", "validation", "test")}
         console.print(
@@ -528,6 +572,15 @@ def _register_train(app: typer.Typer) -> None:
         stages = [s for s in ("validation", "test", "train") if s in trained.metrics]
         console.print(metrics_table("metrics (validation and test are out of sample; train = fit check)",
                                     trained.metrics, stages))  # fmt: skip
+        per_symbol: Any = trained.metrics.get("per_symbol") or {}
+        if per_symbol:
+            table = Table(title="test, per symbol (out of sample)", title_justify="left")
+            for col in ("symbol", "n", "accuracy", "log-loss", "base-rate log-loss"):
+                table.add_column(col, justify="left" if col == "symbol" else "right")
+            for name, m in per_symbol.items():
+                table.add_row(name, _f(m.get("n")), _f(m.get("accuracy")), _f(m.get("log_loss")),
+                              _f(m.get("baseline_log_loss")))  # fmt: skip
+            console.print(table)
         wf = trained.metrics.get("walk_forward")
         if wf:
             console.print(

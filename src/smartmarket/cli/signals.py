@@ -200,7 +200,11 @@ def register(app: typer.Typer) -> None:
     @app.command("fit-signals", cls=grammar.Command)
     def fit_command(
         ctx: typer.Context,
-        symbol: grammar.SymbolOpt = None,
+        symbols: Annotated[
+            str | None,
+            typer.Option("--symbols", "-s", help="One symbol, or several comma-separated pooled into one artifact "
+                         "(model members are then the pooled models of `train -s S1,S2,…`)."),
+        ] = None,
         timeframe: grammar.TimeframeOpt = None,
         members: Annotated[
             str,
@@ -212,24 +216,51 @@ def register(app: typer.Typer) -> None:
         ] = "technical,smc",
         start: StartOpt = None,
         end: EndOpt = None,
+        universe: Annotated[
+            str | None, typer.Option("--universe", help="'all': pool every symbol stored for the timeframe.")
+        ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
         old_symbol: grammar.OldSymbolArg = None,
         old_timeframe: grammar.OldTimeframeArg = None,
+        old_symbol_opt: Annotated[str | None, grammar.SYMBOL_LIST.option()] = None,
     ) -> None:
         """Fit a deployable ensemble artifact (calibration, weights, confidence, thresholds) and save it.
 
+        With -s S1,S2,… (several symbols, or --universe all), one artifact is fitted on every symbol's samples
+        pooled by timestamp; model members are then the pooled models (`train -s S1,S2,…`).
+
         Example: smartmarket fit-signals -s BTCUSDT -t 1h --members technical,smc --start 2022-01-01 --end 2024-01-01
         """
-        symbol, timeframe = grammar.positional_or_option(symbol, timeframe, old_symbol, old_timeframe, "fit-signals")
+        symbols = grammar.SYMBOL_LIST.resolve(symbols, old_symbol_opt)
         members = grammar.members_text(members)
         from smartmarket.ops.signals import fit_signals, fit_summary, never_signals_line
         from smartmarket.signals.members import parse_members
 
         app_ctx = get_context(ctx)
         start_ms, end_ms = _span(start, end)
-        with app_ctx.progress() as progress:
-            art = fit_signals(app_ctx.store, symbol, timeframe, parse_members(members),
-                              app_ctx.settings.registry_dir, start_ms, end_ms, progress)  # fmt: skip
+        if (symbols is not None and "," in symbols) or universe is not None:
+            from smartmarket.ops import universe_training as uni
+
+            example = "smartmarket fit-signals -s S1,S2,… -t 4h"
+            if symbols is not None and universe is not None:
+                raise ConfigError("give either -s S1,S2,… or --universe all, not both", hint=f"e.g. {example}")
+            if old_symbol is not None or old_timeframe is not None:
+                raise ConfigError(f"unexpected argument {old_symbol or old_timeframe!r}", hint=f"e.g. {example}")
+            timeframe = grammar.require(timeframe, "--timeframe/-t", example)
+            chosen = uni.resolve_universe(
+                app_ctx.store, timeframe, symbols=None if symbols is None else uni.parse_symbols(symbols),
+                universe=universe,
+            )  # fmt: skip
+            with app_ctx.progress() as progress:
+                art = uni.fit_universe_signals(app_ctx.store, chosen, timeframe, parse_members(members),
+                                           app_ctx.settings.registry_dir, start=start_ms, end=end_ms,
+                                           progress=progress)  # fmt: skip
+        else:
+            symbol, timeframe = grammar.positional_or_option(symbols, timeframe, old_symbol, old_timeframe,
+                                                             "fit-signals")  # fmt: skip
+            with app_ctx.progress() as progress:
+                art = fit_signals(app_ctx.store, symbol, timeframe, parse_members(members),
+                                  app_ctx.settings.registry_dir, start_ms, end_ms, progress)  # fmt: skip
         doc = fit_summary(art)
         if as_json:
             typer.echo(_json_text(doc))

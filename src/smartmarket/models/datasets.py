@@ -23,7 +23,18 @@ GROUPS: tuple[str, ...] = ("price", "volume", "volatility")
 DEFAULT_GROUP_PATTERNS: dict[str, tuple[str, ...]] = {
     # Checked in this order; the first group with a matching pattern wins; unmatched columns are "price".
     "volume": (r"volume", r"^obv", r"^vrel", r"^vwap", r"^mfi", r"^taker", r"^trades"),
-    "volatility": (r"^atr", r"^natr", r"^rvol", r"^bb_width", r"^chop", r"volatil", r"^std", r"^range", r"_vol$"),
+    "volatility": (
+        r"^xs_vol_rank",
+        r"^atr",
+        r"^natr",
+        r"^rvol",
+        r"^bb_width",
+        r"^chop",
+        r"volatil",
+        r"^std",
+        r"^range",
+        r"_vol$",
+    ),
     "price": (r".",),
 }
 
@@ -120,12 +131,20 @@ class WindowDataset:
 
 
 def training_statistics(dataset: WindowDataset) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature mean and std over the rows the training windows cover (bars ≤ the last training sample)."""
+    """Per-feature mean and std over the rows the training windows cover.
+
+    Only rows inside some training window count: on one symbol's contiguous samples that is every row from the
+    first window's start to the last sample; on pooled symbols (rows of several symbols stacked, see
+    :mod:`smartmarket.models.universe`) it leaves out the rows between them — another symbol's later,
+    evaluated rows never reach the statistics."""
     if len(dataset) == 0:
         raise ValueError("cannot fit statistics on an empty training set")
-    first = int(dataset.samples.min()) - dataset.context + 1
-    last = int(dataset.samples.max())
-    rows = dataset.values[first : last + 1].astype(np.float64)
+    starts = dataset.samples - dataset.context + 1
+    edges = np.zeros(len(dataset.values) + 1, dtype=np.int64)
+    np.add.at(edges, starts, 1)
+    np.add.at(edges, dataset.samples + 1, -1)
+    covered = np.cumsum(edges[:-1]) > 0
+    rows = dataset.values[covered].astype(np.float64)
     rows = rows[np.isfinite(rows).all(axis=1)]
     mean = rows.mean(axis=0)
     std = rows.std(axis=0)

@@ -129,6 +129,8 @@ class TrainedModel:
     symbol: str = ""
     timeframe: str = ""
     feature_set: str = "custom"
+    symbols: tuple[str, ...] = ()
+    """The universe a pooled model was trained on (empty for a one-symbol model); never needed to predict."""
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     split: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
@@ -187,6 +189,7 @@ class TrainedModel:
             "id": self.model_id,
             "kind": self.kind,
             "symbol": self.symbol,
+            "symbols": list(self.symbols),
             "timeframe": self.timeframe,
             "stage": self.stage,
             "created": self.created,
@@ -276,7 +279,10 @@ def _fit_and_measure(
     timeframe: str,
     feature_set: str,
     seed: int,
+    timeline: np.ndarray | None = None,
 ) -> TrainedModel:
+    """Fit on ``split.train``, measure on validation/test. ``timeline``: the timestamps the split's periods index
+    (pooled symbols); by default the candles' own ``ts`` (one symbol, periods in bars)."""
     ready = complete_windows(values, classifier.context)
     for name, bars in (("train", split.train), ("validation", split.validation), ("test", split.test)):
         if bars.size and not (ready[bars].all() and labels.valid[bars].all()):
@@ -297,6 +303,7 @@ def _fit_and_measure(
     metrics["train"] = classification_metrics(recent.labels, predict_dataset(classifier, recent), rates)
 
     ts = candles["ts"].to_numpy()
+    periods_ts = ts if timeline is None else timeline
     history = []
     fit_result = getattr(classifier, "fit_result", None)
     if fit_result is not None:
@@ -313,9 +320,9 @@ def _fit_and_measure(
         metrics=metrics,
         split={
             **split.to_dict(),
-            "train_ts": _ts_period(ts, split.train_period),
-            "validation_ts": _ts_period(ts, split.validation_period),
-            "test_ts": _ts_period(ts, split.test_period),
+            "train_ts": _ts_period(periods_ts, split.train_period),
+            "validation_ts": _ts_period(periods_ts, split.validation_period),
+            "test_ts": _ts_period(periods_ts, split.test_period),
             "class_counts_train": np.bincount(train.labels, minlength=classifier.n_classes).tolist(),
         },
         data={

@@ -320,6 +320,7 @@ class Registry:
             symbol=meta.get("symbol", ""),
             timeframe=meta.get("timeframe", ""),
             feature_set=meta.get("feature_set", ""),
+            symbols=tuple(meta.get("symbols", ())),
             metrics=meta.get("metrics", {}),
             split=meta.get("split", {}),
             data=meta.get("data", {}),

@@ -12,6 +12,13 @@ bars with a label (``t1 >= 0``). Every sample's label window is ``[t, t1]``. The
 
 Walk-forward: the test period moves forward by ``step`` bars each fold; the train period either rolls (fixed
 length ``train``) or expands from bar 0.
+
+Pooled samples (several symbols, :mod:`smartmarket.models.universe`): ``positions`` gives each sample's place on
+a shared timeline (the sorted distinct timestamps of every symbol) and ``t1`` the timeline position where its
+label window ends. Periods, purging and the embargo are then laid out *by timestamp*: a fold's training holds
+no sample of any symbol whose label window reaches the first evaluated timestamp. Without ``positions`` sample
+``i`` sits at bar ``i`` (one symbol), as before. The returned ``train``/``validation``/``test`` arrays are
+always sample indices.
 """
 
 from __future__ import annotations
@@ -83,24 +90,46 @@ def make_split(
     embargo: int = 0,
     fold: int = 0,
     eligible: np.ndarray | None = None,
+    positions: np.ndarray | None = None,
 ) -> Split:
-    """Select purged samples for explicit periods (each ``[start, stop)`` in bars, in time order)."""
+    """Select purged samples for explicit periods (each ``[start, stop)`` in bars, in time order).
+
+    ``positions``: each sample's timeline position (default: sample ``i`` at bar ``i``); see the module doc."""
     (tr0, tr1), (va0, va1), (te0, te1) = train_period, validation_period, test_period
     if not (tr0 <= tr1 <= va0 <= va1 <= te0 <= te1):
         raise ValueError("periods must be ordered: train ≤ validation ≤ test")
     t1 = np.asarray(t1, dtype=np.int64)
-    bars = np.arange(len(t1))
+    index = np.arange(len(t1))
+    bars = _positions(t1, positions)
     ok = _labelled(t1, eligible)
     first_evaluated = va0 if va1 > va0 else te0
-    train = bars[ok & (bars >= tr0) & (bars < tr1) & (t1 < first_evaluated)]
-    validation = bars[ok & (bars >= va0) & (bars < va1) & (t1 < te0)]
-    test = bars[ok & (bars >= te0) & (bars < te1)]
+    train = index[ok & (bars >= tr0) & (bars < tr1) & (t1 < first_evaluated)]
+    validation = index[ok & (bars >= va0) & (bars < va1) & (t1 < te0)]
+    test = index[ok & (bars >= te0) & (bars < te1)]
     return Split(fold, train, validation, test, (tr0, tr1), (va0, va1), (te0, te1), embargo)
 
 
-def walk_forward(t1: np.ndarray, config: WalkForwardConfig, *, eligible: np.ndarray | None = None) -> list[Split]:
-    """Walk-forward folds over ``len(t1)`` bars; folds run oldest first. Empty when the data is too short."""
-    n = len(t1)
+def _positions(t1: np.ndarray, positions: np.ndarray | None) -> np.ndarray:
+    if positions is None:
+        return np.arange(len(t1))
+    positions = np.asarray(positions, dtype=np.int64)
+    if positions.shape != np.shape(t1):
+        raise ValueError("one timeline position per sample")
+    return positions
+
+
+def walk_forward(
+    t1: np.ndarray,
+    config: WalkForwardConfig,
+    *,
+    eligible: np.ndarray | None = None,
+    positions: np.ndarray | None = None,
+) -> list[Split]:
+    """Walk-forward folds over ``len(t1)`` bars (or the timeline of ``positions``); folds run oldest first.
+
+    Empty when the data is too short."""
+    bars = _positions(t1, positions)
+    n = int(bars.max()) + 1 if bars.size else 0
     step = config.step or config.test
     gap_val = config.embargo if config.validation > 0 else 0
     test_start = config.train + gap_val + config.validation + config.embargo
@@ -119,6 +148,7 @@ def walk_forward(t1: np.ndarray, config: WalkForwardConfig, *, eligible: np.ndar
                 embargo=config.embargo,
                 fold=len(folds),
                 eligible=eligible,
+                positions=positions,
             )
         )
         test_start += step
@@ -148,14 +178,16 @@ def chronological_split(
     test: float = 0.15,
     embargo: int = 0,
     eligible: np.ndarray | None = None,
+    positions: np.ndarray | None = None,
 ) -> Split:
     """One hold-out fold: the labelled span cut by fractions into train, validation and test (oldest first)."""
     if not (0 <= validation < 1 and 0 < test < 1 and validation + test < 1):
         raise ValueError("validation and test are fractions with validation + test < 1")
-    labelled = np.flatnonzero(_labelled(t1, eligible))
+    bars = _positions(t1, positions)
+    labelled = bars[_labelled(t1, eligible)]
     if labelled.size == 0:
         raise ValueError("no labelled sample to split")
-    first, stop = int(labelled[0]), int(labelled[-1]) + 1
+    first, stop = int(labelled.min()), int(labelled.max()) + 1
     span = stop - first
     n_test = max(1, round(span * test))
     n_val = round(span * validation)
@@ -165,7 +197,9 @@ def chronological_split(
     tr1 = va0 - embargo if n_val > 0 else te0 - embargo
     if tr1 <= first:
         raise ValueError(f"{span} labelled bars are too few for this split with an embargo of {embargo}")
-    return make_split(t1, (first, tr1), (va0, va1), (te0, stop), embargo=embargo, eligible=eligible)
+    return make_split(
+        t1, (first, tr1), (va0, va1), (te0, stop), embargo=embargo, eligible=eligible, positions=positions
+    )
 
 
 __all__ = ["Split", "WalkForwardConfig", "chronological_split", "make_split", "walk_forward"]

@@ -109,6 +109,7 @@ def fit_summary(art: EnsembleArtifact) -> dict[str, Any]:
     return {
         "id": art.artifact_id,
         "symbol": art.symbol,
+        "symbols": art.data.get("symbols", []),
         "timeframe": art.timeframe,
         "members": art.member_names,
         "member_model_ids": [s.get("model_id") for s in art.member_specs if s.get("model_id")],

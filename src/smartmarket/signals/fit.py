@@ -33,7 +33,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +48,7 @@ from smartmarket.core.types import Timeframe, normalize_symbol
 from smartmarket.models import persist
 from smartmarket.models.labels import LabelConfig
 from smartmarket.signals.members import Member, ModelMember
+from smartmarket.signals.outcomes import SignalSamples
 from smartmarket.signals.pipeline import ResearchData, research_data
 from smartmarket.signals.strength import SignalSystem, SignalSystemConfig
 
@@ -181,6 +182,93 @@ def fit_artifact(
             "sample_first_ts": int(fit_ts.min()),
             "sample_last_ts": int(fit_ts.max()),
             "first_sample_bar": first,
+            "decision_ts": decision_ts,
+        },
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+def concat_samples(parts: Sequence[SignalSamples]) -> SignalSamples:
+    """Several symbols' samples as one set (``ts`` coordinate), sorted by decision time (stable)."""
+    if not parts:
+        raise ValueError("no samples to pool")
+    names = parts[0].member_names
+    extra = None if any(p.extra is None for p in parts) else np.concatenate([p.extra for p in parts])
+    ts = None if any(p.ts is None for p in parts) else np.concatenate([p.ts for p in parts])
+    pooled = SignalSamples(
+        t=np.concatenate([p.t for p in parts]),
+        t1=np.concatenate([p.t1 for p in parts]),
+        y=np.concatenate([p.y for p in parts]),
+        members={n: np.concatenate([p.members[n] for p in parts]) for n in names},
+        regimes=np.concatenate([p.regimes for p in parts]),
+        extra=extra,
+        ts=ts,
+    )
+    return pooled.take(np.argsort(pooled.t, kind="stable"))
+
+
+def fit_universe_artifact(
+    frames: Mapping[str, pd.DataFrame],
+    members: Sequence[Member],
+    *,
+    timeframe: str,
+    name: str = "UNIVERSE",
+    label_config: LabelConfig | None = None,
+    config: SignalSystemConfig | None = None,
+    feature_set: str | None = None,
+) -> EnsembleArtifact:
+    """One signal system fitted on several symbols' samples pooled by timestamp (``fit-signals --symbols``).
+
+    Each symbol's samples are made as in :func:`fit_artifact` (its own features, member probabilities, outcomes;
+    from after the members' training); they are pooled in time order and cut chronologically *by timestamp*
+    (the sample coordinate is the candle open time), so calibration, weights and thresholds are fitted on
+    earlier timestamps of every symbol than the parts that judge them. No symbol identity enters the system."""
+    labels = label_config or LabelConfig()
+    cfg = config or default_system_config()
+    if len(frames) < 2:
+        raise ValidationError("a universe needs at least two symbols", where="signals fit")
+    parts: list[SignalSamples] = []
+    per_symbol: dict[str, dict[str, Any]] = {}
+    decision_ts = 0
+    for symbol, candles in frames.items():
+        frame = candles.reset_index(drop=True)
+        prepared = research_data(frame, members, timeframe=timeframe, label_config=labels, feature_set=feature_set)
+        first = first_sample_bar(frame, members, labels.horizon)
+        samples, _ = prepared.samples(coordinate="ts", first_bar=first)
+        parts.append(samples)
+        ts = frame["ts"].to_numpy(np.int64)
+        decision_ts = max(decision_ts, int(ts[-1]) + 1)
+        per_symbol[symbol] = {
+            "rows": len(frame),
+            "first_ts": int(ts[0]),
+            "last_ts": int(ts[-1]),
+            "first_sample_bar": first,
+        }
+    known = concat_samples(parts).known_before(decision_ts, purge=cfg.purge)
+    if len(known) < cfg.min_fit_samples:
+        raise ValidationError(
+            f"only {len(known)} samples with known outcomes after the members' training (need {cfg.min_fit_samples})",
+            where="signals fit", hint="give more candles (a longer --start/--end span)",
+        )  # fmt: skip
+    system = SignalSystem(cfg).fit(known, decision_ts)
+    fit_ts = known.ts if known.ts is not None else known.t
+    symbols = list(frames)
+    return EnsembleArtifact(
+        system=system,
+        member_specs=[m.spec() for m in members],
+        symbol=name,
+        timeframe=str(Timeframe.parse(timeframe)),
+        feature_set=_feature_set_of(members, feature_set),
+        label_config=labels,
+        data={
+            "symbols": symbols,
+            "per_symbol": per_symbol,
+            "rows": sum(p["rows"] for p in per_symbol.values()),
+            "first_ts": min(p["first_ts"] for p in per_symbol.values()),
+            "last_ts": max(p["last_ts"] for p in per_symbol.values()),
+            "samples": len(known),
+            "sample_first_ts": int(fit_ts.min()),
+            "sample_last_ts": int(fit_ts.max()),
             "decision_ts": decision_ts,
         },
         created=datetime.now(UTC).isoformat(timespec="seconds"),
