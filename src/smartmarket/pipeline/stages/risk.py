@@ -369,6 +369,7 @@ class RiskStage(Stage):
             order = SubmitOrder(
                 event_id=event_id, ts_event=now, correlation_id=cause.correlation_id, causation_id=cause.event_id,
                 symbol=symbol, side=intent.side, quantity=intent.quantity, client_order_id=client_order_id(event_id),
+                reduce_only=leg == "close",
             )  # fmt: skip
             book.sent(order)
             account.submitted.append(order)
