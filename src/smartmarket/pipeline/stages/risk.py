@@ -122,10 +122,10 @@ class Account:
 def order_legs(projected: float, wanted: float, target_sign: int) -> list[Leg]:
     """The orders that move a position of ``projected`` to ``wanted`` as the kernel's paper broker fills them.
 
-    A reversal or a flattening first closes the whole position (a ``close`` leg), then the new side is a
+    A reversal first closes the whole position (a ``close`` leg, sent ``reduce_only``), then the new side is a
     second order (the ``target`` leg): two orders in the same sequence as the backtest's two fills at the
-    next open. A same-side resize is one ``target`` leg for the difference. ``target_sign`` is the sign of
-    the decision's target (a decision to go long that sizes to zero still closes a short first).
+    next open. Going flat, entering from flat and a same-side resize are one ``target`` leg. ``target_sign`` is
+    the sign of the decision's target (a decision to go long that sizes to zero still closes a short).
     """
     legs: list[Leg] = []
     if projected != 0.0 and (target_sign == 0 or (projected > 0) != (target_sign > 0)):
