@@ -138,12 +138,21 @@ def test_run_paper_trades_a_named_strategy_with_the_backtests_decisions(sm_home:
     orders = summary["published"]["SubmitOrder"]
     assert orders > 10 and summary["published"]["OrderFilled"] == orders - summary["orders_waiting"]
 
-    # the live decisions are sma_cross's decisions in the backtest kernel (same candles, same parameters)
+    # the live decisions are sma_cross's decisions in the backtest kernel (same candles, same parameters), and
+    # the live fills are the backtest's: a reversal leaves as two orders (close, then the new side)
     reference = Kernel(strategy_factory("sma_cross", fast=5, slow=20), TradingConfig(limits=None).kernel_config())
     run_kernel(reference, {"SOLUSDT": candles})
     store = open_store(Settings().store_url)
-    sent = sorted(e.message.ts_event - 60_000 for e in store.read_events(types=["SubmitOrder"]))
-    assert sent == sorted(o.created_ts for o in reference.orders)
+    submitted = [e.message for e in store.read_events(types=["SubmitOrder"])]
+    assert sorted({m.ts_event - 60_000 for m in submitted}) == sorted(o.created_ts for o in reference.orders)
+    assert sum(m.reduce_only for m in submitted) > 5  # reversals: a close leg each
+    live_fills = [(m.ts_event, m.side, m.quantity, m.price, m.fee) for m in (
+        e.message for e in store.read_events(types=["OrderFilled"])
+    )]  # fmt: skip
+    backtest_fills = [(f.ts, f.side, f.quantity, f.price, f.fee) for f in reference.broker.fills]
+    assert [f[:2] for f in live_fills] == [f[:2] for f in backtest_fills]
+    for a, b in zip(live_fills, backtest_fills, strict=True):
+        assert a[2:] == pytest.approx(b[2:], rel=1e-9)
     # the portfolio is built from the fills: its last position is what was filled
     fills = [e.message for e in store.read_events(types=["OrderFilled"])]
     held = sum(f.quantity if f.side == "buy" else -f.quantity for f in fills)

@@ -56,7 +56,9 @@ def run_peer(candles: pd.DataFrame, commission: float = 0.0, spread: float = 0.0
 
 
 def run_ours(candles: pd.DataFrame, fee: float = 0.0, slippage_bps: float = 0.0) -> BacktestResult:
-    config = KernelConfig(initial_cash=CASH, fees=FeeModel(maker=fee, taker=fee), slippage=FixedBps(slippage_bps))
+    config = KernelConfig(
+        initial_cash=CASH, fees=FeeModel(maker=fee, taker=fee), slippage=FixedBps(slippage_bps), size_at="fill_open"
+    )  # backtesting.py sizes an order at its fill (the next open): the kernel's peer-parity option
     return run_backtest(candles, "sma_cross", params={"fast": FAST, "slow": SLOW}, config=config)
 
 

@@ -34,7 +34,8 @@ def candles(shared_data: Path) -> pd.DataFrame:
 
 
 def test_every_set_ends_with_vectorbts_equity(candles: pd.DataFrame) -> None:
-    ours = run_sweep(candles, "sma_cross", SETS, config=KernelConfig(initial_cash=CASH, fees=NO_FEES))
+    config = KernelConfig(initial_cash=CASH, fees=NO_FEES, size_at="fill_open")  # vectorbt sizes at the fill's open
+    ours = run_sweep(candles, "sma_cross", SETS, config=config)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         peer = vectorbt_sma_cross(candles, SETS)

@@ -75,8 +75,9 @@ def test_decision_at_close_fills_at_next_open() -> None:
     assert [(f.bar, f.side, f.price) for f in res.fills] == [(1, "buy", 110.0), (3, "sell", 130.0)]
     (trade,) = res.trades
     assert (trade.entry_bar, trade.exit_bar, trade.entry_ts, trade.exit_ts) == (1, 3, HOUR, 3 * HOUR)
-    assert trade.pnl == pytest.approx(CASH / 110 * 20)
+    assert trade.pnl == pytest.approx(CASH / 100 * 20)  # sized at the decision close (100), filled at 110
     assert res.orders[0].created_bar == 0 and res.orders[0].fill_bar == 1
+    assert res.orders[0].quantity == pytest.approx(CASH / 100)
 
 
 @pytest.mark.parametrize("latency", [1, 2])
@@ -156,7 +157,7 @@ def test_fixed_bps_slippage_moves_fills_against_the_trader() -> None:
     buy, sell = res.fills
     assert buy.price == pytest.approx(100 * 1.001)
     assert sell.price == pytest.approx(120 * 0.999)
-    assert buy.quantity == pytest.approx(CASH / (100 * 1.001))  # sized at the slipped price
+    assert buy.quantity == pytest.approx(CASH / 100)  # sized at the decision close: the slippage is not known yet
 
 
 def test_volatility_slippage_uses_the_ranges_of_earlier_bars_only() -> None:
@@ -272,21 +273,37 @@ def test_short_profit_when_price_falls() -> None:
     assert res.final_equity == pytest.approx(CASH + trade.pnl)
 
 
-def test_reversal_closes_then_opens_with_the_equity_after_the_close() -> None:
+def test_reversal_closes_then_opens_the_quantity_sized_at_the_decision_close() -> None:
     bars = flat_bars([100, 100, 120, 120])
     res = run(bars, {0: LONG, 1: SHORT}, fees=FeeModel(taker=0.001))
     assert [f.side for f in res.fills] == ["buy", "sell", "sell"]
-    close_long, open_short = res.fills[1], res.fills[2]
+    buy, close_long, open_short = res.fills
+    equity_at_decision = CASH - buy.fee  # bar 1 closes at the buy's price: only the fee is gone
+    assert open_short.quantity == pytest.approx(equity_at_decision / (100 * 1.001))
+    assert close_long.quantity == pytest.approx(buy.quantity)
+    assert close_long.bar == open_short.bar == 2
+
+
+def test_size_at_fill_open_sizes_from_the_equity_after_the_close_at_the_open() -> None:
+    """backtesting.py's convention, kept for the peer-parity tests."""
+    bars = flat_bars([100, 100, 120, 120])
+    res = run(bars, {0: LONG, 1: SHORT}, fees=FeeModel(taker=0.001), size_at="fill_open")
+    open_short = res.fills[2]
     equity_after_close = CASH + res.trades[0].pnl
     assert open_short.quantity == pytest.approx(equity_after_close / (120 * 1.001))
-    assert close_long.bar == open_short.bar == 2
+    assert all(o.quantity is None for o in res.orders)
+
+
+def test_unknown_size_at_is_refused() -> None:
+    with pytest.raises(ValidationError, match="size_at"):
+        KernelConfig(size_at="fill_close")  # type: ignore[arg-type]
 
 
 def test_open_positions_are_reported_or_closed_at_the_end() -> None:
     bars = flat_bars([100, 110, 120])
     kept = run(bars, {0: LONG})
     assert not kept.trades and len(kept.open_positions) == 1
-    assert kept.final_equity == pytest.approx(CASH / 110 * 120)
+    assert kept.final_equity == pytest.approx(CASH + CASH / 100 * (120 - 110))
     closed = run(bars, {0: LONG}, close_at_end=True)
     (trade,) = closed.trades
     assert (trade.exit_reason, trade.exit_price, trade.exit_bar) == ("end_of_data", 120.0, 2)
@@ -316,7 +333,7 @@ def test_volatility_target_sizes_inversely_to_realised_volatility() -> None:
     rets = [math.log(b / a) for a, b in itertools.pairwise(closes[2:23])]
     mean = sum(rets) / len(rets)
     vol = math.sqrt(sum((r - mean) ** 2 for r in rets) / (len(rets) - 1))
-    assert res.fills[0].quantity * closes[23] == pytest.approx(CASH * 0.005 / vol)
+    assert res.fills[0].quantity * closes[22] == pytest.approx(CASH * 0.005 / vol)  # at the decision close
 
 
 def test_exposure_limit_caps_a_second_symbol() -> None:

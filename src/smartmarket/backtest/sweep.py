@@ -85,6 +85,7 @@ def _parameters(config: KernelConfig) -> tuple[np.ndarray, np.ndarray]:
     ip[sk.I_LATENCY] = config.latency_bars
     ip[sk.I_LONG_ONLY] = int(config.long_only)
     ip[sk.I_CLOSE_AT_END] = int(config.close_at_end)
+    ip[sk.I_SIZE_AT_OPEN] = int(config.size_at == "fill_open")
     return fp, ip
 
 

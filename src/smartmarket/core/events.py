@@ -154,6 +154,7 @@ class SubmitOrder(Message):
     order_type: Literal["market", "limit"] = "market"
     limit_price: float | None = None
     client_order_id: str
+    reduce_only: bool = False  # only closes a position: a reversal's first leg, filled before the new side
 
 
 class RiskRejected(Message):

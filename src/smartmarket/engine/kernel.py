@@ -9,13 +9,20 @@
 4. **features**: the strategy's features and bar history take this bar (O(1) incremental updates);
 5. **strategy**: ``on_bar(ctx)`` sees this bar and earlier ones only;
 6. **orders**: sizing and risk turn a decision into an order that is pending until the open of the next bar
-   (``latency_bars`` later with a latency setting): never at this bar's close. With a price-dependent sizer
+   (``latency_bars`` later with a latency setting): never at this bar's close. Its quantity is fixed here, at
+   the decision close (``execution.sizing.order_quantity``: the rule the live risk stage follows too, so
+   ``backtest`` and ``run`` fill the same quantities); a reversal fills as two fills at that open, the close
+   of the old side, then the new side. With a price-dependent sizer
    that has a ``rebalance_band`` (volatility targeting), the sizer is re-evaluated at every close while the
    strategy's last decision wants a position and no order is pending; when its fraction differs from the held
    exposure by more than ``band`` x the held exposure, a resize order (reason ``rebalance``) goes out the same
    way. A protective exit ends that stance until the strategy decides again.
 
 The kernel holds no data beyond the candles it was given, so a decision at bar t cannot depend on bar t+1.
+``KernelConfig.size_at="fill_open"`` sizes at the fill instead (equity and price at the fill's open, with its
+slippage): the convention of backtesting.py and vectorbt, kept only so the peer-parity tests can compare
+trade for trade. A real broker needs the quantity when the order leaves, so nothing else uses it.
+
 Candles of one symbol must arrive in increasing ``ts``; across symbols, timestamps must not go back.
 ``finish()`` ends a run: pending orders are cancelled and open positions are reported, or closed at their
 last close when ``close_at_end`` (taker fee and slippage; reason ``end_of_data``).
@@ -26,6 +33,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Literal
 
 from smartmarket.core.errors import ValidationError
 from smartmarket.core.events import CandleClosed
@@ -36,11 +44,12 @@ from smartmarket.execution.orders import DIRECTION_SIGN, Decision, Order
 from smartmarket.execution.paper_broker import PaperBroker
 from smartmarket.execution.portfolio import Portfolio, Position
 from smartmarket.execution.risk import ProtectiveStops, RiskConfig, stops_for_entry
-from smartmarket.execution.sizing import FixedFraction, Sizer
+from smartmarket.execution.sizing import FixedFraction, Sizer, order_quantity
 from smartmarket.execution.slippage import NO_SLIPPAGE, SlippageModel, SlippageTracker
 from smartmarket.features.base import Feature
 
 NAN = math.nan
+SizeAt = Literal["decision_close", "fill_open"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +64,13 @@ class KernelConfig:
     latency_bars: int = 0  # extra bars between a decision and its fill (0 = next bar's open)
     long_only: bool = False  # short decisions become flat
     close_at_end: bool = False  # finish() closes open positions at their last close
+    size_at: SizeAt = "decision_close"  # "fill_open": backtesting.py's convention, peer-parity tests only
 
     def __post_init__(self) -> None:
         if self.latency_bars < 0:
             raise ValidationError(f"latency_bars must be >= 0, got {self.latency_bars}")
+        if self.size_at not in ("decision_close", "fill_open"):
+            raise ValidationError(f"size_at must be 'decision_close' or 'fill_open', got {self.size_at!r}")
 
 
 class _SymbolState:
@@ -386,10 +398,19 @@ class Kernel:
                 return
         if st.pending is not None:
             st.pending.status = "cancelled"
-        self._send(st, fraction, ts, i, decision, decision.reason)
+        self._send(st, fraction, ts, i, close, decision, decision.reason)
 
-    def _send(self, st: _SymbolState, fraction: float, ts: int, i: int, levels: Decision | None, reason: str) -> None:
-        """Make ``fraction`` the symbol's pending order, with ``levels``' protective levels."""
+    def _send(
+        self, st: _SymbolState, fraction: float, ts: int, i: int, close: float, levels: Decision | None, reason: str
+    ) -> None:
+        """Make ``fraction`` the symbol's pending order, with ``levels``' protective levels; its quantity is
+        fixed at this ``close`` (``order_quantity``) unless the config sizes at the fill's open."""
+        quantity: float | None = None
+        if self.config.size_at == "decision_close":
+            pf = self.portfolio
+            equity = pf.equity
+            room = self.config.risk.max_gross_exposure * equity - pf.gross_exposure_excluding(st.symbol)
+            quantity = order_quantity(fraction, equity, close, self.config.fees.taker, room=room)
         order = Order(
             order_id=self._next_order_id,
             symbol=st.symbol,
@@ -401,6 +422,7 @@ class Kernel:
             take_profit=levels.take_profit if levels is not None else None,
             trailing_stop=levels.trailing_stop if levels is not None else None,
             reason=reason,
+            quantity=quantity,
         )
         self._next_order_id += 1
         self.orders.append(order)
@@ -429,7 +451,7 @@ class Kernel:
         held = self._held_fraction(st.symbol)
         # entering from flat takes the decision's levels; a resize keeps the levels in force
         entering = (held > 0) - (held < 0) != st.stance
-        self._send(st, fraction, ts, i, decision if entering else None, "rebalance")
+        self._send(st, fraction, ts, i, close, decision if entering else None, "rebalance")
 
     def _update_levels(self, st: _SymbolState, decision: Decision) -> None:
         """A decision repeating the direction may move its protective levels (effective from the next bar)."""

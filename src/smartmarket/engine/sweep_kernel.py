@@ -4,12 +4,15 @@ One call of :func:`simulate` is one single-symbol run of :class:`~smartmarket.en
 the paper broker, portfolio, sizing and protective stops, operation for operation (same float expressions in
 the same order, so trades and equity agree with the event-driven driver to the last bit in practice):
 
-1. a pending order due at bar i fills at its open (close the old side first, then size the new quantity from
-   equity at the fill price including the taker fee, capped by the gross exposure);
+1. a pending order due at bar i fills at its open (close the old side first, then the new side: the quantity fixed
+   at the decision close, ``execution.sizing.order_quantity``; with ``I_SIZE_AT_OPEN`` — the kernel's
+   ``size_at="fill_open"`` — sized from equity at the fill price including the taker fee, capped by the gross
+   exposure);
 2. stops/targets/trailing stops inside the bar (gap → open, stop before target, trail from earlier bars);
 3. mark at the close: one equity point;
 4. the slippage tracker takes the bar;
-5. the bar's decision code (see :mod:`smartmarket.strategies.arrays`) becomes a pending order;
+5. the bar's decision code (see :mod:`smartmarket.strategies.arrays`) becomes a pending order, its quantity
+   fixed at this close (unless ``I_SIZE_AT_OPEN``);
 6. with a rebalance band (``F_BAND`` not NaN: a price-dependent sizer that rebalances), while the last decision
    wants a position and no order is pending, a resize order when the bar's size fraction left the band around
    the held exposure (the kernel's ``_rebalance``).
@@ -29,8 +32,8 @@ F_CASH, F_MAKER, F_TAKER, F_SLIP_BASE, F_SLIP_MULT, F_SLIP_ALPHA = 0, 1, 2, 3, 4
 F_SL_PCT, F_TP_PCT, F_TRAIL_PCT, F_MAX_POSITION, F_MAX_GROSS, F_BAND = 6, 7, 8, 9, 10, 11
 N_FPARAMS = 12
 # int parameters (``iparams``)
-I_SLIP_VOL, I_LATENCY, I_LONG_ONLY, I_CLOSE_AT_END = 0, 1, 2, 3
-N_IPARAMS = 4
+I_SLIP_VOL, I_LATENCY, I_LONG_ONLY, I_CLOSE_AT_END, I_SIZE_AT_OPEN = 0, 1, 2, 3, 4
+N_IPARAMS = 5
 
 # exit reasons
 R_SIGNAL, R_STOP_LOSS, R_TAKE_PROFIT, R_TRAILING_STOP, R_END_OF_DATA, R_REBALANCE = 0, 1, 2, 3, 4, 5
@@ -63,6 +66,17 @@ def _limited_fraction(sign: int, size: float, equity: float, max_gross: float, m
     other = 0.0 if equity > 0 else math.inf
     cap = min(max_pos, max(0.0, max_gross - other))
     return max(-cap, min(cap, sign * max(0.0, size)))
+
+
+@njit(cache=True, inline="always")
+def _close_quantity(fraction: float, equity: float, price: float, taker: float, max_gross: float) -> float:
+    """``execution.sizing.order_quantity`` at the decision close (one symbol: the room is ``max_gross x equity``)."""
+    if fraction == 0.0 or not equity > 0 or not price > 0:
+        return 0.0
+    room = max_gross * equity - 0.0
+    notion = min(abs(fraction) * equity, max(0.0, room))
+    sign = 1.0 if fraction > 0 else -1.0
+    return sign * notion / (price * (1.0 + sign * 0.0) * (1.0 + taker))
 
 
 @njit(cache=True)
@@ -102,6 +116,7 @@ def simulate(
     latency = ip[I_LATENCY]
     long_only = ip[I_LONG_ONLY] != 0
     close_at_end = ip[I_CLOSE_AT_END] != 0
+    size_at_open = ip[I_SIZE_AT_OPEN] != 0
     record_eq = equity_out.shape[0] > 0
     cap_trades = trades_f.shape[0]
     n_blocks = blocks.shape[0]
@@ -120,6 +135,7 @@ def simulate(
     # pending order
     has_pending = False
     pend_frac = 0.0
+    pend_qty = 0.0  # the quantity fixed at the decision close
     pend_bar = 0  # (the kernel's ``target_fraction`` only matters for sized decisions, which codes never carry)
     pend_reason = R_SIGNAL
     stance = 0  # the sign the last decision wants (0 after a protective exit)
@@ -230,12 +246,14 @@ def simulate(
                         if sign == 0:
                             continue
                         equity = cash + qty * fref if qty != 0.0 else cash
-                        desired = 0.0
-                        if equity > 0:
+                        desired = pend_qty
+                        if size_at_open and equity > 0:
                             unit_cost = fref * (1.0 + sign * slip) * (1.0 + taker)
                             room = max_gross * equity - 0.0
                             notion = min(abs(pend_frac) * equity, max(0.0, room))
                             desired = sign * notion / unit_cost
+                        elif size_at_open:
+                            desired = 0.0
                         delta = desired - qty
                         if abs(delta) > _DUST * max(abs(desired), abs(qty)):
                             fq = delta
@@ -368,12 +386,13 @@ def simulate(
                 has_pending = False  # back to the held side before the change filled: cancel it
             else:
                 fraction = 0.0
+                eq_now = cash + qty * last if qty != 0.0 else cash
                 if dsign != 0:
-                    eq_now = cash + qty * last if qty != 0.0 else cash
                     fraction = _limited_fraction(dsign, size_frac[i], eq_now, max_gross, max_pos)
                 if dsign == 0 or fraction != 0.0 or current != 0:
                     has_pending = True
                     pend_frac = fraction
+                    pend_qty = 0.0 if size_at_open else _close_quantity(fraction, eq_now, ci, taker, max_gross)
                     pend_bar = bi + 1 + latency
                     pend_reason = R_SIGNAL
 
@@ -385,6 +404,7 @@ def simulate(
             if abs(fraction - held) > band * abs(held):
                 has_pending = True
                 pend_frac = fraction
+                pend_qty = 0.0 if size_at_open else _close_quantity(fraction, eq_now, ci, taker, max_gross)
                 pend_bar = bi + 1 + latency
                 pend_reason = R_REBALANCE
 

@@ -17,6 +17,7 @@ harmless. Nothing here reads the wall clock.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from smartmarket.core.events import (
@@ -168,11 +169,12 @@ class Book:
     def open_orders(self) -> list[OpenOrder]:
         return [OpenOrder(o.symbol, o.side, o.remaining) for o in self.working.values() if o.remaining > 0]
 
-    def account_state(self) -> AccountState:
-        """The snapshot the pre-trade risk checks judge (call ``mark`` first)."""
+    def account_state(self, ahead: Sequence[OpenOrder] = ()) -> AccountState:
+        """The snapshot the pre-trade risk checks judge (call ``mark`` first); ``ahead``: orders about to be
+        sent before the one judged (a reversal's close leg), counted as working."""
         if self.watermarks is None:
             self.watermarks = EquityWatermarks(self.portfolio.equity, 0)
-        return AccountState.from_portfolio(self.portfolio, self.watermarks, self.open_orders())
+        return AccountState.from_portfolio(self.portfolio, self.watermarks, [*self.open_orders(), *ahead])
 
 
 __all__ = ["ANSWER_TYPES", "FILL_TOLERANCE", "Book", "WorkingOrder"]

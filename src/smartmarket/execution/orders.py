@@ -58,9 +58,11 @@ class Decision:
 class Order:
     """A request to hold ``target_fraction`` of equity in ``symbol`` (signed: negative = short).
 
-    Created at the close of bar ``created_bar`` (the symbol's own bar counter) and fillable from the open of
-    bar ``fill_bar`` (``created_bar + 1 + latency``). ``status`` moves from ``pending`` to ``filled``,
-    ``cancelled`` (replaced by a newer decision) or ``skipped`` (nothing to trade when it came due).
+    Created at the close of bar ``created_bar`` (the symbol's own bar counter) and fillable from the open of bar
+    ``fill_bar`` (``created_bar + 1 + latency``). ``quantity``: the signed position wanted after the fill, fixed at
+    the decision close; ``None`` (``KernelConfig.size_at="fill_open"``) sizes at the fill. ``status`` moves from
+    ``pending`` to ``filled``, ``cancelled`` (replaced by a newer decision) or ``skipped`` (nothing to trade when it
+    came due).
     """
 
     order_id: int
@@ -75,6 +77,7 @@ class Order:
     reason: str = "signal"
     status: OrderStatus = "pending"
     filled_ts: int | None = None
+    quantity: float | None = None
 
     @property
     def target_sign(self) -> int:

@@ -1,12 +1,15 @@
 """A simulated broker: fills orders against a reference price with slippage and fees, into a portfolio.
 
-Target orders are resolved at fill time. When the order reverses or flattens the position, the old position
-is closed first (one fill); the new quantity is then sized from the equity *after* that close::
+When the order reverses or flattens the position, the old position is closed first (one fill); the new
+side is then a second fill at the same price. An order carries its target quantity, fixed at the decision
+close (``execution.sizing.order_quantity``, the rule live orders follow); the fill trades the difference to
+it. An order without one (``KernelConfig.size_at="fill_open"``, backtesting.py's convention, for the peer
+parity tests) is sized here from the equity *after* the close, at the fill price with its slippage::
 
     quantity = target_fraction x equity / (fill_price x (1 + taker_rate))
 
-which spends exactly ``target_fraction`` of equity including the entry fee (the convention backtesting.py
-uses too). It is capped so the gross exposure of all symbols stays within ``max_gross_exposure x equity``.
+which spends exactly ``target_fraction`` of equity including the entry fee, capped so the gross exposure of
+all symbols stays within ``max_gross_exposure x equity``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Literal
 from smartmarket.execution.fees import FeeModel
 from smartmarket.execution.orders import Fill, Liquidity, Order
 from smartmarket.execution.portfolio import Portfolio
+from smartmarket.execution.sizing import order_quantity
 from smartmarket.execution.slippage import slipped_price
 
 _DUST = 1e-12  # relative size below which a trade is not worth sending
@@ -71,7 +75,7 @@ class PaperBroker:
             )
             held = 0.0
         if sign != 0:
-            desired = self._target_quantity(order, price, slippage)
+            desired = order.quantity if order.quantity is not None else self._target_quantity(order, price, slippage)
             delta = desired - held
             if abs(delta) > _DUST * max(abs(desired), abs(held)):
                 fills.append(
@@ -82,16 +86,12 @@ class PaperBroker:
         return fills
 
     def _target_quantity(self, order: Order, price: float, slippage: float) -> float:
+        """Sizing at the fill (``size_at="fill_open"``): equity and price at the fill, with its slippage."""
         pf = self.portfolio
         symbol = order.symbol
-        sign = order.target_sign
         equity = pf.equity_at(symbol, price)
-        if not equity > 0:
-            return 0.0
-        unit_cost = slipped_price(price, sign, slippage) * (1.0 + self.fees.taker)
         room = self.max_gross_exposure * equity - pf.gross_exposure_excluding(symbol)
-        notional = min(abs(order.target_fraction) * equity, max(0.0, room))
-        return sign * notional / unit_cost
+        return order_quantity(order.target_fraction, equity, price, self.fees.taker, room=room, slippage=slippage)
 
 
 __all__ = ["PaperBroker"]

@@ -1,9 +1,10 @@
 """Position sizing: how much of the equity a decision should put at work.
 
 A sizer returns an *unsigned fraction of equity* for a long or short decision (the kernel applies the sign);
-the broker turns it into a quantity at the fill price. A decision carrying its own ``size`` overrides the
-sizer. Sizers that need recent prices declare ``lookback`` (closes required); they receive the closes up to
-and including the decision bar, oldest first. A sizer with a ``rebalance_band`` (and a lookback) is
+:func:`order_quantity` turns that fraction into a quantity — the one rule both drivers follow: the backtest kernel
+and the live risk stage call it at the decision close (see its docstring). A decision carrying its own ``size``
+overrides the sizer. Sizers that need recent prices declare ``lookback`` (closes required); they receive the closes
+up to and including the decision bar, oldest first. A sizer with a ``rebalance_band`` (and a lookback) is
 re-evaluated by the kernel at every close while its strategy wants a position: the position is resized when the
 sizer's fraction differs from the held one by more than ``band`` x the held fraction (see ``engine.kernel``).
 """
@@ -196,6 +197,29 @@ class RiskPerTrade(Sizer):
         return min(self.max_fraction, self.risk_fraction / distance)
 
 
+def order_quantity(
+    fraction: float, equity: float, price: float, taker_fee: float, *, room: float = math.inf, slippage: float = 0.0
+) -> float:
+    """The signed quantity that holds ``fraction`` of ``equity`` (negative: short), bought or sold at ``price``.
+
+    ``quantity = sign x min(|fraction| x equity, room) / (price x (1 + slippage) x (1 + taker_fee))``: it spends
+    ``fraction`` of equity *including* the entry fee. ``room`` is the gross exposure still allowed
+    (``max_gross_exposure x equity`` minus the other symbols' exposure); zero without equity or price.
+
+    **The rule both drivers follow** (backtest kernel and live risk stage): ``equity`` is valued at the
+    decision close and ``price`` *is* that close, so the quantity is known when the order leaves — a real
+    broker needs it then — and a backtest fills exactly what a live run sends (``tests/integration/
+    test_one_pipeline_fills.py``). The kernel's ``size_at="fill_open"`` passes the fill's open and the equity
+    valued there, with the fill's slippage, instead: the convention of backtesting.py and vectorbt, used only by
+    the parity tests against them.
+    """
+    if fraction == 0.0 or not equity > 0 or not price > 0:
+        return 0.0
+    notional = min(abs(fraction) * equity, max(0.0, room))
+    sign = 1.0 if fraction > 0 else -1.0
+    return sign * notional / (price * (1.0 + sign * slippage) * (1.0 + taker_fee))
+
+
 __all__ = [
     "EWMA_DECAY",
     "EWMA_LOOKBACK",
@@ -205,5 +229,6 @@ __all__ = [
     "VolatilityTarget",
     "annual_volatility_target",
     "ewma_volatility",
+    "order_quantity",
     "realised_volatility",
 ]

@@ -53,6 +53,7 @@ from smartmarket.pipeline.stages import CONSUMER_STAGES, SHADOW_STAGE, STAGE_NAM
 from smartmarket.pipeline.stages.base import EventLog, Stage, by_symbol, derived_id
 from smartmarket.pipeline.stages.candles import CandleCache, candle_closed
 from smartmarket.pipeline.stages.execution import ExecutionStage
+from smartmarket.pipeline.stages.portfolio import PortfolioStage
 from smartmarket.pipeline.stages.recorder import GROUP as RECORDER_GROUP
 from smartmarket.pipeline.stages.recorder import Recorder
 from smartmarket.pipeline.stages.spec import FactoryEngines, PipelineSpec, TradingConfig
@@ -534,6 +535,8 @@ class LivePipeline:
         for stage in self.stages:
             fold = getattr(stage, "fold", None)
             s.caught_up += int(getattr(fold, "caught_up", 0))
+            if isinstance(stage, PortfolioStage):  # folds fills, not candles: its own count
+                s.caught_up += stage.caught_up
             if isinstance(stage, ExecutionStage):
                 s.orders_waiting = stage.waiting()
         s.latency_ms = {name: percentiles(list(v)) for name, v in self.metrics.latency_ms.items()}

@@ -195,7 +195,8 @@ class ExecutionStage(Stage):
         """Fill every waiting order whose fill candle (the first opening at or after its decision) is known."""
         out: list[Message] = []
         still: list[SubmitOrder] = []
-        for order in sorted(state.waiting, key=lambda o: o.ts_event):
+        # a reversal's close leg before its new side, whichever of the two a recovering worker met first
+        for order in sorted(state.waiting, key=lambda o: (o.ts_event, not o.reduce_only)):
             fill_ts = next((ts for ts in state.opens if ts >= order.ts_event), None)
             if fill_ts is None:
                 still.append(order)

@@ -8,11 +8,15 @@ Per symbol the stage holds two things:
   stop and target, the time barrier); its own simulated account is never used for money;
 - the **book** (``execution.book.Book``): position, cash and working orders learnt only from the broker's
   answers (``OrderSubmitted``, ``OrderFilled`` incl. partial fills, ``OrderRejected``, ``OrderCancelled``) on
-  the ``executions`` topic. Orders are sized against it::
+  the ``executions`` topic. Orders are sized against it by the kernel's own rule
+  (``execution.sizing.order_quantity``)::
 
       quantity = target_fraction x book equity / (close x (1 + taker fee)) - (filled position + working orders)
 
-  at the decision's close (the best price known when the order leaves), and the pre-trade ``RiskChecks``
+  at the decision's close (the best price known when the order leaves). A reversal is two orders, the close
+  of the held side and then the new side (``order_legs``), as the backtest fills it, so ``backtest`` and
+  ``run`` on the same candles fill the same (tests/integration/test_one_pipeline_fills.py). The close leg's id
+  derives from the candle like the other's, with ``"close"`` added. The pre-trade ``RiskChecks``
   (position and exposure limits, daily loss, circuit breaker, price band) judge the book's state. A refused
   order becomes ``RiskRejected`` and the decision model's pending order is cancelled.
 
@@ -44,7 +48,6 @@ from smartmarket.core.events import (
     OrderFilled,
     OrderRejected,
     OrderSubmitted,
-    Side,
     SignalGenerated,
     SubmitOrder,
 )
@@ -52,7 +55,8 @@ from smartmarket.engine.kernel import Kernel
 from smartmarket.engine.strategy import BarContext, Strategy
 from smartmarket.execution.book import ANSWER_TYPES, Book
 from smartmarket.execution.orders import Decision
-from smartmarket.execution.risk_checks import OrderIntent, Rejected, RiskChecks
+from smartmarket.execution.risk_checks import OpenOrder, OrderIntent, Rejected, RiskChecks
+from smartmarket.execution.sizing import order_quantity
 from smartmarket.models.labels import LabelConfig
 from smartmarket.pipeline.stages.base import EventLog, NotRecordedError, Stage, by_symbol, derived_id, read_history
 from smartmarket.pipeline.stages.candles import CandleCache
@@ -61,6 +65,7 @@ from smartmarket.signals.pipeline import BarrierTracker
 from smartmarket.strategies.ensemble import SignalTrader
 
 DUST = 1e-9  # relative order size below which nothing is sent
+Leg = tuple[str, float]  # ("close" | "target", signed quantity)
 Answer = OrderSubmitted | OrderFilled | OrderRejected | OrderCancelled
 Unit = tuple[CandleClosed, SignalGenerated | None]
 _ANSWER_RANK = {"OrderSubmitted": 0, "OrderFilled": 1, "OrderRejected": 2, "OrderCancelled": 3}
@@ -112,6 +117,26 @@ class Account:
     orders_seen: int = 0
     fills_seen: int = 0
     submitted: list[SubmitOrder] = field(default_factory=list)
+
+
+def order_legs(projected: float, wanted: float, target_sign: int) -> list[Leg]:
+    """The orders that move a position of ``projected`` to ``wanted`` as the kernel's paper broker fills them.
+
+    A reversal first closes the whole position (a ``close`` leg, sent ``reduce_only``), then the new side is a
+    second order (the ``target`` leg): two orders in the same sequence as the backtest's two fills at the
+    next open. Going flat, entering from flat and a same-side resize are one ``target`` leg. ``target_sign`` is
+    the sign of the decision's target (a decision to go long that sizes to zero still closes a short).
+    """
+    legs: list[Leg] = []
+    if projected != 0.0 and (target_sign == 0 or (projected > 0) != (target_sign > 0)):
+        legs.append(("close", -projected))
+        projected = 0.0
+    quantity = wanted - projected
+    if abs(quantity) > DUST * max(abs(wanted), abs(projected), 1e-300):
+        legs.append(("target", quantity))
+    if len(legs) == 1 and legs[0][0] == "close":
+        legs = [("target", legs[0][1])]  # a flattening is one order, with the order id it always had
+    return legs
 
 
 def client_order_id(event_id: str) -> str:
@@ -314,32 +339,42 @@ class RiskStage(Stage):
         new_fills = kernel.broker.fills[account.fills_seen :]
         account.orders_seen, account.fills_seen = len(kernel.orders), len(kernel.broker.fills)
         if new_orders:
-            wanted = self._target_quantity(book, new_orders[-1].target_fraction, candle.close)
+            target = new_orders[-1].target_fraction
+            wanted = self._target_quantity(book, symbol, target, candle.close)
         elif any(f.order_id == -1 for f in new_fills):  # a protective exit inside this bar
-            wanted = kernel.portfolio.quantity(symbol)
+            target = wanted = kernel.portfolio.quantity(symbol)
         else:
             return []
-        projected = book.projected(symbol)
-        quantity = wanted - projected
-        if abs(quantity) <= DUST * max(abs(wanted), abs(projected), 1e-300):
+        legs = order_legs(book.projected(symbol), wanted, (target > 0) - (target < 0))
+        if not legs:
             return []
-        side: Side = "buy" if quantity > 0 else "sell"
-        intent = OrderIntent(symbol, side, abs(quantity), candle.close)
         cause = signal if signal is not None else candle
+        intents = [OrderIntent(symbol, "buy" if q > 0 else "sell", abs(q), candle.close) for _, q in legs]
         if account.checks is not None:
-            verdict = account.checks.check(intent, book.account_state(), now)
-            if isinstance(verdict, Rejected):
-                if new_orders:
-                    kernel.cancel_pending(symbol)
-                return [verdict.to_event(intent, now, correlation_id=cause.correlation_id, causation_id=cause.event_id)]
-        event_id = derived_id("SubmitOrder", symbol, self.spec.timeframe, candle.ts, self.spec.order_version(symbol))
-        order = SubmitOrder(
-            event_id=event_id, ts_event=now, correlation_id=cause.correlation_id, causation_id=cause.event_id,
-            symbol=symbol, side=side, quantity=abs(quantity), client_order_id=client_order_id(event_id),
-        )  # fmt: skip
-        book.sent(order)
-        account.submitted.append(order)
-        return [order]
+            ahead: list[OpenOrder] = []  # a reversal's open leg is judged with its close leg working
+            for intent in intents:
+                verdict = account.checks.check(intent, book.account_state(ahead), now)
+                if isinstance(verdict, Rejected):
+                    if new_orders:
+                        kernel.cancel_pending(symbol)
+                    return [
+                        verdict.to_event(intent, now, correlation_id=cause.correlation_id, causation_id=cause.event_id)
+                    ]
+                ahead.append(OpenOrder(symbol, intent.side, intent.quantity))
+        version = self.spec.order_version(symbol)
+        orders: list[Message] = []
+        for (leg, _), intent in zip(legs, intents, strict=True):
+            extra = () if leg == "target" else (leg,)
+            event_id = derived_id("SubmitOrder", symbol, self.spec.timeframe, candle.ts, version, *extra)
+            order = SubmitOrder(
+                event_id=event_id, ts_event=now, correlation_id=cause.correlation_id, causation_id=cause.event_id,
+                symbol=symbol, side=intent.side, quantity=intent.quantity, client_order_id=client_order_id(event_id),
+                reduce_only=leg == "close",
+            )  # fmt: skip
+            book.sent(order)
+            account.submitted.append(order)
+            orders.append(order)
+        return orders
 
     def _apply_answers(self, account: Account, now: int) -> None:
         """Book the answers that came before this decision, in time order.
@@ -353,18 +388,12 @@ class RiskStage(Stage):
             account.book.apply(answer)
             del account.answers[answer.event_id]
 
-    def _target_quantity(self, book: Book, fraction: float, close: float) -> float:
-        """``fraction`` of the book's equity in units at ``close``, the taker fee included (the paper broker's
-        target sizing at the close instead of the fill's open), capped at the gross exposure limit."""
-        if fraction == 0.0:
-            return 0.0
-        equity = book.equity
-        if not equity > 0 or not close > 0:
-            return 0.0
+    def _target_quantity(self, book: Book, symbol: str, fraction: float, close: float) -> float:
+        """``fraction`` of the book's equity at the decision ``close``: the kernel's rule (``order_quantity``)."""
         trading = self.spec.trading
-        notional = min(abs(fraction) * equity, trading.risk.max_gross_exposure * equity)
-        sign = 1.0 if fraction > 0 else -1.0
-        return sign * notional / (close * (1.0 + trading.fees.taker))
+        equity = book.equity
+        room = trading.risk.max_gross_exposure * equity - book.portfolio.gross_exposure_excluding(symbol)
+        return order_quantity(fraction, equity, close, trading.fees.taker, room=room)
 
     async def _history(self, symbol: str, after: int | None, inputs: Sequence[Message]) -> list[Unit]:
         """Units after ``after`` and before the current one, with the broker answers up to the current one."""
@@ -384,4 +413,4 @@ class RiskStage(Stage):
         return True
 
 
-__all__ = ["DUST", "Account", "RiskStage", "SignalFeed", "client_order_id"]
+__all__ = ["DUST", "Account", "RiskStage", "SignalFeed", "client_order_id", "order_legs"]
