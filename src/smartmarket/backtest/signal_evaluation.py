@@ -487,14 +487,21 @@ def claims(results: Mapping[str, Mapping[str, Any]], cfg: EvaluationConfig) -> d
 # --------------------------------------------------------------------------------------------- report
 
 
-def _fmt(value: Any, kind: str = "f") -> str:
+def format_value(value: Any, kind: str = "f") -> str:
+    """One cell of the signal reports: ``%`` a fraction as percent, ``d`` a count, ``ci`` an interval, else 3
+    decimals; ``n/a`` for None."""
     if value is None:
         return "n/a"
     if kind == "%":
         return f"{value * 100:.1f}%"
     if kind == "d":
         return f"{int(value):,}"
+    if kind == "ci":
+        return f"[{value[0]:.2f}, {value[1]:.2f}]"
     return f"{value:.3f}"
+
+
+_fmt = format_value  # the short name the report's table rows use
 
 
 def markdown_report(doc: Mapping[str, Any], command: str) -> str:
@@ -600,6 +607,7 @@ __all__ = [
     "buy_and_hold",
     "claims",
     "default_choice",
+    "format_value",
     "markdown_report",
     "measure",
     "network_budget",

@@ -103,6 +103,37 @@ class LogisticBaseline(_WindowBaseline):
         return {"lags": list(self.lags), "C": self.c, "class_weight": "balanced" if self.balanced else None}
 
 
+def lightgbm_params(
+    *,
+    n_estimators: int,
+    learning_rate: float,
+    num_leaves: int,
+    min_child_samples: int,
+    subsample: float,
+    colsample_bytree: float,
+    seed: int,
+    n_jobs: int,
+    **extra: Any,
+) -> dict[str, Any]:
+    """LightGBM's estimator parameters as the project uses them everywhere: row subsampling every iteration,
+    deterministic and row-wise (identical models for identical data and seed), silent; ``extra`` adds to them."""
+    return {
+        "n_estimators": n_estimators,
+        "learning_rate": learning_rate,
+        "num_leaves": num_leaves,
+        "min_child_samples": min_child_samples,
+        "subsample": subsample,
+        "subsample_freq": 1,
+        "colsample_bytree": colsample_bytree,
+        **extra,
+        "random_state": seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "n_jobs": n_jobs,
+        "verbose": -1,
+    }
+
+
 class LightGBMBaseline(_WindowBaseline):
     """Gradient-boosted trees on lagged features; early stopping on the validation set when one is given."""
 
@@ -123,21 +154,11 @@ class LightGBMBaseline(_WindowBaseline):
         seed: int = 0,
     ) -> None:
         super().__init__(lags)
-        self.params: dict[str, Any] = {
-            "n_estimators": n_estimators,
-            "learning_rate": learning_rate,
-            "num_leaves": num_leaves,
-            "min_child_samples": min_child_samples,
-            "subsample": subsample,
-            "subsample_freq": 1,
-            "colsample_bytree": colsample_bytree,
-            "class_weight": "balanced" if balanced else None,
-            "random_state": seed,
-            "deterministic": True,
-            "force_row_wise": True,
-            "n_jobs": min(os.cpu_count() or 1, 4),
-            "verbose": -1,
-        }
+        self.params: dict[str, Any] = lightgbm_params(
+            n_estimators=n_estimators, learning_rate=learning_rate, num_leaves=num_leaves,
+            min_child_samples=min_child_samples, subsample=subsample, colsample_bytree=colsample_bytree, seed=seed,
+            n_jobs=min(os.cpu_count() or 1, 4), class_weight="balanced" if balanced else None,
+        )  # fmt: skip
         self.early_stopping_rounds = early_stopping_rounds
         # a fresh fit holds the LGBMClassifier; a saved and loaded model its text form (same predictions)
         self.booster: lgb.LGBMClassifier | LightGBMText | None = None
@@ -191,4 +212,5 @@ __all__ = [
     "LogisticBaseline",
     "MajorityBaseline",
     "lagged_rows",
+    "lightgbm_params",
 ]

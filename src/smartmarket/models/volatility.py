@@ -314,20 +314,13 @@ class LightGBMVolatility(VolatilityForecaster):
         seed: int = 0,
         n_jobs: int = 2,
     ) -> None:
-        self.params: dict[str, Any] = {
-            "n_estimators": n_estimators,
-            "learning_rate": learning_rate,
-            "num_leaves": num_leaves,
-            "min_child_samples": min_child_samples,
-            "subsample": subsample,
-            "subsample_freq": 1,
-            "colsample_bytree": colsample_bytree,
-            "random_state": seed,
-            "deterministic": True,
-            "force_row_wise": True,
-            "n_jobs": n_jobs,
-            "verbose": -1,
-        }
+        from smartmarket.models.baselines import lightgbm_params
+
+        self.params: dict[str, Any] = lightgbm_params(
+            n_estimators=n_estimators, learning_rate=learning_rate, num_leaves=num_leaves,
+            min_child_samples=min_child_samples, subsample=subsample, colsample_bytree=colsample_bytree, seed=seed,
+            n_jobs=n_jobs,
+        )  # fmt: skip
         self.early_stopping_rounds = early_stopping_rounds
         self.model: Any = None
         self.smearing = 0.0

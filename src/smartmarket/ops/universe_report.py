@@ -333,15 +333,9 @@ def _sharpe(returns: np.ndarray, ppy: float) -> float | None:
 
 
 def _f(value: Any, kind: str = "f") -> str:
-    if value is None:
-        return "n/a"
-    if kind == "%":
-        return f"{value * 100:.1f}%"
-    if kind == "d":
-        return f"{int(value):,}"
-    if kind == "ci":
-        return f"[{value[0]:.2f}, {value[1]:.2f}]"
-    return f"{value:.3f}"
+    from smartmarket.backtest.signal_evaluation import format_value
+
+    return format_value(value, kind)
 
 
 def markdown_report(doc: Mapping[str, Any], command: str) -> str:

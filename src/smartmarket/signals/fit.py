@@ -137,6 +137,21 @@ def first_sample_bar(candles: pd.DataFrame, members: Sequence[Member], horizon: 
     return int(np.searchsorted(ts, max(known), side="right")) + horizon
 
 
+def _fit_system(
+    samples: SignalSamples, decision_ts: int, cfg: SignalSystemConfig
+) -> tuple[SignalSystem, SignalSamples, np.ndarray]:
+    """The system fitted on the samples whose outcomes are known at ``decision_ts`` (purged); also returns those
+    samples and their time coordinates. Too few is one ValidationError line."""
+    known = samples.known_before(decision_ts, purge=cfg.purge)
+    if len(known) < cfg.min_fit_samples:
+        raise ValidationError(
+            f"only {len(known)} samples with known outcomes after the members' training (need {cfg.min_fit_samples})",
+            where="signals fit", hint="give more candles (a longer --start/--end span)",
+        )  # fmt: skip
+    system = SignalSystem(cfg).fit(known, decision_ts)
+    return system, known, known.ts if known.ts is not None else known.t
+
+
 def fit_artifact(
     candles: pd.DataFrame,
     members: Sequence[Member],
@@ -157,14 +172,7 @@ def fit_artifact(
     samples, _ = prepared.samples(coordinate="ts", first_bar=first)
     ts = frame["ts"].to_numpy(np.int64)
     decision_ts = int(ts[-1]) + 1  # the end of the frame: every outcome known by its last close
-    known = samples.known_before(decision_ts, purge=cfg.purge)
-    if len(known) < cfg.min_fit_samples:
-        raise ValidationError(
-            f"only {len(known)} samples with known outcomes after the members' training (need {cfg.min_fit_samples})",
-            where="signals fit", hint="give more candles (a longer --start/--end span)",
-        )  # fmt: skip
-    system = SignalSystem(cfg).fit(known, decision_ts)
-    fit_ts = known.ts if known.ts is not None else known.t
+    system, known, fit_ts = _fit_system(samples, decision_ts, cfg)
     return EnsembleArtifact(
         system=system,
         member_specs=[m.spec() for m in members],
@@ -244,14 +252,7 @@ def fit_universe_artifact(
             "last_ts": int(ts[-1]),
             "first_sample_bar": first,
         }
-    known = concat_samples(parts).known_before(decision_ts, purge=cfg.purge)
-    if len(known) < cfg.min_fit_samples:
-        raise ValidationError(
-            f"only {len(known)} samples with known outcomes after the members' training (need {cfg.min_fit_samples})",
-            where="signals fit", hint="give more candles (a longer --start/--end span)",
-        )  # fmt: skip
-    system = SignalSystem(cfg).fit(known, decision_ts)
-    fit_ts = known.ts if known.ts is not None else known.t
+    system, known, fit_ts = _fit_system(concat_samples(parts), decision_ts, cfg)
     symbols = list(frames)
     return EnsembleArtifact(
         system=system,
