@@ -2,9 +2,10 @@
 
 The same candles go through the backtest runner (the synchronous driver: the kernel, its paper broker) and
 through the live pipeline (risk stage → ``SubmitOrder`` → execution stage → ``OrderFilled`` in the event store),
-on the in-process bus and on a real Redis bus. Both size an order at the decision close (``order_quantity``)
-and reverse a position in two legs (close, then open), so every fill — time, side, quantity, price, fee — is
-the same for ``sma_cross``, ``rsi_reversion`` and an ensemble.
+on the in-process bus, on a real Redis bus, and (``sma_cross``) with the risk, execution and portfolio stages in
+separate ``smartmarket worker`` processes on Redis, stopped with SIGTERM at the end. Both size an order at the
+decision close (``order_quantity``) and reverse a position in two legs (close, then open), so every fill — time,
+side, quantity, price, fee — is the same for ``sma_cross``, ``rsi_reversion`` and an ensemble.
 
 The ensemble artifact here is fitted with barriers too wide to be touched in the window: a protective exit is
 filled inside its bar by the kernel but by a market order at the next open live (see docs/pipeline.md), so a
@@ -15,16 +16,23 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+import redis
 
 from smartmarket.backtest.runner import run_backtest
 from smartmarket.bus.inprocess import InProcessBus
 from smartmarket.bus.redis_streams import RedisStreamsBus
+from smartmarket.bus.topics import CANDLES, EXECUTIONS, ORDERS, StreamNames
 from smartmarket.core.events import OrderFilled
 from smartmarket.execution.orders import Fill
 from smartmarket.models.labels import LabelConfig
@@ -34,10 +42,12 @@ from smartmarket.pipeline.stages import ArtifactEngines, PipelineSpec, TradingCo
 from smartmarket.pipeline.stages.spec import StrategyChoice
 from smartmarket.signals.fit import default_system_config, fit_artifact, save_artifact
 from smartmarket.signals.members import SMCMember, TechnicalMember
+from smartmarket.store.base import EventStore
 from smartmarket.store.url import open_store
 from smartmarket.strategies.ensemble import EnsembleStrategy
 
 SYMBOL = "BTCUSDT"
+REPO = Path(__file__).resolve().parents[2]
 ROWS = 600
 FIT_ROWS = 1_500
 ENSEMBLE_ROWS = 250
@@ -96,9 +106,13 @@ def live_fills(spec: PipelineSpec, frame: pd.DataFrame, tmp_path: Path, redis_ur
 
     try:
         asyncio.run(go())
-        fills = [e.message for e in store.read_events(types=["OrderFilled"])]
+        return recorded_fills(store)
     finally:
         store.close()
+
+
+def recorded_fills(store: EventStore) -> list[FillKey]:
+    fills = [e.message for e in store.read_events(types=["OrderFilled"])]
     out = [(m.ts_event, m.side, m.quantity, m.price, m.fee) for m in fills if isinstance(m, OrderFilled)]
     return sorted(out, key=lambda f: f[0])  # stable: a reversal's close leg stays before its open leg
 
@@ -145,3 +159,103 @@ def test_the_ensemble_fills_the_same_in_backtest_and_run(
     redis_url = request.getfixturevalue("redis_server") if bus == "redis" else None
     spec = PipelineSpec.build([SYMBOL], "1h", ArtifactEngines(registry, "1h"), TRADING)
     assert_same_fills(live_fills(spec, frame, tmp_path, redis_url), expected)
+
+
+# The stages a named strategy's deployment runs in worker processes, and a stream each reads (its readiness sign).
+WORKER_STAGES = {"risk": CANDLES, "execution": ORDERS, "portfolio": EXECUTIONS}
+
+
+def start_stage_worker(stage: str, bus_url: str, store_url: str, home: Path) -> subprocess.Popen[bytes]:
+    """``smartmarket worker STAGE``; ``--no-risk-checks`` and the CLI's default cash, fees and slippage: TRADING."""
+    params = ",".join(f"{k}={v}" for k, v in STRATEGIES["sma_cross"].items())
+    cmd = [
+        sys.executable, "-m", "smartmarket.cli.app", "--store", store_url, "--home", str(home),
+        "worker", stage, "--bus", bus_url, "--symbols", SYMBOL, "--timeframe", "1h",
+        "--strategy", "sma_cross", "--params", params, "--no-risk-checks", "--consumer", f"{stage}-1",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def stderr_tail(proc: subprocess.Popen[bytes]) -> str:
+    return proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr is not None else ""
+
+
+def fills_through_workers(
+    spec: PipelineSpec, candles: pd.DataFrame, workers: dict[str, subprocess.Popen[bytes]], redis_url: str, ns: str,
+    store_url: str,
+) -> list[FillKey]:  # fmt: skip
+    """Once every worker reads its stream: the candles and the recorder here, until drained; the fills recorded."""
+    names = StreamNames(ns)
+    client = redis.Redis.from_url(redis_url)
+
+    def reading(stage: str) -> bool:
+        try:
+            consumers = client.xinfo_consumers(names.stream(WORKER_STAGES[stage], SYMBOL), stage)
+        except redis.ResponseError:  # the stream or its group is not declared yet
+            return False
+        return f"{stage}-1" in {c["name"].decode() for c in consumers}
+
+    try:
+        deadline = time.monotonic() + 90
+        while not all(reading(stage) for stage in workers):
+            for stage, proc in workers.items():
+                assert proc.poll() is None, (stage, stderr_tail(proc))
+            assert time.monotonic() < deadline, "the stage workers never read their streams"
+            time.sleep(0.05)
+    finally:
+        client.close()
+    store = open_store(store_url)
+
+    async def front() -> None:
+        bus = RedisStreamsBus(redis_url, namespace=ns)
+        try:
+            options = RunOptions(stages=("candles", "recorder"), drain_timeout_s=120)
+            summary = await LivePipeline(spec, store, bus, options=options).run(FileSource({SYMBOL: candles}))
+            assert summary.drained, summary.not_idle
+        finally:
+            await bus.close()  # not the namespace: the workers still read it
+
+    try:
+        asyncio.run(front())
+        return recorded_fills(store)
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+def test_sma_cross_fills_the_same_in_backtest_and_in_separate_worker_processes(
+    candles: pd.DataFrame, redis_server: str, pg_url: str, tmp_path: Path
+) -> None:
+    name, params = "sma_cross", STRATEGIES["sma_cross"]
+    expected = backtest_fills(
+        run_backtest(candles, name, params=params, config=TRADING.kernel_config(), symbol=SYMBOL).fills
+    )
+    spec = PipelineSpec.build([SYMBOL], "1h", None, TRADING, strategy=StrategyChoice(name, params))
+    ns = f"t{uuid.uuid4().hex[:10]}"
+    stage_workers: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for stage in WORKER_STAGES:
+            bus_url = f"{redis_server}?namespace={ns}"
+            stage_workers[stage] = start_stage_worker(stage, bus_url, pg_url, tmp_path / "home")
+        live = fills_through_workers(spec, candles, stage_workers, redis_server, ns, pg_url)
+        stop_deadline = time.monotonic() + 10
+        for proc in stage_workers.values():
+            proc.send_signal(signal.SIGTERM)
+        for stage, proc in stage_workers.items():
+            try:
+                proc.wait(max(0.0, stop_deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"the {stage} worker did not exit within 10 s of SIGTERM")
+            assert proc.returncode == 0, (stage, proc.returncode, stderr_tail(proc))
+    finally:
+        for proc in stage_workers.values():  # only those a failure left running
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        client = redis.Redis.from_url(redis_server)  # the namespace goes once no worker can recreate it
+        for key in client.scan_iter(match=StreamNames(ns).pattern(), count=1000):
+            client.delete(key)
+        client.close()
+    assert_same_fills(live, expected)
+    assert has_reversal(expected)  # a long → short flip: its close and open legs through the worker processes too
