@@ -27,7 +27,7 @@ from smartmarket.core.errors import ConfigError, FatalError, RetryableError
 from smartmarket.core.events import OrderCancelled, OrderFilled, OrderRejected, OrderSubmitted, SubmitOrder
 from smartmarket.data.exchange import RetryPolicy, make_exchange
 from smartmarket.execution.broker import Broker, PaperBrokerAdapter
-from smartmarket.execution.ccxt_broker import API_KEY_ENV, API_SECRET_ENV, CcxtBroker
+from smartmarket.execution.ccxt_broker import API_KEY_ENV, API_SECRET_ENV, CcxtBroker, order_params
 from smartmarket.execution.fees import FeeModel
 from smartmarket.execution.paper_broker import PaperBroker
 from smartmarket.execution.portfolio import Portfolio
@@ -39,6 +39,12 @@ SECRET = "test-secret-Vx93NbQ2kR7uYw"
 NOW = 1_717_243_260_000
 FAST_RETRY = RetryPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.05)
 PRICE = 67250.1
+# What Binance spot's POST /api/v3/order reads; any other parameter is refused with -1104 (reduceOnly, for one).
+SPOT_ORDER_PARAMS = frozenset({
+    "symbol", "side", "type", "timeInForce", "quantity", "quoteOrderQty", "price", "newClientOrderId", "strategyId",
+    "strategyType", "stopPrice", "trailingDelta", "icebergQty", "newOrderRespType", "selfTradePreventionMode",
+    "pegPriceType", "pegOffsetValue", "pegOffsetType", "recvWindow", "timestamp", "signature",
+})  # fmt: skip
 
 
 def fixture(name: str) -> Any:
@@ -155,6 +161,8 @@ class FakeBinanceTrading:
         if self.refuse_next_order is not None:
             name, self.refuse_next_order = self.refuse_next_order, None
             return 400, fixture(name)
+        if set(params) - SPOT_ORDER_PARAMS:
+            return 400, fixture("error-unread-parameters.json")
         client_id = params["newClientOrderId"]
         with self._lock:
             if any(o.client_id == client_id and o.status in ("NEW", "PARTIALLY_FILLED") for o in self.orders.values()):
@@ -281,12 +289,13 @@ def broker(keys: None, binance: ccxt.Exchange, sleeps: list[float]) -> CcxtBroke
 
 
 def submit_order(
-    cid: str, quantity: float = 0.01, side: str = "buy", *, symbol: str = "BTCUSDT", limit: float | None = None
-) -> SubmitOrder:
+    cid: str, quantity: float = 0.01, side: str = "buy", *, symbol: str = "BTCUSDT", limit: float | None = None,
+    reduce_only: bool = False,
+) -> SubmitOrder:  # fmt: skip
     return SubmitOrder(
         event_id=f"cmd-{cid}", ts_event=NOW, ts_init=NOW, correlation_id=f"chain-{cid}", symbol=symbol,
         side=side, quantity=quantity, client_order_id=cid,  # type: ignore[arg-type]
-        order_type="limit" if limit is not None else "market", limit_price=limit,
+        order_type="limit" if limit is not None else "market", limit_price=limit, reduce_only=reduce_only,
     )  # fmt: skip
 
 
@@ -340,6 +349,40 @@ def test_market_order_is_placed_signed_with_the_environment_key_and_filled_open_
     before = len(fake.requests)
     assert broker.poll_fills(NOW + 4_000) == []  # finished orders are not polled again
     assert len(fake.requests) == before
+
+
+def test_a_close_leg_goes_to_spot_without_reduce_only_which_binance_spot_refuses(
+    fake: FakeBinanceTrading, broker: CcxtBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given: list[dict[str, Any]] = []  # the params ccxt's exchange class received, before it builds the request
+    create_order = broker.exchange.create_order
+
+    def noting(symbol: str, kind: str, side: str, amount: float, price: Any = None, params: Any = None) -> Any:
+        given.append(dict(params or {}))
+        return create_order(symbol, kind, side, amount, price, params or {})
+
+    monkeypatch.setattr(broker.exchange, "create_order", noting)
+    fake.fill_market_at = PRICE
+    broker.mark("BTCUSDT", PRICE)
+    submitted(broker.submit(submit_order("sm-open"), NOW))
+    submitted(broker.submit(submit_order("sm-close", side="sell", reduce_only=True), NOW))  # a reversal's 1st leg
+    assert given == [{"clientOrderId": "sm-open"}, {"clientOrderId": "sm-close"}]
+    assert [p.params.get("reduceOnly") for p in fake.calls("POST", "/api/v3/order")] == [None, None]
+    # why: ccxt passes the unified reduceOnly through to Binance spot, which refuses it; every close leg would fail
+    with pytest.raises(ccxt.BadRequest, match="-1104"):
+        create_order("BTC/USDT", "market", "sell", 0.01, None, {"clientOrderId": "sm-x", "reduceOnly": True})
+
+
+def test_reduce_only_goes_with_a_close_leg_on_a_contract_market_and_not_with_an_opening_one() -> None:
+    exchange = make_exchange("binance", spot_only=False)
+    swap = exchange.safe_market_structure(
+        {"symbol": "BTC/USDT:USDT", "type": "swap", "spot": False, "swap": True, "contract": True, "linear": True}
+    )
+    spot = exchange.safe_market_structure({"symbol": "BTC/USDT", "type": "spot", "spot": True, "contract": False})
+    close, opening = submit_order("sm-c", side="sell", reduce_only=True), submit_order("sm-o", side="sell")
+    assert order_params(close, swap) == {"clientOrderId": "sm-c", "reduceOnly": True}
+    assert order_params(opening, swap) == {"clientOrderId": "sm-o"}
+    assert order_params(close, spot) == {"clientOrderId": "sm-c"}
 
 
 def test_the_same_client_id_is_never_placed_twice(fake: FakeBinanceTrading, broker: CcxtBroker) -> None:

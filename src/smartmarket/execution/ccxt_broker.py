@@ -9,7 +9,11 @@ Submitting (:meth:`CcxtBroker.submit`):
 
 * the quantity is rounded down to the market's step (``amount_to_precision``) and checked against the
   market's minimum amount and minimum notional; a failure is an ``OrderRejected`` with the reason;
-* the order carries the caller's ``client_order_id``. After a transient failure (timeout, connection
+* the order carries the caller's ``client_order_id`` and, for a close leg (``SubmitOrder.reduce_only``) on a
+  market with positions (swap, future), ccxt's unified ``reduceOnly`` (:func:`order_params`). A spot market has
+  no position to reduce — a sell can only sell what the account holds — and Binance spot refuses the parameter
+  (``-1104`` "Not all sent parameters were read", which ccxt passes through for spot), so there a close leg is a
+  plain order. After a transient failure (timeout, connection
   reset, rate limit) the exchange is asked for that client id before anything is re-sent, so a retry
   never places the order twice; a second ``submit`` of the same client id answers like the first;
 * the exchange's refusals (insufficient balance, invalid order) become ``OrderRejected``; transient
@@ -92,6 +96,16 @@ def trade_key(exchange_order_id: str, trade: dict[str, Any], sequence: int) -> s
 def exchange_fill_id(exchange_id: str, market: str, trade_key: str) -> str:
     """The ``OrderFilled`` event id of one exchange trade: the same whichever process (or restart) reports it."""
     return deterministic_event_id("OrderFilled", exchange_id, market, trade_key)
+
+
+def order_params(order: SubmitOrder, market: dict[str, Any]) -> dict[str, Any]:
+    """The ``params`` of ``create_order`` for ``order`` on ccxt's ``market`` structure: its client order id, and
+    ``reduceOnly`` when the order is a close leg and the market is a contract (it holds positions); never on spot,
+    where the account's balance bounds a sell and Binance refuses the unknown parameter."""
+    params: dict[str, Any] = {"clientOrderId": order.client_order_id}
+    if order.reduce_only and market.get("contract") is True:
+        params["reduceOnly"] = True
+    return params
 
 
 def _credentials(exchange_id: str) -> tuple[str, str, str | None]:
@@ -306,7 +320,7 @@ class CcxtBroker:
     def _place(self, order: SubmitOrder, market: str, amount: float, price: float | None) -> dict[str, Any]:
         """Create the order; after a transient failure, look the client id up before sending it again."""
         cid = order.client_order_id
-        params = {"clientOrderId": cid}
+        params = order_params(order, self.exchange.market(market))
         for attempt in range(1, self._retry.attempts + 1):
             if cid in self._uncertain:
                 found = self._find_by_client_id(market, cid)
