@@ -14,7 +14,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -465,6 +465,18 @@ def register(app: typer.Typer) -> None:
             console.print("no drift alarm", style="dim")
 
 
+def _stderr_lines(ctx: typer.Context) -> Callable[[str], None]:
+    """The walk-forward reports' step lines: on stderr like every progress display (stdout keeps the report or the
+    JSON), nothing with --quiet."""
+    quiet = get_context(ctx).quiet
+
+    def say(line: str) -> None:
+        if not quiet:
+            err_console.print(line, style="dim", highlight=False, markup=False)
+
+    return say
+
+
 @dataclass(frozen=True)
 class NetworkBudget:
     """The walk-forward networks' training budget as given on the command line."""
@@ -494,14 +506,8 @@ def _walk_forward(
     sym, tf = normalize_symbol(symbol), Timeframe.parse(timeframe)
     start_ms, end_ms = _span(start, end)
     frame, _ = read_candles(get_context(ctx).store, sym, tf, start_ms, end_ms)
-
-    # one line per step, on stderr like every progress display (stdout keeps the report or the JSON)
-    def say(line: str) -> None:
-        if not get_context(ctx).quiet:
-            err_console.print(line, style="dim", highlight=False, markup=False)
-
     try:
-        doc = run_walk_forward(frame, symbol=sym, timeframe=str(tf), config=cfg, progress=say)
+        doc = run_walk_forward(frame, symbol=sym, timeframe=str(tf), config=cfg, progress=_stderr_lines(ctx))
     except ValueError as exc:
         if "too few" not in str(exc):
             raise
@@ -589,13 +595,9 @@ def _universe(
     cfg = _evaluation_config(layout, budget)
     store = get_context(ctx).store
     frames = {sym: read_candles(store, sym, tf, start_ms, end_ms)[0] for sym in names}
-    def say(line: str) -> None:  # one line per step on stderr (stdout keeps the report or the JSON)
-        if not get_context(ctx).quiet:
-            err_console.print(line, style="dim", highlight=False, markup=False)
-
     ucfg = UniverseConfig(evaluation=cfg, vol_target=vol_target,
                           baseline_vol_target=vol_target if vol_target is not None else 0.2)  # fmt: skip
-    doc = universe_report(frames, str(tf), ucfg, progress=say)
+    doc = universe_report(frames, str(tf), ucfg, progress=_stderr_lines(ctx))
     command = f"smartmarket evaluate-signals -s {','.join(names)} -t {tf} {layout.options(cfg.members)}"
     if vol_target is not None:
         command += f" --vol-target {vol_target:g}"

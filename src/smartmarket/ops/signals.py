@@ -6,7 +6,8 @@ parses and prints). Heavy imports stay inside the functions.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,15 @@ Progress = Callable[[str, int, int], None]
 
 def _no_progress(name: str, done: int, total: int) -> None:
     return None
+
+
+@contextmanager
+def stage(progress: Progress | None, name: str) -> Iterator[None]:
+    """Report a step without counts of its own as a task of total 1: started, then done (when it succeeds)."""
+    report = progress or _no_progress
+    report(name, 0, 1)
+    yield
+    report(name, 1, 1)
 
 
 def read_candles(
@@ -89,17 +99,12 @@ def fit_signals(
     from smartmarket.signals.fit import fit_artifact, save_artifact
     from smartmarket.signals.members import make_member
 
-    report = progress or _no_progress
     sym, tf = normalize_symbol(symbol), Timeframe.parse(timeframe)
-    loading = f"load the members ({', '.join(members)})"
-    report(loading, 0, 1)
-    built = [make_member(m, registry_dir=registry_dir, symbol=sym, timeframe=str(tf)) for m in members]
-    report(loading, 1, 1)
+    with stage(progress, f"load the members ({', '.join(members)})"):
+        built = [make_member(m, registry_dir=registry_dir, symbol=sym, timeframe=str(tf)) for m in members]
     frame, _ = read_candles(store, sym, tf, start, end)
-    fitting = f"fit the ensemble ({', '.join(members)}) on {len(frame):,} {sym} {tf} candles"
-    report(fitting, 0, 1)
-    artifact = fit_artifact(frame, built, symbol=sym, timeframe=str(tf))
-    report(fitting, 1, 1)
+    with stage(progress, f"fit the ensemble ({', '.join(members)}) on {len(frame):,} {sym} {tf} candles"):
+        artifact = fit_artifact(frame, built, symbol=sym, timeframe=str(tf))
     save_artifact(artifact, registry_dir)
     return artifact
 
@@ -214,4 +219,5 @@ __all__ = [
     "never_signals_line",
     "read_candles",
     "signal_record",
+    "stage",
 ]

@@ -9,12 +9,13 @@ parses options and prints.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from smartmarket.core.errors import ConfigError, NotFoundError
 from smartmarket.core.types import Timeframe, normalize_symbol
+from smartmarket.ops.signals import Progress, stage
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -168,7 +169,7 @@ def fit_universe_signals(
     *,
     start: int | None = None,
     end: int | None = None,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> EnsembleArtifact:
     """Fit and save one ensemble artifact over ``symbols`` (``fit-signals --symbols``). Model members resolve
     to the pooled models (registry symbol ``UNIVERSE``) of this timeframe: train them first with
@@ -184,12 +185,8 @@ def fit_universe_signals(
         if frame.empty:
             raise NotFoundError(f"no {symbol} {tf} candles in the requested range", where=store.url)
         frames[symbol] = frame.reset_index(drop=True)
-    fitting = f"fit the ensemble ({', '.join(members)}) on {len(frames)} symbols' {tf} candles"
-    if progress is not None:
-        progress(fitting, 0, 1)
-    artifact = fit_universe_artifact(frames, built, timeframe=str(tf), name=UNIVERSE_NAME)
-    if progress is not None:
-        progress(fitting, 1, 1)
+    with stage(progress, f"fit the ensemble ({', '.join(members)}) on {len(frames)} symbols' {tf} candles"):
+        artifact = fit_universe_artifact(frames, built, timeframe=str(tf), name=UNIVERSE_NAME)
     save_artifact(artifact, registry_dir)
     return artifact
 
