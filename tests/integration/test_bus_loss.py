@@ -185,13 +185,25 @@ def test_streams_deleted_mid_run_are_recovered_in_seconds(
 
 
 def start_worker(stage: str, bus_url: str, store_url: str, registry: Path, home: Path) -> subprocess.Popen[bytes]:
+    """The worker's stderr goes to ``home/../STAGE.log``: an unread pipe fills with the reconnection warnings of a
+    lost bus (64 KiB) and then blocks the worker, which stalls the run."""
     cmd = [
         sys.executable, "-m", "smartmarket.cli.app", "--store", store_url, "--home", str(home),
         "worker", stage, "--bus", bus_url, "--symbols", SYMBOL, "--timeframe", "1m", "--registry", str(registry),
         "--artifact", "latest", "--no-risk-checks", "--claim-idle-ms", "1500", "--consumer", f"w-{stage}",
     ]  # fmt: skip
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with open(worker_log(home, stage), "wb") as stderr:
+        return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+
+
+def worker_log(home: Path, stage: str) -> Path:
+    return home.parent / f"{stage}.log"
+
+
+def log_tail(home: Path, stage: str) -> str:
+    path = worker_log(home, stage)
+    return path.read_text(errors="replace")[-1500:] if path.exists() else ""
 
 
 def test_workers_survive_redis_restarted_empty_and_stop_on_sigterm(
@@ -218,7 +230,7 @@ def test_workers_survive_redis_restarted_empty_and_stop_on_sigterm(
         inputs = {"features": "candles", "predictions": "features", "signals": "predictions", "risk": "signals"}
         while not all(reading(s, t) for s, t in inputs.items()):
             dead = [s for s, p in workers.items() if p.poll() is not None]
-            assert not dead, {s: workers[s].stderr.read().decode()[-1500:] for s in dead}  # type: ignore[union-attr]
+            assert not dead, {s: log_tail(tmp_path / "home", s) for s in dead}
             assert time.monotonic() < deadline, "workers never started reading"
             time.sleep(0.1)
 
@@ -240,7 +252,7 @@ def test_workers_survive_redis_restarted_empty_and_stop_on_sigterm(
                 await bus.close()
 
         summary = asyncio.run(scenario())
-        assert summary.drained
+        assert summary.drained, (summary.not_idle, {s: log_tail(tmp_path / "home", s) for s in workers})
         assert_complete(store, spec, frame)
 
         # the bus away again: every worker still stops within 10 s of SIGTERM

@@ -2,8 +2,8 @@
 
 The same candles go through the backtest runner (the synchronous driver: the kernel, its paper broker) and
 through the live pipeline (risk stage → ``SubmitOrder`` → execution stage → ``OrderFilled`` in the event store),
-on the in-process bus, on a real Redis bus, and (``sma_cross``) with the risk, execution and portfolio stages in
-separate ``smartmarket worker`` processes on Redis, stopped with SIGTERM at the end. Both size an order at the
+on the in-process bus, on a real Redis bus, and with every consumer stage in a separate ``smartmarket worker``
+process on Redis, stopped with SIGTERM at the end. Both size an order at the
 decision close (``order_quantity``) and reverse a position in two legs (close, then open), so every fill — time,
 side, quantity, price, fee — is the same for ``sma_cross``, ``rsi_reversion`` and an ensemble.
 
@@ -32,13 +32,13 @@ import redis
 from smartmarket.backtest.runner import run_backtest
 from smartmarket.bus.inprocess import InProcessBus
 from smartmarket.bus.redis_streams import RedisStreamsBus
-from smartmarket.bus.topics import CANDLES, EXECUTIONS, ORDERS, StreamNames
+from smartmarket.bus.topics import StreamNames
 from smartmarket.core.events import OrderFilled
 from smartmarket.execution.orders import Fill
 from smartmarket.models.labels import LabelConfig
 from smartmarket.pipeline.live import LivePipeline, RunOptions
 from smartmarket.pipeline.sources import FileSource
-from smartmarket.pipeline.stages import ArtifactEngines, PipelineSpec, TradingConfig
+from smartmarket.pipeline.stages import CONSUMER_STAGES, ArtifactEngines, PipelineSpec, TradingConfig, stage_inputs
 from smartmarket.pipeline.stages.spec import StrategyChoice
 from smartmarket.signals.fit import default_system_config, fit_artifact, save_artifact
 from smartmarket.signals.members import SMCMember, TechnicalMember
@@ -161,46 +161,47 @@ def test_the_ensemble_fills_the_same_in_backtest_and_run(
     assert_same_fills(live_fills(spec, frame, tmp_path, redis_url), expected)
 
 
-# The stages a named strategy's deployment runs in worker processes, and a stream each reads (its readiness sign).
-WORKER_STAGES = {"risk": CANDLES, "execution": ORDERS, "portfolio": EXECUTIONS}
-
-
-def start_stage_worker(stage: str, bus_url: str, store_url: str, home: Path) -> subprocess.Popen[bytes]:
-    """``smartmarket worker STAGE``; ``--no-risk-checks`` and the CLI's default cash, fees and slippage: TRADING."""
-    params = ",".join(f"{k}={v}" for k, v in STRATEGIES["sma_cross"].items())
+def start_stage_worker(
+    stage: str, system: list[str], bus_url: str, store_url: str, home: Path, logs: Path
+) -> subprocess.Popen[bytes]:
+    """``smartmarket worker STAGE`` trading ``system`` (its CLI options); ``--no-risk-checks`` and the CLI's
+    default cash, fees and slippage: TRADING. Its stderr goes to a file (an unread pipe can block a worker)."""
     cmd = [
         sys.executable, "-m", "smartmarket.cli.app", "--store", store_url, "--home", str(home),
-        "worker", stage, "--bus", bus_url, "--symbols", SYMBOL, "--timeframe", "1h",
-        "--strategy", "sma_cross", "--params", params, "--no-risk-checks", "--consumer", f"{stage}-1",
+        "worker", stage, "--bus", bus_url, "--symbols", SYMBOL, "--timeframe", "1h", *system,
+        "--no-risk-checks", "--consumer", f"{stage}-1",
     ]  # fmt: skip
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with open(logs / f"{stage}.log", "wb") as stderr:
+        return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
 
 
-def stderr_tail(proc: subprocess.Popen[bytes]) -> str:
-    return proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr is not None else ""
+def log_tail(logs: Path, stage: str) -> str:
+    path = logs / f"{stage}.log"
+    return path.read_text(errors="replace")[-2000:] if path.exists() else ""
 
 
 def fills_through_workers(
     spec: PipelineSpec, candles: pd.DataFrame, workers: dict[str, subprocess.Popen[bytes]], redis_url: str, ns: str,
-    store_url: str,
+    store_url: str, logs: Path,
 ) -> list[FillKey]:  # fmt: skip
-    """Once every worker reads its stream: the candles and the recorder here, until drained; the fills recorded."""
+    """Once every worker reads its first stream: the candles and the recorder here, until drained; the fills."""
     names = StreamNames(ns)
     client = redis.Redis.from_url(redis_url)
+    first_input = {stage: topics[0] for stage, topics in stage_inputs(spec).items()}
 
     def reading(stage: str) -> bool:
         try:
-            consumers = client.xinfo_consumers(names.stream(WORKER_STAGES[stage], SYMBOL), stage)
+            consumers = client.xinfo_consumers(names.stream(first_input[stage], SYMBOL), stage)
         except redis.ResponseError:  # the stream or its group is not declared yet
             return False
         return f"{stage}-1" in {c["name"].decode() for c in consumers}
 
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 120
         while not all(reading(stage) for stage in workers):
             for stage, proc in workers.items():
-                assert proc.poll() is None, (stage, stderr_tail(proc))
+                assert proc.poll() is None, (stage, log_tail(logs, stage))
             assert time.monotonic() < deadline, "the stage workers never read their streams"
             time.sleep(0.05)
     finally:
@@ -224,21 +225,37 @@ def fills_through_workers(
 
 
 @pytest.mark.slow
-def test_sma_cross_fills_the_same_in_backtest_and_in_separate_worker_processes(
-    candles: pd.DataFrame, redis_server: str, pg_url: str, tmp_path: Path
+@pytest.mark.parametrize("name", [*sorted(STRATEGIES), "ensemble"])
+def test_a_system_fills_the_same_in_backtest_and_in_separate_worker_processes(
+    name: str, candles: pd.DataFrame, redis_server: str, pg_url: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    name, params = "sma_cross", STRATEGIES["sma_cross"]
-    expected = backtest_fills(
-        run_backtest(candles, name, params=params, config=TRADING.kernel_config(), symbol=SYMBOL).fills
-    )
-    spec = PipelineSpec.build([SYMBOL], "1h", None, TRADING, strategy=StrategyChoice(name, params))
+    """Every consumer stage of the system's deployment (the ensemble's features, predictions and signals too) in a
+    ``worker`` process of its own on Redis and PostgreSQL; all stop within 10 s of SIGTERM."""
+    if name == "ensemble":
+        registry, frame = request.getfixturevalue("ensemble")
+        strategy = EnsembleStrategy(artifact="latest", timeframe="1h", registry=str(registry))
+        expected = backtest_fills(run_backtest(frame, lambda _s: strategy, config=TRADING.kernel_config(),
+                                               symbol=SYMBOL).fills)  # fmt: skip
+        spec = PipelineSpec.build([SYMBOL], "1h", ArtifactEngines(registry, "1h"), TRADING)
+        system = ["--artifact", "latest", "--registry", str(registry)]
+    else:
+        frame, params = candles, STRATEGIES[name]
+        expected = backtest_fills(
+            run_backtest(frame, name, params=params, config=TRADING.kernel_config(), symbol=SYMBOL).fills
+        )
+        spec = PipelineSpec.build([SYMBOL], "1h", None, TRADING, strategy=StrategyChoice(name, params))
+        system = ["--strategy", name, "--params", ",".join(f"{k}={v}" for k, v in params.items())]
+    stages = [stage for stage in stage_inputs(spec) if stage in CONSUMER_STAGES]  # no recorder, no shadow
+    assert ("features" in stages) == (name == "ensemble")
     ns = f"t{uuid.uuid4().hex[:10]}"
+    logs = tmp_path / "logs"
+    logs.mkdir()
     stage_workers: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        for stage in WORKER_STAGES:
+        for stage in stages:
             bus_url = f"{redis_server}?namespace={ns}"
-            stage_workers[stage] = start_stage_worker(stage, bus_url, pg_url, tmp_path / "home")
-        live = fills_through_workers(spec, candles, stage_workers, redis_server, ns, pg_url)
+            stage_workers[stage] = start_stage_worker(stage, system, bus_url, pg_url, tmp_path / "home", logs)
+        live = fills_through_workers(spec, frame, stage_workers, redis_server, ns, pg_url, logs)
         stop_deadline = time.monotonic() + 10
         for proc in stage_workers.values():
             proc.send_signal(signal.SIGTERM)
@@ -247,7 +264,7 @@ def test_sma_cross_fills_the_same_in_backtest_and_in_separate_worker_processes(
                 proc.wait(max(0.0, stop_deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 pytest.fail(f"the {stage} worker did not exit within 10 s of SIGTERM")
-            assert proc.returncode == 0, (stage, proc.returncode, stderr_tail(proc))
+            assert proc.returncode == 0, (stage, proc.returncode, log_tail(logs, stage))
     finally:
         for proc in stage_workers.values():  # only those a failure left running
             if proc.poll() is None:
@@ -258,4 +275,5 @@ def test_sma_cross_fills_the_same_in_backtest_and_in_separate_worker_processes(
             client.delete(key)
         client.close()
     assert_same_fills(live, expected)
-    assert has_reversal(expected)  # a long → short flip: its close and open legs through the worker processes too
+    if name == "sma_cross":
+        assert has_reversal(expected)  # a long → short flip: its close and open legs through the worker processes too

@@ -89,7 +89,7 @@ def differences(recorded: dict[str, dict[str, Any]], reference: dict[str, dict[s
     return sorted(out)
 
 
-def start_execution_worker(name: str, bus_url: str, store_url: str, home: Path) -> subprocess.Popen[bytes]:
+def start_execution_worker(name: str, bus_url: str, store_url: str, home: Path, logs: Path) -> subprocess.Popen[bytes]:
     cmd = [
         sys.executable, "-m", "smartmarket.cli.app", "--store", store_url, "--home", str(home),
         "worker", "execution", "--bus", bus_url, "--symbols", SYMBOL, "--timeframe", "1m",
@@ -97,7 +97,12 @@ def start_execution_worker(name: str, bus_url: str, store_url: str, home: Path) 
         "--claim-idle-ms", "1000", "--consumer", name,
     ]  # fmt: skip
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with (logs / f"{name}.log").open("wb") as stderr:  # a file, not a pipe nobody reads (a full pipe blocks the worker)
+        return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+
+
+def log_tails(logs: Path) -> str:
+    return "\n".join(f"--- {f.name}\n{f.read_text(errors='replace')[-1500:]}" for f in sorted(logs.glob("*.log")))
 
 
 @pytest.fixture
@@ -112,6 +117,7 @@ def workers() -> Iterator[list[subprocess.Popen[bytes]]]:
                 proc.wait(10)
 
 
+@pytest.mark.usefixtures("cpu_hog")  # a loaded machine: the lost-order race (see test_execution_settle) showed there
 def test_a_killed_execution_worker_answers_with_the_ids_of_an_uninterrupted_run(
     candles: pd.DataFrame, uninterrupted: dict[str, dict[str, Any]], redis_server: str, pg_url: str,
     tmp_path: Path, workers: list[subprocess.Popen[bytes]],
@@ -131,6 +137,13 @@ def test_a_killed_execution_worker_answers_with_the_ids_of_an_uninterrupted_run(
     def fills_recorded() -> int:
         return len(store.read_events(types=["OrderFilled"]))
 
+    def unanswered() -> list[str]:
+        """Orders in the log without an answer (what a stalled run waits for)."""
+        events = [e.message for e in store.read_events(types=["SubmitOrder", "OrderSubmitted", "OrderRejected"])]
+        answered = {m.client_order_id for m in events if m.type_name != "SubmitOrder"}  # type: ignore[attr-defined]
+        return [f"{m.client_order_id}@{m.ts_event}" for m in events  # type: ignore[attr-defined]
+                if m.type_name == "SubmitOrder" and m.client_order_id not in answered]  # fmt: skip
+
     def reading(name: str) -> bool:
         try:
             return name in {c["name"].decode() for c in client.xinfo_consumers(orders_stream, "execution")}
@@ -139,10 +152,10 @@ def test_a_killed_execution_worker_answers_with_the_ids_of_an_uninterrupted_run(
 
     def new_worker() -> None:
         name = f"e{len(workers) + 1}"
-        workers.append(start_execution_worker(name, bus_url, pg_url, tmp_path / "home"))
+        workers.append(start_execution_worker(name, bus_url, pg_url, tmp_path / "home", tmp_path))
         deadline = time.monotonic() + 90
         while not reading(name):
-            assert workers[-1].poll() is None, workers[-1].stderr.read().decode()[-2000:]  # type: ignore[union-attr]
+            assert workers[-1].poll() is None, log_tails(tmp_path)
             assert time.monotonic() < deadline, f"worker {name} never read its stream"
             time.sleep(0.05)
 
@@ -156,7 +169,8 @@ def test_a_killed_execution_worker_answers_with_the_ids_of_an_uninterrupted_run(
             await asyncio.to_thread(new_worker)
             for threshold in kills_at:
                 while fills_recorded() < threshold:
-                    assert not run.done(), "the run ended before every kill was made"
+                    stalled = ("the run ended before every kill was made", unanswered(), log_tails(tmp_path))
+                    assert not run.done(), stalled
                     await asyncio.sleep(0.02)
                 await asyncio.sleep(rng.uniform(0.0, 0.15))
                 workers[-1].send_signal(signal.SIGKILL)
@@ -164,7 +178,7 @@ def test_a_killed_execution_worker_answers_with_the_ids_of_an_uninterrupted_run(
                 killed_with.append(fills_recorded())
                 await asyncio.to_thread(new_worker)  # a fresh process, another consumer name
             summary = await run
-            assert summary.drained, summary.not_idle
+            assert summary.drained, (summary.not_idle, killed_with, unanswered(), log_tails(tmp_path))
         finally:
             await bus.delete_namespace()
             await bus.close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -276,6 +276,37 @@ async def test_entries_of_a_dead_consumer_are_claimed_and_handled_once() -> None
     assert rescuer.stats.claimed == 15
     assert sorted(attempts[from_msgpack(d.payload or b"").event_id] for d in taken) == [2] * 15
     assert await bus.backlog(CANDLES, SYMBOL) == 0
+
+
+@run_async
+async def test_a_batch_is_acknowledged_only_once_settled_and_an_unsettled_one_is_handled_again() -> None:
+    """A stage that must see its inputs durable before they are acknowledged (``settle``): while settling fails,
+    nothing is acknowledged and the entries come back; once it succeeds they are acknowledged, each settled."""
+    bus = InProcessBus()
+    events = [candle(i) for i in range(6)]
+    handled: Counter[str] = Counter()
+    settled: list[str] = []
+    durable = asyncio.Event()  # "the log holds them": settling fails until then
+
+    async def handler(message: Message, delivery: Delivery) -> None:
+        handled[message.event_id] += 1
+
+    async def settle(batch: Sequence[Message]) -> None:
+        assert await bus.backlog(CANDLES, SYMBOL) == len(events)  # nothing acknowledged before settling
+        if not durable.is_set():
+            raise RuntimeError("not recorded yet")
+        settled.extend(m.event_id for m in batch)
+
+    consumer = Consumer(bus, CANDLES, SYMBOL, handler, config(max_attempts=10), settle=settle)
+    async with consuming(consumer):
+        await bus.publish_many(CANDLES, SYMBOL, events)
+        await wait_until(lambda: min(handled.values(), default=0) >= 2, "a second delivery of every event")
+        assert await bus.backlog(CANDLES, SYMBOL) == len(events)
+        durable.set()
+        await wait_until(lambda: len(settled) == len(events), "every event settled")
+    assert sorted(settled) == sorted(e.event_id for e in events)
+    assert await bus.backlog(CANDLES, SYMBOL) == 0
+    assert await bus.read_dead_letters(SYMBOL) == []
 
 
 @run_async

@@ -144,6 +144,9 @@ class Bus(ABC):
     url: str
     names: StreamNames
     scope: str = ""
+    outlives_process: bool = True
+    """Entries outlive the publishing and consuming processes (a restarted worker is redelivered what was not
+    acknowledged). False for the in-process bus, whose entries die with the process."""
 
     @abstractmethod
     async def publish_raw(self, topic: str, symbol: str, payloads: Sequence[bytes]) -> list[str]:

@@ -12,7 +12,10 @@ For each symbol's stream, one asyncio task repeats:
    processed set), so a redelivered or twice-published event takes effect once;
 4. run the handler; if it raises, the entry stays pending and is redelivered after a backoff
    (``retry_delay_ms`` doubling); on the ``max_attempts``-th failure it is dead-lettered;
-5. commit the batch: processed ids remembered and entries acknowledged in one atomic step. If the
+5. settle (optional): await ``settle(handled messages)`` before committing, for a stage whose in-memory state
+   a restarted worker rebuilds from the event log: it waits there until the log holds what the batch taught the
+   stage. If settling fails the batch stays pending and is handled again after the retry delay;
+6. commit the batch: processed ids remembered and entries acknowledged in one atomic step. If the
    connection drops, the commit is kept and retried first after reconnecting, so no handler runs twice
    for that.
 
@@ -37,7 +40,7 @@ import time
 import traceback
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from smartmarket.bus.base import (
@@ -56,6 +59,9 @@ from smartmarket.core.errors import ConfigError, DataFormatError, PipelineError
 from smartmarket.core.events import Message, from_msgpack
 
 log = logging.getLogger(__name__)
+
+Settle = Callable[[Sequence[Message]], Awaitable[None]]
+"""Awaited with a batch's handled messages before the batch is acknowledged (see the module docstring)."""
 
 
 def default_consumer_name() -> str:
@@ -123,6 +129,9 @@ class RecentIds:
         if len(self._ids) > self.capacity:
             self._ids.popitem(last=False)
 
+    def discard(self, event_id: str) -> None:
+        self._ids.pop(event_id, None)
+
 
 class _Unsaved(Exception):
     """Internal: the bus went away after handlers ran; carries the commit still owed."""
@@ -138,12 +147,14 @@ class Consumer:
     """Runs ``handler`` for every event of ``topic`` on each of ``symbols``, in group ``config.group``."""
 
     def __init__(
-        self, bus: Bus, topic: str, symbols: str | Sequence[str], handler: Handler, config: ConsumerConfig
-    ) -> None:
+        self, bus: Bus, topic: str, symbols: str | Sequence[str], handler: Handler, config: ConsumerConfig,
+        *, settle: Settle | None = None,
+    ) -> None:  # fmt: skip
         self.bus = bus
         self.topic = topic
         self.symbols = [symbols] if isinstance(symbols, str) else list(symbols)
         self.handler = handler
+        self.settle = settle
         self.config = config
         self.stats = ConsumerStats()
         self.recent = RecentIds(config.remembered_ids)
@@ -252,6 +263,7 @@ class Consumer:
         cfg = self.config
         done: list[Processed] = []
         ack_only: list[Delivery] = []
+        handled: list[Message] = []
         failed_attempt = 0
         try:
             decoded: list[tuple[Delivery, Message]] = []
@@ -302,8 +314,23 @@ class Consumer:
                     continue
                 self.recent.add(message.event_id)
                 done.append(Processed(delivery, message.event_id))
+                handled.append(message)
                 self.stats.handled += 1
                 self._failed_in_row = 0
+            if handled and self.settle is not None:
+                try:
+                    await self.settle(handled)
+                except BusUnavailableError:
+                    raise
+                except Exception as exc:  # handled again after the retry delay, then settled again
+                    log.warning("%s: could not settle %d handled entries (%s); they stay pending", sub.stream,
+                                len(handled), exc)  # fmt: skip
+                    for message in handled:
+                        self.recent.discard(message.event_id)
+                    unsettled = {m.event_id for m in handled}
+                    attempts = [p.delivery.attempt for p in done if p.event_id in unsettled]
+                    done = [p for p in done if p.event_id not in unsettled]
+                    failed_attempt = max(failed_attempt, *attempts)
             await sub.commit(done, ack_only)
         except BusUnavailableError as exc:
             if done or ack_only:

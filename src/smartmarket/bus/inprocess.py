@@ -213,6 +213,8 @@ class InProcessSubscription(Subscription):
 class InProcessBus(Bus):
     """Streams in this process's memory. ``max_backlog``: unacknowledged entries per group before publish waits."""
 
+    outlives_process = False
+
     def __init__(
         self,
         *,

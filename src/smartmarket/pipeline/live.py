@@ -339,7 +339,10 @@ class LivePipeline:
             claim_every_ms=opts.claim_every_ms, max_failed_in_row=opts.max_failed_in_row,
         )  # fmt: skip
         handler = self._handler(stage)
-        consumers = [Consumer(self.bus, topic, self.spec.symbols, handler, config) for topic in stage.inputs]
+        settle = stage.settle if self.bus.outlives_process else None  # in-process entries die with the process
+        consumers = [
+            Consumer(self.bus, topic, self.spec.symbols, handler, config, settle=settle) for topic in stage.inputs
+        ]
         self.consumers.extend(consumers)
         return consumers
 

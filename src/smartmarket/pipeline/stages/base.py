@@ -230,6 +230,11 @@ class Stage(ABC):
         """True when nothing is waiting inside the stage (used to decide that a run has drained)."""
         return True
 
+    async def settle(self, handled: Sequence[Message]) -> None:  # noqa: B027 - optional hook
+        """Awaited before ``handled`` inputs are acknowledged on a bus whose entries outlive the process: a stage
+        that keeps in memory what a restarted worker must rebuild from the log waits here until the log holds
+        it (an acknowledged input is never delivered again). Most stages rebuild from their inputs alone."""
+
 
 # --------------------------------------------------------------------------------------------- folds
 

@@ -13,8 +13,13 @@ every later order (``OrderRejected`` "trading halted: …") — or, with ``recon
 as an adoption ``OrderFilled`` so every book takes the broker's positions as truth.
 
 The stage reads ``orders`` and ``candles``. An order waits (in memory) until its fill candle is known; a worker
-that starts, or restarts after a crash or a graceful stop, first rebuilds the slippage state and the orders
-still waiting from the event log. Scale this stage out by symbol (one worker per set of symbols).
+that starts, or restarts after a crash or a graceful stop, first rebuilds the slippage state, the candles' opens
+and the orders still waiting from the event log. So that the log holds all of that for whoever restarts, the
+stage acknowledges a batch of candles or orders only once the log holds them (``settle``): the recorder writes
+behind the bus, and an input acknowledged before it is durable would be lost with the worker (its orders and
+candles come on two streams, so no single input proves the other stream recorded). A successor meets inputs
+again (redelivered, or read by its recovery); every input, a repeated one too, ends with the orders whose fill
+candle is known filled. Scale this stage out by symbol (one worker per set of symbols).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from smartmarket.bus.topics import CANDLES, ORDERS
@@ -118,6 +123,20 @@ class ExecutionStage(Stage):
             await self._state(message.symbol, message)  # a fresh worker recovers from the log first
         return self.step(message)
 
+    async def settle(self, handled: Sequence[Message]) -> None:
+        """Until the log holds the last candle and the last order of each symbol among ``handled`` (the recorder
+        appends a stream in order, so every earlier one too). Every order, not only those still waiting: one
+        filled by a candle whose handler has not published the fill yet would otherwise be acknowledged first."""
+        if self.log is None:
+            return
+        last: dict[tuple[str, str], Message] = {}
+        inputs = [m for m in handled if isinstance(m, CandleClosed | SubmitOrder) and m.symbol in self.spec.symbols]
+        for m in inputs:
+            if isinstance(m, SubmitOrder) or m.timeframe == self.spec.timeframe:
+                last[(m.type_name, m.symbol)] = m
+        for message in last.values():
+            await self.log.wait_recorded(message)
+
     def step(self, message: Message) -> list[Message]:
         """One candle or order, with the state in memory: what ``handle`` runs after recovery, and what a replay
         calls directly (paper trading without an event log)."""
@@ -131,7 +150,7 @@ class ExecutionStage(Stage):
             if message.client_order_id in state.answered or any(
                 o.client_order_id == message.client_order_id for o in state.waiting
             ):
-                return []
+                return self._fill_due(state) if self.paper else []  # a recovered order may be due already
             if not self.paper:
                 now = now_ms()
                 checked = self._reconcile_if_due(now, force=self._reconciled_at is None)
@@ -173,7 +192,8 @@ class ExecutionStage(Stage):
 
     def _on_candle(self, state: _Symbol, candle: CandleClosed) -> list[Message]:
         if state.last_candle_ts is not None and candle.ts <= state.last_candle_ts:
-            return []
+            # a candle met again (a recovering worker read it from the log): orders recovered with it may be due
+            return self._fill_due(state) if self.paper else []
         self._take_candle(state, candle)
         self.book.mark(candle.symbol, candle.close, candle.ts_event)
         if not self.paper:

@@ -49,9 +49,14 @@ class ArtifactEngines:
     the one promoted with ``smartmarket models promote``, or ``latest``)."""
 
     def __init__(
-        self, registry_dir: str | Path, timeframe: Timeframe | str, artifact: str | Mapping[str, str] = "latest"
+        self,
+        registry_dir: str | Path,
+        timeframe: Timeframe | str,
+        artifact: str | Mapping[str, str] = "latest",
+        runtime: str = "auto",  # the networks on ONNX Runtime when installed (models/runtime.py), else torch
     ) -> None:
         self.registry_dir = Path(registry_dir)
+        self.runtime = runtime
         self.timeframe = Timeframe.parse(str(timeframe))
         self.artifact = artifact  # one reference for every symbol, or one per symbol
         self._loaded: dict[str, EnsembleArtifact] = {}
@@ -67,7 +72,7 @@ class ArtifactEngines:
     def engine(self, symbol: str) -> SignalEngine:
         from smartmarket.signals.engine import SignalEngine
 
-        return SignalEngine.from_artifact(self._artifact(symbol), registry_dir=self.registry_dir)
+        return SignalEngine.from_artifact(self._artifact(symbol), registry_dir=self.registry_dir, runtime=self.runtime)
 
     def version(self, symbol: str) -> str:
         return str(self._artifact(symbol).artifact_id)
