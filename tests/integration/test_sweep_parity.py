@@ -51,6 +51,11 @@ CONFIGS = {
         risk=RiskConfig(max_position_fraction=2.0, max_gross_exposure=2.0, stop_loss_pct=0.05),
         close_at_end=True,
     ),
+    "vol_target_har": KernelConfig(  # the per-symbol HAR-RV forecaster, updated at every close in both engines
+        fees=FeeModel(0.001, 0.001),
+        sizer=VolatilityTarget(target_vol=0.012, lookback=75, decay=0.94, vol_model="har", bars_per_day=24),
+        close_at_end=True,
+    ),
 }
 
 

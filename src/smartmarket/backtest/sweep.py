@@ -97,9 +97,12 @@ def _size_fractions(config: KernelConfig, close: np.ndarray) -> np.ndarray:
     lookback = sizer.lookback
     values = close.tolist()
     out = np.empty(len(close), dtype=np.float64)
+    tracker = sizer.tracker()  # the kernel's per-symbol forecaster, updated at each close as the kernel does
     for i, price in enumerate(values):  # the sizer's own code, once per bar (not per parameter set)
         closes = values[max(0, i - lookback) : i + 1] if lookback else ()
-        out[i] = sizer.fraction(_LONG, price, closes)
+        if tracker is not None:
+            tracker.update(price)
+        out[i] = sizer.fraction(_LONG, price, closes, tracker.forecast() if tracker is not None else None)
     return out
 
 

@@ -6,7 +6,8 @@
 2. **protective exits**: stop-loss / take-profit / trailing stop inside this bar, conservatively
    (see :mod:`smartmarket.execution.risk`: gaps fill at the open, stop before target when both are in range);
 3. **mark**: the portfolio is valued at this bar's close and one equity point is recorded per timestamp;
-4. **features**: the strategy's features and bar history take this bar (O(1) incremental updates);
+4. **features**: the strategy's features, bar history and the sizer's volatility forecaster (``--vol-model``)
+   take this bar (O(1) incremental updates; HAR-RV refits once a day of bars);
 5. **strategy**: ``on_bar(ctx)`` sees this bar and earlier ones only;
 6. **orders**: sizing and risk turn a decision into an order that is pending until the open of the next bar
    (``latency_bars`` later with a latency setting): never at this bar's close. Its quantity is fixed here, at
@@ -33,6 +34,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Literal
 
 from smartmarket.core.errors import ValidationError
@@ -46,9 +48,11 @@ from smartmarket.execution.portfolio import Portfolio, Position
 from smartmarket.execution.risk import ProtectiveStops, RiskConfig, stops_for_entry
 from smartmarket.execution.sizing import FixedFraction, Sizer, order_quantity
 from smartmarket.execution.slippage import NO_SLIPPAGE, SlippageModel, SlippageTracker
+from smartmarket.execution.vol_forecast import VolForecaster
 from smartmarket.features.base import Feature
 
 NAN = math.nan
+_new_context = partial(tuple.__new__, BarContext)  # BarContext from a tuple without a Python-level call
 SizeAt = Literal["decision_close", "fill_open"]
 
 
@@ -92,6 +96,7 @@ class _SymbolState:
         "strategy",
         "symbol",
         "target_fraction",
+        "vol",
     )
 
     def __init__(self, symbol: str, strategy: Strategy, slippage: SlippageTracker, history_size: int) -> None:
@@ -116,6 +121,12 @@ class _SymbolState:
         self.target_fraction = 0.0
         self.stance = 0  # the sign the strategy's last decision wants (0 after a protective exit)
         self.stance_decision: Decision | None = None
+        self.vol: VolForecaster | None = None  # the sizer's volatility forecaster, updated at every close
+
+
+def _forecast(st: _SymbolState) -> float | None:
+    """The symbol's volatility forecast at this close, for a sizer with a tracker (None without)."""
+    return st.vol.forecast() if st.vol is not None else None
 
 
 class Kernel:
@@ -143,6 +154,7 @@ class Kernel:
         sizer = self.config.sizer
         history = max(strategy.history_size, sizer.lookback + 1)
         state = _SymbolState(symbol, strategy, self.config.slippage.tracker(), history)
+        state.vol = sizer.tracker()
         self._states[symbol] = state
         return state
 
@@ -223,17 +235,18 @@ class Kernel:
         # 4. features and history take this bar
         values: tuple[float, ...] = ()
         for feature in st.features:
-            feature.update(ts, o, h, lo, c, v)
-            values += feature.values
+            values += feature.step(ts, o, h, lo, c, v)
         st.bars.append(bar)
         if st.slippage_updates:
             st.slippage.update(h, lo, c)
+        if st.vol is not None:
+            st.vol.update(c)
 
         # 5. the strategy sees this closed bar
         if pos is None:
-            ctx = BarContext(symbol, i, bar, 0.0, NAN, st.history, values, st.feature_index)
+            ctx = _new_context((symbol, i, bar, 0.0, NAN, st.history, values, st.feature_index))
         else:
-            ctx = BarContext(symbol, i, bar, pos.quantity, pos.avg_price, st.history, values, st.feature_index)
+            ctx = _new_context((symbol, i, bar, pos.quantity, pos.avg_price, st.history, values, st.feature_index))
         decision = st.strategy.on_bar(ctx)
 
         # 6. a decision becomes an order pending for a later open; a price-dependent sizer may resize
@@ -259,11 +272,12 @@ class Kernel:
         i = st.bar_index = st.bar_index + 1
         values: tuple[float, ...] = ()
         for feature in st.features:
-            feature.update(ts, o, h, lo, c, v)
-            values += feature.values
+            values += feature.step(ts, o, h, lo, c, v)
         st.bars.append(bar)
         if st.slippage_updates:
             st.slippage.update(h, lo, c)
+        if st.vol is not None:
+            st.vol.update(c)
         self.portfolio.last_prices[symbol] = c
         decision = st.strategy.on_bar(BarContext(symbol, i, bar, 0.0, NAN, st.history, values, st.feature_index))
         if decision is not None:
@@ -387,7 +401,7 @@ class Kernel:
         if sign != 0:
             sizer = cfg.sizer
             closes = st.history.closes(sizer.lookback + 1) if sizer.lookback else ()
-            fraction = sign * sizer.fraction(decision, close, closes)
+            fraction = sign * sizer.fraction(decision, close, closes, _forecast(st))
             fraction = cfg.risk.limit_fraction(fraction, self._other_gross_fraction(st))
             if fraction == 0.0 and current == 0:
                 return  # no room (exposure limits) or no size (sizer): nothing to do
@@ -444,7 +458,7 @@ class Kernel:
             return
         cfg = self.config
         sizer = cfg.sizer
-        fraction = st.stance * sizer.fraction(decision, close, st.history.closes(sizer.lookback + 1))
+        fraction = st.stance * sizer.fraction(decision, close, st.history.closes(sizer.lookback + 1), _forecast(st))
         fraction = cfg.risk.limit_fraction(fraction, self._other_gross_fraction(st))
         if self._within_band(st, fraction):
             return

@@ -89,7 +89,11 @@ class Portfolio:
         return value
 
     def gross_exposure_excluding(self, symbol: str) -> float:
-        return sum(abs(p.quantity * p.last_price) for s, p in self.positions.items() if s != symbol)
+        gross = 0.0  # a loop, not sum() over a generator: called for every order of a backtest
+        for s, p in self.positions.items():
+            if s != symbol:
+                gross += abs(p.quantity * p.last_price)
+        return gross
 
     def apply_fill(
         self, symbol: str, quantity: float, price: float, fee: float, ts: int, bar: int, reason: str = "signal"

@@ -28,6 +28,11 @@ class Feature(ABC):
     def values(self) -> tuple[float, ...]:
         """Current outputs, one per column (NaN while warming up)."""
 
+    def step(self, ts: int, open: float, high: float, low: float, close: float, volume: float) -> tuple[float, ...]:
+        """``update`` then ``values`` in one call (the backtest kernel's per-candle hot path)."""
+        self.update(ts, open, high, low, close, volume)
+        return self.values
+
     @property
     @abstractmethod
     def ready(self) -> bool:

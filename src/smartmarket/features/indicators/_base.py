@@ -85,6 +85,12 @@ class KernelIndicator(Feature):
     def values(self) -> tuple[float, ...]:
         return tuple(self._out[0].tolist())
 
+    def step(self, ts: int, open: float, high: float, low: float, close: float, volume: float) -> tuple[float, ...]:
+        self._step(
+            self._params, self._state, float(open), float(high), float(low), float(close), float(volume), self._out, 0
+        )
+        return tuple(self._out[0].tolist())
+
     @property
     def ready(self) -> bool:
         return bool(self._state[0] >= self.warmup)
