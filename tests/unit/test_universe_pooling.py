@@ -7,9 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from smartmarket.core.errors import ConfigError
 from smartmarket.features.cross_section import cross_section_columns, cross_section_ranks
 from smartmarket.models.datasets import WindowDataset, training_statistics
 from smartmarket.models.labels import LabelConfig
+from smartmarket.models.pipeline import build_classifier
 from smartmarket.models.splits import WalkForwardConfig
 from smartmarket.models.universe import PooledData, pool, pooled_split, pooled_walk_forward, train_pooled
 
@@ -190,3 +192,17 @@ def test_cross_sectional_ranks_are_scale_free_model_inputs() -> None:
     for name in full:
         pd.testing.assert_frame_equal(ranks[name], again[name])
     check_model_inputs(list(cross_section_columns(5)))  # accepted as model inputs (raises otherwise)
+
+
+def test_pooling_mistakes_are_one_line_config_errors() -> None:
+    """Direct callers of the library get the project's one-line errors with the fix, not a bare ValueError."""
+    ts = 1_700_000_000_000 + HOUR * np.arange(50)
+    with pytest.raises(ConfigError, match="at least two symbols") as one:
+        pool({"A": market(ts, 1, 100.0)}, LABELS)
+    assert one.value.hint is not None and "--universe all" in one.value.hint
+    features_b, candles_b = market(ts, 2, 10.0)
+    with pytest.raises(ConfigError, match="B has feature columns"):
+        pool({"A": market(ts, 1, 100.0), "B": (features_b.drop(columns="ret_3"), candles_b)}, LABELS)
+    with pytest.raises(ConfigError, match="unknown model kind 'xgboost'") as kind:
+        build_classifier("xgboost", 2, {})
+    assert kind.value.hint is not None and "lightgbm" in kind.value.hint

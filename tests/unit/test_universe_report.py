@@ -82,3 +82,14 @@ def test_pure_noise_stays_flat(noise: dict[str, Any]) -> None:
     for name in ("ensemble_skill", "ensemble_stacking", *BASELINES):
         ci = systems[name]["sharpe_ci"]
         assert ci is None or ci[0] < 0 < ci[1], name
+
+
+def test_vol_model_har_sizes_systems_and_baseline_with_hars() -> None:
+    frames = {f"NOISE{i}": garch_candles(ROWS, timeframe="1h", seed=20 + i, annual_vol=0.6) for i in range(2)}
+    config = UniverseConfig(evaluation=EVALUATION, resamples=100, vol_target=0.2, vol_model="har")
+    doc = universe_report(frames, "1h", config)
+    assert doc["config"]["vol_model"] == "har"
+    assert doc["systems"]["buy_and_hold_vol_target"]["trades"] > 0
+    ewma = universe_report(frames, "1h", UniverseConfig(evaluation=EVALUATION, resamples=100, vol_target=0.2))
+    assert doc["systems"]["buy_and_hold_vol_target"] != ewma["systems"]["buy_and_hold_vol_target"]
+    assert "HAR forecast" in markdown_report(doc, "cmd") and "EWMA forecast" in markdown_report(ewma, "cmd")

@@ -309,7 +309,9 @@ def evaluate_model(
     labels = make_labels(candles, model.label_config)
     labelled = labels.valid[bars]
     y = labels.y[bars][labelled].astype(np.int64)
-    metrics: dict[str, Any] = classification_metrics(y, proba[labelled], model.base_rates)
+    metrics: dict[str, Any] = classification_metrics(
+        y, proba[labelled], model.base_rates, horizon=model.label_config.horizon
+    )
     out_of_sample, reason = sample_status(model, int(ts[bars[0]]))
     skill = skill_of({"test": metrics})
     skill = None if skill is None else replace(skill, sample="evaluated")

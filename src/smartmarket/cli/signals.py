@@ -202,8 +202,12 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         symbols: Annotated[
             str | None,
-            typer.Option("--symbols", "-s", help="One symbol, or several comma-separated pooled into one artifact "
-                         "(model members are then the pooled models of `train -s S1,S2,…`)."),
+            typer.Option(
+                "--symbols",
+                "-s",
+                help="One symbol, or several comma-separated pooled into one artifact "
+                "(model members are then the pooled models of `train -s S1,S2,…`).",
+            ),
         ] = None,
         timeframe: grammar.TimeframeOpt = None,
         members: Annotated[
@@ -367,6 +371,10 @@ def register(app: typer.Typer) -> None:
             typer.Option("--vol-target", help="Universe report: size every system's positions for this annualised "
                          "volatility (the vol-targeted buy-and-hold baseline uses it too; default 0.2 for it)."),
         ] = None,
+        vol_model: Annotated[
+            str | None,
+            typer.Option("--vol-model", help="With --vol-target: the volatility forecast, ewma (default) or har."),
+        ] = None,
         old_symbol: grammar.OldSymbolArg = None,
         old_timeframe: grammar.OldTimeframeArg = None,
         old_report: Annotated[Path | None, grammar.REPORT.option()] = None,
@@ -400,12 +408,14 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError("several --symbols need --walk-forward N (the universe report)",
                                   hint="e.g. --walk-forward 4")  # fmt: skip
             layout = WalkForwardLayout(walk_forward, members, test_bars, fit_bars, train_bars, fee_bps)
-            _universe(ctx, symbols, timeframe, start, end, layout, report, as_json, vol_target, budget)
+            _universe(ctx, symbols, timeframe, start, end, layout, report, as_json, vol_target, budget, vol_model)
             return
         symbol, timeframe = grammar.positional_or_option(symbols, timeframe, old_symbol, old_timeframe,
                                                          "evaluate-signals")  # fmt: skip
         if vol_target is not None:
             raise ConfigError("--vol-target applies to the universe report", hint="give several symbols: -s S1,S2,…")
+        if vol_model is not None:
+            raise ConfigError("--vol-model applies to --vol-target", hint="in the universe report: -s S1,S2,…")
         if walk_forward > 0:
             _walk_forward(ctx, symbol, timeframe, start, end, walk_forward, members, test_bars, fit_bars, train_bars,
                           report, as_json, budget, fee_bps)  # fmt: skip
@@ -579,9 +589,10 @@ def _evaluation_config(layout: WalkForwardLayout, budget: NetworkBudget) -> Any:
 
 def _universe(
     ctx: typer.Context, symbols: str, timeframe: str, start: str | None, end: str | None, layout: WalkForwardLayout,
-    out: Path | None, as_json: bool, vol_target: float | None, budget: NetworkBudget,
+    out: Path | None, as_json: bool, vol_target: float | None, budget: NetworkBudget, vol_model: str | None = None,
 ) -> None:  # fmt: skip
     """``evaluate-signals --symbols … TIMEFRAME --walk-forward N``: parse, call ``ops.universe_report``, print."""
+    from smartmarket.execution.sizing import vol_model_option
     from smartmarket.ops.signals import read_candles
     from smartmarket.ops.universe_report import UniverseConfig, markdown_report, universe_report
 
@@ -590,17 +601,18 @@ def _universe(
         raise ConfigError(f"--symbols {symbols!r} must name distinct symbols", hint="e.g. --symbols BTCUSDT,ETHUSDT")
     if vol_target is not None and not vol_target > 0:
         raise ConfigError(f"--vol-target must be positive (annualised), got {vol_target!r}", hint="e.g. 0.2")
+    model = vol_model_option(vol_model, vol_target)
     tf = Timeframe.parse(timeframe)
     start_ms, end_ms = _span(start, end)
     cfg = _evaluation_config(layout, budget)
     store = get_context(ctx).store
     frames = {sym: read_candles(store, sym, tf, start_ms, end_ms)[0] for sym in names}
-    ucfg = UniverseConfig(evaluation=cfg, vol_target=vol_target,
+    ucfg = UniverseConfig(evaluation=cfg, vol_target=vol_target, vol_model=model,
                           baseline_vol_target=vol_target if vol_target is not None else 0.2)  # fmt: skip
     doc = universe_report(frames, str(tf), ucfg, progress=_stderr_lines(ctx))
     command = f"smartmarket evaluate-signals -s {','.join(names)} -t {tf} {layout.options(cfg.members)}"
     if vol_target is not None:
-        command += f" --vol-target {vol_target:g}"
+        command += f" --vol-target {vol_target:g}" + (f" --vol-model {model}" if vol_model is not None else "")
     if doc.get("network_budget"):
         command += " " + budget.options()
     command += (f" --start {start}" if start else "") + (f" --end {end}" if end else "")

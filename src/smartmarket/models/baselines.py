@@ -3,6 +3,14 @@
 The tabular baselines see the features at the sample bar and a few lags (rows ``t, t−1, t−2 …`` taken from the
 end of each window), so their ``context`` is ``max(lags) + 1``. Scaling is fitted inside ``fit`` on training
 rows only (a scikit-learn pipeline); LightGBM needs none.
+
+``balanced=True`` (the default) weights the classes equally while fitting, so the rare "flat" class is learnt at
+all; the fitted model then believes every class equally likely a priori, which inflates rare classes' probabilities
+(the pooled logistic model on a planted edge predicted "flat" at 0.31 on average and lost to the base rates on
+log-loss although it ranked well). ``predict_proba`` shifts the probabilities back to the training class
+frequencies (``train_prior``): ``p(y|x) ∝ p_balanced(y|x) · π_y`` (the prior-shift correction of Saerens,
+Latinne & Decaestecker 2002). Models saved before the correction existed have no ``train_prior`` and predict as
+they did.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from sklearn.preprocessing import StandardScaler
 
 from smartmarket.models.datasets import WindowDataset
 from smartmarket.models.labels import N_CLASSES
+from smartmarket.models.metrics import class_frequencies
 from smartmarket.models.persist import LIGHTGBM_TEXT_TYPE, LightGBMText, as_lightgbm_text
 
 
@@ -44,6 +53,19 @@ class _WindowBaseline:
             raise ValueError("lags are non-negative bar offsets, e.g. (0, 1, 2)")
         self.lags = tuple(int(lag) for lag in lags)
         self.context = max(self.lags) + 1
+        self.train_prior: np.ndarray | None = None  # set by a class-balanced fit (see the module docstring)
+
+    def _learn_prior(self, train: WindowDataset, balanced: bool) -> None:
+        self.train_prior = class_frequencies(train.labels, self.n_classes) if balanced else None
+
+    def _prior_corrected(self, proba: np.ndarray) -> np.ndarray:
+        """Balanced-fit probabilities shifted back to the training class frequencies (rows sum to 1)."""
+        prior = getattr(self, "train_prior", None)  # absent on models saved before the correction
+        if prior is None:
+            return proba
+        shifted = proba * np.asarray(prior)[None, :]
+        total = shifted.sum(axis=1, keepdims=True)
+        return np.divide(shifted, total, out=proba.copy(), where=total > 0)
 
     def _check(self, windows: np.ndarray) -> np.ndarray:
         windows = np.asarray(windows)
@@ -91,13 +113,14 @@ class LogisticBaseline(_WindowBaseline):
             LogisticRegression(C=self.c, max_iter=2000, class_weight="balanced" if self.balanced else None),
         )
         self.pipeline.fit(x, train.labels)
+        self._learn_prior(train, self.balanced)
         return self
 
     def predict_proba(self, windows: np.ndarray) -> np.ndarray:
         if self.pipeline is None:
             raise RuntimeError("fit the model first")
         proba = self.pipeline.predict_proba(self._check(windows))
-        return _expand(proba, self.pipeline.classes_, self.n_classes)
+        return self._prior_corrected(_expand(proba, self.pipeline.classes_, self.n_classes))
 
     def hyperparameters(self) -> dict[str, Any]:
         return {"lags": list(self.lags), "C": self.c, "class_weight": "balanced" if self.balanced else None}
@@ -176,13 +199,14 @@ class LightGBMBaseline(_WindowBaseline):
             fit_args["callbacks"] = [lgb.early_stopping(self.early_stopping_rounds, verbose=False)]
         model.fit(x, train.labels, **fit_args)
         self.booster = model
+        self._learn_prior(train, self.params.get("class_weight") == "balanced")
         return self
 
     def predict_proba(self, windows: np.ndarray) -> np.ndarray:
         if self.booster is None:
             raise RuntimeError("fit the model first")
         proba = np.asarray(self.booster.predict_proba(self._check(windows)))
-        return _expand(proba, np.asarray(self.booster.classes_), self.n_classes)
+        return self._prior_corrected(_expand(proba, np.asarray(self.booster.classes_), self.n_classes))
 
     def hyperparameters(self) -> dict[str, Any]:
         best = getattr(self.booster, "best_iteration_", None) if self.booster is not None else None

@@ -12,6 +12,10 @@ import math
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from smartmarket.analytics.significance import diebold_mariano
+
+SKILL_LEVEL = 0.05  # a model has skill when it beats the base rates at this one-sided significance level
+
 
 def _check(y_true: np.ndarray, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(y_true).astype(np.int64)
@@ -40,7 +44,36 @@ def log_loss(y_true: np.ndarray, proba: np.ndarray, eps: float = 1e-12) -> float
     y, p = _check(y_true, proba)
     if not y.size:
         return math.nan
-    return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], eps, 1.0))))
+    return float(np.mean(sample_log_losses(y, p, eps)))
+
+
+def sample_log_losses(y_true: np.ndarray, proba: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Each sample's log-loss ``-log p(true class)`` (clipped at ``eps``)."""
+    y, p = _check(y_true, proba)
+    return np.asarray(-np.log(np.clip(p[np.arange(len(y)), y], eps, 1.0)))
+
+
+def newey_west_lags(n: int) -> int:
+    """The usual automatic Newey-West lag count, ``floor(4 (n/100)^(2/9))``."""
+    return int(4.0 * (max(n, 1) / 100.0) ** (2.0 / 9.0))
+
+
+def skill_p_value(y_true: np.ndarray, proba: np.ndarray, base_rates: np.ndarray, horizon: int | None = None) -> float:
+    """One-sided p-value that ``proba``'s expected log-loss is *lower* than always predicting ``base_rates``:
+    a Diebold-Mariano test on the per-sample log-loss differences with a Newey-West variance (labels of
+    overlapping ``horizon``-bar outcomes are autocorrelated; at least the automatic lag count is used).
+    Near 0: real skill; 0.5 or more: the model does no better than the base rates. NaN below 3 samples."""
+    y, p = _check(y_true, proba)
+    if y.size < 3:
+        return math.nan
+    model = sample_log_losses(y, p)
+    baseline = sample_log_losses(y, np.tile(np.asarray(base_rates, dtype=np.float64), (len(y), 1)))
+    lags = max(newey_west_lags(len(y)), (horizon or 1) - 1)
+    test = diebold_mariano(model, baseline, horizon=lags + 1)
+    if test.mean_difference == 0.0:
+        return 1.0
+    half = test.p_value / 2.0  # the two-sided test's statistic is symmetric
+    return float(half if test.mean_difference < 0 else 1.0 - half)
 
 
 def brier(y_true: np.ndarray, proba: np.ndarray) -> float:
@@ -83,14 +116,20 @@ def class_frequencies(y_train: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def classification_metrics(
-    y_true: np.ndarray, proba: np.ndarray, base_rates: np.ndarray | None = None
+    y_true: np.ndarray, proba: np.ndarray, base_rates: np.ndarray | None = None, *, horizon: int | None = None
 ) -> dict[str, float]:
     """All metrics at once, plus ``n``, the chance level of balanced accuracy and its null standard error; with
     ``base_rates`` (``class_frequencies`` of the training labels) also ``baseline_log_loss``, the log-loss of
-    always predicting them: a model whose log-loss is above it has no skill."""
+    always predicting them, and ``skill_p_value`` (``skill_p_value``): a model whose log-loss is not
+    significantly below the baseline has no skill (``models.skill``)."""
     y, p = _check(y_true, proba)
     k = int(np.unique(y).size)
-    extra = {} if base_rates is None else {"baseline_log_loss": log_loss(y, np.tile(base_rates, (len(y), 1)))}
+    extra = {}
+    if base_rates is not None:
+        extra = {
+            "baseline_log_loss": log_loss(y, np.tile(base_rates, (len(y), 1))),
+            "skill_p_value": skill_p_value(y, p, base_rates, horizon),
+        }
     return {
         "n": float(y.size),
         "accuracy": accuracy(y, p),
@@ -113,4 +152,7 @@ __all__ = [
     "class_frequencies",
     "classification_metrics",
     "log_loss",
+    "newey_west_lags",
+    "sample_log_losses",
+    "skill_p_value",
 ]

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from smartmarket.core.errors import ConfigError
 from smartmarket.features.scale_free import check_model_inputs
 from smartmarket.models.baselines import BASELINE_KINDS, LightGBMBaseline, LogisticBaseline, MajorityBaseline
 from smartmarket.models.datasets import WindowDataset, assign_groups, complete_windows, feature_matrix
@@ -60,7 +61,7 @@ def build_classifier(
         return LightGBMBaseline(**{"seed": seed, **overrides})
     if kind == "majority":
         return MajorityBaseline()
-    raise ValueError(f"unknown model kind {kind!r}: use one of {MODEL_KINDS}")
+    raise ConfigError(f"unknown model kind {kind!r}", hint=f"use one of {', '.join(MODEL_KINDS)}")
 
 
 def predict_dataset(classifier: Classifier, dataset: WindowDataset, chunk: int = 2048) -> np.ndarray:
@@ -296,8 +297,9 @@ def _fit_and_measure(
     train, val, test = dataset(split.train), dataset(split.validation), dataset(split.test)
     classifier.fit(train, val if len(val) else None)
     rates = class_frequencies(train.labels, classifier.n_classes)
-    metrics = {name: classification_metrics(ds.labels, predict_dataset(classifier, ds), rates) for name, ds in
-               (("validation", val), ("test", test)) if len(ds)}  # fmt: skip
+    h = label_config.horizon  # overlapping outcomes: the skill test's Newey-West lags cover them
+    metrics = {name: classification_metrics(ds.labels, predict_dataset(classifier, ds), rates, horizon=h)
+               for name, ds in (("validation", val), ("test", test)) if len(ds)}  # fmt: skip
     # Fit check on the most recent training samples only (bounded cost for big models); not a skill measure.
     recent = train.subset(np.arange(max(0, len(train) - TRAIN_METRIC_SAMPLES), len(train)))
     metrics["train"] = classification_metrics(recent.labels, predict_dataset(classifier, recent), rates)
@@ -361,7 +363,9 @@ def evaluate(
         keep &= ts <= end_ts
     bars = np.flatnonzero(keep)
     ds = WindowDataset(values, bars, labels.y[bars].astype(np.int64), model.context)
-    result: dict[str, Any] = classification_metrics(ds.labels, predict_dataset(model.classifier, ds), model.base_rates)
+    result: dict[str, Any] = classification_metrics(
+        ds.labels, predict_dataset(model.classifier, ds), model.base_rates, horizon=model.label_config.horizon
+    )
     train_end = (model.split.get("train_ts") or [None, None])[1]
     result["overlaps_training"] = bool(bars.size and train_end is not None and ts[bars[0]] <= train_end)
     result["first_ts"] = int(ts[bars[0]]) if bars.size else None

@@ -18,8 +18,9 @@ retires the previous one; ``retire`` takes an entry out of use. Promotion needs 
 entry *current at promotion time*, and refuses when that evaluation found production significantly better, or when
 an ensemble artifact records that it can never produce a signal (``never_signals``), unless forced (recorded).
 
-No-skill marking: a model whose validation log-loss is worse than the base-rate baseline records ``no_skill: true``
-(``models.skill``); ``ModelRecord.no_skill_warning`` is the one line every command prints for such an entry.
+No-skill marking: a model whose validation log-loss is not significantly better than the base-rate baseline
+records ``no_skill: true`` (``models.skill``); ``ModelRecord.no_skill_warning`` is the one line every command
+prints for such an entry.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from smartmarket.core.errors import ConfigError
 from smartmarket.models.datasets import assign_groups, complete_windows
 from smartmarket.models.labels import LabelConfig, LabelSet, make_labels
 from smartmarket.models.metrics import class_frequencies, classification_metrics
@@ -64,7 +65,7 @@ class PooledData:
 def pool(markets: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]], label_config: LabelConfig) -> PooledData:
     """Stack ``{symbol: (model features, candles)}`` (each aligned row by row; the same feature columns)."""
     if len(markets) < 2:
-        raise ValueError("pooling needs at least two symbols")
+        raise ConfigError("pooling needs at least two symbols", hint="pass two or more with -s S1,S2 or --universe all")
     symbols = tuple(markets)
     values_parts, candle_parts, y, t1, exits, owner = [], [], [], [], [], []
     columns: tuple[str, ...] | None = None
@@ -75,7 +76,10 @@ def pool(markets: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]], label_config:
         if columns is None:
             columns = cols
         elif cols != columns:
-            raise ValueError(f"{symbol} has feature columns {cols}, the others {columns}")
+            raise ConfigError(
+                f"{symbol} has feature columns {cols}, the others {columns}",
+                hint="compute every symbol's features with the same feature set",
+            )
         labels = make_labels(candles, label_config)
         values_parts.append(values)
         candle_parts.append(candles[["ts", "open", "high", "low", "close", "volume"]])
@@ -192,7 +196,9 @@ def per_symbol_metrics(model: TrainedModel, data: PooledData, split: Split) -> d
         y = data.labels.y[test].astype(np.int64)
         rates = class_frequencies(data.labels.y[train].astype(np.int64), model.classifier.n_classes)
         ds = WindowDataset(data.values, test, y, model.context)
-        out[symbol] = classification_metrics(y, predict_dataset(model.classifier, ds), rates)
+        out[symbol] = classification_metrics(
+            y, predict_dataset(model.classifier, ds), rates, horizon=model.label_config.horizon
+        )
     return out
 
 

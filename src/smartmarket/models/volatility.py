@@ -40,6 +40,7 @@ import numpy as np
 
 from smartmarket.core.errors import ConfigError
 from smartmarket.execution.sizing import EWMA_DECAY, EWMA_LOOKBACK, ewma_volatility
+from smartmarket.execution.vol_forecast import HAR_DAYS, VARIANCE_FLOOR, har_fit, smearing
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,9 +56,6 @@ VOLATILITY_LABELS: dict[str, str] = {
 }
 ALL_KINDS: tuple[str, ...] = (*VOLATILITY_KINDS, "har_plain", "transformer")
 """Every forecaster; ``VOLATILITY_KINDS`` is the default set (the Transformer is opt-in: it costs minutes)."""
-HAR_DAYS: tuple[int, ...] = (1, 5, 22)
-VARIANCE_FLOOR = 1e-12
-"""Floor for a trailing realised variance before its log (a window without any price change)."""
 
 
 def log_returns(close: np.ndarray) -> np.ndarray:
@@ -181,15 +179,6 @@ def volatility_data(
     return VolatilityData(close, horizon, target, har, matrix, names, har_days)
 
 
-def _smearing(residuals: np.ndarray) -> float:
-    """``log mean exp(residual)``: turns a forecast of E[log RV] into one of log E[RV] (Duan 1983)."""
-    res = residuals[np.isfinite(residuals)]
-    if res.size == 0:
-        return 0.0
-    top = float(res.max())
-    return top + math.log(float(np.mean(np.exp(res - top))))
-
-
 class VolatilityForecaster(ABC):
     """Fit on training bars, predict ``log σ̂²`` of the realised variance over the next ``H`` bars."""
 
@@ -220,7 +209,7 @@ class ConstantVariance(VolatilityForecaster):
         y = y[np.isfinite(y)]
         if y.size == 0:
             raise ConfigError("no training bar with a defined realised variance")
-        self.log_variance = _smearing(y)  # log mean RV
+        self.log_variance = smearing(y)  # log mean RV
         return self
 
     def predict(self, data: VolatilityData, rows: np.ndarray) -> np.ndarray:
@@ -273,13 +262,9 @@ class HARForecaster(VolatilityForecaster):
     def fit(self, data: VolatilityData, train: np.ndarray, validation: np.ndarray | None = None) -> HARForecaster:
         rows = np.asarray(train, dtype=np.int64)
         rows = rows[np.isfinite(data.target[rows]) & np.isfinite(data.har[rows]).all(axis=1)]
-        if rows.size <= len(data.har_days) + 1:
-            raise ConfigError(f"HAR-RV needs more than {len(data.har_days) + 1} training bars, got {rows.size}")
         self.har_days = data.har_days
-        x = self.design(data, rows)
         y = data.target[rows] if self.log else np.exp(data.target[rows])
-        self.coef = np.linalg.lstsq(x, y, rcond=None)[0]
-        self.smearing = _smearing(y - x @ self.coef) if self.log else 0.0
+        self.coef, self.smearing = har_fit(self.design(data, rows), y, log=self.log)  # the sizer's HAR fit too
         return self
 
     def predict(self, data: VolatilityData, rows: np.ndarray) -> np.ndarray:
@@ -349,7 +334,7 @@ class LightGBMVolatility(VolatilityForecaster):
         model.fit(self.inputs(data, train), data.target[train], **fit_args)
         self.model = model
         held = validation if validation is not None and len(validation) > 0 else train
-        self.smearing = _smearing(data.target[held] - model.predict(self.inputs(data, held)))
+        self.smearing = smearing(data.target[held] - model.predict(self.inputs(data, held)))
         return self
 
     def predict(self, data: VolatilityData, rows: np.ndarray) -> np.ndarray:
@@ -473,7 +458,7 @@ class TransformerVolatility(VolatilityForecaster):
                 module.load_state_dict(best_state)
             module.eval()
         held = val if val is not None else train
-        self.smearing = _smearing(data.target[held] - (self._raw(data, held) * self.y_std + self.y_mean))
+        self.smearing = smearing(data.target[held] - (self._raw(data, held) * self.y_std + self.y_mean))
         return self
 
     def predict(self, data: VolatilityData, rows: np.ndarray) -> np.ndarray:

@@ -7,8 +7,9 @@ symbols in one shared account** through the backtest kernel, with fees on both s
 
 * **capital**: equal split, fixed at the start: each symbol's positions are sized on ``1/N`` of the account's
   equity (the ensemble's strength still scales them: 1/3, 2/3 or all of that share); with ``vol_target`` each
-  symbol's position is instead sized so that its forecast volatility is ``vol_target / N`` a year (EWMA sizer,
-  ``execution.sizing.annual_volatility_target``, capped at ``max_leverage / N``), the strength scaling that;
+  symbol's position is instead sized so that its forecast volatility is ``vol_target / N`` a year (EWMA sizer, or
+  HAR-RV with ``vol_model="har"``, for both vol-targeting sizers; ``execution.sizing.annual_volatility_target``,
+  capped at ``max_leverage / N``), the strength scaling that;
 * **baselines**, always: ``buy_and_hold`` (equal weight, ``1/N`` of the equity in each symbol at the first test
   bar, never rebalanced) and ``buy_and_hold_vol_target`` (each symbol held long, sized for ``baseline_vol_target
   / N`` annualised volatility, resized outside a 10 % band);
@@ -66,6 +67,7 @@ class UniverseConfig:
     baseline_vol_target: float = 0.2  # the vol-targeted buy-and-hold's annualised target
     max_leverage: float = 1.0
     rebalance_band: float = 0.1
+    vol_model: str = "ewma"  # the volatility forecast of both vol-targeting sizers (execution.sizing.VOL_MODELS)
     block: int | None = None  # bootstrap block length in bars (None: max(horizon, ceil(n^(1/3))))
     resamples: int = 1000
     level: float = 0.05
@@ -78,6 +80,7 @@ class UniverseConfig:
             "baseline_vol_target": self.baseline_vol_target,
             "max_leverage": self.max_leverage,
             "rebalance_band": self.rebalance_band,
+            "vol_model": self.vol_model,
             "block": self.block,
             "resamples": self.resamples,
             "level": self.level,
@@ -230,11 +233,14 @@ def universe_report(
                 f"{sym}: {exc}", hint="use fewer --walk-forward folds or fewer --test-bars/--fit-bars"
             ) from exc
     test = {s: wf.frame.iloc[wf.first_test :].reset_index(drop=True) for s, wf in wfs.items()}
-    warm = {s: wf.frame.iloc[max(0, wf.first_test - WARMUP_BARS) : wf.first_test] for s, wf in wfs.items()}
+    # HAR-RV's fit window is longer than the EWMA's: warm it up as far as it looks back (the data allowing)
+    n_warm = max(WARMUP_BARS, annual_volatility_target(0.2, tf, model=cfg.vol_model).warmup_bars())
+    warm = {s: wf.frame.iloc[max(0, wf.first_test - n_warm) : wf.first_test] for s, wf in wfs.items()}
 
     if cfg.vol_target is not None:
         system_sizer: Any = annual_volatility_target(cfg.vol_target, tf, max_leverage=cfg.max_leverage,
-                                                     band=cfg.rebalance_band, share=share)  # fmt: skip
+                                                     band=cfg.rebalance_band, share=share,
+                                                     model=cfg.vol_model)  # fmt: skip
         max_size = 1.0  # the sizer holds the 1/N share; the strength scales its budget
     else:
         system_sizer, max_size = FixedFraction(1.0), share  # decision size = 1/N x strength
@@ -263,7 +269,7 @@ def universe_report(
     systems["buy_and_hold"] = {"ic": None, "ic_se": None, "brier_skill": None, "signals": None,
                                **_account_doc(result, metrics)}  # fmt: skip
     vt = annual_volatility_target(cfg.baseline_vol_target, tf, max_leverage=cfg.max_leverage,
-                                  band=cfg.rebalance_band, share=share)  # fmt: skip
+                                  band=cfg.rebalance_band, share=share, model=cfg.vol_model)  # fmt: skip
     result, metrics = _account(test, warm, hold, _kernel_config(ev.fee, vt), tf)
     returns["buy_and_hold_vol_target"] = bar_returns(result.equity)
     systems["buy_and_hold_vol_target"] = {"ic": None, "ic_se": None, "brier_skill": None, "signals": None,
@@ -358,8 +364,9 @@ def markdown_report(doc: Mapping[str, Any], command: str) -> str:
         f"Members: {', '.join(ev['members'])}. {doc['capital']}.",
         "",
         f"Baselines: `buy_and_hold` (equal weight, never rebalanced) and `buy_and_hold_vol_target` (each symbol "
-        f"sized for {doc['config']['baseline_vol_target']:g}/{len(doc['symbols'])} annualised volatility, EWMA "
-        f"forecast, leverage cap {doc['config']['max_leverage']:g}/{len(doc['symbols'])}).",
+        f"sized for {doc['config']['baseline_vol_target']:g}/{len(doc['symbols'])} annualised volatility, "
+        f"{doc['config'].get('vol_model', 'ewma').upper()} forecast, "
+        f"leverage cap {doc['config']['max_leverage']:g}/{len(doc['symbols'])}).",
         "",
         f"Sharpe: annualised, per-bar account returns after fees; CI {boot['level'] * 100:.0f}% from a "
         f"{boot['method']} (blocks of {boot['block_bars']} bars, {boot['resamples']} resamples). Deflated Sharpe: "
