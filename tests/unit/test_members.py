@@ -22,7 +22,13 @@ from smartmarket.signals.members import (
     parse_members,
     score_probabilities,
 )
-from smartmarket.signals.pipeline import BarrierTracker, choose_feature_set, is_false_signal, label_outcomes
+from smartmarket.signals.pipeline import (
+    BarrierTracker,
+    check_columns,
+    choose_feature_set,
+    is_false_signal,
+    label_outcomes,
+)
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -132,3 +138,16 @@ def test_false_signal_definition() -> None:
     assert is_false_signal(1, "tie", 0.0, 0.001)
     assert is_false_signal(1, "time", 0.0015, 0.001) and not is_false_signal(1, "time", 0.003, 0.001)
     assert not is_false_signal(0, "down", -0.5, 0.001) and math.isfinite(0.0)
+
+
+def test_a_cross_section_model_is_refused_by_signals(candles: pd.DataFrame, features: pd.DataFrame) -> None:
+    """Signals compute one symbol at a time, so a model trained with universe ranks cannot be a member: one line."""
+    from smartmarket.models.pipeline import train_model
+
+    inputs = model_inputs(features).assign(xs_ret_rank_20=np.linspace(0.0, 1.0, len(features)))
+    model = train_model("logreg", inputs, candles, symbol="BTCUSDT", timeframe="1h", feature_set="minimal")
+    with pytest.raises(ConfigError, match=r"needs columns \['xs_ret_rank_20'\]") as refused:
+        check_columns([ModelMember(model)], FeaturePipeline("minimal", "1h"))
+    assert refused.value.hint is not None and "--cross-section" in refused.value.hint
+    with pytest.raises(ConfigError, match="need feature set 'minimal'"):
+        choose_feature_set([ModelMember(model)], "full")

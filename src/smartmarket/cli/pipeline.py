@@ -58,6 +58,10 @@ VolTargetOpt = Annotated[
     float | None,
     typer.Option("--vol-target", help="Size each symbol's sub-account for this annualised volatility (see backtest)."),
 ]
+VolModelOpt = Annotated[
+    str | None,
+    typer.Option("--vol-model", help="With --vol-target: its volatility forecast, ewma (default) or har (HAR-RV)."),
+]
 MaxLeverageOpt = Annotated[float, typer.Option("--max-leverage", help="With --vol-target: most exposure per equity.")]
 BandOpt = Annotated[float, typer.Option("--rebalance-band", help="With --vol-target: resize outside this band.")]
 ReconcileOpt = Annotated[
@@ -77,13 +81,16 @@ def _symbols(text: str) -> list[str]:
 def _trading(
     cash: float, max_size: float, fee_bps: float, slippage_bps: float, no_checks: bool, reconcile: str = "check",
     vol_target: float | None = None, max_leverage: float = 1.0, band: float = 0.1, timeframe: str = "1h",
+    vol_model: str | None = None,
 ) -> Any:  # fmt: skip
     from smartmarket.execution.fees import FeeModel
     from smartmarket.execution.reconcile import RECONCILE_MODES
     from smartmarket.execution.risk_checks import RiskLimits
+    from smartmarket.execution.sizing import vol_model_option
     from smartmarket.execution.slippage import FixedBps
     from smartmarket.pipeline.stages.spec import TradingConfig
 
+    model = vol_model_option(vol_model, vol_target)
     if reconcile not in RECONCILE_MODES:
         raise ConfigError(f"unknown --reconcile {reconcile!r}", hint=f"use {', '.join(RECONCILE_MODES)}")
     rate = fee_bps / 10_000
@@ -100,7 +107,9 @@ def _trading(
     from smartmarket.execution.risk import RiskConfig
     from smartmarket.execution.sizing import annual_volatility_target
 
-    sizer = annual_volatility_target(vol_target, Timeframe.parse(timeframe), max_leverage=max_leverage, band=band)
+    sizer = annual_volatility_target(
+        vol_target, Timeframe.parse(timeframe), max_leverage=max_leverage, band=band, model=model
+    )
     risk = RiskConfig(max_position_fraction=max_leverage, max_gross_exposure=max_leverage)
     return replace(trading, sizer=sizer, risk=risk)
 
@@ -235,6 +244,7 @@ def register(app: typer.Typer) -> None:
         params: ParamsOpt = None,
         reconcile: ReconcileOpt = "check",
         vol_target: VolTargetOpt = None,
+        vol_model: VolModelOpt = None,
         max_leverage: MaxLeverageOpt = 1.0,
         rebalance_band: BandOpt = 0.1,
         metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Serve Prometheus metrics.")] = None,
@@ -258,7 +268,7 @@ def register(app: typer.Typer) -> None:
             use_json_logs()
         names = _symbols(symbols)
         trading = _trading(cash, max_size, fee_bps, slippage_bps, no_risk_checks, reconcile, vol_target, max_leverage,
-                           rebalance_band, timeframe)  # fmt: skip
+                           rebalance_band, timeframe, vol_model)  # fmt: skip
         spec = _spec(ctx, names, timeframe, artifact, registry, trading, shadow, strategy, params)
         candle_source = open_source(source, names, spec.timeframe, speed=speed)
         summary = _run_pipeline(ctx, spec, bus, RunOptions(), _broker(broker, exchange, names), candle_source,
@@ -300,6 +310,7 @@ def register(app: typer.Typer) -> None:
         params: ParamsOpt = None,
         reconcile: ReconcileOpt = "check",
         vol_target: VolTargetOpt = None,
+        vol_model: VolModelOpt = None,
         max_leverage: MaxLeverageOpt = 1.0,
         rebalance_band: BandOpt = 0.1,
         metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Serve Prometheus metrics.")] = None,
@@ -325,7 +336,7 @@ def register(app: typer.Typer) -> None:
             use_json_logs()
         names = _symbols(symbols)
         trading = _trading(cash, max_size, fee_bps, slippage_bps, no_risk_checks, reconcile, vol_target, max_leverage,
-                           rebalance_band, timeframe)  # fmt: skip
+                           rebalance_band, timeframe, vol_model)  # fmt: skip
         spec = _spec(ctx, names, timeframe, artifact, registry, trading, shadow, strategy, params)
         if stage not in spec.stage_names((stage,)):
             raise ConfigError(f"a pipeline trading --strategy {strategy} has no {stage} stage",
@@ -481,6 +492,9 @@ def register(app: typer.Typer) -> None:
         samples: Annotated[int, typer.Option("--samples", help="Candles timed per bus.")] = 300,
         gap_ms: Annotated[int, typer.Option("--gap-ms", help="Wall time between timed candles.")] = 80,
         bus_events: Annotated[int, typer.Option("--bus-events", help="Events for the Redis throughput.")] = 100_000,
+        runtime: Annotated[
+            str, typer.Option("--runtime", help="Transformer runtime: torch, onnx, both (side by side) or auto.")
+        ] = "both",
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     ) -> None:
         """End-to-end candle → SignalGenerated latency with the full ensemble (technical, SMC and a seed
@@ -491,18 +505,21 @@ def register(app: typer.Typer) -> None:
         from smartmarket.bench.pipeline import run_pipeline_benchmark
 
         result = run_pipeline_benchmark(
-            redis, samples=samples, gap_s=gap_ms / 1000, bus_events=bus_events,
+            redis, samples=samples, gap_s=gap_ms / 1000, bus_events=bus_events, runtime=runtime,
             log=lambda msg: err_console.print(f"[dim]{escape(redact_text(msg))}[/]"),
         )  # fmt: skip
         if as_json:
             typer.echo(json.dumps(result, indent=2, default=str))
             return
         table = Table(title="pipeline latency: candle → SignalGenerated")
-        for col in ("bus", "p50 ms", "p99 ms", "events/s"):
+        for col in ("runtime", "bus", "p50 ms", "p99 ms", "events/s"):
             table.add_column(col)
-        for bus_name in ("inprocess", "redis"):
-            r = result[bus_name]
-            table.add_row(bus_name, str(r["p50_ms"]), str(r["p99_ms"]), str(r.get("events_per_s", "")))
+        for name, figures in result.get("runtimes", {"-": result}).items():
+            for bus_name in ("engine_only", "inprocess", "redis"):
+                r = figures[bus_name]
+                table.add_row(
+                    name, bus_name, str(r.get("p50_ms")), str(r.get("p99_ms")), str(r.get("events_per_s", ""))
+                )
         console.print(table)
         console.print(result.get("setup", {}))
 

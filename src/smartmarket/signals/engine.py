@@ -116,10 +116,17 @@ class SignalEngine:
 
     @classmethod
     def from_artifact(
-        cls, artifact: EnsembleArtifact, *, registry_dir: str | Path | None = None, config: EngineConfig | None = None
+        cls,
+        artifact: EnsembleArtifact,
+        *,
+        registry_dir: str | Path | None = None,
+        config: EngineConfig | None = None,
+        runtime: str = "torch",
     ) -> SignalEngine:
-        """Members rebuilt from the artifact's specs (model members loaded by id from ``registry_dir``)."""
-        members = [make_member(spec, registry_dir=registry_dir) for spec in artifact.member_specs]
+        """Members rebuilt from the artifact's specs (model members loaded by id from ``registry_dir``); networks
+        run on ``runtime`` in ``predictions`` (``auto``: ONNX Runtime when installed and equal to torch within
+        tolerance; the live pipeline's default)."""
+        members = [make_member(spec, registry_dir=registry_dir, runtime=runtime) for spec in artifact.member_specs]
         return cls(
             members, artifact.system, timeframe=artifact.timeframe, feature_set=artifact.feature_set,
             label_config=artifact.label_config, config=config,

@@ -167,6 +167,8 @@ class _StackFit:
     c: float
     weights: FloatArray
     center: FloatArray  # feature means of the fit set: centred inputs make the solver converge in far fewer steps
+    low: FloatArray | None = None  # the fit set's feature range: inputs are clipped to it (absent on old artifacts)
+    high: FloatArray | None = None
 
 
 class StackingEnsemble(EnsembleModel):
@@ -234,13 +236,19 @@ class StackingEnsemble(EnsembleModel):
             x = x - center
             c = self._choose_c(x, target)
             model = LogisticRegression(C=c, max_iter=1000).fit(x, target)
-            self.fits[key] = _StackFit(model, prior, c, self._contribution_weights(model, x), center)
+            weights = self._contribution_weights(model, x)
+            self.fits[key] = _StackFit(model, prior, c, weights, center, x.min(axis=0), x.max(axis=0))
 
     def _predict_group(self, key: str, p: FloatArray) -> FloatArray:
         fit = self.fits[key]
         if fit.model is None:
             return np.tile(fit.prior, (len(p), 1))
-        return self._proba(fit.model, self._features(p) - fit.center)
+        x = self._features(p) - fit.center
+        if fit.low is not None and fit.high is not None:
+            # a member log-probability beyond anything seen in fitting (a rare class's tail) would make the linear
+            # stacker extrapolate into overconfidence
+            x = np.clip(x, fit.low, fit.high)
+        return self._proba(fit.model, x)
 
     def _weights(self, key: str) -> FloatArray:
         return self.fits[key].weights

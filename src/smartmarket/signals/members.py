@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +37,8 @@ from smartmarket.core.errors import ConfigError
 from smartmarket.core.types import Candle
 from smartmarket.features.smc import SMC_COLUMNS, SMCConfig, SMCFeatures
 from smartmarket.signals.outcomes import FloatArray
+
+ONNX_CACHE_DIR = ".onnx-cache"  # under the model registry: the networks exported for ONNX Runtime
 
 if TYPE_CHECKING:
     from smartmarket.models.pipeline import TrainedModel
@@ -277,13 +278,31 @@ class ModelMember(Member):
 
     kind = "model"
 
-    def __init__(self, model: TrainedModel, name: str | None = None) -> None:
+    def __init__(
+        self, model: TrainedModel, name: str | None = None, *, runtime: str = "torch", cache_dir: Path | None = None
+    ) -> None:
         super().__init__(name or model.kind)
         self.model = model
         self.columns = tuple(model.feature_columns)
         self.context = int(model.context)
-        self._rows: deque[np.ndarray] = deque(maxlen=self.context)
+        self.runtime = "torch"
+        self._live: Any = model.classifier  # runs ``update``; the research ``batch`` path keeps torch
+        if runtime != "torch":
+            self.use_runtime(runtime, cache_dir)
+        # a ring of the last ``context`` rows, written twice (at i and i + context): the window is always the
+        # contiguous view ``[pos, pos + context)``, so no candle re-stacks the 1024 rows (same values, no copy)
+        self._ring = np.empty((2 * self.context, len(self.columns)), dtype=np.float32)
+        self._pos = 0  # where the next row goes (and, once full, where the oldest row is)
+        self._count = 0  # rows held, up to ``context``
         self._bad = 0  # non-finite rows in the buffer (the window is usable only when 0)
+
+    def use_runtime(self, runtime: str, cache_dir: Path | None = None) -> str:
+        """Run the live ``update`` on ``runtime`` (``torch``, ``onnx``, ``auto``); returns the one in use."""
+        from smartmarket.models.runtime import OnnxClassifier, runtime_classifier  # onnxruntime: only when asked
+
+        self._live = runtime_classifier(self.model, runtime, cache_dir)  # type: ignore[arg-type]
+        self.runtime = "onnx" if isinstance(self._live, OnnxClassifier) else "torch"
+        return self.runtime
 
     @property
     def model_id(self) -> str | None:
@@ -298,20 +317,24 @@ class ModelMember(Member):
         return self.model.feature_set or None
 
     def reset(self) -> None:
-        self._rows.clear()
+        self._pos = self._count = 0
         self._bad = 0
 
     def update(self, candle: Candle, row: FeatureRow) -> FloatArray | None:
         values = np.array([_get(row, c) for c in self.columns], dtype=np.float32)
-        if len(self._rows) == self.context and not np.isfinite(self._rows[0]).all():
-            self._bad -= 1
-        self._rows.append(values)
+        pos, context = self._pos, self.context
+        if self._count == context and not np.isfinite(self._ring[pos]).all():
+            self._bad -= 1  # the oldest row, about to be overwritten
+        self._ring[pos] = values
+        self._ring[pos + context] = values
+        self._pos = (pos + 1) % context
+        self._count = min(self._count + 1, context)
         if not np.isfinite(values).all():
             self._bad += 1
-        if len(self._rows) < self.context or self._bad:
+        if self._count < context or self._bad:
             return None
-        window = np.stack(self._rows)[None, :, :]
-        return np.asarray(self.model.predict_proba(window)[0], dtype=np.float64)
+        window = self._ring[self._pos : self._pos + context][None, :, :]
+        return np.asarray(self._live.predict_proba(window)[0], dtype=np.float64)
 
     def batch(self, candles: pd.DataFrame, features: pd.DataFrame) -> FloatArray:
         """Research path: all complete windows at once (``TrainedModel.predict_frame``); see the module doc."""
@@ -336,6 +359,7 @@ def make_member(
     registry_dir: str | Path | None = None,
     symbol: str = "",
     timeframe: str = "",
+    runtime: str = "torch",
 ) -> Member:
     """A member from a name (``technical``, ``smc``, or a model kind: the production model of that kind for
     ``symbol``/``timeframe`` in the registry, else the latest candidate) or from a ``spec()`` dict (models by id)."""
@@ -353,7 +377,9 @@ def make_member(
 
         registry = Registry(registry_dir)
         record = registry.resolve(symbol, timeframe, kind)
-        return ModelMember(registry.load(record.model_id), name=name if name != kind else kind)
+        model = registry.load(record.model_id)
+        cache = registry.directory / ONNX_CACHE_DIR
+        return ModelMember(model, name=name if name != kind else kind, runtime=runtime, cache_dir=cache)
     data = dict(spec)
     kind = data.pop("kind", None)
     if kind == "technical":
@@ -363,8 +389,10 @@ def make_member(
     if kind == "model":
         from smartmarket.models.registry import Registry
 
-        model = Registry(registry_dir).load(str(data["model_id"]))
-        return ModelMember(model, name=data.get("name"))
+        registry = Registry(registry_dir)
+        model = registry.load(str(data["model_id"]))
+        cache = registry.directory / ONNX_CACHE_DIR
+        return ModelMember(model, name=data.get("name"), runtime=runtime, cache_dir=cache)
     raise ConfigError(f"cannot build a signal member from {spec!r}")
 
 

@@ -27,6 +27,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from smartmarket.core.errors import ConfigError
 from smartmarket.core.types import Candle
 from smartmarket.features.pipeline import FeaturePipeline
 from smartmarket.features.regimes import regime_names
@@ -193,11 +194,16 @@ def choose_feature_set(members: Sequence[Member], requested: str | None = None) 
     """The feature set the members need: a model's training set, else ``requested`` or ``minimal``."""
     needed = {m.feature_set for m in members if m.feature_set}
     if len(needed) > 1:
-        raise ValueError(f"members were trained on different feature sets: {sorted(needed)}")
+        raise ConfigError(
+            f"members were trained on different feature sets: {sorted(needed)}",
+            hint="use models trained on one feature set (train --feature-set NAME)",
+        )
     if needed:
         chosen = needed.pop()
         if requested is not None and requested != chosen:
-            raise ValueError(f"model members need feature set {chosen!r}, not {requested!r}")
+            raise ConfigError(
+                f"model members need feature set {chosen!r}, not {requested!r}", hint=f"pass --feature-set {chosen}"
+            )
         return chosen
     return requested or "minimal"
 
@@ -207,7 +213,16 @@ def check_columns(members: Sequence[Member], pipeline: FeaturePipeline) -> None:
     for member in members:
         missing = [c for c in member.required_columns if c not in have]
         if missing:
-            raise ValueError(f"member {member.name!r} needs columns {missing} missing from {pipeline!r}")
+            raise ConfigError(
+                f"member {member.name!r} needs columns {missing} missing from {pipeline!r}", hint=_fix(missing)
+            )
+
+
+def _fix(missing: Sequence[str]) -> str:
+    if any(c.startswith("xs_") for c in missing):
+        # Cross-sectional ranks need every symbol's candle at the same timestamp; signals compute one symbol at a time.
+        return "it was trained with --cross-section ranks, which signals and live runs do not compute: train without"
+    return "use a member trained on this feature set, or fit the signals with the set its models were trained on"
 
 
 def regimes_of(features: pd.DataFrame) -> np.ndarray:
