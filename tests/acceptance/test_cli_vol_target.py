@@ -19,7 +19,7 @@ from smartmarket.core.config import Settings
 from smartmarket.core.timeutil import parse_time
 from smartmarket.core.types import Timeframe
 from smartmarket.data.ingest import ingest_file
-from smartmarket.execution.sizing import VolatilityTarget
+from smartmarket.execution.sizing import VolatilityTarget, annual_volatility_target
 from smartmarket.store import open_store
 
 runner = CliRunner(env={"COLUMNS": "200", "SMARTMARKET_STORE": None})
@@ -70,6 +70,8 @@ def test_leverage_lets_a_high_target_through(home: Path) -> None:
         (("--max-leverage", "2"), "--max-leverage and --rebalance-band apply to --vol-target"),
         (("--vol-target", "-0.2"), "--vol-target must be positive"),
         (("--vol-target", "0.2", "--rebalance-band", "-1"), "--rebalance-band must be >= 0"),
+        (("--vol-model", "har"), "--vol-model applies to --vol-target"),
+        (("--vol-target", "0.2", "--vol-model", "garch"), "unknown --vol-model 'garch'"),
     ],
 )
 def test_bad_settings_are_one_line_errors(
@@ -80,16 +82,34 @@ def test_bad_settings_are_one_line_errors(
     assert err.startswith("error: ") and message in err
 
 
-def test_paper_run_trades_the_backtests_orders_and_replays(tmp_path: Path, shared_data: Path) -> None:
+def test_har_vol_model_backtests_real_candles_to_its_target(home: Path) -> None:
+    _, ewma = run(home, *BUY_HOLD, "--vol-target", "0.2")
+    text, har = run(home, *BUY_HOLD, "--vol-target", "0.2", "--vol-model", "har")
+    assert "Volatility target 20.00 %" in text
+    assert har["metrics"]["volatility"] == pytest.approx(0.2, rel=0.25)
+    assert len(har["trades"]) != len(ewma["trades"])  # another forecast, other resizes
+    window = ("--start", "2021-01-01", "--end", "2022-01-01")
+    text, _ = run(home, *BUY_HOLD, "--vol-target", "0.2", "--vol-model", "har", *window)
+    wanted = annual_volatility_target(0.2, Timeframe.parse("1d"), model="har").warmup_bars()
+    warmed = re.search(r"warmed up on ([\d,]+) candle", text)
+    assert warmed is not None and int(warmed.group(1).replace(",", "")) >= wanted > 365  # HAR's whole fit window
+
+
+@pytest.mark.parametrize("vol_model", [None, "har"])
+def test_paper_run_trades_the_backtests_orders_and_replays(
+    tmp_path: Path, shared_data: Path, vol_model: str | None
+) -> None:
     """`run --strategy buy_hold --vol-target 0.2` sends the backtest kernel's orders (resizes included)."""
     home = str(tmp_path / "home")
     source = f"file:{shared_data / 'BTCUSDT-1d.csv.gz'}"
     args = ["--symbols", "BTCUSDT", "--timeframe", "1d", "--source", source, "--strategy", "buy_hold"]
-    result = runner.invoke(app, ["--home", home, "run", *args, "--vol-target", "0.2", "--no-risk-checks", "--json"])
+    args += ["--vol-target", "0.2"] + (["--vol-model", vol_model] if vol_model else [])
+    result = runner.invoke(app, ["--home", home, "run", *args, "--no-risk-checks", "--json"])
     assert result.exit_code == 0, result.output
     orders = json.loads(result.stdout)["published"]["SubmitOrder"]
     config = kernel_config(cash=10_000.0, fees=0.001, slippage_bps=0.0, fraction=1.0, latency=0, long_only=False,
-                           close_at_end=False, vol_target=0.2, timeframe=Timeframe.parse("1d"))  # fmt: skip
+                           close_at_end=False, vol_target=0.2, timeframe=Timeframe.parse("1d"),
+                           vol_model=vol_model)  # fmt: skip
     backtest = run_backtest(pd.read_csv(shared_data / "BTCUSDT-1d.csv.gz"), "buy_hold", config=config)
     assert orders == len(backtest.orders) > 100
     replayed = runner.invoke(app, ["--home", home, "replay", "--format", "json"])

@@ -113,19 +113,21 @@ def kernel_config(
     max_leverage: float = 1.0,
     rebalance_band: float = 0.1,
     timeframe: Timeframe | None = None,
+    vol_model: str | None = None,
 ) -> KernelConfig:
     """The execution settings of a CLI run (fees apply to makers and takers alike).
 
     ``risk``: protective exits (``--stop-loss`` …). ``vol_target`` (annualised, on ``timeframe`` bars): size each
     position by the EWMA volatility-targeting sizer (its share of the target is ``fraction``), rebalanced outside
-    ``rebalance_band``, up to ``max_leverage`` x ``fraction`` each and ``max_leverage`` gross.
+    ``rebalance_band``, up to ``max_leverage`` x ``fraction`` each and ``max_leverage`` gross. ``vol_model``: its
+    volatility forecaster (``ewma`` when None, or ``har``; ``execution.sizing.vol_model_option`` checks it).
     """
     from dataclasses import replace
 
     from smartmarket.engine.kernel import KernelConfig
     from smartmarket.execution.fees import FeeModel
     from smartmarket.execution.risk import RiskConfig
-    from smartmarket.execution.sizing import FixedFraction, Sizer, annual_volatility_target
+    from smartmarket.execution.sizing import FixedFraction, Sizer, annual_volatility_target, vol_model_option
     from smartmarket.execution.slippage import FixedBps
 
     if not cash > 0:
@@ -135,12 +137,13 @@ def kernel_config(
     if not 0 < fraction <= 1:
         raise ConfigError(f"--fraction must be in (0, 1], got {fraction!r}")
     sizer: Sizer = FixedFraction(fraction)
+    model = vol_model_option(vol_model, vol_target)
     risk = risk if risk is not None else RiskConfig()
     if vol_target is not None:
         if timeframe is None:
             raise ConfigError("--vol-target needs the bar timeframe", hint="give --timeframe, e.g. -t 1d")
         sizer = annual_volatility_target(
-            vol_target, timeframe, max_leverage=max_leverage, band=rebalance_band, share=fraction
+            vol_target, timeframe, max_leverage=max_leverage, band=rebalance_band, share=fraction, model=model
         )
         risk = replace(risk, max_position_fraction=max_leverage, max_gross_exposure=max_leverage)
     elif max_leverage != 1.0 or rebalance_band != 0.1:
@@ -272,6 +275,10 @@ VOL_TARGET_HELP = (
     "Size positions for this annualised volatility (0.2 = 20 %) from an EWMA forecast (RiskMetrics 0.94), "
     "resized at closes as volatility moves."
 )
+VOL_MODEL_HELP = (
+    "With --vol-target: the volatility forecast to size with: ewma (default) or har (HAR-RV, Corsi 2009, refitted "
+    "daily on past bars)."
+)
 MAX_LEVERAGE_HELP = "With --vol-target: the most exposure per equity (gross), e.g. 2 for 2x."
 BAND_HELP = (
     "With --vol-target: resize only when the target differs from the held exposure by more than this (0.1 = 10 %)."
@@ -319,6 +326,7 @@ def backtest(
         float | None, typer.Option("--trailing-stop", help="Exit this many percent behind the best price since entry.")
     ] = None,
     vol_target: Annotated[float | None, typer.Option("--vol-target", help=VOL_TARGET_HELP)] = None,
+    vol_model: Annotated[str | None, typer.Option("--vol-model", help=VOL_MODEL_HELP)] = None,
     max_leverage: Annotated[float, typer.Option("--max-leverage", help=MAX_LEVERAGE_HELP)] = 1.0,
     rebalance_band: Annotated[float, typer.Option("--rebalance-band", help=BAND_HELP)] = 0.1,
     as_json: Annotated[
@@ -371,6 +379,7 @@ def backtest(
         max_leverage=max_leverage,
         rebalance_band=rebalance_band,
         timeframe=tf,
+        vol_model=vol_model,
     )
 
     app_ctx = get_context(ctx)
@@ -379,7 +388,7 @@ def backtest(
     warmup = None
     if start_ms is not None:  # the strategy sees the candles before --start first, as a live run would have
         factory = strategy_factory(strategy, **strategy_params)
-        warmup = warmup_frames(store, symbols, tf, start_ms, factory, extra_bars=config.sizer.lookback + 1)
+        warmup = warmup_frames(store, symbols, tf, start_ms, factory, extra_bars=config.sizer.warmup_bars())
     with app_ctx.progress() as progress:
         result = run_backtest(
             frames, strategy, params=strategy_params, config=config, timeframe=tf, warmup=warmup,

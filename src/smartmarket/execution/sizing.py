@@ -16,11 +16,18 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from smartmarket.analytics.metrics import periods_per_year
 from smartmarket.core.errors import ConfigError
 from smartmarket.core.types import Timeframe
 from smartmarket.execution.orders import Decision
+
+if TYPE_CHECKING:
+    from smartmarket.execution.vol_forecast import VolForecaster
+
+VOL_MODELS: tuple[str, ...] = ("ewma", "har")
+"""The volatility forecasters ``--vol-model`` chooses from (``execution.vol_forecast``)."""
 
 
 class Sizer(ABC):
@@ -30,8 +37,20 @@ class Sizer(ABC):
     lookback: int = 0
     rebalance_band: float | None = None  # None: size at the decision only
 
-    def fraction(self, decision: Decision, price: float, closes: Sequence[float] = ()) -> float:
-        """Fraction of equity for ``decision`` taken at a bar closing at ``price``."""
+    def tracker(self) -> VolForecaster | None:
+        """A fresh per-symbol volatility forecaster the kernel updates at every close (None: not needed)."""
+        return None
+
+    def warmup_bars(self) -> int:
+        """Bars to feed before a window so that its first sizes are those of a longer run."""
+        tracker = self.tracker()
+        return max(self.lookback + 1, tracker.history if tracker is not None else 0)
+
+    def fraction(
+        self, decision: Decision, price: float, closes: Sequence[float] = (), vol: float | None = None
+    ) -> float:
+        """Fraction of equity for ``decision`` taken at a bar closing at ``price`` (``vol``: the symbol's
+        ``tracker()`` forecast, for sizers that have one)."""
         if decision.size is not None:
             return max(0.0, float(decision.size))
         return max(0.0, self._fraction(decision, price, closes))
@@ -96,7 +115,7 @@ def ewma_volatility(closes: Sequence[float], decay: float) -> float:
     return math.sqrt(num / den)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class VolatilityTarget(Sizer):
     """Size so the position's volatility is ``target_vol`` per bar: ``target_vol / forecast vol``, capped.
 
@@ -105,7 +124,9 @@ class VolatilityTarget(Sizer):
     ``target_vol = annual / sqrt(bars_per_year)``. Until ``lookback + 1`` closes exist it sizes zero (no
     estimate, no position). ``rebalance_band``: the kernel resizes a held position at a close when the target
     moved by more than this fraction of the held exposure (None: size at the decision only). A decision with
-    its own ``size`` (in [0, 1]) gets that share of the volatility budget and of the cap.
+    its own ``size`` (in [0, 1]) gets that share of the volatility budget and of the cap. ``vol_model``: the
+    forecaster (``VOL_MODELS``): ``ewma`` as above, ``har`` the HAR-RV of ``execution.vol_forecast`` on
+    ``bars_per_day`` bars a day (EWMA until it is fitted); the kernel passes its forecast as ``vol``.
     """
 
     target_vol: float = 0.01
@@ -113,8 +134,13 @@ class VolatilityTarget(Sizer):
     max_fraction: float = 1.0
     decay: float | None = None
     rebalance_band: float | None = 0.1
+    vol_model: str = "ewma"  # not "model": the run record names the sizer's class by that key
+    bars_per_day: int = 1
 
     def __post_init__(self) -> None:
+        check_vol_model(self.vol_model)
+        if self.vol_model != "ewma" and (self.decay is None or self.bars_per_day < 1):
+            raise ConfigError(f"--vol-model {self.vol_model} needs an EWMA decay (its fallback) and bars_per_day >= 1")
         if not (self.target_vol > 0 and self.lookback >= 2 and self.max_fraction > 0):
             raise ConfigError(
                 "volatility targeting needs target_vol > 0, lookback >= 2, max_fraction > 0",
@@ -125,10 +151,34 @@ class VolatilityTarget(Sizer):
         if self.rebalance_band is not None and not self.rebalance_band >= 0:
             raise ConfigError(f"rebalance band must be >= 0, got {self.rebalance_band!r}", hint="e.g. 0.1 (10 %)")
 
-    def fraction(self, decision: Decision, price: float, closes: Sequence[float] = ()) -> float:
+    def __repr__(self) -> str:
+        # the vol model only when not the default, so the fingerprint of an EWMA run (which hashes this) is unchanged
+        text = (
+            f"VolatilityTarget(target_vol={self.target_vol!r}, lookback={self.lookback!r}, "
+            f"max_fraction={self.max_fraction!r}, decay={self.decay!r}, rebalance_band={self.rebalance_band!r}"
+        )
+        if self.vol_model != "ewma":
+            text += f", vol_model={self.vol_model!r}, bars_per_day={self.bars_per_day!r}"
+        return text + ")"  # fmt: skip
+
+    def tracker(self) -> VolForecaster | None:
+        """The symbol's forecaster: EWMA over ``lookback`` returns, or HAR-RV (EWMA until fitted) for
+        ``vol_model="har"``; None without a ``decay`` (sample standard deviation of the closes window)."""
+        if self.decay is None:
+            return None
+        from smartmarket.execution.vol_forecast import EWMAVolatility, HARVolatility
+
+        ewma = EWMAVolatility(self.decay, self.lookback)
+        return ewma if self.vol_model == "ewma" else HARVolatility(self.bars_per_day, ewma)
+
+    def fraction(
+        self, decision: Decision, price: float, closes: Sequence[float] = (), vol: float | None = None
+    ) -> float:
         """A decision's own ``size`` (e.g. the ensemble's strength) scales the volatility budget, not replaces it."""
         scale = 1.0 if decision.size is None else max(0.0, float(decision.size))
-        return scale * max(0.0, self._fraction(decision, price, closes))
+        if vol is None:
+            return scale * max(0.0, self._fraction(decision, price, closes))
+        return scale * (float(min(self.max_fraction, self.target_vol / vol)) if vol > 0 else 0.0)
 
     def forecast(self, closes: Sequence[float]) -> float:
         """Per-bar volatility forecast from the closes up to now (NaN until ``lookback + 1`` closes)."""
@@ -148,14 +198,34 @@ EWMA_DECAY = 0.94  # RiskMetrics (J.P. Morgan 1996), daily data
 EWMA_LOOKBACK = 75  # returns in the window: the weights left out (0.94^75 < 1 %) are negligible
 
 
+def check_vol_model(model: str) -> str:
+    """``model`` if it is one of ``VOL_MODELS``; a one-line ``ConfigError`` otherwise."""
+    if model not in VOL_MODELS:
+        raise ConfigError(f"unknown --vol-model {model!r}", hint="use " + " or ".join(VOL_MODELS))
+    return model
+
+
+def vol_model_option(model: str | None, vol_target: float | None) -> str:
+    """The ``--vol-model`` to size with: ``ewma`` when not given; ``ConfigError`` for an unknown name or a model
+    given without ``--vol-target`` (what the commands taking ``--vol-target`` call)."""
+    if model is None:
+        return "ewma"
+    if vol_target is None:
+        raise ConfigError("--vol-model applies to --vol-target", hint=f"add --vol-target 0.2 --vol-model {model}")
+    return check_vol_model(model)
+
+
 def annual_volatility_target(
-    annual: float, timeframe: Timeframe, *, max_leverage: float = 1.0, band: float = 0.1, share: float = 1.0
-) -> VolatilityTarget:
-    """The EWMA volatility-targeting sizer for an annualised target on ``timeframe`` bars.
+    annual: float, timeframe: Timeframe, *, max_leverage: float = 1.0, band: float = 0.1, share: float = 1.0,
+    model: str = "ewma",
+) -> VolatilityTarget:  # fmt: skip
+    """The volatility-targeting sizer for an annualised target on ``timeframe`` bars (``model``: ``VOL_MODELS``;
+    HAR-RV's "day" is one calendar day of ``timeframe`` bars, at least one bar).
 
     ``share``: the part of the account this position runs on (1/N with N symbols): its target is
     ``annual x share`` and its cap ``max_leverage x share``.
     """
+    check_vol_model(model)
     if not annual > 0:
         raise ConfigError(f"--vol-target must be positive (annualised), got {annual!r}", hint="e.g. --vol-target 0.2")
     if not max_leverage > 0:
@@ -165,7 +235,7 @@ def annual_volatility_target(
     per_bar = annual * share / math.sqrt(periods_per_year(timeframe))
     return VolatilityTarget(
         target_vol=per_bar, lookback=EWMA_LOOKBACK, max_fraction=max_leverage * share, decay=EWMA_DECAY,
-        rebalance_band=band,
+        rebalance_band=band, vol_model=model, bars_per_day=max(1, round(86_400_000 / timeframe.ms)),
     )  # fmt: skip
 
 
@@ -223,12 +293,15 @@ def order_quantity(
 __all__ = [
     "EWMA_DECAY",
     "EWMA_LOOKBACK",
+    "VOL_MODELS",
     "FixedFraction",
     "RiskPerTrade",
     "Sizer",
     "VolatilityTarget",
     "annual_volatility_target",
+    "check_vol_model",
     "ewma_volatility",
     "order_quantity",
     "realised_volatility",
+    "vol_model_option",
 ]
