@@ -302,7 +302,13 @@ def test_bench_store_json_names_the_postgres_baseline_without_its_password(
     code, out, _ = cli("--home", tmp_path / "home", "bench", "store", "--rows", "10000", "--json",
                        "--pg", _with_password(pg_server))  # fmt: skip
     assert code == 0, out
-    backends = json.loads(out)["backends"]
+    report = json.loads(out)
+    backends = report["backends"]
     assert backends["postgres"]["url"].startswith("postgresql://postgres@")
+    cli_ingest = report["cli_ingest"]  # end-to-end ingest beside the store write of the same run
+    assert set(cli_ingest["vs_store_write"]) == set(cli_ingest["cpu_rows_per_s"]) == {"csv", "csv.gz"}
+    for name, rate in report["cli_ingest_rows_per_s"].items():
+        assert cli_ingest["vs_store_write"][name] == round(rate / cli_ingest["store_write_rows_per_s"], 2)
+        assert cli_ingest["cpu_rows_per_s"][name] > 0
     assert not [text for text in cli.texts if PW in text]
     assert _files_holding(tmp_path, PW.encode()) == []

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smartmarket.core.errors import DataFormatError
+from smartmarket.core.errors import DataFormatError, NotFoundError
 from smartmarket.core.types import Timeframe
 from smartmarket.data.ingest import IngestReport, ingest_file
 from smartmarket.data.parsers import RAW_TEXT_LIMIT, read_candle_file
@@ -308,3 +308,12 @@ def test_quarantine_cuts_and_escapes_text_of_rows_built_in_code(store: Store, tm
     assert report.balanced and (report.inserted, report.quarantined) == (1, 1)
     text = read_quarantine(tmp_path / "q")["raw"].iloc[0]
     assert text.startswith("a\\x00b") and len(text) == RAW_TEXT_LIMIT + 1
+
+
+def test_a_file_with_no_good_row_quarantines_every_line_and_stores_nothing(store: Store, tmp_path: Path) -> None:
+    path = _write(tmp_path / "bad.csv", [HEADER, "x,1,2,0,1,5", "", f"{T0},1,2,0,1,-5"])
+    report, quarantine = _ingest(store, path, tmp_path)
+    assert (report.stored, report.quarantined, report.blank_lines, report.data_lines) == (0, 2, 1, 3)
+    assert quarantine["line"].tolist() == [2, 4]
+    with pytest.raises(NotFoundError):  # no series was created
+        store.read_candles("BTCUSDT", Timeframe.H1)

@@ -13,6 +13,7 @@ from smartmarket.cli import grammar
 from smartmarket.cli.backtest import (
     BAND_HELP,
     MAX_LEVERAGE_HELP,
+    VOL_MODEL_HELP,
     VOL_TARGET_HELP,
     kernel_config,
     parse_params,
@@ -120,6 +121,7 @@ def optimize_command(
     slippage_bps: Annotated[float, typer.Option("--slippage-bps", help="Slippage per market fill, bps.")] = 0.0,
     long_only: Annotated[bool, typer.Option("--long-only", help="Never short: short signals go flat.")] = False,
     vol_target: Annotated[float | None, typer.Option("--vol-target", help=VOL_TARGET_HELP)] = None,
+    vol_model: Annotated[str | None, typer.Option("--vol-model", help=VOL_MODEL_HELP)] = None,
     max_leverage: Annotated[float, typer.Option("--max-leverage", help=MAX_LEVERAGE_HELP)] = 1.0,
     rebalance_band: Annotated[float, typer.Option("--rebalance-band", help=BAND_HELP)] = 0.1,
     storage: Annotated[
@@ -155,7 +157,7 @@ def optimize_command(
     config = kernel_config(
         cash=cash, fees=fees, slippage_bps=slippage_bps, fraction=1.0, latency=0, long_only=long_only,
         close_at_end=True, vol_target=vol_target, max_leverage=max_leverage, rebalance_band=rebalance_band,
-        timeframe=tf,
+        timeframe=tf, vol_model=vol_model,
     )  # fmt: skip
     request = OptimizeRequest(
         strategy=strategy,

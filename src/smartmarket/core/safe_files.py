@@ -14,7 +14,10 @@ from pathlib import Path
 from smartmarket.core.errors import FatalError
 
 # Suffixes a registry entry or a snapshot may hold.
-SAFE_SUFFIXES = frozenset({".json", ".txt", ".npy", ".npz", ".pt", ".safetensors", ".skops", ".parquet", ".md", ".csv"})
+SAFE_SUFFIXES = frozenset(
+    {".json", ".txt", ".npy", ".npz", ".pt", ".safetensors", ".skops", ".parquet", ".md", ".csv", ".onnx"}
+)
+# .onnx: a protobuf graph (the networks' ONNX Runtime cache, models/runtime.py); reading one runs no code
 PICKLE_SUFFIXES = frozenset({".joblib", ".pkl", ".pickle", ".dill", ".cloudpickle"})
 # Pickle protocol 2+ starts with 0x80 then the protocol number; protocols 0/1 start with an opcode like "(" or "c".
 _PICKLE_MAGIC = tuple(bytes([0x80, n]) for n in range(2, 6))

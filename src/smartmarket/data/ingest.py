@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -150,18 +151,20 @@ def _store_and_report(
         blank_lines=blank_lines,
     )
     conflict_frames: list[pd.DataFrame] = []
-    for start in range(0, len(good), WRITE_CHUNK_ROWS):
-        chunk = good.iloc[start : start + WRITE_CHUNK_ROWS].reset_index(drop=True)
-        result = store.write_candles(
-            symbol, timeframe, chunk, on_conflict="overwrite" if overwrite else "report", synthetic=synthetic
-        )
-        report.inserted += result.inserted
-        report.unchanged += result.unchanged
-        report.overwritten += result.overwritten
-        if result.conflict_count:
-            conflict_frames.append(result.conflicts)
-        if progress is not None:
-            progress(start + len(chunk), len(good))
+    # One open and one checkpoint of an embedded store's file for all the chunks (none for an empty file).
+    with store.batch(write=True) if len(good) else nullcontext():
+        for start in range(0, len(good), WRITE_CHUNK_ROWS):
+            chunk = good.iloc[start : start + WRITE_CHUNK_ROWS].reset_index(drop=True)
+            result = store.write_candles(
+                symbol, timeframe, chunk, on_conflict="overwrite" if overwrite else "report", synthetic=synthetic
+            )
+            report.inserted += result.inserted
+            report.unchanged += result.unchanged
+            report.overwritten += result.overwritten
+            if result.conflict_count:
+                conflict_frames.append(result.conflicts)
+            if progress is not None:
+                progress(start + len(chunk), len(good))
 
     quarantine = [checked.bad] if len(checked.bad) else []
     if conflict_frames:
