@@ -306,6 +306,32 @@ async def test_consumer_recreates_a_group_the_server_lost(redis_server: str) -> 
         assert len(handled) == 2
 
 
+@run_async
+async def test_unacknowledged_entries_lost_with_a_recreated_stream_are_republished_before_new_ones(
+    redis_server: str,
+) -> None:
+    """The race behind a flaky replay: the stream is deleted and another process's consumer recreates its group at
+    once (``XGROUP CREATE … MKSTREAM``: an empty stream exists again). The publisher's next append must not land
+    before its entries that no group had acknowledged, or a stage would meet a later candle first."""
+    async with isolated_bus(redis_server) as bus:
+        assert isinstance(bus, RedisStreamsBus)
+        await bus.ensure_group(CANDLES, SYMBOL, "stage")
+        early = [candle(i) for i in range(3)]
+        await bus.publish_many(CANDLES, SYMBOL, early)  # nobody has read them: they stay in the outbox
+        raw: Any = redis.Redis.from_url(redis_server)
+        stream = bus.names.stream(CANDLES, SYMBOL)
+        try:
+            raw.delete(stream)
+            raw.xgroup_create(stream, "stage", id="0", mkstream=True)  # what a recovering consumer elsewhere does
+            later = candle(3)
+            await bus.publish(CANDLES, SYMBOL, later)
+            order = [from_msgpack(fields[b"p"]).event_id for _, fields in raw.xrange(stream)]
+        finally:
+            raw.close()
+        assert order == [c.event_id for c in [*early, later]]
+        assert bus.recoveries == 1 and bus.republished == 3
+
+
 def test_open_bus_redis_url_with_bus_parameters(redis_server: str) -> None:
     bus = open_bus(f"{redis_server}?namespace=paper&max_backlog=none")
     assert isinstance(bus, RedisStreamsBus)

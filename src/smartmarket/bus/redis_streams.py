@@ -21,7 +21,9 @@
 - Losing the streams (a server restarted *empty*, ``FLUSHALL``, a deleted stream): every publisher keeps an
   *outbox* of the entries it appended that some declared group has not acknowledged yet. Each symbol has an
   *epoch* key; the append script refuses to write when the epoch changed or vanished, or when a stream holding
-  outbox entries vanished, so nothing new lands before what was lost. ``recover`` (run on that refusal and on
+  outbox entries vanished or was recreated empty (its last generated id behind this writer's last unacknowledged
+  entry: another consumer's recovery re-creates groups with ``MKSTREAM``), and an append never runs while this
+  process recovers, so nothing new lands before what was lost. ``recover`` (run on that refusal and on
   ``NOGROUP``/``UNBLOCKED`` in any read, claim or pending call) recreates every declared group from the
   stream's first entry, re-publishes the outbox of the lost streams in order and logs a WARNING with counts.
 - Processed-id sets are keyed by ``scope``, a token bound to the event store the deployment records into
@@ -65,15 +67,30 @@ from smartmarket.core.types import normalize_symbol
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-# KEYS[1] stream, KEYS[2] the symbol's epoch key; ARGV[1] the epoch this writer knows, ARGV[2] '1' when the stream
-# must exist (it holds this writer's unacknowledged entries), ARGV[3..] payloads. Refuses (SMLOST) when the epoch
-# changed or the stream vanished: what was lost must be re-published before anything new. Returns the ids.
+# KEYS[1] stream, KEYS[2] the symbol's epoch key; ARGV[1] the epoch this writer knows, ARGV[2] the id of the last
+# entry this writer appended that some group has not acknowledged yet ('' when none), ARGV[3..] payloads. Refuses
+# (SMLOST) when the epoch changed or vanished, or when that entry was lost: the stream is gone, or was recreated
+# (``XGROUP CREATE … MKSTREAM`` by a recovering consumer makes an empty stream whose last generated id is 0-0,
+# and trimming never lowers it). What was lost must be re-published before anything new. Returns the ids.
 APPEND_SCRIPT = """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then
   return redis.error_reply('SMLOST epoch')
 end
-if ARGV[2] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then
-  return redis.error_reply('SMLOST stream')
+if ARGV[2] ~= '' then
+  if redis.call('EXISTS', KEYS[1]) == 0 then
+    return redis.error_reply('SMLOST stream')
+  end
+  local info = redis.call('XINFO', 'STREAM', KEYS[1])
+  local generated = '0-0'
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then generated = info[i + 1] end
+  end
+  local gms, gseq = string.match(generated, '(%d+)-(%d+)')
+  local wms, wseq = string.match(ARGV[2], '(%d+)-(%d+)')
+  gms, gseq, wms, wseq = tonumber(gms), tonumber(gseq), tonumber(wms), tonumber(wseq)
+  if gms < wms or (gms == wms and gseq < wseq) then
+    return redis.error_reply('SMLOST stream')
+  end
 end
 local ids = {}
 for i = 3, #ARGV do
@@ -385,7 +402,11 @@ class RedisStreamsBus(Bus):
 
             for _ in range(10):  # each refusal runs a recovery first; more than a few in a row is a flapping server
                 try:
-                    appended = await self.with_reconnect(append)
+                    # never between a recovery's recreated (empty) stream and its re-published outbox: the new
+                    # entries would land before the lost ones
+                    async with self._recovering:
+                        appended = await self.with_reconnect(append)
+                        self._remember(stream, symbol, appended, chunk)
                     break
                 except ResponseError as exc:
                     if "SMLOST" not in str(exc):
@@ -394,15 +415,15 @@ class RedisStreamsBus(Bus):
             else:
                 raise BusUnavailableError(f"{stream} keeps losing its entries", where=redact_url(self.url))
             ids.extend(appended)
-            self._remember(stream, symbol, appended, chunk)
         await self._maybe_prune(stream)
         return ids
 
     async def _append(self, stream: str, symbol: str, chunk: Sequence[bytes]) -> list[str]:
         epoch = await self.epoch(symbol)
-        must_exist = "1" if self._outbox.get(stream) else "0"
+        box = self._outbox.get(stream)
+        last_unacknowledged = box[-1][0] if box else ""
         reply = await self.guarded(
-            self.append_script(keys=[stream, self.names.epoch(symbol)], args=[epoch, must_exist, *chunk])
+            self.append_script(keys=[stream, self.names.epoch(symbol)], args=[epoch, last_unacknowledged, *chunk])
         )
         return _text(reply).split(" ")
 
@@ -520,7 +541,7 @@ class RedisStreamsBus(Bus):
                 part = entries[start : start + self.pipeline_chunk]
                 payloads = [p for _, p in part]
                 reply = await self.guarded(
-                    self.append_script(keys=[stream, self.names.epoch(symbol)], args=[current, "0", *payloads])
+                    self.append_script(keys=[stream, self.names.epoch(symbol)], args=[current, "", *payloads])
                 )
                 box.extend(zip(_text(reply).split(" "), payloads, strict=True))
             republished += len(entries)
