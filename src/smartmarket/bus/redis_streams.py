@@ -347,6 +347,7 @@ class RedisStreamsBus(Bus):
         self._outbox: dict[str, deque[tuple[str, bytes]]] = {}  # stream -> (entry id, payload) not acked by all
         self._outbox_symbol: dict[str, str] = {}
         self._outbox_pruned: dict[str, float] = {}
+        self._overflowing: set[str] = set()  # streams whose outbox overflowed (warned once)
         self._recovering = asyncio.Lock()
         no_retry = Retry(NoBackoff(), 0)
         self.client: aioredis.Redis = aioredis.Redis.from_url(
@@ -436,8 +437,12 @@ class RedisStreamsBus(Bus):
         if overflow > 0:
             for _ in range(overflow):
                 box.popleft()
-            log.warning("%s: outbox over %d entries, the oldest %d cannot be re-published", stream,
-                        self.outbox_limit, overflow)  # fmt: skip
+            if stream not in self._overflowing:  # once per episode: a long backlog would repeat it every chunk
+                self._overflowing.add(stream)
+                log.warning("%s: outbox over %d entries (no group acknowledges them); the oldest cannot be "
+                            "re-published if the stream is lost", stream, self.outbox_limit)  # fmt: skip
+        else:
+            self._overflowing.discard(stream)
 
     async def _maybe_prune(self, stream: str) -> None:
         now = time.monotonic()
