@@ -72,6 +72,16 @@ class KernelIndicator(Feature):
         # Two rows in column-major order (only row 0 is used): numba then types it exactly like the batch
         # output, so one compiled step function serves both.
         self._out = np.full((2, len(self.columns)), np.nan, order="F")
+        self._row = self._out[0]  # a view: rebuilt on copy and unpickling (``__setstate__``)
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        del state["_row"]  # a copied view would no longer see ``_out``
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._row = self._out[0]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(self.columns)})"
@@ -86,10 +96,9 @@ class KernelIndicator(Feature):
         return tuple(self._out[0].tolist())
 
     def step(self, ts: int, open: float, high: float, low: float, close: float, volume: float) -> tuple[float, ...]:
-        self._step(
-            self._params, self._state, float(open), float(high), float(low), float(close), float(volume), self._out, 0
-        )
-        return tuple(self._out[0].tolist())
+        """The kernel's hot path: its candles' prices are floats already (``update`` converts)."""
+        self._step(self._params, self._state, open, high, low, close, volume, self._out, 0)
+        return tuple(self._row.tolist())
 
     @property
     def ready(self) -> bool:
