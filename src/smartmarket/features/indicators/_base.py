@@ -93,7 +93,7 @@ class KernelIndicator(Feature):
 
     @property
     def values(self) -> tuple[float, ...]:
-        return tuple(self._out[0].tolist())
+        return tuple(self._row.tolist())
 
     def step(self, ts: int, open: float, high: float, low: float, close: float, volume: float) -> tuple[float, ...]:
         """The kernel's hot path: its candles' prices are floats already (``update`` converts)."""
