@@ -630,7 +630,7 @@ def test_paper_adapter_refuses_what_a_spot_account_cannot_do() -> None:
     paper.mark("BTCUSDT", 100.0)
     assert "insufficient cash" in rejected(paper.submit(submit_order("p-2", 20.0), NOW)).reason
     assert "long-only" in rejected(paper.submit(submit_order("p-3", 1.0, "sell"), NOW)).reason
-    assert "market orders only" in rejected(paper.submit(submit_order("p-4", limit=99.0), NOW)).reason
+    assert "reduce-only protective exits only" in rejected(paper.submit(submit_order("p-4", limit=99.0), NOW)).reason
     submitted(paper.submit(submit_order("p-5", 5.0), NOW))
     assert paper.positions() == {"BTCUSDT": 5.0}
     assert paper.balances()["USDT"] == pytest.approx(1_000.0 - 500.0 * 1.001)

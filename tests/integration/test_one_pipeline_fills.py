@@ -7,9 +7,9 @@ process on Redis, stopped with SIGTERM at the end. Both size an order at the
 decision close (``order_quantity``) and reverse a position in two legs (close, then open), so every fill — time,
 side, quantity, price, fee — is the same for ``sma_cross``, ``rsi_reversion`` and an ensemble.
 
-The ensemble artifact here is fitted with barriers too wide to be touched in the window: a protective exit is
-filled inside its bar by the kernel but by a market order at the next open live (see docs/pipeline.md), so a
-triggered stop is the one known difference this test does not cover.
+Protective exits (stop-loss, take-profit, trailing stop) fill inside their bar in both: the risk stage sends the
+exit its decision model took as a stop (or limit) order, which the paper execution stage fills at that level
+inside the same candle; sma_cross with percent exits and an ensemble whose ATR barriers are touched show it.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,10 @@ from smartmarket.bus.redis_streams import RedisStreamsBus
 from smartmarket.bus.topics import StreamNames
 from smartmarket.core.events import OrderFilled
 from smartmarket.execution.orders import Fill
+from smartmarket.execution.risk import exits_from_percent
 from smartmarket.models.labels import LabelConfig
 from smartmarket.pipeline.live import LivePipeline, RunOptions
+from smartmarket.pipeline.replay import replay
 from smartmarket.pipeline.sources import FileSource
 from smartmarket.pipeline.stages import CONSUMER_STAGES, ArtifactEngines, PipelineSpec, TradingConfig, stage_inputs
 from smartmarket.pipeline.stages.spec import StrategyChoice
@@ -67,7 +70,19 @@ def candles(shared_data: Path) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def ensemble(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tuple[Path, pd.DataFrame]:
-    """A trade-happy ensemble artifact and the real candles after its fitting window."""
+    """A trade-happy ensemble artifact and the real candles after its fitting window (barriers out of reach)."""
+    return fit_ensemble(tmp_path_factory, shared_data, LabelConfig(horizon=12, take_profit=50.0, stop_loss=50.0))
+
+
+@pytest.fixture(scope="module")
+def ensemble_with_barriers(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tuple[Path, pd.DataFrame]:
+    """The same with ATR barriers its trades touch: protective exits inside the bar."""
+    return fit_ensemble(tmp_path_factory, shared_data, LabelConfig(horizon=12, take_profit=1.5, stop_loss=1.0))
+
+
+def fit_ensemble(
+    tmp_path_factory: pytest.TempPathFactory, shared_data: Path, barriers: LabelConfig
+) -> tuple[Path, pd.DataFrame]:
     registry = tmp_path_factory.mktemp("registry")
     rows = pd.read_csv(shared_data / "BTCUSDT-1h.csv.gz").iloc[30_000 : 30_000 + FIT_ROWS + ENSEMBLE_ROWS]
     frame = rows.reset_index(drop=True)
@@ -75,7 +90,7 @@ def ensemble(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tup
         ensemble="stacking", strength_targets=(0.0, 0.0, 0.0), regime_target=0.0, z=0.0, min_count=5,
         require_skill=False,
     )  # fmt: skip
-    labels = LabelConfig(horizon=12, take_profit=50.0, stop_loss=50.0, time_barrier="sign")  # stops out of reach
+    labels = replace(barriers, time_barrier="sign")
     artifact = fit_artifact(
         frame.iloc[:FIT_ROWS], [TechnicalMember(), SMCMember()], symbol=SYMBOL, timeframe="1h",
         label_config=labels, config=config,
@@ -84,11 +99,21 @@ def ensemble(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tup
     return registry, frame.iloc[FIT_ROWS:].reset_index(drop=True)
 
 
+EXITS = {
+    "stop_and_target": exits_from_percent(stop_loss=1.0, take_profit=2.0),
+    "trailing": exits_from_percent(trailing_stop=1.5),
+}
+PROTECTIVE = {"stop_loss", "take_profit", "trailing_stop"}
+
+
 def backtest_fills(fills: list[Fill]) -> list[FillKey]:
     return [(f.ts, f.side, f.quantity, f.price, f.fee) for f in fills]
 
 
-def live_fills(spec: PipelineSpec, frame: pd.DataFrame, tmp_path: Path, redis_url: str | None) -> list[FillKey]:
+def live_fills(
+    spec: PipelineSpec, frame: pd.DataFrame, tmp_path: Path, redis_url: str | None, *, replayed: bool = False
+) -> list[FillKey]:
+    """The run's recorded fills; ``replayed``: and its replay regenerates every order and fill identically."""
     store = open_store(f"duckdb:///{tmp_path / f'events-{uuid.uuid4().hex[:8]}.duckdb'}")
 
     async def go() -> None:
@@ -106,6 +131,10 @@ def live_fills(spec: PipelineSpec, frame: pd.DataFrame, tmp_path: Path, redis_ur
 
     try:
         asyncio.run(go())
+        if replayed:
+            report = replay(store, spec)
+            assert report.identical, [d.describe() for d in report.differences[:5]]
+            assert report.compared.get("OrderFilled", 0) > 10
         return recorded_fills(store)
     finally:
         store.close()
@@ -148,6 +177,22 @@ def test_a_strategy_fills_the_same_in_backtest_and_run(
 
 
 @pytest.mark.parametrize("bus", ["inprocess", "redis"])
+@pytest.mark.parametrize("exits", sorted(EXITS))
+def test_protective_exits_fill_inside_their_bar_in_backtest_and_run(
+    exits: str, bus: str, candles: pd.DataFrame, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    trading = replace(TRADING, risk=EXITS[exits])
+    params = STRATEGIES["sma_cross"]
+    result = run_backtest(candles, "sma_cross", params=params, config=trading.kernel_config(), symbol=SYMBOL)
+    taken = {f.reason for f in result.fills} & PROTECTIVE
+    assert taken == ({"stop_loss", "take_profit"} if exits == "stop_and_target" else {"trailing_stop"})
+    redis_url = request.getfixturevalue("redis_server") if bus == "redis" else None
+    spec = PipelineSpec.build([SYMBOL], "1h", None, trading, strategy=StrategyChoice("sma_cross", params))
+    live = live_fills(spec, candles, tmp_path, redis_url, replayed=True)
+    assert_same_fills(live, backtest_fills(result.fills))
+
+
+@pytest.mark.parametrize("bus", ["inprocess", "redis"])
 def test_the_ensemble_fills_the_same_in_backtest_and_run(
     bus: str, ensemble: tuple[Path, pd.DataFrame], tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -159,6 +204,20 @@ def test_the_ensemble_fills_the_same_in_backtest_and_run(
     redis_url = request.getfixturevalue("redis_server") if bus == "redis" else None
     spec = PipelineSpec.build([SYMBOL], "1h", ArtifactEngines(registry, "1h"), TRADING)
     assert_same_fills(live_fills(spec, frame, tmp_path, redis_url), expected)
+
+
+@pytest.mark.parametrize("bus", ["inprocess", "redis"])
+def test_the_ensemble_s_protective_exits_fill_the_same_in_backtest_and_run(
+    bus: str, ensemble_with_barriers: tuple[Path, pd.DataFrame], tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    registry, frame = ensemble_with_barriers
+    strategy = EnsembleStrategy(artifact="latest", timeframe="1h", registry=str(registry))
+    result = run_backtest(frame, lambda _s: strategy, config=TRADING.kernel_config(), symbol=SYMBOL)
+    assert {f.reason for f in result.fills} >= {"stop_loss", "take_profit"}
+    redis_url = request.getfixturevalue("redis_server") if bus == "redis" else None
+    spec = PipelineSpec.build([SYMBOL], "1h", ArtifactEngines(registry, "1h"), TRADING)
+    live = live_fills(spec, frame, tmp_path, redis_url, replayed=True)
+    assert_same_fills(live, backtest_fills(result.fills))
 
 
 def start_stage_worker(
@@ -240,11 +299,15 @@ def test_a_system_fills_the_same_in_backtest_and_in_separate_worker_processes(
         system = ["--artifact", "latest", "--registry", str(registry)]
     else:
         frame, params = candles, STRATEGIES[name]
-        expected = backtest_fills(
-            run_backtest(frame, name, params=params, config=TRADING.kernel_config(), symbol=SYMBOL).fills
-        )
-        spec = PipelineSpec.build([SYMBOL], "1h", None, TRADING, strategy=StrategyChoice(name, params))
+        # sma_cross with protective exits (the workers' --stop-loss/--take-profit): exits inside the bar
+        exits = name == "sma_cross"
+        trading = replace(TRADING, risk=EXITS["stop_and_target"]) if exits else TRADING
+        result = run_backtest(frame, name, params=params, config=trading.kernel_config(), symbol=SYMBOL)
+        assert exits == bool({f.reason for f in result.fills} & PROTECTIVE)
+        expected = backtest_fills(result.fills)
+        spec = PipelineSpec.build([SYMBOL], "1h", None, trading, strategy=StrategyChoice(name, params))
         system = ["--strategy", name, "--params", ",".join(f"{k}={v}" for k, v in params.items())]
+        system += ["--stop-loss", "1", "--take-profit", "2"] if exits else []
     stages = [stage for stage in stage_inputs(spec) if stage in CONSUMER_STAGES]  # no recorder, no shadow
     assert ("features" in stages) == (name == "ensemble")
     ns = f"t{uuid.uuid4().hex[:10]}"

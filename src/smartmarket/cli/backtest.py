@@ -315,16 +315,9 @@ def backtest(
     keep_open: Annotated[
         bool, typer.Option("--keep-open", help="Leave positions open at the end instead of closing them.")
     ] = False,
-    stop_loss: Annotated[
-        float | None,
-        typer.Option("--stop-loss", help="Exit a position this many percent below (short: above) its entry price."),
-    ] = None,
-    take_profit: Annotated[
-        float | None, typer.Option("--take-profit", help="Take profit this many percent beyond the entry price.")
-    ] = None,
-    trailing_stop: Annotated[
-        float | None, typer.Option("--trailing-stop", help="Exit this many percent behind the best price since entry.")
-    ] = None,
+    stop_loss: grammar.StopLossOpt = None,
+    take_profit: grammar.TakeProfitOpt = None,
+    trailing_stop: grammar.TrailingStopOpt = None,
     vol_target: Annotated[float | None, typer.Option("--vol-target", help=VOL_TARGET_HELP)] = None,
     vol_model: Annotated[str | None, typer.Option("--vol-model", help=VOL_MODEL_HELP)] = None,
     max_leverage: Annotated[float, typer.Option("--max-leverage", help=MAX_LEVERAGE_HELP)] = 1.0,

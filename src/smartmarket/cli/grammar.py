@@ -111,6 +111,16 @@ SymbolOpt = Annotated[str | None, typer.Option("--symbol", "-s", help="Symbol, e
 TimeframeOpt = Annotated[
     str | None, typer.Option("--timeframe", "-t", help="Timeframe, e.g. 1h, 4h, 1d (required).", show_default=False)
 ]
+StopLossOpt = Annotated[
+    float | None,
+    typer.Option("--stop-loss", help="Exit a position this many percent below (short: above) its entry price."),
+]
+TakeProfitOpt = Annotated[
+    float | None, typer.Option("--take-profit", help="Take profit this many percent beyond the entry price.")
+]
+TrailingStopOpt = Annotated[
+    float | None, typer.Option("--trailing-stop", help="Exit this many percent behind the best price since entry.")
+]
 OldSymbolArg = Annotated[str | None, SYMBOL_ARG.argument()]
 OldTimeframeArg = Annotated[str | None, TIMEFRAME_ARG.argument()]
 

@@ -81,10 +81,14 @@ def _symbols(text: str) -> list[str]:
 def _trading(
     cash: float, max_size: float, fee_bps: float, slippage_bps: float, no_checks: bool, reconcile: str = "check",
     vol_target: float | None = None, max_leverage: float = 1.0, band: float = 0.1, timeframe: str = "1h",
-    vol_model: str | None = None,
+    vol_model: str | None = None, exits: tuple[float | None, float | None, float | None] = (None, None, None),
 ) -> Any:  # fmt: skip
+    """The trading set-up of ``run``/``worker``; ``exits``: --stop-loss, --take-profit, --trailing-stop (percent)."""
+    from dataclasses import replace
+
     from smartmarket.execution.fees import FeeModel
     from smartmarket.execution.reconcile import RECONCILE_MODES
+    from smartmarket.execution.risk import exits_from_percent
     from smartmarket.execution.risk_checks import RiskLimits
     from smartmarket.execution.sizing import vol_model_option
     from smartmarket.execution.slippage import FixedBps
@@ -97,20 +101,18 @@ def _trading(
     trading = TradingConfig(
         initial_cash=cash, fees=FeeModel(maker=rate, taker=rate), slippage=FixedBps(slippage_bps),
         max_size=max_size, limits=None if no_checks else RiskLimits(), reconcile=reconcile,  # type: ignore[arg-type]
+        risk=exits_from_percent(*exits),
     )  # fmt: skip
     if vol_target is None:
         if max_leverage != 1.0 or band != 0.1:
             raise ConfigError("--max-leverage and --rebalance-band apply to --vol-target", hint="add --vol-target 0.2")
         return trading
-    from dataclasses import replace
-
-    from smartmarket.execution.risk import RiskConfig
     from smartmarket.execution.sizing import annual_volatility_target
 
     sizer = annual_volatility_target(
         vol_target, Timeframe.parse(timeframe), max_leverage=max_leverage, band=band, model=model
     )
-    risk = RiskConfig(max_position_fraction=max_leverage, max_gross_exposure=max_leverage)
+    risk = replace(trading.risk, max_position_fraction=max_leverage, max_gross_exposure=max_leverage)
     return replace(trading, sizer=sizer, risk=risk)
 
 
@@ -247,6 +249,9 @@ def register(app: typer.Typer) -> None:
         vol_model: VolModelOpt = None,
         max_leverage: MaxLeverageOpt = 1.0,
         rebalance_band: BandOpt = 0.1,
+        stop_loss: grammar.StopLossOpt = None,
+        take_profit: grammar.TakeProfitOpt = None,
+        trailing_stop: grammar.TrailingStopOpt = None,
         metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Serve Prometheus metrics.")] = None,
         json_logs: Annotated[bool, typer.Option("--json-logs", help="Structured JSON logs on stderr.")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
@@ -268,7 +273,7 @@ def register(app: typer.Typer) -> None:
             use_json_logs()
         names = _symbols(symbols)
         trading = _trading(cash, max_size, fee_bps, slippage_bps, no_risk_checks, reconcile, vol_target, max_leverage,
-                           rebalance_band, timeframe, vol_model)  # fmt: skip
+                           rebalance_band, timeframe, vol_model, (stop_loss, take_profit, trailing_stop))  # fmt: skip
         spec = _spec(ctx, names, timeframe, artifact, registry, trading, shadow, strategy, params)
         candle_source = open_source(source, names, spec.timeframe, speed=speed)
         summary = _run_pipeline(ctx, spec, bus, RunOptions(), _broker(broker, exchange, names), candle_source,
@@ -313,6 +318,9 @@ def register(app: typer.Typer) -> None:
         vol_model: VolModelOpt = None,
         max_leverage: MaxLeverageOpt = 1.0,
         rebalance_band: BandOpt = 0.1,
+        stop_loss: grammar.StopLossOpt = None,
+        take_profit: grammar.TakeProfitOpt = None,
+        trailing_stop: grammar.TrailingStopOpt = None,
         metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Serve Prometheus metrics.")] = None,
         json_logs: Annotated[bool, typer.Option("--json-logs", help="Structured JSON logs on stderr.")] = False,
     ) -> None:
@@ -336,7 +344,7 @@ def register(app: typer.Typer) -> None:
             use_json_logs()
         names = _symbols(symbols)
         trading = _trading(cash, max_size, fee_bps, slippage_bps, no_risk_checks, reconcile, vol_target, max_leverage,
-                           rebalance_band, timeframe, vol_model)  # fmt: skip
+                           rebalance_band, timeframe, vol_model, (stop_loss, take_profit, trailing_stop))  # fmt: skip
         spec = _spec(ctx, names, timeframe, artifact, registry, trading, shadow, strategy, params)
         if stage not in spec.stage_names((stage,)):
             raise ConfigError(f"a pipeline trading --strategy {strategy} has no {stage} stage",

@@ -151,10 +151,11 @@ class SubmitOrder(Message):
     symbol: str
     side: Side
     quantity: float
-    order_type: Literal["market", "limit"] = "market"
+    order_type: Literal["market", "limit", "stop"] = "market"
     limit_price: float | None = None
     client_order_id: str
     reduce_only: bool = False  # only closes a position: a reversal's first leg, filled before the new side
+    stop_price: float | None = None  # a stop order's trigger level (a protective exit: execution.risk)
 
 
 class RiskRejected(Message):

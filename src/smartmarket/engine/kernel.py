@@ -45,7 +45,7 @@ from smartmarket.execution.fees import FeeModel
 from smartmarket.execution.orders import DIRECTION_SIGN, Decision, Order
 from smartmarket.execution.paper_broker import PaperBroker
 from smartmarket.execution.portfolio import Portfolio, Position
-from smartmarket.execution.risk import ProtectiveStops, RiskConfig, stops_for_entry
+from smartmarket.execution.risk import ProtectiveExit, ProtectiveStops, RiskConfig, stops_for_entry
 from smartmarket.execution.sizing import FixedFraction, Sizer, order_quantity
 from smartmarket.execution.slippage import NO_SLIPPAGE, SlippageModel, SlippageTracker
 from smartmarket.execution.vol_forecast import VolForecaster
@@ -142,6 +142,7 @@ class Kernel:
         self.equity_ts: list[int] = []
         self.equity_values: list[float] = []
         self.exposure_values: list[float] = []  # gross exposure / equity at each recorded point
+        self.protective_exits: list[ProtectiveExit] = []  # each exit a stop or target took inside a bar
         self._states: dict[str, _SymbolState] = {}
         self._next_order_id = 1
         self._finished = False
@@ -345,6 +346,7 @@ class Kernel:
         self.broker.execute(
             symbol, -held, price, ts, i, slippage=st.slippage.fraction, liquidity=liquidity, reason=reason
         )
+        self.protective_exits.append(ProtectiveExit(symbol, ts, price, reason, liquidity))
         st.stops = None
         if st.pending is None:
             st.target_fraction = 0.0

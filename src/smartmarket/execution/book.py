@@ -88,6 +88,10 @@ class Book:
             order.client_order_id, order.symbol, order.side, order.quantity, order.ts_event
         )
 
+    def knows(self, client_order_id: str) -> bool:
+        """Whether the order has left (working, or answered for good)."""
+        return client_order_id in self.working or client_order_id in self._finished
+
     # ------------------------------------------------------------------------------------------ answers in
     def apply(self, message: Message) -> bool:
         """Learn from one broker answer; False when it is not an answer or was applied before."""

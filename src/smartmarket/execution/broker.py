@@ -29,6 +29,7 @@ from smartmarket.core.events import (
     SubmitOrder,
     deterministic_event_id,
 )
+from smartmarket.execution.orders import Liquidity
 from smartmarket.execution.paper_broker import PaperBroker
 from smartmarket.execution.risk_checks import OpenOrder
 
@@ -106,8 +107,10 @@ class PaperBrokerAdapter:
     """The :class:`Broker` port over a :class:`PaperBroker`: market orders fill at once at the marked price.
 
     Fills carry the paper broker's taker fee and ``slippage`` (a fraction). A long-only portfolio behaves like
-    a spot account: selling more than is held, or buying for more than the cash, is rejected. Limit orders
-    are rejected (this adapter only simulates market orders). ``balances`` reports the cash as ``cash_asset``.
+    a spot account: selling more than is held, or buying for more than the cash, is rejected. Besides market
+    orders it fills reduce-only stop and limit orders, the protective exits whose trigger the caller checked
+    against a candle (``execution.risk.exit_fill_price``), at the marked price: a stop as a taker, a limit as a
+    maker without slippage. Other limit orders are rejected. ``balances`` reports the cash as ``cash_asset``.
     """
 
     __slots__ = ("_answers", "_fills", "_prices", "broker", "cash_asset", "slippage")
@@ -136,8 +139,10 @@ class PaperBrokerAdapter:
         return answer
 
     def _execute(self, order: SubmitOrder, now_ms: int) -> OrderSubmitted | OrderRejected:
-        if order.order_type != "market":
-            return rejected_event(order, "the paper broker simulates market orders only", now_ms)
+        if order.order_type != "market" and not order.reduce_only:
+            return rejected_event(
+                order, "the paper broker simulates market orders and reduce-only protective exits only", now_ms
+            )
         if not (math.isfinite(order.quantity) and order.quantity > 0):
             return rejected_event(order, f"quantity must be finite and > 0, got {order.quantity!r}", now_ms)
         price = self._prices.get(order.symbol)
@@ -152,8 +157,12 @@ class PaperBrokerAdapter:
                     order, f"insufficient cash: order costs {cost:g}, cash is {portfolio.cash:g}", now_ms
                 )
         broker_order_id = paper_order_id(order.client_order_id)
+        # a take-profit rests as a limit order: maker, no slippage (the kernel's rule, execution.risk)
+        liquidity: Liquidity = "maker" if order.order_type == "limit" else "taker"
         try:
-            fill = self.broker.execute(order.symbol, signed, price, now_ms, -1, slippage=self.slippage, reason="live")
+            fill = self.broker.execute(
+                order.symbol, signed, price, now_ms, -1, slippage=self.slippage, liquidity=liquidity, reason="live"
+            )
         except ValidationError as exc:
             return rejected_event(order, exc.what, now_ms)
         submitted = submitted_event(order, order.quantity, broker_order_id, now_ms, now_ms)

@@ -109,6 +109,31 @@ class ProtectiveStops:
             self.best_price = low
 
 
+@dataclass(frozen=True)
+class ProtectiveExit:
+    """A protective exit the kernel took inside the bar opening at ``ts``: at ``level`` (its reference price before
+    slippage: the stop or target, or the open when the bar gapped through it), for ``reason``."""
+
+    symbol: str
+    ts: int
+    level: float
+    reason: str
+    liquidity: Liquidity
+
+
+def exit_fill_price(side: int, kind: str, level: float, open_: float, high: float, low: float) -> float | None:
+    """Where a resting protective order closing a ``side`` (+1 long, -1 short) position fills in a bar: ``kind``
+    "stop" (stop-loss or trailing stop) or "limit" (take-profit) at ``level``; the open when the bar opens beyond
+    it; None when the bar does not reach it. The rule of :meth:`ProtectiveStops.check` for one level."""
+    if kind == "stop":
+        if side > 0:
+            return open_ if open_ <= level else level if low <= level else None
+        return open_ if open_ >= level else level if high >= level else None
+    if side > 0:
+        return open_ if open_ >= level else level if high >= level else None
+    return open_ if open_ <= level else level if low <= level else None
+
+
 def exits_from_percent(
     stop_loss: float | None = None, take_profit: float | None = None, trailing_stop: float | None = None
 ) -> RiskConfig:
@@ -150,4 +175,6 @@ def stops_for_entry(
     return ProtectiveStops(side, stop_loss, take_profit, trailing_pct, entry_price)
 
 
-__all__ = ["ProtectiveStops", "RiskConfig", "exits_from_percent", "stops_for_entry"]
+__all__ = [
+    "ProtectiveExit", "ProtectiveStops", "RiskConfig", "exit_fill_price", "exits_from_percent", "stops_for_entry",
+]  # fmt: skip

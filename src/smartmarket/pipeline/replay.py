@@ -134,8 +134,15 @@ class StageCores:
             derived = [*features, *predictions, *signals]
         orders = self.risk.step(symbol, (candle, signal))
         later: list[Message] = []
-        for order in orders:
-            later.extend(self.execution.step(order))
+        waiting = list(orders)
+        while waiting:  # a protective exit fills inside this candle; the decision it held back follows (resume)
+            filled = self.execution.step(waiting.pop(0))
+            for answer in filled:
+                self.risk.learn(answer)
+            later.extend(filled)
+            resumed = self.risk.resume(symbol) if filled else []
+            orders.extend(resumed)
+            waiting.extend(resumed)
         return [*answers, *positions, *derived, *orders, *later, *self._book(later)]
 
     def _book(self, answers: Sequence[Message]) -> list[Message]:

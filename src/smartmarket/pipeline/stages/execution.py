@@ -29,6 +29,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from smartmarket.bus.topics import CANDLES, ORDERS
 from smartmarket.core.events import CandleClosed, Message, OrderFilled, OrderRejected, OrderSubmitted, SubmitOrder
@@ -38,6 +39,7 @@ from smartmarket.execution.broker import Broker, PaperBrokerAdapter, rejected_ev
 from smartmarket.execution.paper_broker import PaperBroker
 from smartmarket.execution.portfolio import Portfolio
 from smartmarket.execution.reconcile import ReconcileMode, Tolerance, adoption_fills, halted_event, reconcile
+from smartmarket.execution.risk import exit_fill_price
 from smartmarket.execution.slippage import SlippageTracker
 from smartmarket.pipeline.stages.base import EventLog, Stage, by_symbol
 from smartmarket.pipeline.stages.spec import PipelineSpec
@@ -47,11 +49,21 @@ log = logging.getLogger(__name__)
 ANSWERS = ("OrderSubmitted", "OrderRejected")
 
 
+class _Bar(NamedTuple):
+    """What fills need of a candle: its open, range and close time, and the slippage known before it."""
+
+    open: float
+    high: float
+    low: float
+    close_ts: int  # the candle's ts_event
+    slippage: float
+
+
 @dataclass
 class _Symbol:
     broker: Broker
     slippage: SlippageTracker
-    opens: OrderedDict[int, tuple[float, float]] = field(default_factory=OrderedDict)  # ts -> (open, slippage)
+    opens: OrderedDict[int, _Bar] = field(default_factory=OrderedDict)  # by open time
     last_candle_ts: int | None = None
     waiting: list[SubmitOrder] = field(default_factory=list)
     answered: set[str] = field(default_factory=set)  # client order ids
@@ -204,7 +216,8 @@ class ExecutionStage(Stage):
         return self._fill_due(state)
 
     def _take_candle(self, state: _Symbol, candle: CandleClosed) -> None:
-        state.opens[candle.ts] = (candle.open, state.slippage.fraction)  # slippage known before this candle
+        # slippage known before this candle
+        state.opens[candle.ts] = _Bar(candle.open, candle.high, candle.low, candle.ts_event, state.slippage.fraction)
         if len(state.opens) > self.remembered:
             state.opens.popitem(last=False)
         if state.slippage.needs_updates:
@@ -212,22 +225,52 @@ class ExecutionStage(Stage):
         state.last_candle_ts = candle.ts
 
     def _fill_due(self, state: _Symbol) -> list[Message]:
-        """Fill every waiting order whose fill candle (the first opening at or after its decision) is known."""
+        """Fill every waiting order whose fill candle is known: a market order's is the first opening at or after
+        its decision; a protective exit's (a stop or limit order) is the candle it was decided at, whose range
+        it is checked against (``exit_fill_price``)."""
         out: list[Message] = []
         still: list[SubmitOrder] = []
         # a reversal's close leg before its new side, whichever of the two a recovering worker met first
         for order in sorted(state.waiting, key=lambda o: (o.ts_event, not o.reduce_only)):
-            fill_ts = next((ts for ts in state.opens if ts >= order.ts_event), None)
-            if fill_ts is None:
-                still.append(order)
-                continue
-            price, slippage = state.opens[fill_ts]
+            if order.order_type != "market":
+                found = self._exit_candle(state, order)
+                if found is None:
+                    still.append(order)
+                    continue
+                fill_ts, bar = found
+                level = order.stop_price if order.order_type == "stop" else order.limit_price
+                side = 1 if order.side == "sell" else -1  # the side of the position it closes
+                kind = "stop" if order.order_type == "stop" else "limit"
+                price = exit_fill_price(side, kind, level, bar.open, bar.high, bar.low) if level is not None else None
+                if price is None:
+                    state.answered.add(order.client_order_id)
+                    reason = f"{order.order_type} level {level!r} not reached in the candle at {fill_ts}"
+                    out.extend(self._learnt([rejected_event(order, reason, fill_ts)]))
+                    continue
+            else:
+                due = next((ts for ts in state.opens if ts >= order.ts_event), None)
+                if due is None:
+                    still.append(order)
+                    continue
+                fill_ts, bar = due, state.opens[due]
+                price = bar.open
             assert isinstance(state.broker, PaperBrokerAdapter)
-            state.broker.slippage = slippage
+            state.broker.slippage = bar.slippage
             state.broker.mark(order.symbol, price)
             out.extend(self._send(state, order, fill_ts))
         state.waiting = still
         return out
+
+    @staticmethod
+    def _exit_candle(state: _Symbol, order: SubmitOrder) -> tuple[int, _Bar] | None:
+        """The known candle that closed when ``order`` was decided (a protective exit's fill candle)."""
+        for ts in reversed(state.opens):
+            bar = state.opens[ts]
+            if bar.close_ts == order.ts_event:
+                return ts, bar
+            if bar.close_ts < order.ts_event:
+                return None
+        return None
 
     def _send(self, state: _Symbol, order: SubmitOrder, when: int) -> list[Message]:
         self.book.sent(order)

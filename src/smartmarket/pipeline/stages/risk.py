@@ -39,6 +39,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal, NamedTuple
 
 from smartmarket.bus.topics import CANDLES, EXECUTIONS, SIGNALS
 from smartmarket.core.events import (
@@ -55,6 +56,7 @@ from smartmarket.engine.kernel import Kernel
 from smartmarket.engine.strategy import BarContext, Strategy
 from smartmarket.execution.book import ANSWER_TYPES, Book
 from smartmarket.execution.orders import Decision
+from smartmarket.execution.risk import ProtectiveExit
 from smartmarket.execution.risk_checks import OpenOrder, OrderIntent, Rejected, RiskChecks
 from smartmarket.execution.sizing import order_quantity
 from smartmarket.models.labels import LabelConfig
@@ -103,6 +105,15 @@ class SignalFeed(Strategy):
         return 1
 
 
+class Decided(NamedTuple):
+    """Where a decision was taken: its candle, time, causing event and the order version."""
+
+    candle: CandleClosed
+    now: int
+    cause: Message
+    version: str
+
+
 @dataclass
 class Account:
     """One symbol's sub-account in the risk stage: the decision model and the book of record."""
@@ -116,6 +127,8 @@ class Account:
     answers: dict[str, Answer] = field(default_factory=dict)  # received, not yet applied to the book
     orders_seen: int = 0
     fills_seen: int = 0
+    exits_seen: int = 0
+    deferred: tuple[Decided, float, str] | None = None  # (decision, target fraction, exit's client id): ``resume``
     submitted: list[SubmitOrder] = field(default_factory=list)
 
 
@@ -199,7 +212,7 @@ class RiskStage(Stage):
     # ------------------------------------------------------------------------------------------ bus side
     async def handle(self, message: Message) -> list[Message]:
         if self.learn(message):
-            return []
+            return self.resume(str(getattr(message, "symbol", "")))
         unit = await self._unit(message)
         if unit is None:
             return []
@@ -337,31 +350,69 @@ class RiskStage(Stage):
             account.feed.signal = None
         new_orders = kernel.orders[account.orders_seen :]
         new_fills = kernel.broker.fills[account.fills_seen :]
+        new_exits = kernel.protective_exits[account.exits_seen :]
         account.orders_seen, account.fills_seen = len(kernel.orders), len(kernel.broker.fills)
+        account.exits_seen = len(kernel.protective_exits)
+        cause = signal if signal is not None else candle
+        version = self.spec.order_version(symbol)
+        decision = Decided(candle, now, cause, version)
+        if new_exits and not self.live_broker:  # the paper broker fills it at its level inside this candle
+            exits = self._protective_exit(account, candle, new_exits[-1], now, cause, version)
+            if new_orders and exits:  # sized once the book holds the exit, as the kernel did: see ``resume``
+                account.deferred = (decision, new_orders[-1].target_fraction, exits[0].client_order_id)
+                return [*exits, *self.resume(symbol)]
+            if new_orders:
+                return [*exits, *self._orders(account, decision, new_orders[-1].target_fraction, sized=True)]
+            return [*exits]
         if new_orders:
-            target = new_orders[-1].target_fraction
-            wanted = self._target_quantity(book, symbol, target, candle.close)
-        elif any(f.order_id == -1 for f in new_fills):  # a protective exit inside this bar
-            target = wanted = kernel.portfolio.quantity(symbol)
-        else:
+            return self._orders(account, decision, new_orders[-1].target_fraction, sized=True)
+        if any(f.order_id == -1 for f in new_fills):  # a live broker: the exit is a market order at the next open
+            return self._orders(account, decision, kernel.portfolio.quantity(symbol), sized=False)
+        return []
+
+    def resume(self, symbol: str) -> list[Message]:
+        """The orders of a decision taken in the candle a protective exit filled in, once the exit is answered.
+
+        The kernel books the exit before the strategy decides at that close, so the decision is sized against
+        the book holding the exit's fill (applied here, ahead of the usual next-decision rule). Called when an
+        answer arrives (and at once while catching up from the log, where the answer is already known)."""
+        account = self.accounts.get(symbol)
+        if account is None or account.deferred is None:
             return []
+        decision, target, exit_id = account.deferred
+        if exit_id in self._unsettled(account):
+            return []
+        account.deferred = None
+        answers = [a for a in account.answers.values() if a.client_order_id == exit_id]
+        for answer in sorted(answers, key=lambda a: (a.ts_event, _ANSWER_RANK[a.type_name], a.event_id)):
+            account.book.apply(answer)
+            del account.answers[answer.event_id]
+        outputs = self._orders(account, decision, target, sized=True)
+        account.outputs.setdefault(decision.candle.ts, []).extend(outputs)
+        return outputs
+
+    def _orders(self, account: Account, decision: Decided, target: float, *, sized: bool) -> list[Message]:
+        """The orders that move the book to ``target``: a fraction of equity (``sized``), else a quantity; each
+        judged by the pre-trade checks (a refusal cancels the decision model's pending order)."""
+        candle, now, cause, version = decision
+        symbol = candle.symbol
+        book = account.book
+        wanted = self._target_quantity(book, symbol, target, candle.close) if sized else target
         legs = order_legs(book.projected(symbol), wanted, (target > 0) - (target < 0))
         if not legs:
             return []
-        cause = signal if signal is not None else candle
         intents = [OrderIntent(symbol, "buy" if q > 0 else "sell", abs(q), candle.close) for _, q in legs]
         if account.checks is not None:
             ahead: list[OpenOrder] = []  # a reversal's open leg is judged with its close leg working
             for intent in intents:
                 verdict = account.checks.check(intent, book.account_state(ahead), now)
                 if isinstance(verdict, Rejected):
-                    if new_orders:
-                        kernel.cancel_pending(symbol)
+                    if sized:
+                        account.kernel.cancel_pending(symbol)
                     return [
                         verdict.to_event(intent, now, correlation_id=cause.correlation_id, causation_id=cause.event_id)
                     ]
                 ahead.append(OpenOrder(symbol, intent.side, intent.quantity))
-        version = self.spec.order_version(symbol)
         orders: list[Message] = []
         for (leg, _), intent in zip(legs, intents, strict=True):
             extra = () if leg == "target" else (leg,)
@@ -376,14 +427,39 @@ class RiskStage(Stage):
             orders.append(order)
         return orders
 
+    def _protective_exit(
+        self, account: Account, candle: CandleClosed, hit: ProtectiveExit, now: int, cause: Message, version: str
+    ) -> list[SubmitOrder]:
+        """The resting exit the decision model's stop or target took inside ``candle``, as the order the paper
+        broker fills at that level inside the same candle (a stop order, or a limit order for a take-profit):
+        what the backtest fills. Reduce-only, so no pre-trade check can leave the position open."""
+        held = account.book.projected(candle.symbol)
+        if held == 0.0:
+            return []
+        kind: Literal["limit", "stop"] = "limit" if hit.liquidity == "maker" else "stop"
+        event_id = derived_id("SubmitOrder", candle.symbol, self.spec.timeframe, candle.ts, version, "exit")
+        order = SubmitOrder(
+            event_id=event_id, ts_event=now, correlation_id=cause.correlation_id, causation_id=cause.event_id,
+            symbol=candle.symbol, side="sell" if held > 0 else "buy", quantity=abs(held), order_type=kind,
+            stop_price=hit.level if kind == "stop" else None, limit_price=hit.level if kind == "limit" else None,
+            client_order_id=client_order_id(event_id), reduce_only=True,
+        )  # fmt: skip
+        account.book.sent(order)
+        account.submitted.append(order)
+        return [order]
+
     def _apply_answers(self, account: Account, now: int) -> None:
         """Book the answers that came before this decision, in time order.
 
         Paper answers are stamped with the fill candle's open, which is the close of the candle whose order they
         answer: an answer counts from the next decision on (``ts_event < now``), so catching up from the log
         applies each answer exactly where the uninterrupted run did. A live broker's answers carry the wall
-        clock: every answer received counts."""
-        due = [a for a in account.answers.values() if self.live_broker or a.ts_event < now]
+        clock: every answer received counts. A protective exit fills inside the candle it was decided at, so its
+        answers are stamped before that decision: a paper answer counts only once its order has left."""
+        due = [
+            a for a in account.answers.values()
+            if self.live_broker or (a.ts_event < now and account.book.knows(a.client_order_id))
+        ]  # fmt: skip
         for answer in sorted(due, key=lambda a: (a.ts_event, _ANSWER_RANK[a.type_name], a.event_id)):
             account.book.apply(answer)
             del account.answers[answer.event_id]
