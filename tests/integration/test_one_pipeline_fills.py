@@ -193,30 +193,20 @@ def test_protective_exits_fill_inside_their_bar_in_backtest_and_run(
 
 
 @pytest.mark.parametrize("bus", ["inprocess", "redis"])
+@pytest.mark.parametrize("barriers", ["out_of_reach", "touched"])
 def test_the_ensemble_fills_the_same_in_backtest_and_run(
-    bus: str, ensemble: tuple[Path, pd.DataFrame], tmp_path: Path, request: pytest.FixtureRequest
+    barriers: str, bus: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    registry, frame = ensemble
+    """Barriers out of reach: every exit is a signal's; touched: stop and target exits inside the bar too."""
+    touched = barriers == "touched"
+    registry, frame = request.getfixturevalue("ensemble_with_barriers" if touched else "ensemble")
     strategy = EnsembleStrategy(artifact="latest", timeframe="1h", registry=str(registry))
     result = run_backtest(frame, lambda _s: strategy, config=TRADING.kernel_config(), symbol=SYMBOL)
-    assert {f.reason for f in result.fills} == {"signal"}  # no protective exit in this window (module docstring)
-    expected = backtest_fills(result.fills)
+    reasons = {f.reason for f in result.fills}
+    assert reasons >= {"stop_loss", "take_profit"} if touched else reasons == {"signal"}
     redis_url = request.getfixturevalue("redis_server") if bus == "redis" else None
     spec = PipelineSpec.build([SYMBOL], "1h", ArtifactEngines(registry, "1h"), TRADING)
-    assert_same_fills(live_fills(spec, frame, tmp_path, redis_url), expected)
-
-
-@pytest.mark.parametrize("bus", ["inprocess", "redis"])
-def test_the_ensemble_s_protective_exits_fill_the_same_in_backtest_and_run(
-    bus: str, ensemble_with_barriers: tuple[Path, pd.DataFrame], tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    registry, frame = ensemble_with_barriers
-    strategy = EnsembleStrategy(artifact="latest", timeframe="1h", registry=str(registry))
-    result = run_backtest(frame, lambda _s: strategy, config=TRADING.kernel_config(), symbol=SYMBOL)
-    assert {f.reason for f in result.fills} >= {"stop_loss", "take_profit"}
-    redis_url = request.getfixturevalue("redis_server") if bus == "redis" else None
-    spec = PipelineSpec.build([SYMBOL], "1h", ArtifactEngines(registry, "1h"), TRADING)
-    live = live_fills(spec, frame, tmp_path, redis_url, replayed=True)
+    live = live_fills(spec, frame, tmp_path, redis_url, replayed=touched)
     assert_same_fills(live, backtest_fills(result.fills))
 
 
