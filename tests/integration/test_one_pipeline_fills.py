@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from smartmarket.backtest.runner import run_backtest
 from smartmarket.bus.inprocess import InProcessBus
 from smartmarket.bus.redis_streams import RedisStreamsBus
 from smartmarket.bus.topics import StreamNames
-from smartmarket.core.events import OrderFilled
+from smartmarket.core.events import Message, OrderFilled, SubmitOrder
 from smartmarket.execution.orders import Fill
 from smartmarket.execution.risk import exits_from_percent
 from smartmarket.models.labels import LabelConfig
@@ -42,6 +43,10 @@ from smartmarket.pipeline.live import LivePipeline, RunOptions
 from smartmarket.pipeline.replay import replay
 from smartmarket.pipeline.sources import FileSource
 from smartmarket.pipeline.stages import CONSUMER_STAGES, ArtifactEngines, PipelineSpec, TradingConfig, stage_inputs
+from smartmarket.pipeline.stages.base import EventLog, append_new
+from smartmarket.pipeline.stages.candles import candle_closed
+from smartmarket.pipeline.stages.execution import ExecutionStage
+from smartmarket.pipeline.stages.risk import RiskStage
 from smartmarket.pipeline.stages.spec import StrategyChoice
 from smartmarket.signals.fit import default_system_config, fit_artifact, save_artifact
 from smartmarket.signals.members import SMCMember, TechnicalMember
@@ -189,6 +194,47 @@ def test_protective_exits_fill_inside_their_bar_in_backtest_and_run(
     spec = PipelineSpec.build([SYMBOL], "1h", None, trading, strategy=StrategyChoice("sma_cross", params))
     live = live_fills(spec, candles, tmp_path, redis_url, replayed=True)
     assert_same_fills(live, backtest_fills(result.fills))
+
+
+def test_a_decision_held_for_its_exit_is_released_when_the_answer_is_only_in_the_log(candles: pd.DataFrame) -> None:
+    """The risk stage's answers consumer lags (or a restarted worker's has not met the answer yet): the exit's fill
+    reaches the stage only through the event log. The decision held back for it must still leave, sized against
+    the book holding that fill, before the next candle's decision — the backtest's fills, exactly."""
+    trading = replace(TRADING, risk=EXITS["stop_and_target"])
+    params = STRATEGIES["sma_cross"]
+    result = run_backtest(candles, "sma_cross", params=params, config=trading.kernel_config(), symbol=SYMBOL)
+    same_bar = {f.ts for f in result.fills if f.reason in PROTECTIVE} & {
+        f.ts for f in result.fills if f.reason == "signal"
+    }  # an exit and a decision at one candle: fills at its open (the exit) and the next open (the decision)
+    spec = PipelineSpec.build([SYMBOL], "1h", None, trading, strategy=StrategyChoice("sma_cross", params))
+    store = open_store("duckdb:///:memory:")
+    risk, execution = RiskStage(spec, EventLog(store)), ExecutionStage(spec, None)
+
+    async def to_execution(orders: Sequence[Message]) -> None:  # answers go to the log only, never to the stage
+        append_new(store, list(orders))
+        for order in orders:
+            append_new(store, execution.step(order))
+
+    risk.publisher = to_execution
+    released_late = 0
+
+    async def go() -> None:
+        nonlocal released_late
+        for row in candles.itertuples():
+            ts, o, h, lo, c, v = int(row.ts), row.open, row.high, row.low, row.close, row.volume
+            candle = candle_closed(SYMBOL, spec.timeframe, ts, o, h, lo, c, v)
+            append_new(store, [*execution.step(candle), candle])
+            outputs = await risk.handle(candle)
+            released_late += sum(isinstance(m, SubmitOrder) and m.ts_event < candle.ts_event for m in outputs)
+            await to_execution([m for m in outputs if isinstance(m, SubmitOrder)])
+
+    try:
+        asyncio.run(go())
+        assert recorded_fills(store) and len(same_bar) > 0
+        assert_same_fills(recorded_fills(store), backtest_fills(result.fills))
+        assert released_late == 0  # each held decision left through the publisher, before the next decision
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize(

@@ -216,11 +216,17 @@ def append_new(store: EventStore, messages: Sequence[Message]) -> int:
     return added
 
 
+Publisher = Callable[[Sequence[Message]], Awaitable[None]]
+
+
 class Stage(ABC):
     """A pipeline stage: a consumer group reading ``inputs`` and emitting derived events."""
 
     name: str
     inputs: tuple[str, ...]
+    publisher: Publisher | None = None
+    """Set by the live pipeline: publishes events at once, for a stage that must send some before its handler
+    returns (the risk stage's orders held back for a protective exit, whose answers it then waits for)."""
 
     @abstractmethod
     async def handle(self, message: Message) -> list[Message]:
@@ -339,6 +345,7 @@ __all__ = [
     "HistoryLoader",
     "NotRecordedError",
     "OrderedFold",
+    "Publisher",
     "Stage",
     "append_new",
     "by_symbol",

@@ -22,8 +22,11 @@ Per symbol the stage holds two things:
 
 Before deciding at a candle, the stage waits until every order it sent earlier has its answer (the paper
 broker fills at this candle's open, so the answers exist; the wait is short), so a decision depends only on the
-events before it: the same orders in a replay and across workers. With a live broker (``live_broker``) it waits
-at most ``answer_timeout_s`` and then counts what is still unfilled as working.
+events before it: the same orders in a replay and across workers. A decision held back for a protective exit
+(``resume``) is released by whichever comes first, the exit's answer on the bus or in the log; the next
+decision waits for it and its orders' answers (the orders leave at once through the stage's ``publisher``).
+With a live broker (``live_broker``) it waits at most ``answer_timeout_s`` and then counts what is still
+unfilled as working.
 
 Each symbol is its own sub-account (``TradingConfig.initial_cash``). State is a fold over the symbol's units in
 candle order, rebuilt from the event log (candles, signals, answers) when a worker lacks it, so several workers
@@ -225,9 +228,11 @@ class RiskStage(Stage):
         gap = account.last_ts is not None and candle.ts != account.last_ts + self.spec.timeframe.ms
         if self.log is not None and (account.last_ts is None or gap):
             for past in await self._history(symbol, account.last_ts, [m for m in unit if m is not None]):
+                if account.deferred is not None:  # its exit's answer was not in the log yet
+                    missed = await self._await_answers(account, symbol, missed)
                 missed.extend(self._fold(account, past))
                 self.caught_up += 1
-        await self._await_answers(account, symbol)
+        missed = await self._await_answers(account, symbol, missed)
         return [*missed, *self._fold(account, unit)]
 
     async def _unit(self, message: Message) -> Unit | None:
@@ -291,20 +296,38 @@ class RiskStage(Stage):
                 out.append(cid)
         return out
 
-    async def _await_answers(self, account: Account, symbol: str) -> None:
-        """Until every order sent earlier is answered (filled, rejected or cancelled); see the module docstring."""
+    async def _await_answers(self, account: Account, symbol: str, unsent: list[Message]) -> list[Message]:
+        """Until every order sent earlier is answered (filled, rejected or cancelled) and a decision held back for a
+        protective exit is released, its orders answered too; see the module docstring.
+
+        ``unsent`` are outputs not published yet (orders of units caught up from the log). With a publisher (the
+        live pipeline) they leave now, as do the orders of a decision released here, and their answers are
+        awaited; without one they are returned to go out with the handler's outputs, and not awaited."""
+        if unsent and self.publisher is not None:
+            await self.publisher(unsent)
+            unsent = []
         deadline = time.monotonic() + self.answer_timeout_s
         delay = 0.005
-        while unsettled := self._unsettled(account):
+        while True:
+            released = self.resume(symbol)  # its exit's answer may have come from the log, not the bus
+            if released and self.publisher is not None:
+                await self.publisher(released)
+            elif released:
+                unsent = [*unsent, *released]
+            waiting_for = {getattr(m, "client_order_id", None) for m in unsent}
+            unsettled = [cid for cid in self._unsettled(account) if cid not in waiting_for]
+            if not unsettled and account.deferred is None:
+                return unsent
             if time.monotonic() > deadline:
                 if self.live_broker:
-                    return  # the broker is slow: what is unfilled stays working
-                raise NotRecordedError(f"no answer from the broker to {len(unsettled)} {symbol} order(s) "
-                                       f"({unsettled[0]}) after {self.answer_timeout_s:g}s")  # fmt: skip
+                    return unsent  # the broker is slow: what is unfilled stays working
+                what = unsettled[0] if unsettled else "a protective exit"
+                raise NotRecordedError(f"no answer from the broker to {max(1, len(unsettled))} {symbol} order(s) "
+                                       f"({what}) after {self.answer_timeout_s:g}s")  # fmt: skip
             if self.log is not None:
                 await self._read_answers(account, symbol)
                 if not self._unsettled(account):
-                    return
+                    continue
             arrived = self._arrival_event()
             arrived.clear()
             with contextlib.suppress(TimeoutError):
@@ -319,7 +342,9 @@ class RiskStage(Stage):
 
     async def _read_answers(self, account: Account, symbol: str) -> None:
         assert self.log is not None
-        since = min((o.ts_sent for o in account.book.working.values()), default=None)
+        sent = min((o.ts_sent for o in account.book.working.values()), default=None)
+        # a protective exit's answers are stamped with the open of the candle it was sent at the close of
+        since = None if sent is None else sent - self.spec.timeframe.ms
         for m in by_symbol(await self.log.read(types=list(ANSWER_TYPES), start=since), symbol):
             self.learn(m)
 
