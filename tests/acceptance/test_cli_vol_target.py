@@ -101,7 +101,9 @@ def test_paper_run_trades_the_backtests_orders_and_replays(
 ) -> None:
     """`run --strategy buy_hold --vol-target 0.2` sends the backtest kernel's orders (resizes included)."""
     home = str(tmp_path / "home")
-    source = f"file:{shared_data / 'BTCUSDT-1d.csv.gz'}"
+    candles = pd.read_csv(shared_data / "BTCUSDT-1d.csv.gz").head(1_200)  # HAR's fit window and two years more
+    candles.to_csv(tmp_path / "BTCUSDT-1d.csv", index=False)
+    source = f"file:{tmp_path / 'BTCUSDT-1d.csv'}"
     args = ["--symbols", "BTCUSDT", "--timeframe", "1d", "--source", source, "--strategy", "buy_hold"]
     args += ["--vol-target", "0.2"] + (["--vol-model", vol_model] if vol_model else [])
     result = runner.invoke(app, ["--home", home, "run", *args, "--no-risk-checks", "--json"])
@@ -110,7 +112,7 @@ def test_paper_run_trades_the_backtests_orders_and_replays(
     config = kernel_config(cash=10_000.0, fees=0.001, slippage_bps=0.0, fraction=1.0, latency=0, long_only=False,
                            close_at_end=False, vol_target=0.2, timeframe=Timeframe.parse("1d"),
                            vol_model=vol_model)  # fmt: skip
-    backtest = run_backtest(pd.read_csv(shared_data / "BTCUSDT-1d.csv.gz"), "buy_hold", config=config)
+    backtest = run_backtest(candles, "buy_hold", config=config)
     assert orders == len(backtest.orders) > 100
     replayed = runner.invoke(app, ["--home", home, "replay", "--format", "json"])
     assert replayed.exit_code == 0, replayed.output
