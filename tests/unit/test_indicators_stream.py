@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from smartmarket.features.indicators import (
     IndicatorSet,
     make_indicator,
 )
+from smartmarket.features.indicators._base import KernelIndicator
 
 ALL_SPECS = (*DEFAULT_SPECS, "bb_20_2.5", "rvol_20_8760", "stoch_5_3_4", "macd_5_35_5", "keltner_10_1.5")
 
@@ -250,3 +252,29 @@ def test_registry_names_are_their_column_prefixes() -> None:
 def test_duplicate_columns_rejected() -> None:
     with pytest.raises(ConfigError):
         IndicatorSet(["sma_20", "sma_20"])
+
+
+@pytest.mark.parametrize("spec", ALL_SPECS)
+def test_the_kernels_step_equals_the_batch_and_survives_pickling_midway(spec: str, candles: pd.DataFrame) -> None:
+    """``step`` calls the compiled entry point directly; a pickled copy finds its own and goes on identically."""
+    indicator = make_indicator(spec)
+    assert isinstance(indicator, KernelIndicator)
+    rows = [tuple(map(float, r)) for r in candles[["open", "high", "low", "close", "volume"]].to_numpy()]
+    half = len(rows) // 2
+    stepped = [indicator.step(0, *r) for r in rows[:half]]
+    copy = pickle.loads(pickle.dumps(indicator))
+    rest, copied = [indicator.step(0, *r) for r in rows[half:]], [copy.step(0, *r) for r in rows[half:]]
+    assert _bits(pd.DataFrame(rest)).tobytes() == _bits(pd.DataFrame(copied)).tobytes()
+    expected = indicator.batch(candles).to_numpy()
+    assert np.array_equal(_bits(pd.DataFrame(stepped + rest)), _bits(pd.DataFrame(expected)))
+
+
+def test_an_integer_price_given_to_step_is_taken_as_a_float() -> None:
+    by_int, by_float = make_indicator("sma_3"), make_indicator("sma_3")
+    assert isinstance(by_int, KernelIndicator) and isinstance(by_float, KernelIndicator)
+    for first in (1.0, 1.5):  # the entry point is found for float64 prices
+        by_float.step(0, first, first, first, first, 1.0)
+        by_int.step(0, first, first, first, first, 1.0)
+    for close in (2, 3):
+        assert by_int.step(0, close, close, close, close, 1) == by_float.step(0, *[float(close)] * 4, 1.0)
+    assert by_int.values == pytest.approx((6.5 / 3,))

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -73,10 +74,12 @@ class KernelIndicator(Feature):
         # output, so one compiled step function serves both.
         self._out = np.full((2, len(self.columns)), np.nan, order="F")
         self._row = self._out[0]  # a view: rebuilt on copy and unpickling (``__setstate__``)
+        self._compiled: StepFunction | None = None  # ``step``'s entry point, found at its first call
 
     def __getstate__(self) -> dict[str, object]:
         state = dict(self.__dict__)
         del state["_row"]  # a copied view would no longer see ``_out``
+        state["_compiled"] = None  # a compiled entry point is found again, not pickled
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
@@ -96,9 +99,25 @@ class KernelIndicator(Feature):
         return tuple(self._row.tolist())
 
     def step(self, ts: int, open: float, high: float, low: float, close: float, volume: float) -> tuple[float, ...]:
-        """The kernel's hot path: its candles' prices are floats already (``update`` converts)."""
-        self._step(self._params, self._state, open, high, low, close, volume, self._out, 0)
+        """The kernel's hot path: its candles' prices are floats already (``update`` converts). It calls the
+        compiled step's entry point for float64 prices directly: numba's per-call type dispatch (~0.4 µs of
+        ~1 µs a call) is done once."""
+        compiled = self._compiled
+        if compiled is None:
+            compiled = self._compiled = self._entry_point()
+        compiled(self._params, self._state, open, high, low, close, volume, self._out, 0)
         return tuple(self._row.tolist())
+
+    def _entry_point(self) -> StepFunction:
+        """The step compiled for (params, state, five float64 prices, out, int64 row); the step itself when it
+        is not a numba dispatcher. Prices are typed float64 whatever their Python type, so an int converts."""
+        compile_for = getattr(self._step, "compile", None)
+        if compile_for is None:
+            return self._step
+        arrays = (numba.typeof(self._params), numba.typeof(self._state))
+        signature = (*arrays, *[numba.float64] * 5, numba.typeof(self._out), numba.int64)
+        entry: StepFunction = compile_for(signature)
+        return entry
 
     @property
     def ready(self) -> bool:
