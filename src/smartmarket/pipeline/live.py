@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import logging
 import signal
 import time
@@ -339,11 +340,7 @@ class LivePipeline:
             claim_every_ms=opts.claim_every_ms, max_failed_in_row=opts.max_failed_in_row,
         )  # fmt: skip
         handler = self._handler(stage)
-
-        async def publish(outputs: Sequence[Message]) -> None:
-            await self._publish(stage.name, outputs)
-
-        stage.publisher = publish
+        stage.publisher = functools.partial(self._publish, stage.name)
         settle = stage.settle if self.bus.outlives_process else None  # in-process entries die with the process
         consumers = [
             Consumer(self.bus, topic, self.spec.symbols, handler, config, settle=settle) for topic in stage.inputs

@@ -90,9 +90,10 @@ class KernelIndicator(Feature):
         return f"{type(self).__name__}({', '.join(self.columns)})"
 
     def update(self, ts: int, open: float, high: float, low: float, close: float, volume: float) -> None:
-        self._step(
-            self._params, self._state, float(open), float(high), float(low), float(close), float(volume), self._out, 0
-        )
+        compiled = self._compiled or self._entry_point()  # as ``step``, for prices of any numeric type
+        self._compiled = compiled
+        compiled(self._params, self._state, float(open), float(high), float(low), float(close), float(volume),
+                 self._out, 0)  # fmt: skip
 
     @property
     def values(self) -> tuple[float, ...]:
