@@ -17,6 +17,10 @@ import pytest
 
 # Before anything imports torch: spin-waiting OpenMP threads make small models ~100x slower on 2 busy cores.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# pytest-xdist's workers get COLUMNS=80, and rich fixes a console's width when it is built (at the CLI's import):
+# every CliRunner below would then print 80 columns whatever width it asks for.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -12,6 +12,7 @@ optionally in the network, a RevIN-style per-window normalisation with a learnab
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -95,7 +96,9 @@ class WindowDataset:
         self.samples = samples
         self.labels = labels.astype(np.int64)
         self.context = int(context)
-        self._tensor = torch.from_numpy(values)
+        with warnings.catch_warnings():  # a read-only matrix (a memory map, a frame's view) is only ever read here
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
+            self._tensor = torch.from_numpy(values)
 
     def __len__(self) -> int:
         return int(self.samples.size)
