@@ -74,6 +74,7 @@ class KernelIndicator(Feature):
         # output, so one compiled step function serves both.
         self._out = np.full((2, len(self.columns)), np.nan, order="F")
         self._row = self._out[0]  # a view: rebuilt on copy and unpickling (``__setstate__``)
+        self._single = len(self.columns) == 1
         self._compiled: StepFunction | None = None  # ``step``'s entry point, found at its first call
 
     def __getstate__(self) -> dict[str, object]:
@@ -85,6 +86,7 @@ class KernelIndicator(Feature):
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
         self._row = self._out[0]
+        self._single = len(self.columns) == 1
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(self.columns)})"
@@ -107,6 +109,8 @@ class KernelIndicator(Feature):
         if compiled is None:
             compiled = self._compiled = self._entry_point()
         compiled(self._params, self._state, open, high, low, close, volume, self._out, 0)
+        if self._single:
+            return (self._out.item(0),)  # one column: no intermediate list (~0.06 µs of the kernel's ~3.5 µs a bar)
         return tuple(self._row.tolist())
 
     def _entry_point(self) -> StepFunction:
