@@ -30,6 +30,7 @@ from smartmarket.engine.strategy import BarContext, Strategy
 from smartmarket.execution.ccxt_broker import API_KEY_ENV, API_SECRET_ENV, CcxtBroker
 from smartmarket.execution.fees import FeeModel
 from smartmarket.execution.orders import Decision
+from smartmarket.execution.risk import RiskConfig
 from smartmarket.pipeline.stages.candles import candle_closed
 from smartmarket.pipeline.stages.execution import ExecutionStage
 from smartmarket.pipeline.stages.risk import RiskStage
@@ -108,8 +109,10 @@ def broker_on(fake: FakeBinanceTrading) -> CcxtBroker:
 class Desk:
     """The risk and execution stages of one process, wired by hand (no bus): answers go back to the risk stage."""
 
-    def __init__(self, plan: str, broker: CcxtBroker, reconcile: str = "check") -> None:
-        trading = TradingConfig(initial_cash=10_000.0, fees=FeeModel(maker=0.001, taker=0.001), limits=None)
+    def __init__(self, plan: str, broker: CcxtBroker, reconcile: str = "check", risk: RiskConfig | None = None) -> None:
+        trading = TradingConfig(
+            initial_cash=10_000.0, fees=FeeModel(maker=0.001, taker=0.001), limits=None, risk=risk or RiskConfig()
+        )
         spec = PipelineSpec.build([SYMBOL], TF, None, trading, strategy=StrategyChoice(Scripted.name, {"plan": plan}))
         self.risk = RiskStage(spec, None, live_broker=True, answer_timeout_s=0.05)
         self.execution = ExecutionStage(spec, None, broker=broker, reconcile=reconcile)  # type: ignore[arg-type]
@@ -121,9 +124,9 @@ class Desk:
         for m in messages:
             self.risk.learn(m)
 
-    def candle(self) -> list[SubmitOrder]:
+    def candle(self, low: float = PRICE) -> list[SubmitOrder]:
         """One candle through execution (poll, reconcile) then risk (decide); orders go to execution."""
-        event = candle_closed(SYMBOL, TF, T0 + self.bar * TF.ms, PRICE, PRICE, PRICE, PRICE, 1.0)
+        event = candle_closed(SYMBOL, TF, T0 + self.bar * TF.ms, PRICE, PRICE, low, PRICE, 1.0)
         self.bar += 1
         self._to_risk(asyncio.run(self.execution.handle(event)))
         decided = asyncio.run(self.risk.handle(event))
@@ -203,3 +206,29 @@ def test_reconcile_adopt_takes_the_exchanges_position_as_truth(exchange: Balance
     # adopted at the last price (the sub-account pays for it: equity unchanged); the buy is sized net of it
     assert desk.book.position(SYMBOL) == pytest.approx(0.05)
     assert buy.quantity == pytest.approx(0.5 * 10_000.0 / (PRICE * 1.001) - 0.05)
+
+
+def test_a_stop_hit_with_a_live_broker_sells_the_real_position_at_market_and_says_no_stop_rests_on_the_exchange(
+    exchange: BalancedFake, caplog: pytest.LogCaptureFixture
+) -> None:
+    desk = Desk("L", broker_on(exchange), risk=RiskConfig(stop_loss_pct=0.01))
+    [buy] = desk.candle()
+    asked = next(m for m in desk.events if isinstance(m, OrderSubmitted)).quantity
+    part = round(asked * 0.6, 5)  # the exchange filled 60 %, then the rest was cancelled
+    exchange.fill(buy.client_order_id, part, "PARTIALLY_FILLED")
+    assert desk.candle() == []  # the fill is learnt; the decision model's position opens at this open
+    assert broker_cancel(desk, buy.client_order_id)
+    assert desk.candle() == []
+    with caplog.at_level("WARNING", logger="smartmarket.pipeline.stages.risk"):
+        [exit_order] = desk.candle(low=PRICE * 0.98)  # the candle reaches the 1 % stop
+        assert desk.candle(low=PRICE * 0.98) == []
+    assert exit_order.order_type == "market" and exit_order.side == "sell"
+    assert exit_order.quantity == pytest.approx(part)  # what the exchange filled, not what was ordered
+    warnings = [r.getMessage() for r in caplog.records if "no stop order rests on the exchange" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].startswith(f"{SYMBOL}: a protective exit goes to the exchange")
+
+
+def broker_cancel(desk: Desk, client_order_id: str) -> bool:
+    broker = desk.execution.live_broker
+    assert broker is not None
+    return broker.cancel(client_order_id, 0)

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -74,6 +75,8 @@ Leg = tuple[str, float]  # ("close" | "target", signed quantity)
 Answer = OrderSubmitted | OrderFilled | OrderRejected | OrderCancelled
 Unit = tuple[CandleClosed, SignalGenerated | None]
 _ANSWER_RANK = {"OrderSubmitted": 0, "OrderFilled": 1, "OrderRejected": 2, "OrderCancelled": 3}
+
+logger = logging.getLogger(__name__)  # (``log`` names the event log in this module)
 
 
 class SignalFeed(Strategy):
@@ -180,6 +183,7 @@ class RiskStage(Stage):
         self.caught_up = 0  # units folded from the event log
         self._arrived: asyncio.Event | None = None  # set when an answer arrives (one per event loop)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._warned_market_exit = False  # a live broker's first protective exit says that it is a market order
 
     # ------------------------------------------------------------------------------------------ state
     def account(self, symbol: str) -> Account:
@@ -392,6 +396,13 @@ class RiskStage(Stage):
         if new_orders:
             return self._orders(account, decision, new_orders[-1].target_fraction, sized=True)
         if any(f.order_id == -1 for f in new_fills):  # a live broker: the exit is a market order at the next open
+            if not self._warned_market_exit:
+                self._warned_market_exit = True
+                logger.warning(
+                    "%s: a protective exit goes to the exchange as a market order after the candle that reached its "
+                    "level; no stop order rests on the exchange, so a position is unprotected while this pipeline "
+                    "is down (docs/pipeline.md, \"Parity with the backtest\")", symbol,
+                )  # fmt: skip
             return self._orders(account, decision, kernel.portfolio.quantity(symbol), sized=False)
         return []
 
