@@ -211,21 +211,41 @@ def test_reconcile_adopt_takes_the_exchanges_position_as_truth(exchange: Balance
 def test_a_stop_hit_with_a_live_broker_sells_the_real_position_at_market_and_says_no_stop_rests_on_the_exchange(
     exchange: BalancedFake, caplog: pytest.LogCaptureFixture
 ) -> None:
-    desk = Desk("L", broker_on(exchange), risk=RiskConfig(stop_loss_pct=0.01))
-    [buy] = desk.candle()
-    asked = next(m for m in desk.events if isinstance(m, OrderSubmitted)).quantity
-    part = round(asked * 0.6, 5)  # the exchange filled 60 %, then the rest was cancelled
-    exchange.fill(buy.client_order_id, part, "PARTIALLY_FILLED")
-    assert desk.candle() == []  # the fill is learnt; the decision model's position opens at this open
-    assert broker_cancel(desk, buy.client_order_id)
-    assert desk.candle() == []
     with caplog.at_level("WARNING", logger="smartmarket.pipeline.stages.risk"):
+        desk = Desk("L", broker_on(exchange), risk=RiskConfig(stop_loss_pct=0.01))
+        said_at_start = market_exit_warnings(caplog)
+        [buy] = desk.candle()
+        asked = next(m for m in desk.events if isinstance(m, OrderSubmitted)).quantity
+        part = round(asked * 0.6, 5)  # the exchange filled 60 %, then the rest was cancelled
+        exchange.fill(buy.client_order_id, part, "PARTIALLY_FILLED")
+        assert desk.candle() == []  # the fill is learnt; the decision model's position opens at this open
+        assert broker_cancel(desk, buy.client_order_id)
+        assert desk.candle() == []
         [exit_order] = desk.candle(low=PRICE * 0.98)  # the candle reaches the 1 % stop
         assert desk.candle(low=PRICE * 0.98) == []
     assert exit_order.order_type == "market" and exit_order.side == "sell"
     assert exit_order.quantity == pytest.approx(part)  # what the exchange filled, not what was ordered
-    warnings = [r.getMessage() for r in caplog.records if "no stop order rests on the exchange" in r.getMessage()]
-    assert len(warnings) == 1 and warnings[0].startswith(f"{SYMBOL}: a protective exit goes to the exchange")
+    # said once, before any order: the user knows before a position is open, not after its first exit
+    assert len(said_at_start) == 1 and market_exit_warnings(caplog) == said_at_start
+    assert said_at_start[0].startswith("this run's protective exits (stop-loss")
+
+
+def test_the_market_exit_warning_is_only_for_a_live_broker_with_exits(caplog: pytest.LogCaptureFixture) -> None:
+    def stage(live: bool, risk: RiskConfig) -> None:
+        trading = TradingConfig(limits=None, risk=risk)
+        spec = PipelineSpec.build([SYMBOL], TF, None, trading, strategy=StrategyChoice("sma_cross", {}))
+        RiskStage(spec, None, live_broker=live)
+
+    with caplog.at_level("WARNING", logger="smartmarket.pipeline.stages.risk"):
+        stage(live=True, risk=RiskConfig())  # no exits configured: nothing to say
+        stage(live=False, risk=RiskConfig(take_profit_pct=0.02))  # paper: exits fill at their level
+        assert market_exit_warnings(caplog) == []
+        stage(live=True, risk=RiskConfig(trailing_stop_pct=0.02))
+        assert len(market_exit_warnings(caplog)) == 1
+
+
+def market_exit_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "no stop order rests on the exchange" in r.getMessage()]
 
 
 def broker_cancel(desk: Desk, client_order_id: str) -> bool:

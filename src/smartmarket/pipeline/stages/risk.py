@@ -183,7 +183,24 @@ class RiskStage(Stage):
         self.caught_up = 0  # units folded from the event log
         self._arrived: asyncio.Event | None = None  # set when an answer arrives (one per event loop)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._warned_market_exit = False  # a live broker's first protective exit says that it is a market order
+        self._warned_market_exit = False  # said once per stage: a live broker's protective exits are market orders
+        risk = spec.trading.risk
+        if live_broker and (spec.strategy is None or any(
+            level is not None for level in (risk.stop_loss_pct, risk.take_profit_pct, risk.trailing_stop_pct)
+        )):  # fmt: skip
+            self._warn_market_exits("this run's protective exits (stop-loss, take-profit, trailing stop, the "
+                                    "ensemble's barriers)")  # fmt: skip
+
+    def _warn_market_exits(self, what: str) -> None:
+        """One WARNING per stage: with a live broker no stop rests on the exchange (``docs/pipeline.md``)."""
+        if self._warned_market_exit:
+            return
+        self._warned_market_exit = True
+        logger.warning(
+            "%s go to the exchange as market orders after the candle that reaches their level: no stop order "
+            "rests on the exchange, so a position is unprotected while this pipeline is down "
+            "(docs/pipeline.md, \"Parity with the backtest\")", what,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------------------------------ state
     def account(self, symbol: str) -> Account:
@@ -396,13 +413,7 @@ class RiskStage(Stage):
         if new_orders:
             return self._orders(account, decision, new_orders[-1].target_fraction, sized=True)
         if any(f.order_id == -1 for f in new_fills):  # a live broker: the exit is a market order at the next open
-            if not self._warned_market_exit:
-                self._warned_market_exit = True
-                logger.warning(
-                    "%s: a protective exit goes to the exchange as a market order after the candle that reached its "
-                    "level; no stop order rests on the exchange, so a position is unprotected while this pipeline "
-                    "is down (docs/pipeline.md, \"Parity with the backtest\")", symbol,
-                )  # fmt: skip
+            self._warn_market_exits(f"{symbol}'s protective exits")  # a strategy's own levels: said at the first
             return self._orders(account, decision, kernel.portfolio.quantity(symbol), sized=False)
         return []
 
