@@ -33,9 +33,9 @@ from redis_server import PrivateRedis
 from smartmarket.bus.base import Delivery
 from smartmarket.bus.inprocess import InProcessBus, InProcessSubscription
 from smartmarket.bus.redis_streams import RedisStreamsBus
-from smartmarket.bus.topics import CANDLES, TOPICS
+from smartmarket.bus.topics import CANDLES, EXECUTIONS, ORDERS, TOPICS
 from smartmarket.core.errors import PipelineError
-from smartmarket.core.events import Message, SignalGenerated
+from smartmarket.core.events import Message, SignalGenerated, from_msgpack
 from smartmarket.core.types import Timeframe
 from smartmarket.data.synthetic import generate_market
 from smartmarket.models.labels import LabelConfig
@@ -179,6 +179,46 @@ def test_streams_deleted_mid_run_are_recovered_in_seconds(
     # the rest of the file plays in ~5 s at this speed: recovering must not add the old 60 s
     assert after_loss_s < 40, after_loss_s
     store.close()
+
+
+def test_a_process_back_from_an_outage_republishes_what_it_lost_though_another_recovered_first(
+    empty_redis: PrivateRedis,
+) -> None:
+    """The stall behind a flaky worker test: Redis restarts empty, and another process reconnects first and
+    recovers (new epoch, every group recreated). The risk worker then meets no NOGROUP and has nothing new to
+    append, so nothing told it that its last order was lost: it waited for ever for that order's answer. Its
+    consumers now catch up after every outage (``Subscription.reconnected``)."""
+
+    async def scenario() -> tuple[list[str], int]:
+        ns = f"t{uuid.uuid4().hex[:8]}"
+        risk, front = RedisStreamsBus(empty_redis.url, namespace=ns), RedisStreamsBus(empty_redis.url, namespace=ns)
+        try:
+            for bus in (risk, front):  # every process declares the deployment's groups (the stage table)
+                await bus.ensure_group(ORDERS, SYMBOL, "execution")
+                await bus.ensure_group(EXECUTIONS, SYMBOL, "risk")
+            order = candle_closed(SYMBOL, Timeframe.parse("1m"), 0, 1.0, 1.0, 1.0, 1.0, 1.0)
+            await risk.publish(ORDERS, SYMBOL, order)  # not read yet: it stays in the risk process's outbox
+            answers = risk.subscription(EXECUTIONS, SYMBOL, "risk", "risk-1")
+            empty_redis.stop()
+            empty_redis.start()  # empty
+            await front.recover(SYMBOL, "test")  # the other process first: new epoch, groups recreated
+            stream = risk.names.stream(ORDERS, SYMBOL)
+            raw = redis.Redis.from_url(empty_redis.url)
+            try:
+                before = [from_msgpack(f[b"p"]).event_id for _, f in raw.xrange(stream)]
+                await answers.reconnected()  # what the risk process's consumer now runs once Redis answers again
+                after = [from_msgpack(f[b"p"]).event_id for _, f in raw.xrange(stream)]
+            finally:
+                raw.close()
+            assert after == [order.event_id], after
+            return before, risk.republished
+        finally:
+            await risk.delete_namespace()
+            await risk.close()
+            await front.close()
+
+    before, republished = asyncio.run(scenario())
+    assert before == [] and republished == 1
 
 
 # --- separate worker processes ----------------------------------------------------------------------------

@@ -130,6 +130,9 @@ class Subscription(ABC):
     async def dead_letter(self, delivery: Delivery, reason: str, error: str) -> None:
         """Atomically copy the entry (payload, reason, error) to the dead-letter stream and acknowledge it."""
 
+    async def reconnected(self) -> None:  # noqa: B027 - optional hook
+        """The bus is reachable again after an outage: make up for what the server may have lost meanwhile."""
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release what this subscription holds (connections)."""
 

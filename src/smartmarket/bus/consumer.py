@@ -212,9 +212,13 @@ class Consumer:
         retry_at: float | None = None  # when failed entries are due again
         next_claim = 0.0
         owed: _Unsaved | None = None
+        outage = False  # the bus was unreachable: once it answers again, the subscription catches up on losses
         try:
             while not self.stopping:
                 try:
+                    if outage:
+                        await sub.reconnected()
+                        outage = False
                     if owed is not None:
                         await sub.commit(owed.done, owed.ack_only)
                         owed = None
@@ -246,6 +250,7 @@ class Consumer:
                     if isinstance(exc, _Unsaved):
                         owed = exc  # handlers ran: commit their results first once the bus is back
                     self.stats.reconnects += 1
+                    outage = True
                     log.warning("%s: bus unavailable (%s); reconnecting in %.2fs", sub.stream, exc, reconnect_delay)
                     await self._pause(reconnect_delay)
                     reconnect_delay = min(reconnect_delay * 2, cfg.max_reconnect_delay_ms / 1000)

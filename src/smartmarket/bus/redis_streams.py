@@ -217,6 +217,14 @@ class RedisSubscription(Subscription):
         await self._bus.recover(self.symbol, f"{self.stream} lost group {self.group!r}")
         await self.ensure_group()
 
+    async def reconnected(self) -> None:
+        """After an outage the server may have restarted empty and another process may have recovered first: it
+        recreated the groups and a new epoch, so no read here meets ``NOGROUP`` and no refused append would
+        tell this process. Its outbox (an order it published, lost with the server) must be re-published all the
+        same, or whoever waits for that order's answer waits for ever. ``recover`` compares the epoch; cheap
+        when nothing was lost."""
+        await self._bus.recover(self.symbol, f"{self.stream}: reconnected")
+
     def _delivery(self, entry_id: str, fields: dict[bytes, bytes] | None, attempt: int) -> Delivery:
         payload = None if fields is None else fields.get(PAYLOAD_FIELD)
         return Delivery(self.stream, entry_id, payload, attempt)
