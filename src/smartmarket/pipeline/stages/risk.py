@@ -184,10 +184,7 @@ class RiskStage(Stage):
         self._arrived: asyncio.Event | None = None  # set when an answer arrives (one per event loop)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._warned_market_exit = False  # said once per stage: a live broker's protective exits are market orders
-        risk = spec.trading.risk
-        if live_broker and (spec.strategy is None or any(
-            level is not None for level in (risk.stop_loss_pct, risk.take_profit_pct, risk.trailing_stop_pct)
-        )):  # fmt: skip
+        if live_broker and (spec.strategy is None or spec.trading.risk.has_exits):  # the ensemble: its barriers
             self._warn_market_exits("this run's protective exits (stop-loss, take-profit, trailing stop, the "
                                     "ensemble's barriers)")  # fmt: skip
 
