@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import copy
 import re
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import pytest
 from test_ccxt_broker import FAST_RETRY, KEY, SECRET, FakeBinanceTrading, fixture  # the fake exchange
 
 from smartmarket.core.events import (
+    CancelOrder,
     Message,
     OrderCancelled,
     OrderFilled,
@@ -58,22 +60,34 @@ class Scripted(Strategy):
 
 
 class BalancedFake(FakeBinanceTrading):
-    """The fake exchange, with account balances that follow its trades (starting from ``start_btc``)."""
+    """The fake exchange, with account balances that follow its trades (starting from ``start_btc``). As on Binance
+    spot, an open sell order locks the coins it may sell: a sell for more than the free balance is refused."""
 
     start_btc = 0.0
 
-    def answer(self, method: str, path: str, params: dict[str, str]) -> tuple[int, Any]:
-        if (method, path) != ("GET", "/api/v3/account"):
-            return super().answer(method, path, params)
-        body = copy.deepcopy(fixture("account.json"))
+    def held(self) -> float:
         held = self.start_btc
         for order in self.orders.values():
             if order.symbol == SYMBOL:
                 sign = 1.0 if order.side == "BUY" else -1.0
                 held += sign * sum(float(t["qty"]) for t in order.trades)
+        return held
+
+    def locked(self) -> float:
+        return sum(float(o.quantity) - o.executed for o in self.orders.values()
+                   if o.side == "SELL" and o.status in ("NEW", "PARTIALLY_FILLED"))  # fmt: skip
+
+    def answer(self, method: str, path: str, params: dict[str, str]) -> tuple[int, Any]:
+        selling = (method, path) == ("POST", "/api/v3/order") and params.get("side") == "SELL"
+        if selling and float(params["quantity"]) > self.held() - self.locked() + 1e-12:
+            return 400, fixture("error-insufficient-balance.json")
+        if (method, path) != ("GET", "/api/v3/account"):
+            return super().answer(method, path, params)
+        body = copy.deepcopy(fixture("account.json"))
+        held, locked = self.held(), self.locked()
         for balance in body["balances"]:
             if balance["asset"] == "BTC":
-                balance["free"], balance["locked"] = f"{held:.8f}", "0.00000000"
+                balance["free"], balance["locked"] = f"{held - locked:.8f}", f"{locked:.8f}"
         return 200, body
 
     def fill(self, order_cid: str, quantity: float, status: str) -> None:
@@ -95,10 +109,12 @@ def exchange(monkeypatch: pytest.MonkeyPatch) -> Any:
     fake.stop()
 
 
-def broker_on(fake: FakeBinanceTrading) -> CcxtBroker:
+def broker_on(fake: FakeBinanceTrading, *, stop_orders: bool = True) -> CcxtBroker:
     from smartmarket.data.exchange import make_exchange
 
     ex = make_exchange("binance")
+    if not stop_orders:  # an exchange whose ccxt class takes no stop-loss orders
+        ex.has = {**ex.has, "createStopLossOrder": False}
     ex.set_sandbox_mode(True)
     ex.urls["api"] = {name: re.sub(r"^https?://[^/]+", fake.base_url, url) for name, url in ex.urls["api"].items()}
     ex.session.trust_env = False
@@ -124,14 +140,17 @@ class Desk:
         for m in messages:
             self.risk.learn(m)
 
-    def candle(self, low: float = PRICE) -> list[SubmitOrder]:
-        """One candle through execution (poll, reconcile) then risk (decide); orders go to execution."""
-        event = candle_closed(SYMBOL, TF, T0 + self.bar * TF.ms, PRICE, PRICE, low, PRICE, 1.0)
+    def candle(self, low: float = PRICE, high: float = PRICE, between: Callable[[], None] | None = None) -> list[Any]:
+        """One candle through execution (poll, reconcile) then risk (decide); orders (``SubmitOrder``,
+        ``CancelOrder``) go to execution in the order decided. ``between`` runs after the poll, before the decision."""
+        event = candle_closed(SYMBOL, TF, T0 + self.bar * TF.ms, PRICE, high, low, PRICE, 1.0)
         self.bar += 1
         self._to_risk(asyncio.run(self.execution.handle(event)))
+        if between is not None:
+            between()
         decided = asyncio.run(self.risk.handle(event))
         self.events.extend(decided)
-        orders = [m for m in decided if isinstance(m, SubmitOrder)]
+        orders = [m for m in decided if isinstance(m, SubmitOrder | CancelOrder)]
         for order in orders:
             self._to_risk(asyncio.run(self.execution.handle(order)))
         return orders
@@ -208,29 +227,114 @@ def test_reconcile_adopt_takes_the_exchanges_position_as_truth(exchange: Balance
     assert buy.quantity == pytest.approx(0.5 * 10_000.0 / (PRICE * 1.001) - 0.05)
 
 
-def test_a_stop_hit_with_a_live_broker_sells_the_real_position_at_market_and_says_no_stop_rests_on_the_exchange(
+def test_a_live_stop_rests_on_the_exchange_for_what_was_filled_and_its_fill_ends_the_position(
+    exchange: BalancedFake,
+) -> None:
+    broker = broker_on(exchange)
+    desk = Desk("L", broker, risk=RiskConfig(stop_loss_pct=0.01))
+    [buy] = desk.candle()
+    asked = next(m for m in desk.events if isinstance(m, OrderSubmitted)).quantity
+    part = round(asked * 0.6, 5)  # the exchange fills 60 %, then the rest is cancelled
+    exchange.fill(buy.client_order_id, part, "PARTIALLY_FILLED")
+    assert desk.candle() == []  # the remainder is still working: the position is not known yet
+    assert broker_cancel(desk, buy.client_order_id)
+    [stop] = desk.candle()  # the cancellation is learnt: the stop rests for what was really bought
+    assert (stop.order_type, stop.side, stop.reduce_only) == ("stop", "sell", True)
+    assert stop.quantity == pytest.approx(part) and stop.stop_price == pytest.approx(PRICE * 0.99)
+    placed = exchange.calls("POST", "/api/v3/order")[-1].params
+    assert placed["type"] == "STOP_LOSS" and placed["newClientOrderId"] == stop.client_order_id
+    assert float(placed["stopPrice"]) == pytest.approx(PRICE * 0.99, abs=0.01)
+    assert float(placed["quantity"]) == pytest.approx(part)
+    assert desk.candle() == [] and desk.candle() == []  # nothing changed: nothing is re-sent
+    assert desk.book.projected(SYMBOL) == pytest.approx(part)  # the resting stop is not a working order
+
+    exchange.fill(stop.client_order_id, part, "FILLED")  # the level traded (the pipeline may have been down)
+    assert desk.candle(low=PRICE * 0.98) == []  # the exchange's fill closed it: no second sell
+    assert desk.book.position(SYMBOL) == 0.0 and broker.positions().get(SYMBOL, 0.0) == 0.0
+    assert len(exchange.calls("POST", "/api/v3/order")) == 2 and not any(_is(m, OrderRejected) for m in desk.events)
+
+
+def test_an_exit_taken_at_market_cancels_the_resting_stop_first(
     exchange: BalancedFake, caplog: pytest.LogCaptureFixture
 ) -> None:
+    exchange.fill_market_at = PRICE
     with caplog.at_level("WARNING", logger="smartmarket.pipeline.stages.risk"):
-        desk = Desk("L", broker_on(exchange), risk=RiskConfig(stop_loss_pct=0.01))
-        said_at_start = market_exit_warnings(caplog)
+        desk = Desk("L", broker_on(exchange), risk=RiskConfig(stop_loss_pct=0.01, take_profit_pct=0.01))
+        said_at_start = take_profit_warnings(caplog)
+        desk.candle()  # the buy
+        [stop] = desk.candle()
+        cancel, sell = desk.candle(high=PRICE * 1.02)  # the take-profit's level: a market order after the candle
+    assert isinstance(cancel, CancelOrder) and cancel.client_order_id == stop.client_order_id
+    assert isinstance(sell, SubmitOrder) and sell.order_type == "market"
+    assert sell.quantity == pytest.approx(stop.quantity)
+    requests = [(r.method, r.params.get("newClientOrderId") or r.params.get("orderId"))
+                for r in exchange.requests if r.path == "/api/v3/order" and r.method != "GET"]  # fmt: skip
+    # the stop holds the coins on a spot account: it is cancelled before the sell is placed (which then fills)
+    stop_id = str(exchange.order_by_client_id(stop.client_order_id).order_id)
+    assert requests[-2:] == [("DELETE", stop_id), ("POST", sell.client_order_id)]
+    assert any(isinstance(m, OrderCancelled) and m.client_order_id == stop.client_order_id for m in desk.events)
+    assert not any(_is(m, OrderRejected) for m in desk.events)
+    assert desk.candle() == [] and desk.book.position(SYMBOL) == 0.0 and desk.book.resting(SYMBOL) == []
+    assert len(said_at_start) == 1 and take_profit_warnings(caplog) == said_at_start  # said once, before any order
+
+
+def test_a_stop_filled_on_the_exchange_just_before_the_decision_model_exits_sells_nothing_twice(
+    exchange: BalancedFake,
+) -> None:
+    exchange.fill_market_at = PRICE
+    broker = broker_on(exchange)
+    desk = Desk("L", broker, risk=RiskConfig(stop_loss_pct=0.01))
+    desk.candle()  # the buy
+    [stop] = desk.candle()
+    # the stop fills after the execution stage polled and before the risk stage decides on the same candle
+    cancel, sell = desk.candle(low=PRICE * 0.98, between=lambda: exchange.fill(stop.client_order_id, stop.quantity,
+                                                                               "FILLED"))  # fmt: skip
+    assert isinstance(cancel, CancelOrder) and isinstance(sell, SubmitOrder)
+    [refused] = [m for m in desk.events if isinstance(m, OrderRejected)]  # nothing left to sell
+    assert refused.client_order_id == sell.client_order_id and "insufficient balance" in refused.reason
+    assert any(isinstance(m, OrderFilled) and m.client_order_id == stop.client_order_id for m in desk.events)
+    assert desk.candle() == []
+    assert desk.book.position(SYMBOL) == 0.0 and desk.book.projected(SYMBOL) == 0.0
+    assert exchange.held() == pytest.approx(0.0)  # sold once
+
+
+def test_a_trailing_stop_on_the_exchange_is_replaced_when_its_level_moves(exchange: BalancedFake) -> None:
+    exchange.fill_market_at = PRICE
+    desk = Desk("L", broker_on(exchange), risk=RiskConfig(trailing_stop_pct=0.01))
+    desk.candle()
+    [first] = desk.candle()
+    assert first.stop_price == pytest.approx(PRICE * 0.99)
+    cancel, moved = desk.candle(high=PRICE * 1.01)  # a new best price: the trail follows after the candle
+    assert isinstance(cancel, CancelOrder) and cancel.client_order_id == first.client_order_id
+    assert isinstance(moved, SubmitOrder) and moved.stop_price == pytest.approx(PRICE * 1.01 * 0.99)
+    assert exchange.order_by_client_id(first.client_order_id).status == "CANCELED"
+    assert float(exchange.order_by_client_id(moved.client_order_id).stop_price) == pytest.approx(
+        PRICE * 1.01 * 0.99, abs=0.01
+    )
+    assert desk.candle() == []  # no new best: the stop stays
+    assert [o.client_order_id for o in desk.book.resting(SYMBOL)] == [moved.client_order_id]
+
+
+def test_an_exchange_that_takes_no_stop_orders_falls_back_to_market_exits_and_says_so(
+    exchange: BalancedFake, caplog: pytest.LogCaptureFixture
+) -> None:
+    exchange.fill_market_at = PRICE
+    with caplog.at_level("WARNING", logger="smartmarket.pipeline.stages.risk"):
+        desk = Desk("L", broker_on(exchange, stop_orders=False), risk=RiskConfig(stop_loss_pct=0.01))
         [buy] = desk.candle()
-        asked = next(m for m in desk.events if isinstance(m, OrderSubmitted)).quantity
-        part = round(asked * 0.6, 5)  # the exchange filled 60 %, then the rest was cancelled
-        exchange.fill(buy.client_order_id, part, "PARTIALLY_FILLED")
-        assert desk.candle() == []  # the fill is learnt; the decision model's position opens at this open
-        assert broker_cancel(desk, buy.client_order_id)
-        assert desk.candle() == []
-        [exit_order] = desk.candle(low=PRICE * 0.98)  # the candle reaches the 1 % stop
-        assert desk.candle(low=PRICE * 0.98) == []
-    assert exit_order.order_type == "market" and exit_order.side == "sell"
-    assert exit_order.quantity == pytest.approx(part)  # what the exchange filled, not what was ordered
-    # said once, before any order: the user knows before a position is open, not after its first exit
-    assert len(said_at_start) == 1 and market_exit_warnings(caplog) == said_at_start
-    assert said_at_start[0].startswith("this run's protective exits (stop-loss")
+        [stop] = desk.candle()
+        assert desk.candle() == []  # the refusal is learnt: no stop is tried again
+        [exit_order] = desk.candle(low=PRICE * 0.98)
+    [refused] = [m for m in desk.events if isinstance(m, OrderRejected)]
+    assert refused.client_order_id == stop.client_order_id and "takes no stop-loss orders" in refused.reason
+    assert [r.getMessage() for r in caplog.records if "refused BTCUSDT's resting stop" in r.getMessage()]
+    fills = [m for m in desk.events if isinstance(m, OrderFilled)]
+    bought = sum(m.quantity for m in fills if m.client_order_id == buy.client_order_id)
+    assert exit_order.order_type == "market" and exit_order.quantity == pytest.approx(bought)
+    assert [r.params["type"] for r in exchange.calls("POST", "/api/v3/order")] == ["MARKET", "MARKET"]
 
 
-def test_the_market_exit_warning_is_only_for_a_live_broker_with_exits(caplog: pytest.LogCaptureFixture) -> None:
+def test_the_take_profit_warning_is_only_for_a_live_broker_with_take_profits(caplog: pytest.LogCaptureFixture) -> None:
     def stage(live: bool, risk: RiskConfig) -> None:
         trading = TradingConfig(limits=None, risk=risk)
         spec = PipelineSpec.build([SYMBOL], TF, None, trading, strategy=StrategyChoice("sma_cross", {}))
@@ -238,14 +342,15 @@ def test_the_market_exit_warning_is_only_for_a_live_broker_with_exits(caplog: py
 
     with caplog.at_level("WARNING", logger="smartmarket.pipeline.stages.risk"):
         stage(live=True, risk=RiskConfig())  # no exits configured: nothing to say
+        stage(live=True, risk=RiskConfig(stop_loss_pct=0.02, trailing_stop_pct=0.02))  # they rest on the exchange
         stage(live=False, risk=RiskConfig(take_profit_pct=0.02))  # paper: exits fill at their level
-        assert market_exit_warnings(caplog) == []
-        stage(live=True, risk=RiskConfig(trailing_stop_pct=0.02))
-        assert len(market_exit_warnings(caplog)) == 1
+        assert take_profit_warnings(caplog) == []
+        stage(live=True, risk=RiskConfig(take_profit_pct=0.02))
+        assert len(take_profit_warnings(caplog)) == 1
 
 
-def market_exit_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if "no stop order rests on the exchange" in r.getMessage()]
+def take_profit_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "no take-profit order rests on the exchange" in r.getMessage()]
 
 
 def broker_cancel(desk: Desk, client_order_id: str) -> bool:

@@ -47,6 +47,9 @@ SPOT_ORDER_PARAMS = frozenset({
 })  # fmt: skip
 
 
+STOP_TYPES = frozenset({"STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"})
+
+
 def fixture(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text())
 
@@ -71,6 +74,7 @@ class FakeOrder:
     price: str
     status: str = "NEW"
     trades: list[dict[str, Any]] = field(default_factory=list)
+    stop_price: str = ""  # a STOP_LOSS order's trigger level
 
     @property
     def executed(self) -> float:
@@ -164,12 +168,15 @@ class FakeBinanceTrading:
         if set(params) - SPOT_ORDER_PARAMS:
             return 400, fixture("error-unread-parameters.json")
         client_id = params["newClientOrderId"]
+        if params["type"] in STOP_TYPES and "stopPrice" not in params:
+            return 400, {"code": -1102, "msg": "Mandatory parameter 'stopPrice' was not sent, was empty/null, or "
+                         "malformed."}  # fmt: skip
         with self._lock:
             if any(o.client_id == client_id and o.status in ("NEW", "PARTIALLY_FILLED") for o in self.orders.values()):
                 return 400, fixture("error-duplicate-order.json")
             order = FakeOrder(
                 self.next_order_id, client_id, params["symbol"], params["side"], params["type"],
-                params["quantity"], params.get("price", "0.00000000"),
+                params["quantity"], params.get("price", "0.00000000"), stop_price=params.get("stopPrice", ""),
             )  # fmt: skip
             self.next_order_id += 1
             self.orders[order.order_id] = order
@@ -216,6 +223,8 @@ class FakeBinanceTrading:
         )  # fmt: skip
         if order.type == "MARKET":
             body.pop("timeInForce", None)
+        if order.stop_price:
+            body["stopPrice"] = order.stop_price
         return body
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:

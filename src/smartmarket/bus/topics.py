@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from smartmarket.core.errors import ConfigError
 from smartmarket.core.events import (
+    CancelOrder,
     CandleClosed,
     FeaturesComputed,
     Message,
@@ -60,6 +61,7 @@ TOPIC_OF_TYPE: dict[type[Message], str] = {
     PredictionMade: PREDICTIONS,
     SignalGenerated: SIGNALS,
     SubmitOrder: ORDERS,
+    CancelOrder: ORDERS,
     RiskRejected: RISK,
     OrderSubmitted: EXECUTIONS,
     OrderRejected: EXECUTIONS,

@@ -158,6 +158,15 @@ class SubmitOrder(Message):
     stop_price: float | None = None  # a stop order's trigger level (a protective exit: execution.risk)
 
 
+class CancelOrder(Message):
+    """Command: cancel an order's unfilled remainder (a resting protective stop being replaced or no longer
+    wanted). The broker's ``OrderCancelled`` answers it; an order that filled first is not cancelled."""
+
+    symbol: str
+    client_order_id: str
+    reason: str = ""
+
+
 class RiskRejected(Message):
     """A signal or order was refused by a risk check."""
 
@@ -256,6 +265,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         ShadowPredictionMade,
         ShadowSignalGenerated,
         SubmitOrder,
+        CancelOrder,
         RiskRejected,
         OrderSubmitted,
         OrderRejected,
@@ -312,6 +322,7 @@ def from_msgpack(blob: bytes) -> Message:
 
 __all__ = [
     "MESSAGE_TYPES",
+    "CancelOrder",
     "CandleClosed",
     "Direction",
     "FeaturesComputed",

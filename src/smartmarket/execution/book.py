@@ -9,6 +9,9 @@ The book never assumes an order fills. It records what it *sent* (``sent``) and 
 
 So after a partial fill of 40 % the position is 40 % of the order and the other 60 % is *working*: the next
 order is sized from ``position + working``, and the risk checks see the working remainder as an open order.
+A **resting** order (``sent(..., resting=True)``: a protective stop left on a live exchange) is tracked the same
+way but counts neither toward the projected position nor as an open order: it fills only if its level trades,
+and then its fill moves the position like any other.
 A fill of an order the book did not send (another process, a manual trade) is booked too (it is real money)
 and counted in ``unknown_fills``. Every answer is applied once (by event id), so redelivered answers are
 harmless. Nothing here reads the wall clock.
@@ -52,6 +55,7 @@ class WorkingOrder:
     ts_sent: int
     filled: float = 0.0
     acknowledged: bool = False
+    resting: bool = False  # a protective stop resting on the exchange (not part of the projected position)
 
     @property
     def remaining(self) -> float:
@@ -80,12 +84,12 @@ class Book:
         self._finished: set[str] = set()  # client order ids answered for good
 
     # ------------------------------------------------------------------------------------------ orders out
-    def sent(self, order: SubmitOrder) -> None:
-        """``order`` left for the broker: its quantity is working until answered."""
+    def sent(self, order: SubmitOrder, *, resting: bool = False) -> None:
+        """``order`` left for the broker: its quantity is working until answered (``resting``: see above)."""
         if order.client_order_id in self.working or order.client_order_id in self._finished:
             return
         self.working[order.client_order_id] = WorkingOrder(
-            order.client_order_id, order.symbol, order.side, order.quantity, order.ts_event
+            order.client_order_id, order.symbol, order.side, order.quantity, order.ts_event, resting=resting
         )
 
     def knows(self, client_order_id: str) -> bool:
@@ -151,8 +155,12 @@ class Book:
         return self.portfolio.quantity(symbol)
 
     def working_quantity(self, symbol: str) -> float:
-        """Signed quantity sent and not (yet) filled, rejected or cancelled."""
-        return sum(o.signed_remaining for o in self.working.values() if o.symbol == symbol)
+        """Signed quantity sent and not (yet) filled, rejected or cancelled (resting stops excluded)."""
+        return sum(o.signed_remaining for o in self.working.values() if o.symbol == symbol and not o.resting)
+
+    def resting(self, symbol: str) -> list[WorkingOrder]:
+        """The resting protective orders of ``symbol`` still open."""
+        return [o for o in self.working.values() if o.symbol == symbol and o.resting]
 
     def projected(self, symbol: str) -> float:
         """The position once every working order has filled: what the next order is sized against."""
@@ -171,7 +179,9 @@ class Book:
         return self.portfolio.cash
 
     def open_orders(self) -> list[OpenOrder]:
-        return [OpenOrder(o.symbol, o.side, o.remaining) for o in self.working.values() if o.remaining > 0]
+        return [
+            OpenOrder(o.symbol, o.side, o.remaining) for o in self.working.values() if o.remaining > 0 and not o.resting
+        ]
 
     def account_state(self, ahead: Sequence[OpenOrder] = ()) -> AccountState:
         """The snapshot the pre-trade risk checks judge (call ``mark`` first); ``ahead``: orders about to be

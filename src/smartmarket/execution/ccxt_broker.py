@@ -1,4 +1,4 @@
-"""An exchange broker through ccxt: market (and limit) orders with client order ids, fills with fees.
+"""An exchange broker through ccxt: market, limit and stop-loss orders with client order ids, fills with fees.
 
 Keys come **only** from the environment (``SMARTMARKET_EXCHANGE_API_KEY``, ``SMARTMARKET_EXCHANGE_API_SECRET``
 and, for exchanges that need one, ``SMARTMARKET_EXCHANGE_API_PASSWORD``), never from arguments, and never
@@ -16,6 +16,10 @@ Submitting (:meth:`CcxtBroker.submit`):
   plain order. After a transient failure (timeout, connection
   reset, rate limit) the exchange is asked for that client id before anything is re-sent, so a retry
   never places the order twice; a second ``submit`` of the same client id answers like the first;
+* a ``stop`` order (``SubmitOrder.stop_price``: a protective stop left resting on the exchange) goes through
+  ccxt's unified ``create_stop_loss_order`` as a market order triggered at that level (Binance spot:
+  ``STOP_LOSS``); an exchange whose ccxt class has no ``createStopLossOrder`` answers ``OrderRejected`` saying so.
+  ``open_orders`` leaves resting stops out, as a ``Book`` does;
 * the exchange's refusals (insufficient balance, invalid order) become ``OrderRejected``; transient
   failures are retried with bounded exponential backoff, then raise ``RetryableError`` (the order's
   state is then unknown: submitting the same client id again is safe).
@@ -220,10 +224,11 @@ class CcxtBroker:
         return True
 
     def open_orders(self) -> list[OpenOrder]:
+        """Open orders that will fill (market and limit); resting stop orders are not counted (as in a book)."""
         return [
             OpenOrder(t.order.symbol, t.order.side, max(0.0, t.amount - t.filled))
             for t in self._tracked.values()
-            if not t.done and t.status not in _TERMINAL
+            if not t.done and t.status not in _TERMINAL and t.order.order_type != "stop"
         ]
 
     def positions(self) -> dict[str, float]:
@@ -276,13 +281,17 @@ class CcxtBroker:
         if max_amount is not None and amount > max_amount:
             return rejected_event(order, f"quantity {amount:g} is above the maximum {max_amount}", now_ms)
         price: float | None = None
+        if order.order_type == "stop":
+            refused = self._stop_refusal(order, market)
+            if refused is not None:
+                return rejected_event(order, refused, now_ms)
         if order.order_type == "limit":
             if order.limit_price is None or not (math.isfinite(order.limit_price) and order.limit_price > 0):
                 return rejected_event(order, f"a limit order needs a price > 0, got {order.limit_price!r}", now_ms)
             price = float(self.exchange.price_to_precision(market, order.limit_price))
         min_cost = (limits.get("cost") or {}).get("min")
         if min_cost is not None:
-            reference = price if price is not None else self._reference_price(order.symbol, market)
+            reference = price if price is not None else order.stop_price or self._reference_price(order.symbol, market)
             notional = amount * reference
             if notional < min_cost:
                 return rejected_event(
@@ -328,9 +337,13 @@ class CcxtBroker:
                     log.warning("order %s was placed despite the failed answer: not sending it again", cid)
                     return found
             try:
-                placed: dict[str, Any] = self.exchange.create_order(
-                    market, order.order_type, order.side, amount, price, params
-                )
+                placed: dict[str, Any]
+                if order.order_type == "stop":  # a stop-loss that triggers a market order (Binance spot: STOP_LOSS)
+                    stop = float(self.exchange.price_to_precision(market, order.stop_price))
+                    placed = self.exchange.create_stop_loss_order(market, "market", order.side, amount, None, stop,
+                                                                  params)  # fmt: skip
+                else:
+                    placed = self.exchange.create_order(market, order.order_type, order.side, amount, price, params)
                 return placed
             except RETRYABLE_EXCHANGE_ERRORS as exc:
                 self._uncertain.add(cid)
@@ -351,6 +364,15 @@ class CcxtBroker:
                     raise
                 return found
         raise AssertionError("unreachable: RetryPolicy.attempts must be >= 1")
+
+    def _stop_refusal(self, order: SubmitOrder, market: str) -> str | None:
+        """Why a stop order cannot be placed here (None when it can): no stop level, or an exchange whose ccxt
+        class takes no stop-loss orders (``has["createStopLossOrder"]``)."""
+        if order.stop_price is None or not (math.isfinite(order.stop_price) and order.stop_price > 0):
+            return f"a stop order needs a stop price > 0, got {order.stop_price!r}"
+        if not self.exchange.has.get("createStopLossOrder"):
+            return f"{self.exchange.id} takes no stop-loss orders through ccxt (createStopLossOrder)"
+        return None
 
     def _find_by_client_id(self, market: str, cid: str) -> dict[str, Any] | None:
         try:

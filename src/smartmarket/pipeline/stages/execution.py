@@ -32,7 +32,17 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from smartmarket.bus.topics import CANDLES, ORDERS
-from smartmarket.core.events import CandleClosed, Message, OrderFilled, OrderRejected, OrderSubmitted, SubmitOrder
+from smartmarket.core.events import (
+    CancelOrder,
+    CandleClosed,
+    Message,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    OrderSubmitted,
+    SubmitOrder,
+    deterministic_event_id,
+)
 from smartmarket.core.timeutil import now_ms
 from smartmarket.execution.book import Book
 from smartmarket.execution.broker import Broker, PaperBrokerAdapter, rejected_event
@@ -131,7 +141,7 @@ class ExecutionStage(Stage):
 
     async def handle(self, message: Message) -> list[Message]:
         symbol = getattr(message, "symbol", None)
-        if isinstance(message, CandleClosed | SubmitOrder) and symbol in self.spec.symbols:
+        if isinstance(message, CandleClosed | SubmitOrder | CancelOrder) and symbol in self.spec.symbols:
             await self._state(message.symbol, message)  # a fresh worker recovers from the log first
         return self.step(message)
 
@@ -142,9 +152,10 @@ class ExecutionStage(Stage):
         if self.log is None:
             return
         last: dict[tuple[str, str], Message] = {}
-        inputs = [m for m in handled if isinstance(m, CandleClosed | SubmitOrder) and m.symbol in self.spec.symbols]
+        kinds = CandleClosed | SubmitOrder | CancelOrder
+        inputs = [m for m in handled if isinstance(m, kinds) and m.symbol in self.spec.symbols]
         for m in inputs:
-            if isinstance(m, SubmitOrder) or m.timeframe == self.spec.timeframe:
+            if not isinstance(m, CandleClosed) or m.timeframe == self.spec.timeframe:
                 last[(m.type_name, m.symbol)] = m
         for message in last.values():
             await self.log.wait_recorded(message)
@@ -173,7 +184,30 @@ class ExecutionStage(Stage):
                 return [*checked, *self._send(state, message, now)]
             state.waiting.append(message)
             return self._fill_due(state)
+        if isinstance(message, CancelOrder) and message.symbol in self.spec.symbols:
+            state = self._symbols.get(message.symbol) or self._symbols.setdefault(message.symbol, self._new_symbol())
+            return self._cancel(state, message)
         return []
+
+    def _cancel(self, state: _Symbol, command: CancelOrder) -> list[Message]:
+        """Cancel an order's remainder: a paper order still waiting for its candle is dropped; a live broker is
+        asked, and its answer (``OrderCancelled``, or the fill that came first) is polled at once."""
+        cid = command.client_order_id
+        waiting = next((o for o in state.waiting if o.client_order_id == cid), None)
+        if waiting is not None:
+            state.waiting.remove(waiting)
+            state.answered.add(cid)
+            cancelled = OrderCancelled(
+                event_id=deterministic_event_id("OrderCancelled", cid), ts_event=command.ts_event,
+                correlation_id=command.correlation_id, causation_id=command.event_id, symbol=command.symbol,
+                client_order_id=cid, reason=command.reason or "cancelled",
+            )  # fmt: skip
+            return self._learnt([cancelled])
+        if self.paper:
+            return []  # filled (or never sent): nothing to cancel
+        now = now_ms()
+        state.broker.cancel(cid, now)
+        return self._learnt(list(state.broker.poll_fills(now)))
 
     def _learnt(self, messages: list[Message]) -> list[Message]:
         for m in messages:
@@ -273,7 +307,7 @@ class ExecutionStage(Stage):
         return None
 
     def _send(self, state: _Symbol, order: SubmitOrder, when: int) -> list[Message]:
-        self.book.sent(order)
+        self.book.sent(order, resting=not self.paper and order.order_type == "stop")  # a live exchange's stop rests
         answer = state.broker.submit(order, when)
         state.answered.add(order.client_order_id)
         return self._learnt([answer, *state.broker.poll_fills(when)])

@@ -47,6 +47,7 @@ from typing import Literal, NamedTuple
 
 from smartmarket.bus.topics import CANDLES, EXECUTIONS, SIGNALS
 from smartmarket.core.events import (
+    CancelOrder,
     CandleClosed,
     Message,
     OrderCancelled,
@@ -136,6 +137,8 @@ class Account:
     exits_seen: int = 0
     deferred: tuple[Decided, float, str] | None = None  # (decision, target fraction, exit's client id): ``resume``
     submitted: list[SubmitOrder] = field(default_factory=list)
+    resting: SubmitOrder | None = None  # the protective stop resting on a live exchange (``_resting_stop``)
+    exchange_stops: bool = True  # False once the broker refused a resting stop: exits go as market orders
 
 
 def order_legs(projected: float, wanted: float, target_sign: int) -> list[Leg]:
@@ -183,21 +186,19 @@ class RiskStage(Stage):
         self.caught_up = 0  # units folded from the event log
         self._arrived: asyncio.Event | None = None  # set when an answer arrives (one per event loop)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._warned_market_exit = False  # said once per stage: a live broker's protective exits are market orders
-        if live_broker and (spec.strategy is None or spec.trading.risk.has_exits):  # the ensemble: its barriers
-            self._warn_market_exits("this run's protective exits (stop-loss, take-profit, trailing stop, the "
-                                    "ensemble's barriers)")  # fmt: skip
+        self._warned: set[str] = set()  # the WARNINGs about a live broker's exits said already (once each)
+        if live_broker and (spec.strategy is None or spec.trading.risk.take_profit_pct is not None):
+            self._warn_once("take-profit", "this run's take-profit exits (--take-profit, the ensemble's upper "
+                            "barrier) go to the exchange as market orders after the candle that reaches their "
+                            "level: no take-profit order rests on the exchange (stop-losses and trailing stops "
+                            "do, as stop orders)")  # fmt: skip
 
-    def _warn_market_exits(self, what: str) -> None:
-        """One WARNING per stage: with a live broker no stop rests on the exchange (``docs/pipeline.md``)."""
-        if self._warned_market_exit:
+    def _warn_once(self, key: str, text: str) -> None:
+        """One WARNING per subject and stage (``docs/pipeline.md``, "Protective exits with a live broker")."""
+        if key in self._warned:
             return
-        self._warned_market_exit = True
-        logger.warning(
-            "%s go to the exchange as market orders after the candle that reaches their level: no stop order "
-            "rests on the exchange, so a position is unprotected while this pipeline is down "
-            "(docs/pipeline.md, \"Parity with the backtest\")", what,
-        )  # fmt: skip
+        self._warned.add(key)
+        logger.warning("%s (docs/pipeline.md, \"Protective exits with a live broker\")", text)
 
     # ------------------------------------------------------------------------------------------ state
     def account(self, symbol: str) -> Account:
@@ -307,7 +308,7 @@ class RiskStage(Stage):
         out = []
         for order in account.book.working.values():
             cid = order.client_order_id
-            if cid in ended:
+            if cid in ended or order.resting:  # a resting stop is answered only if its level trades
                 continue
             wanted = asked.get(cid, order.quantity) - order.filled
             if filled.get(cid, 0.0) < wanted * (1 - 1e-9):
@@ -407,12 +408,16 @@ class RiskStage(Stage):
             if new_orders:
                 return [*exits, *self._orders(account, decision, new_orders[-1].target_fraction, sized=True)]
             return [*exits]
+        orders: list[Message] = []
         if new_orders:
-            return self._orders(account, decision, new_orders[-1].target_fraction, sized=True)
-        if any(f.order_id == -1 for f in new_fills):  # a live broker: the exit is a market order at the next open
-            self._warn_market_exits(f"{symbol}'s protective exits")  # a strategy's own levels: said at the first
-            return self._orders(account, decision, kernel.portfolio.quantity(symbol), sized=False)
-        return []
+            orders = self._orders(account, decision, new_orders[-1].target_fraction, sized=True)
+        elif any(f.order_id == -1 for f in new_fills):  # a live broker: the exit is a market order at the next open
+            if new_exits and new_exits[-1].reason == "take_profit":
+                self._warn_once("take-profit", f"{symbol}'s take-profit exits go to the exchange as market orders "
+                                "after the candle that reaches their level: no take-profit order rests on the "
+                                "exchange")  # fmt: skip
+            orders = self._orders(account, decision, kernel.portfolio.quantity(symbol), sized=False)
+        return self._resting_stop(account, decision, orders) if self.live_broker else orders
 
     def resume(self, symbol: str) -> list[Message]:
         """The orders of a decision taken in the candle a protective exit filled in, once the exit is answered.
@@ -492,6 +497,70 @@ class RiskStage(Stage):
         account.submitted.append(order)
         return [order]
 
+    def _resting_stop(self, account: Account, decision: Decided, orders: list[Message]) -> list[Message]:
+        """``orders`` with the live exchange's resting protective stop kept in line with the decision model.
+
+        The stop rests as a reduce-only stop order for the whole filled position at the decision model's binding
+        level (the tighter of its stop-loss and trailing stop), so the position stays protected while the pipeline
+        is down. It is placed at the first close after the entry filled, replaced (cancel, then place) when the
+        level or the position changes, and cancelled before any other order of the symbol leaves (on a spot
+        account a resting sell holds the coins a market sell needs). An exit the decision model takes at a level
+        the exchange's stop also reached is sent as a market order after that cancel: when the stop filled first,
+        the cancel finds nothing and the exchange refuses the market order (nothing left to sell)."""
+        candle, _now, cause, version = decision
+        symbol = candle.symbol
+        book = account.book
+        resting = account.resting
+        if resting is not None and resting.client_order_id not in book.working:
+            resting = account.resting = None  # filled, cancelled or refused: learnt from the broker's answers
+        if orders:
+            if resting is None:
+                return orders
+            account.resting = None
+            return [self._cancel(resting, decision, "the position changes"), *orders]
+        if book.working_quantity(symbol) != 0.0:
+            return []  # an order is still working: the position is not known yet
+        wanted = self._wanted_stop(account, symbol)
+        if resting is not None and wanted is not None and _same_stop(resting, *wanted):
+            return []
+        out: list[Message] = []
+        if resting is not None:
+            account.resting = None
+            out.append(self._cancel(resting, decision, "the stop level or the position changed"))
+        if wanted is not None:
+            side, quantity, level = wanted
+            event_id = derived_id("SubmitOrder", symbol, self.spec.timeframe, candle.ts, version, "stop")
+            stop = SubmitOrder(
+                event_id=event_id, ts_event=decision.now, correlation_id=cause.correlation_id,
+                causation_id=cause.event_id, symbol=symbol, side=side, quantity=quantity, order_type="stop",
+                stop_price=level, client_order_id=client_order_id(event_id), reduce_only=True,
+            )  # fmt: skip
+            book.sent(stop, resting=True)
+            account.resting = stop
+            out.append(stop)
+        return out
+
+    def _wanted_stop(self, account: Account, symbol: str) -> tuple[Literal["buy", "sell"], float, float] | None:
+        """(side, quantity, level) of the stop that should rest now, or None (flat, no stop level, or the exchange
+        refused stop orders)."""
+        held = account.book.position(symbol)
+        stops = account.kernel.stops(symbol)
+        if not account.exchange_stops or stops is None or held == 0.0 or stops.side != (1 if held > 0 else -1):
+            return None
+        level, _reason = stops.effective_stop()
+        if level is None or not level > 0:
+            return None
+        return ("sell" if held > 0 else "buy"), abs(held), level
+
+    def _cancel(self, order: SubmitOrder, decision: Decided, why: str) -> CancelOrder:
+        candle, now, cause, version = decision
+        return CancelOrder(
+            event_id=derived_id("CancelOrder", candle.symbol, self.spec.timeframe, candle.ts, version,
+                                order.client_order_id),
+            ts_event=now, correlation_id=cause.correlation_id, causation_id=cause.event_id, symbol=candle.symbol,
+            client_order_id=order.client_order_id, reason=why,
+        )  # fmt: skip
+
     def _apply_answers(self, account: Account, now: int) -> None:
         """Book the answers that came before this decision, in time order.
 
@@ -507,6 +576,14 @@ class RiskStage(Stage):
         for answer in sorted(due, key=lambda a: (a.ts_event, _ANSWER_RANK[a.type_name], a.event_id)):
             account.book.apply(answer)
             del account.answers[answer.event_id]
+            resting = account.resting
+            if isinstance(answer, OrderRejected) and resting is not None and answer.client_order_id == \
+                    resting.client_order_id:  # fmt: skip
+                account.exchange_stops = False
+                self._warn_once(f"stop:{answer.symbol}", f"the exchange refused {answer.symbol}'s resting stop "
+                                f"order ({answer.reason}): its stop-loss and trailing stop go as market orders "
+                                "after the candle that reaches their level, so the position is unprotected while "
+                                "this pipeline is down")  # fmt: skip
 
     def _target_quantity(self, book: Book, symbol: str, fraction: float, close: float) -> float:
         """``fraction`` of the book's equity at the decision ``close``: the kernel's rule (``order_quantity``)."""
@@ -531,6 +608,16 @@ class RiskStage(Stage):
 
     def idle(self) -> bool:
         return True
+
+
+def _same_stop(order: SubmitOrder, side: str, quantity: float, level: float) -> bool:
+    """Whether the resting ``order`` is already the stop (side, quantity, level) wanted."""
+    return (
+        order.side == side
+        and abs(order.quantity - quantity) <= 1e-9 * quantity
+        and order.stop_price is not None
+        and abs(order.stop_price - level) <= 1e-12 * level
+    )
 
 
 __all__ = ["DUST", "Account", "RiskStage", "SignalFeed", "client_order_id", "order_legs"]
