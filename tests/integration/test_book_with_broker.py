@@ -12,11 +12,14 @@ import asyncio
 import copy
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
+import pandas as pd
 import pytest
 from test_ccxt_broker import FAST_RETRY, KEY, SECRET, FakeBinanceTrading, fixture  # the fake exchange
 
+from smartmarket.bus.inprocess import InProcessBus
 from smartmarket.core.events import (
     CancelOrder,
     Message,
@@ -33,10 +36,13 @@ from smartmarket.execution.ccxt_broker import API_KEY_ENV, API_SECRET_ENV, CcxtB
 from smartmarket.execution.fees import FeeModel
 from smartmarket.execution.orders import Decision
 from smartmarket.execution.risk import RiskConfig
+from smartmarket.pipeline.live import LivePipeline, RunOptions
+from smartmarket.pipeline.sources import FileSource
 from smartmarket.pipeline.stages.candles import candle_closed
 from smartmarket.pipeline.stages.execution import ExecutionStage
 from smartmarket.pipeline.stages.risk import RiskStage
 from smartmarket.pipeline.stages.spec import PipelineSpec, StrategyChoice, TradingConfig
+from smartmarket.store.url import open_store
 from smartmarket.strategies.registry import STRATEGIES
 
 SYMBOL = "BTCUSDT"
@@ -357,3 +363,37 @@ def broker_cancel(desk: Desk, client_order_id: str) -> bool:
     broker = desk.execution.live_broker
     assert broker is not None
     return broker.cancel(client_order_id, 0)
+
+
+def test_the_live_pipeline_places_and_moves_the_resting_stop_over_the_bus_and_records_it(
+    exchange: BalancedFake, tmp_path: Path
+) -> None:
+    """``run --broker ccxt`` end to end (in-process bus, event store): the trailing stop rests on the exchange, and
+    its move goes over the ``orders`` stream as ``CancelOrder`` then the new stop, all recorded."""
+    exchange.fill_market_at = PRICE
+    trading = TradingConfig(initial_cash=10_000.0, fees=FeeModel(maker=0.001, taker=0.001), limits=None,
+                            risk=RiskConfig(trailing_stop_pct=0.01))  # fmt: skip
+    spec = PipelineSpec.build([SYMBOL], TF, None, trading, strategy=StrategyChoice(Scripted.name, {"plan": "L"}))
+    highs = [PRICE, PRICE, PRICE * 1.01, PRICE * 1.01, PRICE * 1.01]  # a new best price in the third candle
+    frame = pd.DataFrame({"ts": [T0 + i * TF.ms for i in range(len(highs))], "open": PRICE, "high": highs,
+                          "low": PRICE, "close": PRICE, "volume": 1.0})  # fmt: skip
+    store = open_store(f"duckdb:///{tmp_path / 'events.duckdb'}")
+
+    async def go() -> None:
+        pipeline = LivePipeline(spec, store, InProcessBus(), options=RunOptions(drain_timeout_s=30),
+                                broker=broker_on(exchange))  # fmt: skip
+        summary = await pipeline.run(FileSource({SYMBOL: frame}))
+        assert summary.drained, summary.not_idle
+
+    try:
+        asyncio.run(go())
+        recorded = [e.message for e in store.read_events(types=["SubmitOrder", "CancelOrder", "OrderCancelled"])]
+    finally:
+        store.close()
+    stops = [m for m in recorded if isinstance(m, SubmitOrder) and m.order_type == "stop"]
+    cancels = [m for m in recorded if isinstance(m, CancelOrder)]
+    assert [s.stop_price for s in stops] == [pytest.approx(PRICE * 0.99), pytest.approx(PRICE * 1.01 * 0.99)]
+    assert [c.client_order_id for c in cancels] == [stops[0].client_order_id]
+    assert any(isinstance(m, OrderCancelled) and m.client_order_id == stops[0].client_order_id for m in recorded)
+    assert exchange.order_by_client_id(stops[0].client_order_id).status == "CANCELED"
+    assert exchange.order_by_client_id(stops[1].client_order_id).status == "NEW"  # resting when the run ended
