@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import pandas as pd
 import pytest
-from test_ccxt_broker import FAST_RETRY, KEY, SECRET, FakeBinanceTrading, fixture  # the fake exchange
+from test_ccxt_broker import FAST_RETRY, KEY, SECRET, FakeBinanceTrading, FakeOrder, fixture  # the fake exchange
 
 from smartmarket.bus.inprocess import InProcessBus
 from smartmarket.core.events import (
@@ -30,6 +30,7 @@ from smartmarket.core.events import (
     SubmitOrder,
     TradingHalted,
 )
+from smartmarket.core.timeutil import now_ms
 from smartmarket.core.types import Timeframe
 from smartmarket.engine.strategy import BarContext, Strategy
 from smartmarket.execution.ccxt_broker import API_KEY_ENV, API_SECRET_ENV, CcxtBroker
@@ -38,10 +39,12 @@ from smartmarket.execution.orders import Decision
 from smartmarket.execution.risk import RiskConfig
 from smartmarket.pipeline.live import LivePipeline, RunOptions
 from smartmarket.pipeline.sources import FileSource
+from smartmarket.pipeline.stages.base import EventLog, append_new
 from smartmarket.pipeline.stages.candles import candle_closed
 from smartmarket.pipeline.stages.execution import ExecutionStage
 from smartmarket.pipeline.stages.risk import RiskStage
 from smartmarket.pipeline.stages.spec import PipelineSpec, StrategyChoice, TradingConfig
+from smartmarket.store.base import EventStore
 from smartmarket.store.url import open_store
 from smartmarket.strategies.registry import STRATEGIES
 
@@ -83,7 +86,21 @@ class BalancedFake(FakeBinanceTrading):
         return sum(float(o.quantity) - o.executed for o in self.orders.values()
                    if o.side == "SELL" and o.status in ("NEW", "PARTIALLY_FILLED"))  # fmt: skip
 
+    clock: int | None = None  # when set, the exchange's time (orders placed, trades) instead of the fixtures'
+
+    def add_trades(self, order: FakeOrder, trades: list[dict[str, Any]], status: str) -> None:
+        stamped = [t if self.clock is None else {**t, "time": self.clock} for t in trades]
+        super().add_trades(order, stamped, status)
+
     def answer(self, method: str, path: str, params: dict[str, str]) -> tuple[int, Any]:
+        if (method, path) == ("POST", "/api/v3/order") and self.clock is not None:
+            status, body = self._answer(method, path, params)
+            if isinstance(body, dict) and "transactTime" in body:
+                body["transactTime"] = body["workingTime"] = self.clock
+            return status, body
+        return self._answer(method, path, params)
+
+    def _answer(self, method: str, path: str, params: dict[str, str]) -> tuple[int, Any]:
         selling = (method, path) == ("POST", "/api/v3/order") and params.get("side") == "SELL"
         if selling and float(params["quantity"]) > self.held() - self.locked() + 1e-12:
             return 400, fixture("error-insufficient-balance.json")
@@ -131,35 +148,64 @@ def broker_on(fake: FakeBinanceTrading, *, stop_orders: bool = True) -> CcxtBrok
 class Desk:
     """The risk and execution stages of one process, wired by hand (no bus): answers go back to the risk stage."""
 
-    def __init__(self, plan: str, broker: CcxtBroker, reconcile: str = "check", risk: RiskConfig | None = None) -> None:
+    def __init__(
+        self, plan: str, broker: CcxtBroker, reconcile: str = "check", risk: RiskConfig | None = None,
+        *, t0: int = T0, store: EventStore | None = None,
+    ) -> None:  # fmt: skip
         trading = TradingConfig(
             initial_cash=10_000.0, fees=FeeModel(maker=0.001, taker=0.001), limits=None, risk=risk or RiskConfig()
         )
-        spec = PipelineSpec.build([SYMBOL], TF, None, trading, strategy=StrategyChoice(Scripted.name, {"plan": plan}))
-        self.risk = RiskStage(spec, None, live_broker=True, answer_timeout_s=0.05)
-        self.execution = ExecutionStage(spec, None, broker=broker, reconcile=reconcile)  # type: ignore[arg-type]
+        self.spec = PipelineSpec.build(
+            [SYMBOL], TF, None, trading, strategy=StrategyChoice(Scripted.name, {"plan": plan})
+        )  # fmt: skip
+        self.risk = RiskStage(self.spec, None, live_broker=True, answer_timeout_s=0.05)
+        self.execution = ExecutionStage(self.spec, None, broker=broker, reconcile=reconcile)  # type: ignore[arg-type]
         self.bar = 0
+        self.t0 = t0
+        self.store = store  # every event is recorded here, as the recorder stage would
         self.events: list[Message] = []
 
-    def _to_risk(self, messages: list[Message]) -> None:
+    def record(self, messages: list[Message]) -> None:
         self.events.extend(messages)
+        if self.store is not None:
+            append_new(self.store, messages)
+
+    def restart_risk(self) -> None:
+        """A new risk worker in place of the old one: it knows only the event log."""
+        assert self.store is not None
+        self.risk = RiskStage(self.spec, EventLog(self.store), live_broker=True, answer_timeout_s=0.05)
+
+    def _to_risk(self, messages: list[Message]) -> list[Any]:
+        """Answers to the risk stage's handler, as on the bus; orders it sends on an answer (a resting stop once an
+        entry filled) go to execution at once. Returns those orders."""
+        self.record(messages)
+        sent: list[Any] = []
         for m in messages:
-            self.risk.learn(m)
+            decided = asyncio.run(self.risk.handle(m))
+            self.record(decided)
+            sent.extend(self._to_execution(decided))
+        return sent
+
+    def _to_execution(self, decided: list[Message]) -> list[Any]:
+        sent: list[Any] = []
+        for order in [m for m in decided if isinstance(m, SubmitOrder | CancelOrder)]:
+            sent.append(order)
+            sent.extend(self._to_risk(asyncio.run(self.execution.handle(order))))
+        return sent
 
     def candle(self, low: float = PRICE, high: float = PRICE, between: Callable[[], None] | None = None) -> list[Any]:
         """One candle through execution (poll, reconcile) then risk (decide); orders (``SubmitOrder``,
-        ``CancelOrder``) go to execution in the order decided. ``between`` runs after the poll, before the decision."""
-        event = candle_closed(SYMBOL, TF, T0 + self.bar * TF.ms, PRICE, high, low, PRICE, 1.0)
+        ``CancelOrder``) go to execution in the order decided. ``between`` runs after the poll, before the decision.
+        Returns every order sent during the candle, those the risk stage sent on an answer included."""
+        event = candle_closed(SYMBOL, TF, self.t0 + self.bar * TF.ms, PRICE, high, low, PRICE, 1.0)
         self.bar += 1
-        self._to_risk(asyncio.run(self.execution.handle(event)))
+        self.record([event])
+        sent = self._to_risk(asyncio.run(self.execution.handle(event)))
         if between is not None:
             between()
         decided = asyncio.run(self.risk.handle(event))
-        self.events.extend(decided)
-        orders = [m for m in decided if isinstance(m, SubmitOrder | CancelOrder)]
-        for order in orders:
-            self._to_risk(asyncio.run(self.execution.handle(order)))
-        return orders
+        self.record(decided)
+        return [*sent, *self._to_execution(decided)]
 
     @property
     def book(self) -> Any:
@@ -267,9 +313,10 @@ def test_an_exit_taken_at_market_cancels_the_resting_stop_first(
     with caplog.at_level("WARNING", logger="smartmarket.pipeline.stages.risk"):
         desk = Desk("L", broker_on(exchange), risk=RiskConfig(stop_loss_pct=0.01, take_profit_pct=0.01))
         said_at_start = take_profit_warnings(caplog)
-        desk.candle()  # the buy
-        [stop] = desk.candle()
+        buy, stop = desk.candle()  # the buy fills at once: its stop rests on the exchange at once, not a candle later
+        assert desk.candle() == []  # the decision model's level at the open is the same: nothing is replaced
         cancel, sell = desk.candle(high=PRICE * 1.02)  # the take-profit's level: a market order after the candle
+    assert (buy.order_type, stop.order_type, stop.stop_price) == ("market", "stop", pytest.approx(PRICE * 0.99))
     assert isinstance(cancel, CancelOrder) and cancel.client_order_id == stop.client_order_id
     assert isinstance(sell, SubmitOrder) and sell.order_type == "market"
     assert sell.quantity == pytest.approx(stop.quantity)
@@ -290,8 +337,8 @@ def test_a_stop_filled_on_the_exchange_just_before_the_decision_model_exits_sell
     exchange.fill_market_at = PRICE
     broker = broker_on(exchange)
     desk = Desk("L", broker, risk=RiskConfig(stop_loss_pct=0.01))
-    desk.candle()  # the buy
-    [stop] = desk.candle()
+    _buy, stop = desk.candle()
+    assert desk.candle() == []
     # the stop fills after the execution stage polled and before the risk stage decides on the same candle
     cancel, sell = desk.candle(low=PRICE * 0.98, between=lambda: exchange.fill(stop.client_order_id, stop.quantity,
                                                                                "FILLED"))  # fmt: skip
@@ -307,8 +354,8 @@ def test_a_stop_filled_on_the_exchange_just_before_the_decision_model_exits_sell
 def test_a_trailing_stop_on_the_exchange_is_replaced_when_its_level_moves(exchange: BalancedFake) -> None:
     exchange.fill_market_at = PRICE
     desk = Desk("L", broker_on(exchange), risk=RiskConfig(trailing_stop_pct=0.01))
-    desk.candle()
-    [first] = desk.candle()
+    _buy, first = desk.candle()
+    assert desk.candle() == []
     assert first.stop_price == pytest.approx(PRICE * 0.99)
     cancel, moved = desk.candle(high=PRICE * 1.01)  # a new best price: the trail follows after the candle
     assert isinstance(cancel, CancelOrder) and cancel.client_order_id == first.client_order_id
@@ -327,9 +374,8 @@ def test_an_exchange_that_takes_no_stop_orders_falls_back_to_market_exits_and_sa
     exchange.fill_market_at = PRICE
     with caplog.at_level("WARNING", logger="smartmarket.pipeline.stages.risk"):
         desk = Desk("L", broker_on(exchange, stop_orders=False), risk=RiskConfig(stop_loss_pct=0.01))
-        [buy] = desk.candle()
-        [stop] = desk.candle()
-        assert desk.candle() == []  # the refusal is learnt: no stop is tried again
+        buy, stop = desk.candle()
+        assert desk.candle() == [] and desk.candle() == []  # the refusal is learnt: no stop is tried again
         [exit_order] = desk.candle(low=PRICE * 0.98)
     [refused] = [m for m in desk.events if isinstance(m, OrderRejected)]
     assert refused.client_order_id == stop.client_order_id and "takes no stop-loss orders" in refused.reason
@@ -397,3 +443,58 @@ def test_the_live_pipeline_places_and_moves_the_resting_stop_over_the_bus_and_re
     assert any(isinstance(m, OrderCancelled) and m.client_order_id == stops[0].client_order_id for m in recorded)
     assert exchange.order_by_client_id(stops[0].client_order_id).status == "CANCELED"
     assert exchange.order_by_client_id(stops[1].client_order_id).status == "NEW"  # resting when the run ended
+
+
+def test_the_stop_placed_at_the_fill_follows_the_decision_models_level_at_the_next_close(
+    exchange: BalancedFake,
+) -> None:
+    """Placed at once from the exchange's fill price; the decision model books the entry at the next open, and
+    where its level differs the resting stop is replaced once at that close (docs/pipeline.md)."""
+    exchange.fill_market_at = PRICE * 1.005  # the market order fills above the next candle's open
+    desk = Desk("L", broker_on(exchange), risk=RiskConfig(stop_loss_pct=0.01))
+    _buy, at_fill = desk.candle()
+    assert at_fill.stop_price == pytest.approx(PRICE * 1.005 * 0.99)
+    cancel, followed = desk.candle()  # the model's entry is the open: its stop is 1 % below that
+    assert isinstance(cancel, CancelOrder) and cancel.client_order_id == at_fill.client_order_id
+    assert followed.stop_price == pytest.approx(PRICE * 0.99) and followed.quantity == pytest.approx(at_fill.quantity)
+    assert desk.candle() == []
+
+
+def test_a_restarted_risk_worker_rebuilds_the_resting_stop_from_the_log_and_sends_the_exchange_nothing_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kill the risk worker mid-run (a new one knows only the event log): every request the exchange gets — orders,
+    stops, their moves and cancels — equals an uninterrupted run's, though the new worker re-sends what it rebuilt."""
+    monkeypatch.setenv(API_KEY_ENV, KEY)
+    monkeypatch.setenv(API_SECRET_ENV, SECRET)
+    monkeypatch.setitem(STRATEGIES, Scripted.name, Scripted)
+    t0 = (now_ms() // TF.ms - 30) * TF.ms  # recent candles: the exchange's clock follows them, the wall clock after
+    highs = [1.0, 1.0, 1.01, 1.01, 1.02, 1.02, 1.02]  # the trailing stop moves twice
+    plan = "L.....F"
+
+    def run(restart_at: int | None) -> list[tuple[str, str, str, str]]:
+        fake = BalancedFake()
+        fake.fill_market_at = PRICE
+        fake.start()
+        store = open_store(f"duckdb:///{tmp_path / f'events-{restart_at}.duckdb'}")
+        try:
+            desk = Desk(plan, broker_on(fake), risk=RiskConfig(trailing_stop_pct=0.01), t0=t0, store=store)
+            for bar, high in enumerate(highs):
+                if bar == restart_at:
+                    desk.restart_risk()
+                fake.clock = t0 + (bar + 1) * TF.ms + 500  # just after this candle closes
+                desk.candle(high=PRICE * high)
+            assert desk.book.position(SYMBOL) == pytest.approx(0.0) and fake.held() == pytest.approx(0.0)
+            return [(r.method, r.params.get("type", ""), r.params.get("quantity", ""), r.params.get("stopPrice", ""))
+                    for r in fake.requests if r.path == "/api/v3/order" and r.method != "GET"]  # fmt: skip
+        finally:
+            store.close()
+            fake.stop()
+
+    reference = run(None)
+    kinds = [(method, kind) for method, kind, _q, _s in reference]
+    # buy, its stop, two moves (cancel + place), then the exit: cancel the stop, sell
+    assert kinds == [("POST", "MARKET"), ("POST", "STOP_LOSS"), ("DELETE", ""), ("POST", "STOP_LOSS"),
+                     ("DELETE", ""), ("POST", "STOP_LOSS"), ("DELETE", ""), ("POST", "MARKET")]  # fmt: skip
+    for restart_at in (1, 3, 5):
+        assert run(restart_at) == reference, f"restarted before candle {restart_at}"

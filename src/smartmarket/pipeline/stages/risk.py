@@ -54,6 +54,7 @@ from smartmarket.core.events import (
     OrderFilled,
     OrderRejected,
     OrderSubmitted,
+    Side,
     SignalGenerated,
     SubmitOrder,
 )
@@ -61,7 +62,7 @@ from smartmarket.engine.kernel import Kernel
 from smartmarket.engine.strategy import BarContext, Strategy
 from smartmarket.execution.book import ANSWER_TYPES, Book
 from smartmarket.execution.orders import Decision
-from smartmarket.execution.risk import ProtectiveExit
+from smartmarket.execution.risk import ProtectiveExit, stops_for_entry
 from smartmarket.execution.risk_checks import OpenOrder, OrderIntent, Rejected, RiskChecks
 from smartmarket.execution.sizing import order_quantity
 from smartmarket.models.labels import LabelConfig
@@ -138,6 +139,7 @@ class Account:
     deferred: tuple[Decided, float, str] | None = None  # (decision, target fraction, exit's client id): ``resume``
     submitted: list[SubmitOrder] = field(default_factory=list)
     resting: SubmitOrder | None = None  # the protective stop resting on a live exchange (``_resting_stop``)
+    decided: Decided | None = None  # the last decision (a resting stop placed when a fill arrives takes its ids)
     exchange_stops: bool = True  # False once the broker refused a resting stop: exits go as market orders
 
 
@@ -161,9 +163,13 @@ def order_legs(projected: float, wanted: float, target_sign: int) -> list[Leg]:
     return legs
 
 
+CLIENT_ID_PREFIX = "sm"
+"""Every client order id the risk stage makes starts with it (an adoption fill's or a foreign order's does not)."""
+
+
 def client_order_id(event_id: str) -> str:
     """A broker-friendly client order id (exchanges cap their length at ~36 characters)."""
-    return f"sm{event_id[:30]}"
+    return f"{CLIENT_ID_PREFIX}{event_id[:30]}"
 
 
 class RiskStage(Stage):
@@ -234,7 +240,11 @@ class RiskStage(Stage):
     # ------------------------------------------------------------------------------------------ bus side
     async def handle(self, message: Message) -> list[Message]:
         if self.learn(message):
-            return self.resume(str(getattr(message, "symbol", "")))
+            symbol = str(getattr(message, "symbol", ""))
+            released = self.resume(symbol)
+            if self.live_broker and not released and isinstance(message, OrderFilled | OrderCancelled):
+                return self._protect_filled(symbol)
+            return released
         unit = await self._unit(message)
         if unit is None:
             return []
@@ -384,6 +394,8 @@ class RiskStage(Stage):
         book = account.book
         now = candle.ts_event if signal is None else signal.ts_event
         self._apply_answers(account, now)
+        # an entry's fills learnt from the log, not on the bus (catching up): its stop, with the ids it had live
+        protected = self._protect_filled(symbol) if self.live_broker else []
         book.mark(symbol, candle.close, now)
 
         kernel = account.kernel
@@ -399,7 +411,7 @@ class RiskStage(Stage):
         account.exits_seen = len(kernel.protective_exits)
         cause = signal if signal is not None else candle
         version = self.spec.order_version(symbol)
-        decision = Decided(candle, now, cause, version)
+        decision = account.decided = Decided(candle, now, cause, version)
         if new_exits and not self.live_broker:  # the paper broker fills it at its level inside this candle
             exits = self._protective_exit(account, candle, new_exits[-1], now, cause, version)
             if new_orders and exits:  # sized once the book holds the exit, as the kernel did: see ``resume``
@@ -417,7 +429,7 @@ class RiskStage(Stage):
                                 "after the candle that reaches their level: no take-profit order rests on the "
                                 "exchange")  # fmt: skip
             orders = self._orders(account, decision, kernel.portfolio.quantity(symbol), sized=False)
-        return self._resting_stop(account, decision, orders) if self.live_broker else orders
+        return [*protected, *self._resting_stop(account, decision, orders)] if self.live_broker else orders
 
     def resume(self, symbol: str) -> list[Message]:
         """The orders of a decision taken in the candle a protective exit filled in, once the exit is answered.
@@ -501,18 +513,16 @@ class RiskStage(Stage):
         """``orders`` with the live exchange's resting protective stop kept in line with the decision model.
 
         The stop rests as a reduce-only stop order for the whole filled position at the decision model's binding
-        level (the tighter of its stop-loss and trailing stop), so the position stays protected while the pipeline
-        is down. It is placed at the first close after the entry filled, replaced (cancel, then place) when the
-        level or the position changes, and cancelled before any other order of the symbol leaves (on a spot
-        account a resting sell holds the coins a market sell needs). An exit the decision model takes at a level
-        the exchange's stop also reached is sent as a market order after that cancel: when the stop filled first,
-        the cancel finds nothing and the exchange refuses the market order (nothing left to sell)."""
-        candle, _now, cause, version = decision
-        symbol = candle.symbol
+        level (the tighter of its stop-loss and trailing stop), so the position stays protected while the
+        pipeline is down. It is placed as soon as the entry's fills arrive (``_protect_filled``; else at the next
+        close), replaced (cancel, then place) when the level or the position changes, and cancelled before any
+        other order of the symbol leaves (on a spot account a resting sell holds the coins a market sell needs).
+        An exit the decision model takes at a level the exchange's stop also reached is sent as a market order
+        after that cancel: when the stop filled first, the cancel finds nothing and the exchange refuses the market
+        order (nothing left to sell)."""
+        symbol = decision.candle.symbol
         book = account.book
-        resting = account.resting
-        if resting is not None and resting.client_order_id not in book.working:
-            resting = account.resting = None  # filled, cancelled or refused: learnt from the broker's answers
+        resting = _still_resting(account)
         if orders:
             if resting is None:
                 return orders
@@ -528,24 +538,52 @@ class RiskStage(Stage):
             account.resting = None
             out.append(self._cancel(resting, decision, "the stop level or the position changed"))
         if wanted is not None:
-            side, quantity, level = wanted
-            event_id = derived_id("SubmitOrder", symbol, self.spec.timeframe, candle.ts, version, "stop")
-            stop = SubmitOrder(
-                event_id=event_id, ts_event=decision.now, correlation_id=cause.correlation_id,
-                causation_id=cause.event_id, symbol=symbol, side=side, quantity=quantity, order_type="stop",
-                stop_price=level, client_order_id=client_order_id(event_id), reduce_only=True,
-            )  # fmt: skip
-            book.sent(stop, resting=True)
-            account.resting = stop
-            out.append(stop)
+            out.append(self._place_stop(account, decision, wanted))
         return out
 
-    def _wanted_stop(self, account: Account, symbol: str) -> tuple[Literal["buy", "sell"], float, float] | None:
+    def _protect_filled(self, symbol: str) -> list[Message]:
+        """The resting stop of a position whose entry just filled (a live broker's answer on the bus), placed at
+        once rather than at the next close: its level comes from the fill price and the decision's levels, as the
+        decision model will set them at the next open (see ``_resting_stop``, which then follows the model)."""
+        account = self.accounts.get(symbol)
+        if account is None or account.decided is None or not account.exchange_stops:
+            return []
+        self._apply_answers(account, account.decided.now)  # a live broker's answers count once received
+        if _still_resting(account) is not None or account.book.working_quantity(symbol) != 0.0:
+            return []  # a stop rests already (the next close follows the position), or the order may fill more
+        wanted = self._wanted_stop(account, symbol)
+        return [self._place_stop(account, account.decided, wanted)] if wanted is not None else []
+
+    def _place_stop(self, account: Account, decision: Decided, wanted: tuple[Side, float, float]) -> SubmitOrder:
+        candle, now, cause, version = decision
+        side, quantity, level = wanted
+        event_id = derived_id("SubmitOrder", candle.symbol, self.spec.timeframe, candle.ts, version, "stop",
+                              f"{quantity:.12g}", f"{level:.12g}")  # fmt: skip
+        stop = SubmitOrder(
+            event_id=event_id, ts_event=now, correlation_id=cause.correlation_id, causation_id=cause.event_id,
+            symbol=candle.symbol, side=side, quantity=quantity, order_type="stop", stop_price=level,
+            client_order_id=client_order_id(event_id), reduce_only=True,
+        )  # fmt: skip
+        account.book.sent(stop, resting=True)
+        account.resting = stop
+        return stop
+
+    def _wanted_stop(self, account: Account, symbol: str) -> tuple[Side, float, float] | None:
         """(side, quantity, level) of the stop that should rest now, or None (flat, no stop level, or the exchange
-        refused stop orders)."""
-        held = account.book.position(symbol)
+        refused stop orders). The level is the decision model's; for an entry it has not booked yet (its order
+        pending for the next open), the decision's levels from the book's real entry price (``stops_for_entry``)."""
+        book = account.book
+        held = book.position(symbol)
+        if not account.exchange_stops or held == 0.0:
+            return None
+        side = 1 if held > 0 else -1
         stops = account.kernel.stops(symbol)
-        if not account.exchange_stops or stops is None or held == 0.0 or stops.side != (1 if held > 0 else -1):
+        pending = account.kernel.pending_order(symbol)
+        if (stops is None or stops.side != side) and pending is not None and pending.target_sign == side:
+            entry = book.portfolio.positions[symbol].avg_price
+            risk = self.spec.trading.risk
+            stops = stops_for_entry(risk, side, entry, pending.stop_loss, pending.take_profit, pending.trailing_stop)
+        if stops is None or stops.side != side:
             return None
         level, _reason = stops.effective_stop()
         if level is None or not level > 0:
@@ -567,12 +605,19 @@ class RiskStage(Stage):
         Paper answers are stamped with the fill candle's open, which is the close of the candle whose order they
         answer: an answer counts from the next decision on (``ts_event < now``), so catching up from the log
         applies each answer exactly where the uninterrupted run did. A live broker's answers carry the wall
-        clock: every answer received counts. A protective exit fills inside the candle it was decided at, so its
-        answers are stamped before that decision: a paper answer counts only once its order has left."""
-        due = [
-            a for a in account.answers.values()
-            if self.live_broker or (a.ts_event < now and account.book.knows(a.client_order_id))
-        ]  # fmt: skip
+        clock: every answer received counts, once its order has left (catching up from the log, the answers are
+        known before the fold reaches their orders; a reconciliation's adoption has no order of ours). A protective
+        exit fills inside the candle it was decided at, so its answers are stamped before that decision: a paper
+        answer counts only once its order has left."""
+        book = account.book
+
+        def counts(a: Answer) -> bool:
+            cid = a.client_order_id
+            if self.live_broker:
+                return book.knows(cid) or not cid.startswith(CLIENT_ID_PREFIX)
+            return a.ts_event < now and book.knows(cid)
+
+        due = [a for a in account.answers.values() if counts(a)]
         for answer in sorted(due, key=lambda a: (a.ts_event, _ANSWER_RANK[a.type_name], a.event_id)):
             account.book.apply(answer)
             del account.answers[answer.event_id]
@@ -610,6 +655,14 @@ class RiskStage(Stage):
         return True
 
 
+def _still_resting(account: Account) -> SubmitOrder | None:
+    """The account's resting stop, forgotten once filled, cancelled or refused (learnt from the broker)."""
+    resting = account.resting
+    if resting is not None and resting.client_order_id not in account.book.working:
+        resting = account.resting = None
+    return resting
+
+
 def _same_stop(order: SubmitOrder, side: str, quantity: float, level: float) -> bool:
     """Whether the resting ``order`` is already the stop (side, quantity, level) wanted."""
     return (
@@ -620,4 +673,4 @@ def _same_stop(order: SubmitOrder, side: str, quantity: float, level: float) -> 
     )
 
 
-__all__ = ["DUST", "Account", "RiskStage", "SignalFeed", "client_order_id", "order_legs"]
+__all__ = ["CLIENT_ID_PREFIX", "DUST", "Account", "RiskStage", "SignalFeed", "client_order_id", "order_legs"]
