@@ -20,6 +20,7 @@ import pytest
 from test_ccxt_broker import FAST_RETRY, KEY, SECRET, FakeBinanceTrading, FakeOrder, fixture  # the fake exchange
 
 from smartmarket.bus.inprocess import InProcessBus
+from smartmarket.cli.pipeline import deployment_broker
 from smartmarket.core.events import (
     CancelOrder,
     Message,
@@ -27,6 +28,7 @@ from smartmarket.core.events import (
     OrderFilled,
     OrderRejected,
     OrderSubmitted,
+    RunStarted,
     SubmitOrder,
     TradingHalted,
 )
@@ -498,3 +500,28 @@ def test_a_restarted_risk_worker_rebuilds_the_resting_stop_from_the_log_and_send
                      ("DELETE", ""), ("POST", "STOP_LOSS"), ("DELETE", ""), ("POST", "MARKET")]  # fmt: skip
     for restart_at in (1, 3, 5):
         assert run(restart_at) == reference, f"restarted before candle {restart_at}"
+
+
+def test_every_worker_of_a_live_broker_deployment_knows_its_broker(tmp_path: Path) -> None:
+    """``worker --stage risk --broker ccxt`` holds no broker (only the execution worker opens it), yet its risk stage
+    must run the live-broker rules (resting stops, answer timeouts), and the candles worker's ``RunStarted`` must
+    record the exchange, or ``replay`` would compare an exchange's fills as paper fills."""
+    spec = PipelineSpec.build([SYMBOL], TF, None, TradingConfig(limits=None), strategy=StrategyChoice("sma_cross", {}))
+    live = deployment_broker("ccxt", "binance")
+
+    def risk_worker(broker: str) -> Any:
+        [stage] = LivePipeline(spec, None, InProcessBus(), options=RunOptions(stages=("risk",), broker=broker)).stages
+        return stage
+
+    assert risk_worker(live).live_broker and not risk_worker(deployment_broker("paper", "binance")).live_broker
+    frame = pd.DataFrame({"ts": [T0 + i * TF.ms for i in range(3)], "open": PRICE, "high": PRICE, "low": PRICE,
+                          "close": PRICE, "volume": 1.0})  # fmt: skip
+    store = open_store(f"duckdb:///{tmp_path / 'events.duckdb'}")
+    try:
+        front = RunOptions(stages=("candles", "recorder"), pipeline=("candles", "recorder"), broker=live,
+                           drain_timeout_s=30)  # fmt: skip
+        assert asyncio.run(LivePipeline(spec, store, InProcessBus(), options=front).run(FileSource({SYMBOL: frame})))
+        [run] = [e.message for e in store.read_events(types=["RunStarted"])]
+    finally:
+        store.close()
+    assert isinstance(run, RunStarted) and run.broker == "ccxt:binance"

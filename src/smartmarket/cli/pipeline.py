@@ -158,14 +158,22 @@ def _recorded_artifacts(store: Any, symbols: Sequence[str]) -> dict[str, str]:
     return {symbol: found.pop() for symbol, found in ids.items()}
 
 
-def _broker(name: str, exchange: str, symbols: Sequence[str]) -> Any:
+def deployment_broker(name: str, exchange: str) -> str:
+    """How every worker of a deployment names its broker (``--broker``, ``--exchange``), as ``RunStarted`` records
+    it: only the execution worker opens the broker, but the risk worker must know it is live."""
     if name == "paper":
-        return None
+        return "paper"
     if name == "ccxt":
-        from smartmarket.execution.ccxt_broker import CcxtBroker
-
-        return CcxtBroker(exchange, sandbox=True, symbols=symbols)
+        return f"ccxt:{exchange}"
     raise ConfigError(f"unknown broker {name!r}", hint="use paper or ccxt")
+
+
+def _broker(name: str, exchange: str, symbols: Sequence[str]) -> Any:
+    if deployment_broker(name, exchange) == "paper":
+        return None
+    from smartmarket.execution.ccxt_broker import CcxtBroker
+
+    return CcxtBroker(exchange, sandbox=True, symbols=symbols)
 
 
 # What each latency of the run summary measures (``PipelineMetrics.latency_ms``): at --speed 0 a whole file is
@@ -355,7 +363,8 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError("the candles worker needs --source", hint="file:PATH or exchange:binance")
             candle_source = open_source(source, names, spec.timeframe, speed=speed)
         options = RunOptions(stages=(stage,), consumer=consumer, claim_min_idle_ms=claim_idle_ms,
-                             claim_every_ms=max(100, min(5_000, claim_idle_ms // 2)))  # fmt: skip
+                             claim_every_ms=max(100, min(5_000, claim_idle_ms // 2)),
+                             broker=deployment_broker(broker, exchange))  # fmt: skip
         the_broker = _broker(broker, exchange, names) if stage == "execution" else None
         summary = _run_pipeline(ctx, spec, bus, options, the_broker, candle_source, metrics_port)
         err_console.print(f"worker {stage} stopped: {json.dumps(summary.get('handled', {}))}")

@@ -82,6 +82,8 @@ class RunOptions:
     sample_every_s: float = 1.0
     stop_timeout_s: float = 5.0
     max_failed_in_row: int = 10
+    broker: str | None = None  # the deployment's broker as recorded (``broker_name``), for every worker of it: only
+    # the execution worker holds the broker, but the risk stage must know it is live and ``RunStarted`` must say so
 
 
 @dataclass
@@ -154,8 +156,10 @@ class LivePipeline:
         self.log = EventLog(store) if store is not None else None
         self.candles = CandleCache()
         local = [s for s in self.options.stages if s in CONSUMER_STAGES or s == SHADOW_STAGE]
-        self.stages: list[Stage] = build_stages(local, spec, self.log, candles=self.candles, broker=broker)
-        self.broker_name = broker_name(broker)
+        self.broker_name = self.options.broker or broker_name(broker)
+        live = self.broker_name != "paper"
+        self.stages: list[Stage] = build_stages(local, spec, self.log, candles=self.candles, broker=broker,
+                                                live_broker=live)  # fmt: skip
         self.consumer_name = self.options.consumer or default_consumer_name()
         self.consumers: list[Consumer] = []
         self.recorder: Recorder | None = None

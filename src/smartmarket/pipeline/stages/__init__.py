@@ -58,12 +58,15 @@ class ChainCache:
 def build_stages(
     names: Sequence[str], spec: PipelineSpec, log: EventLog | None, *, candles: CandleCache | None = None,
     broker: Broker | None = None,
+    live_broker: bool | None = None,
 ) -> list[Stage]:  # fmt: skip
     """The consumer stages among ``names`` (``candles`` and ``recorder`` are run by ``pipeline.live``).
 
     A pipeline trading a named strategy has no signal stages (``PipelineSpec.stage_names``); ``broker`` None is
     paper trading (fills at the next open), else a live broker (the risk stage waits for its answers only so long).
+    ``live_broker``: the deployment trades through a live broker though this process holds none (a risk worker).
     """
+    live = live_broker if live_broker is not None else broker is not None
     unknown = [n for n in names if n not in STAGE_NAMES + OPTIONAL_STAGES]
     if unknown:
         raise ConfigError(f"unknown stage(s) {unknown}", hint=f"use {', '.join(STAGE_NAMES + OPTIONAL_STAGES)}")
@@ -73,7 +76,7 @@ def build_stages(
         "features": lambda: FeaturesStage(spec, chains, log),
         "predictions": lambda: PredictionsStage(spec, chains, log),
         "signals": lambda: SignalsStage(spec, chains, log),
-        "risk": lambda: RiskStage(spec, log, candles, live_broker=broker is not None),
+        "risk": lambda: RiskStage(spec, log, candles, live_broker=live),
         "execution": lambda: ExecutionStage(spec, log, broker=broker),
         "portfolio": lambda: PortfolioStage(spec, log),
     }
