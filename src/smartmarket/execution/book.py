@@ -42,6 +42,7 @@ FILL_TOLERANCE = 1e-9
 
 ANSWER_TYPES: tuple[str, ...] = ("OrderSubmitted", "OrderFilled", "OrderRejected", "OrderCancelled")
 """The broker answers a book learns from (event type names)."""
+_ANSWER_RANK = {name: rank for rank, name in enumerate(ANSWER_TYPES)}
 
 
 @dataclass(slots=True)
@@ -82,15 +83,26 @@ class Book:
         self.rejections = 0
         self._applied: set[str] = set()
         self._finished: set[str] = set()  # client order ids answered for good
+        self._sent_order: dict[str, int] = {}  # client order id -> its place among the orders sent
 
     # ------------------------------------------------------------------------------------------ orders out
     def sent(self, order: SubmitOrder, *, resting: bool = False) -> None:
         """``order`` left for the broker: its quantity is working until answered (``resting``: see above)."""
         if order.client_order_id in self.working or order.client_order_id in self._finished:
             return
+        self._sent_order.setdefault(order.client_order_id, len(self._sent_order))
         self.working[order.client_order_id] = WorkingOrder(
             order.client_order_id, order.symbol, order.side, order.quantity, order.ts_event, resting=resting
         )
+
+    def answer_order(self, answer: Message) -> tuple[int, int, int]:
+        """Sort key of broker answers to apply them as the broker made them: by time, an acknowledgement before
+        fills, fills before a rejection or cancellation, then in the order their orders were sent (a reversal's
+        close leg before its new side, as the backtest books them; unknown orders last). A stable sort keeps the
+        arrival order of partial fills of one order."""
+        rank = _ANSWER_RANK.get(answer.type_name, len(_ANSWER_RANK))
+        cid = str(getattr(answer, "client_order_id", ""))
+        return answer.ts_event, rank, self._sent_order.get(cid, len(self._sent_order))
 
     def knows(self, client_order_id: str) -> bool:
         """Whether the order has left (working, or answered for good)."""

@@ -282,7 +282,7 @@ class ExecutionStage(Stage):
                     out.extend(self._learnt([rejected_event(order, reason, fill_ts)]))
                     continue
             else:
-                due = next((ts for ts in state.opens if ts >= order.ts_event), None)
+                due = _first_open_from(state.opens, order.ts_event)
                 if due is None:
                     still.append(order)
                     continue
@@ -327,6 +327,18 @@ class ExecutionStage(Stage):
             m for m in history
             if isinstance(m, SubmitOrder) and m.client_order_id not in answered and m.event_id != trigger.event_id
         ]  # fmt: skip
+
+
+def _first_open_from(opens: OrderedDict[int, _Bar], ts: int) -> int | None:
+    """The earliest remembered candle opening at or after ``ts``. Candles are remembered in time order and an
+    order's is almost always among the last, so the search walks back from the newest (it was a scan of up to
+    ``remembered`` candles from the oldest, for every order)."""
+    found: int | None = None
+    for open_ts in reversed(opens):
+        if open_ts < ts:
+            break
+        found = open_ts
+    return found
 
 
 def recovered_fills(messages: list[Message]) -> list[OrderFilled]:
