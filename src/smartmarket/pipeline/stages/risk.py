@@ -26,7 +26,9 @@ events before it: the same orders in a replay and across workers. A decision hel
 (``resume``) is released by whichever comes first, the exit's answer on the bus or in the log; the next
 decision waits for it and its orders' answers (the orders leave at once through the stage's ``publisher``).
 With a live broker (``live_broker``) it waits at most ``answer_timeout_s`` and then counts what is still
-unfilled as working.
+unfilled as working, and a position's stop-loss or trailing stop rests on the exchange as a stop order, kept in
+line with the decision model (``_resting_stop``: placed when the entry's fills arrive, replaced through
+``CancelOrder`` as the level moves, cancelled before any other order of the symbol; docs/pipeline.md).
 
 Each symbol is its own sub-account (``TradingConfig.initial_cash``). State is a fold over the symbol's units in
 candle order, rebuilt from the event log (candles, signals, answers) when a worker lacks it, so several workers
