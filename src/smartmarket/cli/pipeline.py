@@ -304,7 +304,8 @@ def register(app: typer.Typer) -> None:
         bus: BusOpt = "redis://127.0.0.1:6379/0",
         source: Annotated[str | None, typer.Option("--source", help="The candles worker's source.")] = None,
         speed: Annotated[float, typer.Option("--speed", help="File source speed (0 = max).")] = 0,
-        broker: Annotated[str, typer.Option("--broker", help="paper or ccxt (execution worker).")] = "paper",
+        broker: Annotated[str, typer.Option("--broker", help="paper or ccxt: the same on every worker of a deployment "
+                                            "(only the execution worker opens the exchange).")] = "paper",
         exchange: Annotated[str, typer.Option("--exchange", help="Exchange of the ccxt broker.")] = "binance",
         consumer: Annotated[str | None, typer.Option("--consumer", help="Consumer name (default: host-pid).")] = None,
         claim_idle_ms: Annotated[
