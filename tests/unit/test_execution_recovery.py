@@ -14,7 +14,7 @@ import asyncio
 from pathlib import Path
 
 from execution_scenario import SYMBOL, candle, spec
-from smartmarket.core.events import Message, OrderFilled, OrderSubmitted, SubmitOrder
+from smartmarket.core.events import CancelOrder, Message, OrderCancelled, OrderFilled, OrderSubmitted, SubmitOrder
 from smartmarket.pipeline.stages import EventLog, ExecutionStage
 from smartmarket.store.url import open_store
 
@@ -78,3 +78,20 @@ def test_a_successor_whose_first_input_is_the_fill_candle_fills_only_the_unanswe
             assert successor.waiting() == 0
 
     asyncio.run(scenario())
+
+
+def test_a_paper_order_cancelled_before_its_fill_candle_never_fills() -> None:
+    """``CancelOrder`` of a paper order still waiting for its candle: answered ``OrderCancelled``, then nothing
+    fills it; a second cancel, or one of an order already filled, answers nothing."""
+    stage = ExecutionStage(spec(), None)
+    stage.step(candle(0))
+    stage.step(order("o-1"))
+    assert stage.waiting() == 1
+    cancel = CancelOrder(ts_event=candle(0).ts_event, symbol=SYMBOL, client_order_id="o-1", reason="test")
+    [cancelled] = stage.step(cancel)
+    assert isinstance(cancelled, OrderCancelled) and cancelled.client_order_id == "o-1"
+    assert stage.waiting() == 0 and answers(stage.step(candle(1))) == []
+    assert stage.step(cancel) == []
+    # decided at candle 0's close like o-1, it fills at once at candle 1's open, which the stage knows now
+    assert [kind for kind, _, _ in answers(stage.step(order("o-2")))] == ["submitted", "filled"]
+    assert stage.step(CancelOrder(ts_event=candle(1).ts_event, symbol=SYMBOL, client_order_id="o-2")) == []

@@ -282,7 +282,7 @@ class CcxtBroker:
             return rejected_event(order, f"quantity {amount:g} is above the maximum {max_amount}", now_ms)
         price: float | None = None
         if order.order_type == "stop":
-            refused = self._stop_refusal(order, market)
+            refused = self._stop_refusal(order)
             if refused is not None:
                 return rejected_event(order, refused, now_ms)
         if order.order_type == "limit":
@@ -365,7 +365,7 @@ class CcxtBroker:
                 return found
         raise AssertionError("unreachable: RetryPolicy.attempts must be >= 1")
 
-    def _stop_refusal(self, order: SubmitOrder, market: str) -> str | None:
+    def _stop_refusal(self, order: SubmitOrder) -> str | None:
         """Why a stop order cannot be placed here (None when it can): no stop level, or an exchange whose ccxt
         class takes no stop-loss orders (``has["createStopLossOrder"]``)."""
         if order.stop_price is None or not (math.isfinite(order.stop_price) and order.stop_price > 0):

@@ -43,11 +43,6 @@ class RiskConfig:
         if not (self.max_position_fraction > 0 and self.max_gross_exposure > 0):
             raise ConfigError("position and exposure limits must be positive")
 
-    @property
-    def has_exits(self) -> bool:
-        """Whether any default protective exit (stop-loss, take-profit, trailing stop) is set."""
-        return any(level is not None for level in (self.stop_loss_pct, self.take_profit_pct, self.trailing_stop_pct))
-
     def limit_fraction(self, fraction: float, other_gross_fraction: float) -> float:
         """Clip a signed target fraction to the per-symbol cap and to what the gross cap leaves."""
         room = max(0.0, self.max_gross_exposure - other_gross_fraction)
